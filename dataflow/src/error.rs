@@ -1,0 +1,75 @@
+//! The one error type of the `keyflow-dataflow` crate.
+
+use std::path::PathBuf;
+
+/// Who is at fault when an [`Error`] happens: this tells a CLI how to report
+/// it and a caller whether a retry can help.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorClass {
+    /// Bad configuration or bad input data: the user must change something.
+    User,
+    /// Something outside the process failed: a file system, a peer, a server.
+    External,
+    /// A bug in keyflow or in a job: a worker panicked.
+    Internal,
+}
+
+/// Everything that can go wrong while building or running a dataflow.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A configuration value is invalid; the message names the value.
+    #[error("invalid configuration: {0}")]
+    Config(String),
+    /// A malformed record under the `fail` bad-input policy.
+    #[error("bad input at {location}: {reason}")]
+    BadInput {
+        /// File and line (or partition and offset) of the record.
+        location: String,
+        /// Why the record was rejected.
+        reason: String,
+    },
+    /// An input or output file could not be used.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file involved.
+        path: PathBuf,
+        /// The underlying error.
+        source: std::io::Error,
+    },
+    /// A source or sink failed for a reason outside keyflow.
+    #[error("{0}")]
+    External(String),
+    /// Timely could not set up the workers or the process mesh.
+    #[error("cannot start the workers: {0}")]
+    Startup(String),
+    /// A worker thread panicked; the message is the panic's.
+    #[error("worker {worker} panicked: {message}")]
+    WorkerPanic {
+        /// Index of the worker that panicked.
+        worker: usize,
+        /// The panic message.
+        message: String,
+    },
+}
+
+impl Error {
+    /// Classifies the error as user, external or internal.
+    pub fn class(&self) -> ErrorClass {
+        match self {
+            Error::Config(_) | Error::BadInput { .. } => ErrorClass::User,
+            Error::Io { .. } | Error::External(_) | Error::Startup(_) => ErrorClass::External,
+            Error::WorkerPanic { .. } => ErrorClass::Internal,
+        }
+    }
+
+    /// Builds an [`Error::Io`] for `path`.
+    pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        Error::Io {
+            path: path.into(),
+            source,
+        }
+    }
+}
+
+/// The crate's result type.
+pub type Result<T, E = Error> = std::result::Result<T, E>;

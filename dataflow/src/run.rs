@@ -1,0 +1,288 @@
+//! Run configuration and execution: threads, processes, and clean failure.
+
+use std::any::Any;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use timely::worker::Worker;
+use timely::{CommunicationConfig, WorkerConfig};
+
+use crate::error::{Error, Result};
+use crate::metrics::Metrics;
+
+/// How many workers and processes run a job, and how the processes find each
+/// other. Built from clap flags by the CLI; never from timely's own argument
+/// parser, which rejects unknown flags and reads `-h` as a host file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunConfig {
+    /// Worker threads per process.
+    pub workers: usize,
+    /// Number of processes in the cluster.
+    pub processes: usize,
+    /// This process's index, `0..processes`.
+    pub process: usize,
+    /// `host:port` of every process, in process order (empty for one process).
+    pub hosts: Vec<String>,
+    /// How long to wait for peers at start-up.
+    pub connect_timeout: Duration,
+}
+
+impl RunConfig {
+    /// One process with `workers` threads.
+    pub fn threads(workers: usize) -> Self {
+        RunConfig {
+            workers,
+            processes: 1,
+            process: 0,
+            hosts: Vec::new(),
+            connect_timeout: Duration::from_secs(30),
+        }
+    }
+
+    /// Total workers over all processes.
+    pub fn peers(&self) -> usize {
+        self.workers * self.processes
+    }
+
+    /// Reads a host file: one `host:port` per line, in process order; blank
+    /// lines and `#` comments are ignored.
+    pub fn read_hostfile(path: &Path) -> Result<Vec<String>> {
+        let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+        Ok(text
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty() && !l.starts_with('#'))
+            .map(str::to_string)
+            .collect())
+    }
+
+    /// Checks the configuration, naming the first bad value.
+    pub fn validate(&self) -> Result<()> {
+        if self.workers == 0 {
+            return Err(Error::Config("--workers 0: need at least one worker".into()));
+        }
+        if self.processes == 0 {
+            return Err(Error::Config("--processes 0: need at least one process".into()));
+        }
+        if self.process >= self.processes {
+            return Err(Error::Config(format!(
+                "--process {} is out of range for --processes {} (valid: 0..{})",
+                self.process,
+                self.processes,
+                self.processes - 1
+            )));
+        }
+        if self.processes > 1 {
+            if self.hosts.len() != self.processes {
+                return Err(Error::Config(format!(
+                    "the host file lists {} addresses but --processes is {}",
+                    self.hosts.len(),
+                    self.processes
+                )));
+            }
+            for host in &self.hosts {
+                let ok = host
+                    .rsplit_once(':')
+                    .is_some_and(|(h, p)| !h.is_empty() && p.parse::<u16>().is_ok());
+                if !ok {
+                    return Err(Error::Config(format!(
+                        "host file entry `{host}` is not host:port"
+                    )));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The timely configuration for this process.
+    pub fn timely_config(&self) -> timely::Config {
+        let communication = if self.processes > 1 {
+            CommunicationConfig::Cluster {
+                threads: self.workers,
+                process: self.process,
+                addresses: self.hosts.clone(),
+                report: false,
+                zerocopy: false,
+            }
+        } else if self.workers > 1 {
+            CommunicationConfig::Process(self.workers)
+        } else {
+            CommunicationConfig::Thread
+        };
+        timely::Config {
+            communication,
+            worker: WorkerConfig::default(),
+        }
+    }
+}
+
+/// What the workers of one process share: metrics and the first failure.
+#[derive(Debug)]
+pub struct Context {
+    /// The configuration the job runs with.
+    pub config: RunConfig,
+    /// Process-wide counters.
+    pub metrics: Metrics,
+    failure: Mutex<Option<Error>>,
+    aborted: AtomicBool,
+}
+
+impl Context {
+    /// A fresh context for `config`.
+    pub fn new(config: RunConfig) -> Self {
+        Context {
+            config,
+            metrics: Metrics::default(),
+            failure: Mutex::new(None),
+            aborted: AtomicBool::new(false),
+        }
+    }
+
+    /// Records `error` (the first one wins) and asks every worker to stop.
+    pub fn fail(&self, error: Error) {
+        let mut slot = self.failure.lock().unwrap_or_else(|p| p.into_inner());
+        if slot.is_none() {
+            *slot = Some(error);
+        }
+        self.aborted.store(true, Ordering::SeqCst);
+    }
+
+    /// Whether the job is stopping because of a failure.
+    pub fn is_aborted(&self) -> bool {
+        self.aborted.load(Ordering::Relaxed)
+    }
+
+    fn take_failure(&self) -> Option<Error> {
+        self.failure
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take()
+    }
+}
+
+fn panic_message(payload: &(dyn Any + Send)) -> String {
+    if let Some(s) = payload.downcast_ref::<&str>() {
+        s.to_string()
+    } else if let Some(s) = payload.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "unknown panic payload".to_string()
+    }
+}
+
+/// Steps `worker` until its dataflows complete, or drops them all if the job
+/// fails elsewhere, so that no worker waits forever on a dead peer.
+pub fn step_until_done(worker: &mut Worker, ctx: &Context) {
+    while worker.has_dataflows() {
+        if ctx.is_aborted() {
+            for id in worker.installed_dataflows() {
+                worker.drop_dataflow(id);
+            }
+            break;
+        }
+        worker.step_or_park(Some(Duration::from_millis(20)));
+    }
+}
+
+/// Runs `build` on every worker of this process, then steps the dataflows it
+/// built to completion.
+///
+/// `build` returns an error to stop the job (for example a file that cannot
+/// be opened). A panicking worker becomes [`Error::WorkerPanic`]; a failing
+/// source or sink becomes its own error. Either way the other workers stop
+/// and `run` returns the first error, with the shared [`Context`] dropped.
+///
+/// # Examples
+/// ```
+/// use keyflow_dataflow::run::{run, RunConfig};
+/// let indexes = run(&RunConfig::threads(2), |worker, _ctx| Ok(worker.index())).unwrap();
+/// assert_eq!(indexes, vec![0, 1]);
+/// ```
+pub fn run<T, F>(config: &RunConfig, build: F) -> Result<Vec<T>>
+where
+    T: Send + 'static,
+    F: Fn(&mut Worker, &Arc<Context>) -> Result<T> + Send + Sync + 'static,
+{
+    run_with_context(Arc::new(Context::new(config.clone())), build)
+}
+
+/// Like [`run`], with a context the caller keeps (to read metrics from
+/// another thread while the job runs).
+pub fn run_with_context<T, F>(ctx: Arc<Context>, build: F) -> Result<Vec<T>>
+where
+    T: Send + 'static,
+    F: Fn(&mut Worker, &Arc<Context>) -> Result<T> + Send + Sync + 'static,
+{
+    ctx.config.validate()?;
+    let timely_config = ctx.config.timely_config();
+    let shared = Arc::clone(&ctx);
+    let guards = timely::execute(timely_config, move |worker| {
+        let index = worker.index();
+        let outcome = catch_unwind(AssertUnwindSafe(|| {
+            let value = build(worker, &shared)?;
+            step_until_done(worker, &shared);
+            Ok(value)
+        }));
+        let error = match outcome {
+            Ok(Ok(value)) => return Some(value),
+            Ok(Err(error)) => error,
+            Err(payload) => Error::WorkerPanic {
+                worker: index,
+                message: panic_message(&*payload),
+            },
+        };
+        shared.fail(error);
+        for id in worker.installed_dataflows() {
+            worker.drop_dataflow(id);
+        }
+        None
+    })
+    .map_err(Error::Startup)?;
+    let mut values = Vec::new();
+    for joined in guards.join() {
+        match joined {
+            Ok(Some(value)) => values.push(value),
+            Ok(None) => {}
+            Err(message) => ctx.fail(Error::WorkerPanic { worker: 0, message }),
+        }
+    }
+    match ctx.take_failure() {
+        Some(error) => Err(error),
+        None => Ok(values),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rejects_bad_values_by_name() {
+        let mut c = RunConfig::threads(0);
+        assert!(c.validate().unwrap_err().to_string().contains("--workers 0"));
+        c.workers = 1;
+        c.processes = 2;
+        c.process = 2;
+        assert!(c.validate().unwrap_err().to_string().contains("--process 2"));
+        c.process = 1;
+        c.hosts = vec!["127.0.0.1:2101".into()];
+        assert!(c.validate().unwrap_err().to_string().contains("lists 1"));
+        c.hosts.push("nonsense".into());
+        assert!(c.validate().unwrap_err().to_string().contains("nonsense"));
+    }
+
+    #[test]
+    fn a_panic_becomes_an_error() {
+        let err = run(&RunConfig::threads(2), |worker, _| {
+            if worker.index() == 1 {
+                panic!("boom at worker {}", worker.index());
+            }
+            Ok(())
+        })
+        .unwrap_err();
+        assert!(err.to_string().contains("boom at worker 1"), "{err}");
+    }
+}

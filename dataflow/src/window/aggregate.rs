@@ -1,0 +1,196 @@
+//! Aggregations: a general aggregator (add / merge / finish) and the
+//! conveniences `count`, `sum`, `fold` and `reduce` built on it.
+//!
+//! Every aggregator can merge partial results, which is what lets keyflow
+//! combine records locally before the keyed exchange and combine sliding
+//! windows from shared panes.
+
+use std::marker::PhantomData;
+use std::ops::AddAssign;
+
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use timely::ExchangeData;
+
+/// Data that can cross the keyed exchange.
+pub trait Data: ExchangeData + Clone + std::fmt::Debug {}
+impl<T: ExchangeData + Clone + std::fmt::Debug> Data for T {}
+
+/// A general aggregation over the values `V` of one key and window.
+///
+/// `merge` must agree with `add`: adding values to two accumulators and
+/// merging them gives what adding all values to one gives, in any order.
+/// That is what makes results independent of the number of workers.
+pub trait Aggregator<V>: Clone + 'static {
+    /// The partial result, shipped between workers.
+    type Acc: Data;
+    /// The result of a window.
+    type Output: Data;
+    /// An empty accumulator.
+    fn init(&self) -> Self::Acc;
+    /// Adds one value.
+    fn add(&self, acc: &mut Self::Acc, value: V);
+    /// Adds another accumulator.
+    fn merge(&self, acc: &mut Self::Acc, other: &Self::Acc);
+    /// Turns the accumulator into the window's result.
+    fn finish(&self, acc: &Self::Acc) -> Self::Output;
+}
+
+/// Counts values.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Count;
+
+impl<V> Aggregator<V> for Count {
+    type Acc = u64;
+    type Output = u64;
+    fn init(&self) -> u64 {
+        0
+    }
+    #[inline]
+    fn add(&self, acc: &mut u64, _value: V) {
+        *acc += 1;
+    }
+    fn merge(&self, acc: &mut u64, other: &u64) {
+        *acc += *other;
+    }
+    fn finish(&self, acc: &u64) -> u64 {
+        *acc
+    }
+}
+
+/// Sums values.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Sum<V>(PhantomData<V>);
+
+impl<V> Sum<V> {
+    /// A summing aggregator.
+    pub fn new() -> Self {
+        Sum(PhantomData)
+    }
+}
+
+impl<V> Aggregator<V> for Sum<V>
+where
+    V: Data + Default + AddAssign + 'static,
+    for<'a> V: AddAssign<&'a V>,
+{
+    type Acc = V;
+    type Output = V;
+    fn init(&self) -> V {
+        V::default()
+    }
+    #[inline]
+    fn add(&self, acc: &mut V, value: V) {
+        *acc += value;
+    }
+    fn merge(&self, acc: &mut V, other: &V) {
+        *acc += other;
+    }
+    fn finish(&self, acc: &V) -> V {
+        acc.clone()
+    }
+}
+
+/// Combines values with an associative, commutative function.
+#[derive(Clone)]
+pub struct Reduce<F>(pub F);
+
+impl<V, F> Aggregator<V> for Reduce<F>
+where
+    V: Data,
+    F: Fn(&V, &V) -> V + Clone + 'static,
+{
+    type Acc = Option<V>;
+    type Output = V;
+    fn init(&self) -> Option<V> {
+        None
+    }
+    fn add(&self, acc: &mut Option<V>, value: V) {
+        *acc = Some(match acc.take() {
+            Some(a) => (self.0)(&a, &value),
+            None => value,
+        });
+    }
+    fn merge(&self, acc: &mut Option<V>, other: &Option<V>) {
+        if let Some(o) = other {
+            *acc = Some(match acc.take() {
+                Some(a) => (self.0)(&a, o),
+                None => o.clone(),
+            });
+        }
+    }
+    fn finish(&self, acc: &Option<V>) -> V {
+        acc.clone()
+            .expect("a fired window has at least one value, so its reduce accumulator is set")
+    }
+}
+
+/// Folds a window's values in order, from an initial value.
+///
+/// A fold need not be associative, so its values are collected and folded in
+/// sorted order when the window fires: that keeps the result the same at any
+/// worker count. Prefer [`Aggregator`] or [`Reduce`] when the function allows
+/// merging, as they keep less state.
+#[derive(Clone)]
+pub struct Fold<R, F> {
+    init: R,
+    step: F,
+}
+
+impl<R, F> Fold<R, F> {
+    /// A fold starting at `init` that applies `step` to each value.
+    pub fn new(init: R, step: F) -> Self {
+        Fold { init, step }
+    }
+}
+
+impl<V, R, F> Aggregator<V> for Fold<R, F>
+where
+    V: Data + Ord + Serialize + DeserializeOwned,
+    R: Data,
+    F: Fn(R, &V) -> R + Clone + 'static,
+{
+    type Acc = Vec<V>;
+    type Output = R;
+    fn init(&self) -> Vec<V> {
+        Vec::new()
+    }
+    fn add(&self, acc: &mut Vec<V>, value: V) {
+        acc.push(value);
+    }
+    fn merge(&self, acc: &mut Vec<V>, other: &Vec<V>) {
+        acc.extend(other.iter().cloned());
+    }
+    fn finish(&self, acc: &Vec<V>) -> R {
+        let mut values: Vec<&V> = acc.iter().collect();
+        values.sort();
+        values
+            .into_iter()
+            .fold(self.init.clone(), |r, v| (self.step)(r, v))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn split_merge<A: Aggregator<u64>>(agg: &A, values: &[u64]) -> A::Output {
+        let (a, b) = values.split_at(values.len() / 2);
+        let mut left = agg.init();
+        let mut right = agg.init();
+        b.iter().for_each(|v| agg.add(&mut right, *v));
+        a.iter().rev().for_each(|v| agg.add(&mut left, *v));
+        agg.merge(&mut left, &right);
+        agg.finish(&left)
+    }
+
+    #[test]
+    fn merging_agrees_with_adding() {
+        let values = [5u64, 1, 9, 3, 3, 7];
+        assert_eq!(split_merge(&Count, &values), 6);
+        assert_eq!(split_merge(&Sum::<u64>::new(), &values), 28);
+        assert_eq!(split_merge(&Reduce(|a: &u64, b: &u64| *a.max(b)), &values), 9);
+        let digits = Fold::new(0u64, |r, v: &u64| r * 10 + v);
+        assert_eq!(split_merge(&digits, &values), 133_579);
+    }
+}
