@@ -1,1 +1,7 @@
-//! x
+//! The bundled keyflow jobs. Each is a config struct plus a function that
+//! builds its dataflow from `keyflow-operators`; nothing reusable lives here.
+
+pub mod error;
+pub mod pageviews;
+
+pub use error::{Error, Result};

@@ -1,0 +1,1 @@
+//! Pageview events and their sources.
