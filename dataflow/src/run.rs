@@ -62,10 +62,14 @@ impl RunConfig {
     /// Checks the configuration, naming the first bad value.
     pub fn validate(&self) -> Result<()> {
         if self.workers == 0 {
-            return Err(Error::Config("--workers 0: need at least one worker".into()));
+            return Err(Error::Config(
+                "--workers 0: need at least one worker".into(),
+            ));
         }
         if self.processes == 0 {
-            return Err(Error::Config("--processes 0: need at least one process".into()));
+            return Err(Error::Config(
+                "--processes 0: need at least one process".into(),
+            ));
         }
         if self.process >= self.processes {
             return Err(Error::Config(format!(
@@ -262,11 +266,19 @@ mod tests {
     #[test]
     fn rejects_bad_values_by_name() {
         let mut c = RunConfig::threads(0);
-        assert!(c.validate().unwrap_err().to_string().contains("--workers 0"));
+        assert!(c
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .contains("--workers 0"));
         c.workers = 1;
         c.processes = 2;
         c.process = 2;
-        assert!(c.validate().unwrap_err().to_string().contains("--process 2"));
+        assert!(c
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .contains("--process 2"));
         c.process = 1;
         c.hosts = vec!["127.0.0.1:2101".into()];
         assert!(c.validate().unwrap_err().to_string().contains("lists 1"));

@@ -81,7 +81,10 @@ impl<T> Partition<T> for ScriptedPartition<T> {
                 }
                 Some(Step::Bad(reason)) => {
                     self.read += 1;
-                    batch.bad(format!("partition {} step {}", self.index, self.read), reason);
+                    batch.bad(
+                        format!("partition {} step {}", self.index, self.read),
+                        reason,
+                    );
                 }
                 Some(Step::Pause(d)) => self.paused_until = Some(Instant::now() + d),
                 Some(Step::Abort(message)) => {

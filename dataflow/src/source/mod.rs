@@ -85,7 +85,9 @@ impl SourceConfig {
     /// Checks the values, naming the first bad one.
     pub fn validate(&self) -> Result<()> {
         if self.batch == 0 {
-            return Err(Error::Config("source batch size 0 must be at least 1".into()));
+            return Err(Error::Config(
+                "source batch size 0 must be at least 1".into(),
+            ));
         }
         if self.max_future == Some(0) {
             return Err(Error::Config(

@@ -176,10 +176,6 @@ pub fn source<'scope, S: Source>(
                     finished_watermark = finished_watermark.max(reader.clock.watermark());
                 }
                 readers.retain(|r| !r.done);
-                if readers.is_empty() {
-                    cap = None;
-                    return;
-                }
                 let highest = readers
                     .iter()
                     .map(|r| r.clock.watermark())
@@ -187,6 +183,10 @@ pub fn source<'scope, S: Source>(
                     .unwrap_or(0)
                     .max(finished_watermark);
                 ctx.metrics.raise_watermark(highest);
+                if readers.is_empty() {
+                    cap = None;
+                    return;
+                }
                 let active_min = readers
                     .iter()
                     .filter(|r| !r.clock.is_idle(now, config.idle_timeout))
@@ -194,9 +194,8 @@ pub fn source<'scope, S: Source>(
                     .min();
                 // With every partition idle, follow the most advanced
                 // watermark in this process rather than hold progress back.
-                let target = active_min.unwrap_or_else(|| {
-                    highest.max(ctx.metrics.watermark.load(Ordering::Relaxed))
-                });
+                let target = active_min
+                    .unwrap_or_else(|| highest.max(ctx.metrics.watermark.load(Ordering::Relaxed)));
                 if target > *c.time() {
                     c.downgrade(&target);
                 }

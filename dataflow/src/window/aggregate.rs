@@ -189,7 +189,10 @@ mod tests {
         let values = [5u64, 1, 9, 3, 3, 7];
         assert_eq!(split_merge(&Count, &values), 6);
         assert_eq!(split_merge(&Sum::<u64>::new(), &values), 28);
-        assert_eq!(split_merge(&Reduce(|a: &u64, b: &u64| *a.max(b)), &values), 9);
+        assert_eq!(
+            split_merge(&Reduce(|a: &u64, b: &u64| *a.max(b)), &values),
+            9
+        );
         let digits = Fold::new(0u64, |r, v: &u64| r * 10 + v);
         assert_eq!(split_merge(&digits, &values), 133_579);
     }

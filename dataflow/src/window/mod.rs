@@ -143,9 +143,7 @@ impl<'scope, D: 'static> KeyBy<'scope, D> for EventStream<'scope, D> {
         V: Data,
         F: FnMut(D) -> (K, V) + 'static,
     {
-        let stream = self
-            .map(move |(ts, d)| (ts, f(d)))
-            .container::<Vec<_>>();
+        let stream = self.map(move |(ts, d)| (ts, f(d))).container::<Vec<_>>();
         Keyed {
             stream,
             name: name.to_string(),
@@ -214,8 +212,14 @@ impl<'scope, K: Key, V: Data> Windowed<'scope, K, V> {
         agg: A,
     ) -> Result<WindowOut<'scope, K, A::Output, V>> {
         self.spec.validate()?;
-        let (partials, late) =
-            pre::pre_aggregate(self.keyed.stream, ctx, id, self.spec, self.lateness, agg.clone());
+        let (partials, late) = pre::pre_aggregate(
+            self.keyed.stream,
+            ctx,
+            id,
+            self.spec,
+            self.lateness,
+            agg.clone(),
+        );
         let results = match self.spec.grid() {
             Some(grid) => panes::pane_windows(partials, ctx, id, grid, self.lateness, agg),
             None => {

@@ -153,113 +153,115 @@ pub(crate) fn pane_windows<'scope, K: Key, V: Data, A: Aggregator<V>>(
     };
     let ctx = Arc::clone(ctx);
     let route = |(_, p): &(EventTime, Partial<K, V, A::Acc>)| stable_hash(p.key());
-    partials.unary_frontier(Exchange::new(route), &format!("Window({id})"), move |_, _| {
-        let mut state = PaneState::<K, A::Acc>::default();
-        let mut pending: BTreeMap<EventTime, Capability<EventTime>> = BTreeMap::new();
-        let mut late: LateStash<K, V> = BTreeMap::new();
-        move |(input, frontier), output| {
-            input.for_each(|cap, data| {
-                let Some(&time) = cap.least() else { return };
-                for (_, partial) in data.drain(..) {
-                    match partial {
-                        Partial::Agg {
-                            key, start, acc, ..
-                        } => {
-                            if grid.last_end(start).is_none() {
-                                // A pane in the gap between hopping windows.
-                                continue;
-                            }
-                            let pane = state.panes.entry(start).or_insert_with(|| {
-                                for end in grid.ends_of(start) {
-                                    pending
-                                        .entry(end)
-                                        .or_insert_with(|| cap.delayed(&end, 0));
+    partials.unary_frontier(
+        Exchange::new(route),
+        &format!("Window({id})"),
+        move |_, _| {
+            let mut state = PaneState::<K, A::Acc>::default();
+            let mut pending: BTreeMap<EventTime, Capability<EventTime>> = BTreeMap::new();
+            let mut late: LateStash<K, V> = BTreeMap::new();
+            move |(input, frontier), output| {
+                input.for_each(|cap, data| {
+                    let Some(&time) = cap.least() else { return };
+                    for (_, partial) in data.drain(..) {
+                        match partial {
+                            Partial::Agg {
+                                key, start, acc, ..
+                            } => {
+                                if grid.last_end(start).is_none() {
+                                    // A pane in the gap between hopping windows.
+                                    continue;
                                 }
-                                StableMap::default()
-                            });
-                            merge_into(pane, &agg, key, acc);
-                        }
-                        Partial::Late { ts, key, value } => {
-                            late.entry(time)
-                                .or_insert_with(|| (cap.delayed(&time, 0), Vec::new()))
-                                .1
-                                .push((ts, key, value));
+                                let pane = state.panes.entry(start).or_insert_with(|| {
+                                    for end in grid.ends_of(start) {
+                                        pending.entry(end).or_insert_with(|| cap.delayed(&end, 0));
+                                    }
+                                    StableMap::default()
+                                });
+                                merge_into(pane, &agg, key, acc);
+                            }
+                            Partial::Late { ts, key, value } => {
+                                late.entry(time)
+                                    .or_insert_with(|| (cap.delayed(&time, 0), Vec::new()))
+                                    .1
+                                    .push((ts, key, value));
+                            }
                         }
                     }
-                }
-            });
+                });
 
-            // Late records read at time `t` are applied once `t` is complete,
-            // after every window ending at or before `t` has fired: the same
-            // results whatever the scheduling.
-            while let Some(entry) = late.first_entry() {
-                let t = *entry.key();
-                if frontier.less_equal(&t) {
-                    break;
-                }
-                let (cap, records) = entry.remove();
-                fire(&mut pending, |end| end <= t, &state, &grid, &agg, output);
-                let mut updates = BTreeSet::new();
-                let mut dropped = 0;
-                for (ts, key, value) in records {
-                    let pane = grid.pane_of(ts);
-                    let mut accepted = false;
-                    for end in grid.ends_of(pane) {
-                        if end > t {
-                            accepted = true;
-                            pending.entry(end).or_insert_with(|| cap.delayed(&end));
-                        } else if end + keep > t {
-                            accepted = true;
-                            updates.insert((end, key.clone()));
+                // Late records read at time `t` are applied once `t` is complete,
+                // after every window ending at or before `t` has fired: the same
+                // results whatever the scheduling.
+                while let Some(entry) = late.first_entry() {
+                    let t = *entry.key();
+                    if frontier.less_equal(&t) {
+                        break;
+                    }
+                    let (cap, records) = entry.remove();
+                    fire(&mut pending, |end| end <= t, &state, &grid, &agg, output);
+                    let mut updates = BTreeSet::new();
+                    let mut dropped = 0;
+                    for (ts, key, value) in records {
+                        let pane = grid.pane_of(ts);
+                        let mut accepted = false;
+                        for end in grid.ends_of(pane) {
+                            if end > t {
+                                accepted = true;
+                                pending.entry(end).or_insert_with(|| cap.delayed(&end));
+                            } else if end + keep > t {
+                                accepted = true;
+                                updates.insert((end, key.clone()));
+                            }
+                        }
+                        if accepted {
+                            let mut acc = agg.init();
+                            agg.add(&mut acc, value);
+                            merge_into(state.panes.entry(pane).or_default(), &agg, key, acc);
+                        } else {
+                            dropped += 1;
                         }
                     }
-                    if accepted {
-                        let mut acc = agg.init();
-                        agg.add(&mut acc, value);
-                        merge_into(state.panes.entry(pane).or_default(), &agg, key, acc);
-                    } else {
-                        dropped += 1;
-                    }
-                }
-                Metrics::add(&ctx.metrics.late_dropped, dropped);
-                Metrics::add(&ctx.metrics.late_updates, updates.len() as u64);
-                let mut session = output.session(&cap);
-                for (end, key) in updates {
-                    if let Some(acc) = state.window_value(&grid, &agg, end, &key) {
-                        let value = agg.finish(&acc);
-                        let start = grid.start_of(end);
-                        session.give((
-                            end,
-                            WindowResult {
-                                key,
-                                start,
+                    Metrics::add(&ctx.metrics.late_dropped, dropped);
+                    Metrics::add(&ctx.metrics.late_updates, updates.len() as u64);
+                    let mut session = output.session(&cap);
+                    for (end, key) in updates {
+                        if let Some(acc) = state.window_value(&grid, &agg, end, &key) {
+                            let value = agg.finish(&acc);
+                            let start = grid.start_of(end);
+                            session.give((
                                 end,
-                                value,
-                                update: true,
-                            },
-                        ));
+                                WindowResult {
+                                    key,
+                                    start,
+                                    end,
+                                    value,
+                                    update: true,
+                                },
+                            ));
+                        }
                     }
                 }
-            }
 
-            fire(
-                &mut pending,
-                |end| !frontier.less_than(&end),
-                &state,
-                &grid,
-                &agg,
-                output,
-            );
+                fire(
+                    &mut pending,
+                    |end| !frontier.less_than(&end),
+                    &state,
+                    &grid,
+                    &agg,
+                    output,
+                );
 
-            // A pane is needed until the last window holding it is past its
-            // allowed lateness.
-            while let Some(entry) = state.panes.first_entry() {
-                let expires = grid.last_end(*entry.key()).map_or(0, |e| e + keep);
-                if frontier.less_than(&expires) {
-                    break;
+                // A pane is needed until the last window holding it is past its
+                // allowed lateness.
+                while let Some(entry) = state.panes.first_entry() {
+                    let expires = grid.last_end(*entry.key()).map_or(0, |e| e + keep);
+                    if frontier.less_than(&expires) {
+                        break;
+                    }
+                    entry.remove();
                 }
-                entry.remove();
             }
-        }
-    })
+        },
+    )
 }

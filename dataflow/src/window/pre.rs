@@ -69,9 +69,8 @@ pub(crate) fn pre_aggregate<'scope, K: Key, V: Data, A: Aggregator<V>>(
                     match grid {
                         Some(grid) => {
                             let pane = grid.pane_of(ts);
-                            let entry = panes
-                                .entry((key, pane))
-                                .or_insert_with(|| (ts, agg.init()));
+                            let entry =
+                                panes.entry((key, pane)).or_insert_with(|| (ts, agg.init()));
                             entry.0 = entry.0.min(ts);
                             agg.add(&mut entry.1, value);
                         }

@@ -125,127 +125,139 @@ pub(crate) fn session_windows<'scope, K: Key, V: Data, A: Aggregator<V>>(
     };
     let ctx = Arc::clone(ctx);
     let route = |(_, p): &(EventTime, Partial<K, V, A::Acc>)| stable_hash(p.key());
-    partials.unary_frontier(Exchange::new(route), &format!("Session({id})"), move |_, _| {
-        let mut sessions: StableMap<K, Vec<Session<A::Acc>>> = StableMap::default();
-        // Window ends to look at, with the keys that may have a session
-        // ending there (stale entries are skipped when they fire).
-        let mut timers: Timers<K> = BTreeMap::new();
-        let mut late: BTreeMap<EventTime, (Capability<EventTime>, Vec<(EventTime, K, V)>)> =
-            BTreeMap::new();
-        let mut seen_frontier = Some(0);
-        move |(input, frontier), output| {
-            input.for_each(|cap, data| {
-                let Some(&time) = cap.least() else { return };
-                for (_, partial) in data.drain(..) {
-                    match partial {
-                        Partial::Agg {
-                            key,
-                            start,
-                            last,
-                            acc,
-                        } => {
-                            let list = sessions.entry(key.clone()).or_default();
-                            let piece = Session {
+    partials.unary_frontier(
+        Exchange::new(route),
+        &format!("Session({id})"),
+        move |_, _| {
+            let mut sessions: StableMap<K, Vec<Session<A::Acc>>> = StableMap::default();
+            // Window ends to look at, with the keys that may have a session
+            // ending there (stale entries are skipped when they fire).
+            let mut timers: Timers<K> = BTreeMap::new();
+            let mut late: BTreeMap<EventTime, (Capability<EventTime>, Vec<(EventTime, K, V)>)> =
+                BTreeMap::new();
+            let mut seen_frontier = Some(0);
+            move |(input, frontier), output| {
+                input.for_each(|cap, data| {
+                    let Some(&time) = cap.least() else { return };
+                    for (_, partial) in data.drain(..) {
+                        match partial {
+                            Partial::Agg {
+                                key,
                                 start,
                                 last,
                                 acc,
-                                fired: false,
-                            };
-                            let (i, _) = merge_piece(list, &agg, gap, piece);
-                            let end = list[i].last + gap;
+                            } => {
+                                let list = sessions.entry(key.clone()).or_default();
+                                let piece = Session {
+                                    start,
+                                    last,
+                                    acc,
+                                    fired: false,
+                                };
+                                let (i, _) = merge_piece(list, &agg, gap, piece);
+                                let end = list[i].last + gap;
+                                timers
+                                    .entry(end)
+                                    .or_insert_with(|| (cap.delayed(&end, 0), Vec::new()))
+                                    .1
+                                    .push(key);
+                            }
+                            Partial::Late { ts, key, value } => {
+                                late.entry(time)
+                                    .or_insert_with(|| (cap.delayed(&time, 0), Vec::new()))
+                                    .1
+                                    .push((ts, key, value));
+                            }
+                        }
+                    }
+                });
+
+                while let Some(entry) = late.first_entry() {
+                    let t = *entry.key();
+                    if frontier.less_equal(&t) {
+                        break;
+                    }
+                    let (cap, records) = entry.remove();
+                    fire(
+                        |end| end <= t,
+                        &mut sessions,
+                        &mut timers,
+                        gap,
+                        keep,
+                        &agg,
+                        output,
+                    );
+                    let mut dropped = 0;
+                    let mut updates = 0;
+                    let mut session = output.session(&cap);
+                    for (ts, key, value) in records {
+                        let list = sessions.entry(key.clone()).or_default();
+                        let mut acc = agg.init();
+                        agg.add(&mut acc, value);
+                        let piece = Session {
+                            start: ts,
+                            last: ts,
+                            acc,
+                            fired: false,
+                        };
+                        let (i, absorbed_fired) = merge_piece(list, &agg, gap, piece);
+                        let end = list[i].last + gap;
+                        if end > t {
+                            // Still open: it fires at its end, as an update if it
+                            // swallowed an emitted session.
                             timers
                                 .entry(end)
-                                .or_insert_with(|| (cap.delayed(&end, 0), Vec::new()))
+                                .or_insert_with(|| (cap.delayed(&end), Vec::new()))
                                 .1
                                 .push(key);
-                        }
-                        Partial::Late { ts, key, value } => {
-                            late.entry(time)
-                                .or_insert_with(|| (cap.delayed(&time, 0), Vec::new()))
-                                .1
-                                .push((ts, key, value));
-                        }
-                    }
-                }
-            });
-
-            while let Some(entry) = late.first_entry() {
-                let t = *entry.key();
-                if frontier.less_equal(&t) {
-                    break;
-                }
-                let (cap, records) = entry.remove();
-                fire(|end| end <= t, &mut sessions, &mut timers, gap, keep, &agg, output);
-                let mut dropped = 0;
-                let mut updates = 0;
-                let mut session = output.session(&cap);
-                for (ts, key, value) in records {
-                    let list = sessions.entry(key.clone()).or_default();
-                    let mut acc = agg.init();
-                    agg.add(&mut acc, value);
-                    let piece = Session {
-                        start: ts,
-                        last: ts,
-                        acc,
-                        fired: false,
-                    };
-                    let (i, absorbed_fired) = merge_piece(list, &agg, gap, piece);
-                    let end = list[i].last + gap;
-                    if end > t {
-                        // Still open: it fires at its end, as an update if it
-                        // swallowed an emitted session.
-                        timers
-                            .entry(end)
-                            .or_insert_with(|| (cap.delayed(&end), Vec::new()))
-                            .1
-                            .push(key);
-                        if absorbed_fired {
-                            list[i].fired = false;
-                        }
-                    } else if end + keep > t {
-                        list[i].fired = true;
-                        updates += 1;
-                        session.give((
-                            end,
-                            WindowResult {
-                                key,
-                                start: list[i].start,
+                            if absorbed_fired {
+                                list[i].fired = false;
+                            }
+                        } else if end + keep > t {
+                            list[i].fired = true;
+                            updates += 1;
+                            session.give((
                                 end,
-                                value: agg.finish(&list[i].acc),
-                                update: true,
-                            },
-                        ));
-                    } else {
-                        dropped += 1;
-                        if !absorbed_fired {
-                            list.swap_remove(i);
+                                WindowResult {
+                                    key,
+                                    start: list[i].start,
+                                    end,
+                                    value: agg.finish(&list[i].acc),
+                                    update: true,
+                                },
+                            ));
+                        } else {
+                            dropped += 1;
+                            if !absorbed_fired {
+                                list.swap_remove(i);
+                            }
                         }
                     }
+                    Metrics::add(&ctx.metrics.late_dropped, dropped);
+                    Metrics::add(&ctx.metrics.late_updates, updates);
                 }
-                Metrics::add(&ctx.metrics.late_dropped, dropped);
-                Metrics::add(&ctx.metrics.late_updates, updates);
-            }
 
-            fire(
-                |end| !frontier.less_than(&end),
-                &mut sessions,
-                &mut timers,
-                gap,
-                keep,
-                &agg,
-                output,
-            );
+                fire(
+                    |end| !frontier.less_than(&end),
+                    &mut sessions,
+                    &mut timers,
+                    gap,
+                    keep,
+                    &agg,
+                    output,
+                );
 
-            // Under allowed lateness, forget fired sessions once no late
-            // record can reach them (checked when progress moves).
-            let now = frontier.frontier().first().copied();
-            if keep > 0 && now != seen_frontier {
-                seen_frontier = now;
-                sessions.retain(|_, list| {
-                    list.retain(|s| !s.fired || frontier.less_than(&(s.last + gap + keep)));
-                    !list.is_empty()
-                });
+                // Under allowed lateness, forget fired sessions once no late
+                // record can reach them (checked when progress moves).
+                let now = frontier.frontier().first().copied();
+                if keep > 0 && now != seen_frontier {
+                    seen_frontier = now;
+                    sessions.retain(|_, list| {
+                        list.retain(|s| !s.fired || frontier.less_than(&(s.last + gap + keep)));
+                        !list.is_empty()
+                    });
+                }
             }
-        }
-    })
+        },
+    )
 }

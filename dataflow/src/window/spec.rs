@@ -84,9 +84,9 @@ impl WindowSpec {
     /// Checks the spec, naming the bad value.
     pub fn validate(&self) -> Result<()> {
         match *self {
-            WindowSpec::Tumbling { size: 0, .. } => {
-                Err(Error::Config("tumbling window size 0 must be positive".into()))
-            }
+            WindowSpec::Tumbling { size: 0, .. } => Err(Error::Config(
+                "tumbling window size 0 must be positive".into(),
+            )),
             WindowSpec::Sliding { size, slide, .. } if size == 0 || slide == 0 => {
                 Err(Error::Config(format!(
                     "sliding window size {size} ms and slide {slide} ms must both be positive"
@@ -185,7 +185,10 @@ mod tests {
         assert_eq!(shifted.pane_of(65), 10);
         assert_eq!(shifted.ends_of(10).collect::<Vec<_>>(), vec![70]);
         // Before the first aligned start: the window [-50, 10) reports start 0.
-        assert_eq!(shifted.ends_of(shifted.pane_of(5)).collect::<Vec<_>>(), vec![10]);
+        assert_eq!(
+            shifted.ends_of(shifted.pane_of(5)).collect::<Vec<_>>(),
+            vec![10]
+        );
     }
 
     #[test]

@@ -1,0 +1,193 @@
+//! Source behaviour: idle partitions, far-future timestamps, end-of-input
+//! flush, malformed input and failures.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use keyflow_dataflow::metrics::MetricsSnapshot;
+use keyflow_dataflow::prelude::*;
+use keyflow_dataflow::run::run_with_context;
+use keyflow_dataflow::testing::{capture, capture_timed, Captured, ScriptedSource, Step};
+
+type Counts = Vec<(u64, WindowResult<String, u64>)>;
+
+/// Runs a scripted source through a tumbling 10 s count with side-output
+/// lateness; returns results, late records and metrics.
+fn count_windows(
+    scripts: Vec<Vec<Step<&'static str>>>,
+    workers: usize,
+    config: SourceConfig,
+) -> keyflow_dataflow::Result<(Counts, Vec<(u64, (String, ()))>, MetricsSnapshot)> {
+    let results = Captured::new();
+    let late = Captured::new();
+    let ctx = Arc::new(Context::new(RunConfig::threads(workers)));
+    let (r, l) = (results.clone(), late.clone());
+    let scripts = Arc::new(scripts);
+    run_with_context(Arc::clone(&ctx), move |worker, ctx| {
+        let (r, l, scripts) = (r.clone(), l.clone(), scripts.clone());
+        worker.dataflow(|scope| {
+            let input = ScriptedSource::new(scripts.to_vec());
+            let out = source(scope, ctx, input, &config)?
+                .key_by("word", |w: &str| (w.to_string(), ()))
+                .window(WindowSpec::tumbling(10_000))
+                .lateness(Lateness::SideOutput)
+                .count(ctx, "counts")?;
+            capture(out.results, &r);
+            capture(out.late, &l);
+            Ok(())
+        })
+    })?;
+    Ok((results.sorted(), late.sorted(), ctx.metrics.snapshot()))
+}
+
+fn events(from: u64, to: u64, step: u64, word: &'static str) -> Vec<Step<&'static str>> {
+    (from..=to)
+        .step_by(step as usize)
+        .map(|t| Step::Event(t, word))
+        .collect()
+}
+
+#[test]
+fn an_idle_partition_stops_holding_progress_back() {
+    // Partition 0 goes quiet after t=1s, then sends t=20s once partition 1
+    // has reached t=50s and ended. If its idleness is ignored, t=20s is on
+    // time; once the partition counts as idle, progress moves past 20s
+    // without it and the record is late.
+    let quiet = || {
+        vec![
+            Step::Event(1_000, "a"),
+            Step::Pause(Duration::from_millis(1_500)),
+            Step::Event(20_000, "a"),
+        ]
+    };
+    let busy = || events(0, 50_000, 1_000, "b");
+    for workers in [1, 2] {
+        let config = SourceConfig {
+            max_out_of_orderness: 1_000,
+            idle_timeout: Some(Duration::from_millis(100)),
+            ..SourceConfig::default()
+        };
+        let (_, late, metrics) = count_windows(vec![quiet(), busy()], workers, config).unwrap();
+        assert_eq!(
+            late,
+            vec![(20_000, ("a".to_string(), ()))],
+            "workers={workers}"
+        );
+        assert_eq!(metrics.late_side, 1);
+
+        let patient = SourceConfig {
+            max_out_of_orderness: 1_000,
+            idle_timeout: None,
+            ..SourceConfig::default()
+        };
+        let (results, late, _) = count_windows(vec![quiet(), busy()], workers, patient).unwrap();
+        assert!(late.is_empty());
+        assert!(results
+            .iter()
+            .any(|(_, r)| r.key == "a" && r.start == 20_000));
+    }
+}
+
+#[test]
+fn far_future_records_are_rejected_and_do_not_close_windows() {
+    let mut script = events(0, 10_000, 1_000, "a");
+    script.push(Step::Event(10 * DAY, "a"));
+    script.extend(events(11_000, 25_000, 1_000, "a"));
+    let config = SourceConfig {
+        max_future: Some(DAY),
+        ..SourceConfig::default()
+    };
+    let (results, late, metrics) = count_windows(vec![script], 1, config).unwrap();
+    assert_eq!(metrics.future, 1);
+    assert!(
+        late.is_empty(),
+        "the future record must not make later ones late"
+    );
+    let counts: Vec<_> = results.iter().map(|(_, r)| (r.start, r.value)).collect();
+    assert_eq!(counts, vec![(0, 10), (10_000, 10), (20_000, 6)]);
+}
+
+#[test]
+fn a_bounded_input_fires_every_window_at_its_end() {
+    // The last window ends long after the last record's watermark; the
+    // exhausted input must still close it.
+    let script = vec![Step::Event(5_000, "a"), Step::Event(95_000, "a"), Step::Eof];
+    let (results, _, _) = count_windows(vec![script], 1, SourceConfig::default()).unwrap();
+    let windows: Vec<_> = results
+        .iter()
+        .map(|(_, r)| (r.start, r.end, r.value))
+        .collect();
+    assert_eq!(windows, vec![(0, 10_000, 1), (90_000, 100_000, 1)]);
+}
+
+#[test]
+fn results_travel_at_window_end() {
+    let timed = Captured::new();
+    let t = timed.clone();
+    run(&RunConfig::threads(2), move |worker, ctx| {
+        let t = t.clone();
+        worker.dataflow(|scope| {
+            let input = ScriptedSource::new(vec![events(0, 30_000, 500, "x")]);
+            let out = source(scope, ctx, input, &SourceConfig::default())?
+                .key_by("x", |w: &str| (w.to_string(), ()))
+                .window(WindowSpec::tumbling(10_000))
+                .count(ctx, "c")?;
+            capture_timed(out.results, &t);
+            Ok(())
+        })
+    })
+    .unwrap();
+    for (time, ts, r) in timed.sorted() {
+        assert_eq!((time, ts), (r.end, r.end));
+    }
+}
+
+#[test]
+fn malformed_records_are_counted_or_fail_with_their_location() {
+    let script = || {
+        vec![
+            Step::Event(1_000, "a"),
+            Step::Bad("not json".into()),
+            Step::Event(2_000, "a"),
+        ]
+    };
+    let (results, _, metrics) = count_windows(vec![script()], 1, SourceConfig::default()).unwrap();
+    assert_eq!(metrics.bad, 1);
+    assert_eq!(results[0].1.value, 2);
+
+    let strict = SourceConfig {
+        bad_input: BadInputPolicy::Fail,
+        ..SourceConfig::default()
+    };
+    let err = count_windows(vec![script()], 2, strict).unwrap_err();
+    let text = err.to_string();
+    assert!(
+        text.contains("partition 0 step 2") && text.contains("not json"),
+        "{text}"
+    );
+}
+
+#[test]
+fn a_failing_partition_stops_the_job_with_its_error() {
+    let script = vec![Step::Event(1_000, "a"), Step::Abort("disk on fire".into())];
+    let forever = vec![Step::Event(0, "b"), Step::Pause(Duration::from_secs(3600))];
+    let err = count_windows(vec![script, forever], 2, SourceConfig::default()).unwrap_err();
+    assert!(err.to_string().contains("disk on fire"), "{err}");
+}
+
+#[test]
+fn missing_json_file_fails_before_any_work() {
+    let err = run(&RunConfig::threads(1), |worker, ctx| {
+        worker.dataflow(|scope| {
+            let input = JsonLinesSource::new(
+                "j",
+                vec!["/nonexistent/x.jsonl".into()],
+                |v: &serde_json::Value| v["ts"].as_u64(),
+            );
+            source(scope, ctx, input, &SourceConfig::default())?;
+            Ok(())
+        })
+    })
+    .unwrap_err();
+    assert!(err.to_string().contains("/nonexistent/x.jsonl"), "{err}");
+}
