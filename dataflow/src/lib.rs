@@ -35,7 +35,9 @@
 //! ```
 
 pub mod error;
+pub mod explain;
 pub mod hash;
+pub mod late;
 pub mod metrics;
 pub mod run;
 pub mod sink;
@@ -50,6 +52,7 @@ pub use hash::stable_hash;
 /// Everything a job definition usually needs.
 pub mod prelude {
     pub use crate::error::{Error, Result};
+    pub use crate::late::SplitLate;
     pub use crate::run::{run, Context, RunConfig};
     pub use crate::sink::{sink, JsonLinesSink, Sink, StdoutSink};
     pub use crate::source::{
