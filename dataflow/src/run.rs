@@ -223,7 +223,7 @@ where
     ctx.config.validate()?;
     let timely_config = ctx.config.timely_config();
     let shared = Arc::clone(&ctx);
-    let guards = timely::execute(timely_config, move |worker| {
+    let start = move || timely::execute(timely_config, move |worker| {
         let index = worker.index();
         let outcome = catch_unwind(AssertUnwindSafe(|| {
             let value = build(worker, &shared)?;
@@ -243,8 +243,12 @@ where
             worker.drop_dataflow(id);
         }
         None
-    })
-    .map_err(Error::Startup)?;
+    });
+    let guards = if ctx.config.processes > 1 {
+        connect_within(&ctx.config, start)?
+    } else {
+        start().map_err(Error::Startup)?
+    };
     let mut values = Vec::new();
     for joined in guards.join() {
         match joined {
@@ -256,6 +260,40 @@ where
     match ctx.take_failure() {
         Some(error) => Err(error),
         None => Ok(values),
+    }
+}
+
+/// Starts a cluster process, giving up with a clear error if its peers are
+/// not all connected within the configured timeout (timely itself would
+/// retry forever). On a timeout the connecting thread is left behind: the
+/// caller is expected to exit the process.
+fn connect_within<G: Send + 'static>(
+    config: &RunConfig,
+    start: impl FnOnce() -> std::result::Result<G, String> + Send + 'static,
+) -> Result<G> {
+    let (tx, rx) = std::sync::mpsc::channel();
+    let me = config.hosts[config.process].clone();
+    std::thread::Builder::new()
+        .name("keyflow-connect".into())
+        .spawn(move || {
+            let _ = tx.send(start());
+        })
+        .map_err(|e| Error::Startup(e.to_string()))?;
+    match rx.recv_timeout(config.connect_timeout) {
+        Ok(Ok(guards)) => Ok(guards),
+        Ok(Err(message)) => Err(Error::Startup(format!(
+            "process {} (listening on {me}): {message}",
+            config.process
+        ))),
+        Err(_) => Err(Error::Startup(format!(
+            "process {} (listening on {me}) could not reach all of its {} peers {:?} within {}; \
+             check that every process was started with the same --processes/--workers and host file, \
+             and that the ports are open",
+            config.process,
+            config.processes - 1,
+            config.hosts,
+            humantime::format_duration(config.connect_timeout)
+        ))),
     }
 }
 

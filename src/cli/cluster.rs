@@ -1,0 +1,208 @@
+//! `keyflow cluster`: start N local processes of one job on 127.0.0.1 and
+//! supervise them.
+
+use std::io::{BufRead, BufReader, Write};
+use std::net::TcpListener;
+use std::path::PathBuf;
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use clap::Args;
+
+/// Start a local multi-process cluster running one job.
+#[derive(Debug, Clone, Args)]
+pub struct ClusterCmd {
+    /// Number of processes to start.
+    #[arg(long)]
+    pub processes: usize,
+    /// Worker threads per process.
+    #[arg(long, short = 'w', default_value_t = 1)]
+    pub workers: usize,
+    /// First TCP port of the mesh (process i listens on base-port + i);
+    /// 0 picks free ports.
+    #[arg(long, default_value_t = 0)]
+    pub base_port: u16,
+    /// The job command, after `--`: `run JOB [job flags]`.
+    #[arg(last = true, required = true, value_name = "run JOB ...")]
+    pub command: Vec<String>,
+}
+
+fn pick_ports(processes: usize, base: u16) -> anyhow::Result<Vec<u16>> {
+    if base == 0 {
+        // Hold every listener until all are chosen so no port repeats.
+        let listeners = (0..processes)
+            .map(|_| TcpListener::bind("127.0.0.1:0"))
+            .collect::<Result<Vec<_>, _>>()?;
+        return Ok(listeners
+            .iter()
+            .map(|l| l.local_addr().map(|a| a.port()))
+            .collect::<Result<Vec<_>, _>>()?);
+    }
+    let mut ports = Vec::new();
+    for i in 0..processes {
+        let port = base
+            .checked_add(i as u16)
+            .ok_or_else(|| anyhow::anyhow!("--base-port {base} + {i} is past port 65535"))?;
+        if let Err(e) = TcpListener::bind(("127.0.0.1", port)) {
+            anyhow::bail!("port {port} (process {i}) is not free on 127.0.0.1: {e}");
+        }
+        ports.push(port);
+    }
+    Ok(ports)
+}
+
+fn forward(prefix: String, stream: impl std::io::Read + Send + 'static, to_stderr: bool) {
+    std::thread::spawn(move || {
+        for line in BufReader::new(stream).lines() {
+            let Ok(line) = line else { break };
+            if to_stderr {
+                let _ = writeln!(std::io::stderr().lock(), "{prefix}{line}");
+            } else {
+                let _ = writeln!(std::io::stdout().lock(), "{prefix}{line}");
+            }
+        }
+    });
+}
+
+fn describe(status: ExitStatus) -> (String, i32) {
+    if let Some(code) = status.code() {
+        return (format!("exited with status {code}"), code);
+    }
+    #[cfg(unix)]
+    {
+        use std::os::unix::process::ExitStatusExt;
+        if let Some(signal) = status.signal() {
+            return (format!("was killed by signal {signal}"), 128 + signal);
+        }
+    }
+    ("ended abnormally".to_string(), 1)
+}
+
+fn stop_all(children: &mut [(usize, Child)]) {
+    for (_, child) in children.iter_mut() {
+        #[cfg(unix)]
+        {
+            // Ask politely first so processes can flush their outputs.
+            let _ = Command::new("kill")
+                .args(["-TERM", &child.id().to_string()])
+                .status();
+        }
+    }
+    let deadline = Instant::now() + Duration::from_secs(2);
+    for (_, child) in children.iter_mut() {
+        while Instant::now() < deadline {
+            if matches!(child.try_wait(), Ok(Some(_))) {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+}
+
+/// Runs the cluster; returns the exit code for the launcher.
+pub fn launch(cmd: &ClusterCmd) -> anyhow::Result<i32> {
+    if cmd.processes == 0 {
+        anyhow::bail!("--processes 0: need at least one process");
+    }
+    if cmd.workers == 0 {
+        anyhow::bail!("--workers 0: need at least one worker");
+    }
+    if cmd.command.first().map(String::as_str) != Some("run") || cmd.command.len() < 2 {
+        anyhow::bail!(
+            "after `--` give the job command, e.g. `keyflow cluster --processes 2 -- run trending`"
+        );
+    }
+    for flag in ["--workers", "--processes", "--process", "--hostfile"] {
+        if cmd.command.iter().any(|a| a == flag || a.starts_with(&format!("{flag}="))) {
+            anyhow::bail!("{flag} is set by `keyflow cluster`; remove it from the job command");
+        }
+    }
+    let ports = pick_ports(cmd.processes, cmd.base_port)?;
+    let dir: PathBuf = std::env::temp_dir().join(format!("keyflow-cluster-{}", std::process::id()));
+    std::fs::create_dir_all(&dir)?;
+    let hostfile = dir.join("hosts");
+    let hosts: String = ports.iter().map(|p| format!("127.0.0.1:{p}\n")).collect();
+    std::fs::write(&hostfile, hosts)?;
+
+    let exe = std::env::current_exe()?;
+    let mut children = Vec::new();
+    for i in 0..cmd.processes {
+        let spawned = Command::new(&exe)
+            .args(&cmd.command)
+            .args(["--workers", &cmd.workers.to_string()])
+            .args(["--processes", &cmd.processes.to_string()])
+            .args(["--process", &i.to_string()])
+            .arg("--hostfile")
+            .arg(&hostfile)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn();
+        let mut child = match spawned {
+            Ok(child) => child,
+            Err(e) => {
+                stop_all(&mut children);
+                anyhow::bail!("cannot start process {i}: {e}");
+            }
+        };
+        if let Some(out) = child.stdout.take() {
+            forward(format!("[p{i}] "), out, false);
+        }
+        if let Some(err) = child.stderr.take() {
+            forward(format!("[p{i}] "), err, true);
+        }
+        children.push((i, child));
+    }
+
+    let interrupted = Arc::new(AtomicBool::new(false));
+    let flag = Arc::clone(&interrupted);
+    // Best effort: a second handler cannot be installed in tests that call
+    // launch twice, and the children still die with the terminal's group.
+    let _ = ctrlc::set_handler(move || flag.store(true, Ordering::SeqCst));
+
+    let mut running = children;
+    let mut finished = Vec::new();
+    let code = loop {
+        if interrupted.load(Ordering::SeqCst) {
+            eprintln!("keyflow cluster: interrupted, stopping {} processes", running.len());
+            stop_all(&mut running);
+            break 130;
+        }
+        let mut failure = None;
+        let mut i = 0;
+        while i < running.len() {
+            match running[i].1.try_wait() {
+                Ok(Some(status)) => {
+                    let (index, _) = running.swap_remove(i);
+                    if status.success() {
+                        finished.push(index);
+                    } else if failure.is_none() {
+                        failure = Some((index, status));
+                    }
+                }
+                Ok(None) => i += 1,
+                Err(e) => anyhow::bail!("cannot watch process {}: {e}", running[i].0),
+            }
+        }
+        if let Some((index, status)) = failure {
+            let (what, code) = describe(status);
+            eprintln!(
+                "keyflow cluster: process {index} {what}; stopping the other {} processes",
+                running.len()
+            );
+            stop_all(&mut running);
+            break code;
+        }
+        if running.is_empty() {
+            break 0;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    // Let the forwarding threads drain what the children printed last.
+    std::thread::sleep(Duration::from_millis(100));
+    let _ = std::fs::remove_dir_all(&dir);
+    Ok(code)
+}

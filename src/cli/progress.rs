@@ -1,0 +1,78 @@
+//! The progress line of long runs: events/s, event-time progress, late and
+//! bad counts, on stderr.
+
+use std::io::{IsTerminal, Write};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use keyflow::dataflow::run::Context;
+use keyflow::dataflow::time::format_utc;
+
+/// Prints progress every second (on a terminal) or every 10 seconds (in a
+/// log) until dropped.
+pub struct Progress {
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Progress {
+    /// Starts reporting on `ctx`'s metrics; `quiet` turns it off.
+    pub fn start(ctx: &Arc<Context>, quiet: bool) -> Self {
+        let stop = Arc::new(AtomicBool::new(false));
+        if quiet {
+            return Progress { stop, thread: None };
+        }
+        let (flag, ctx) = (Arc::clone(&stop), Arc::clone(ctx));
+        let thread = std::thread::spawn(move || {
+            let tty = std::io::stderr().is_terminal();
+            let every = if tty { Duration::from_secs(1) } else { Duration::from_secs(10) };
+            let started = Instant::now();
+            let mut last = (Instant::now(), 0u64);
+            let mut shown = false;
+            while !flag.load(Ordering::Relaxed) {
+                std::thread::sleep(Duration::from_millis(100));
+                if last.0.elapsed() < every {
+                    continue;
+                }
+                let m = ctx.metrics.snapshot();
+                let rate = (m.events - last.1) as f64 / last.0.elapsed().as_secs_f64();
+                last = (Instant::now(), m.events);
+                let line = format!(
+                    "[{:>4}s] {} events ({:.0}/s), event time {}, late {}, bad {}, future {}",
+                    started.elapsed().as_secs(),
+                    m.events,
+                    rate,
+                    if m.watermark > 0 { format_utc(m.watermark) } else { "-".into() },
+                    m.late(),
+                    m.bad,
+                    m.future
+                );
+                let mut err = std::io::stderr().lock();
+                if tty {
+                    let _ = write!(err, "\r{line}\x1b[K");
+                } else {
+                    let _ = writeln!(err, "{line}");
+                }
+                shown = true;
+            }
+            if shown && tty {
+                let _ = writeln!(std::io::stderr());
+            }
+        });
+        Progress {
+            stop,
+            thread: Some(thread),
+        }
+    }
+}
+
+impl Drop for Progress {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
