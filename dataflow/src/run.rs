@@ -223,27 +223,29 @@ where
     ctx.config.validate()?;
     let timely_config = ctx.config.timely_config();
     let shared = Arc::clone(&ctx);
-    let start = move || timely::execute(timely_config, move |worker| {
-        let index = worker.index();
-        let outcome = catch_unwind(AssertUnwindSafe(|| {
-            let value = build(worker, &shared)?;
-            step_until_done(worker, &shared);
-            Ok(value)
-        }));
-        let error = match outcome {
-            Ok(Ok(value)) => return Some(value),
-            Ok(Err(error)) => error,
-            Err(payload) => Error::WorkerPanic {
-                worker: index,
-                message: panic_message(&*payload),
-            },
-        };
-        shared.fail(error);
-        for id in worker.installed_dataflows() {
-            worker.drop_dataflow(id);
-        }
-        None
-    });
+    let start = move || {
+        timely::execute(timely_config, move |worker| {
+            let index = worker.index();
+            let outcome = catch_unwind(AssertUnwindSafe(|| {
+                let value = build(worker, &shared)?;
+                step_until_done(worker, &shared);
+                Ok(value)
+            }));
+            let error = match outcome {
+                Ok(Ok(value)) => return Some(value),
+                Ok(Err(error)) => error,
+                Err(payload) => Error::WorkerPanic {
+                    worker: index,
+                    message: panic_message(&*payload),
+                },
+            };
+            shared.fail(error);
+            for id in worker.installed_dataflows() {
+                worker.drop_dataflow(id);
+            }
+            None
+        })
+    };
     let guards = if ctx.config.processes > 1 {
         connect_within(&ctx.config, start)?
     } else {

@@ -10,6 +10,7 @@ use keyflow_dataflow::run::run_with_context;
 use keyflow_dataflow::testing::{capture, capture_timed, Captured, ScriptedSource, Step};
 
 type Counts = Vec<(u64, WindowResult<String, u64>)>;
+type LateWords = Vec<(u64, (String, ()))>;
 
 /// Runs a scripted source through a tumbling 10 s count with side-output
 /// lateness; returns results, late records and metrics.
@@ -17,7 +18,7 @@ fn count_windows(
     scripts: Vec<Vec<Step<&'static str>>>,
     workers: usize,
     config: SourceConfig,
-) -> keyflow_dataflow::Result<(Counts, Vec<(u64, (String, ()))>, MetricsSnapshot)> {
+) -> keyflow_dataflow::Result<(Counts, LateWords, MetricsSnapshot)> {
     let results = Captured::new();
     let late = Captured::new();
     let ctx = Arc::new(Context::new(RunConfig::threads(workers)));

@@ -74,6 +74,9 @@ impl LineReader {
     }
 }
 
+/// Extracts a record's event time.
+type TimeOf<T> = Rc<dyn Fn(&T) -> Option<EventTime>>;
+
 /// A source of JSON objects, one per line, each file a partition. `ts`
 /// extracts the event time; a line that does not parse or has no time is a
 /// bad record.
@@ -89,7 +92,7 @@ impl LineReader {
 pub struct JsonLinesSource<T> {
     name: String,
     files: Vec<PathBuf>,
-    ts: Rc<dyn Fn(&T) -> Option<EventTime>>,
+    ts: TimeOf<T>,
     _item: PhantomData<T>,
 }
 
@@ -111,7 +114,7 @@ impl<T: DeserializeOwned + 'static> JsonLinesSource<T> {
 
 struct JsonPartition<T> {
     reader: LineReader,
-    ts: Rc<dyn Fn(&T) -> Option<EventTime>>,
+    ts: TimeOf<T>,
 }
 
 impl<T: DeserializeOwned> Partition<T> for JsonPartition<T> {

@@ -116,7 +116,7 @@ pub fn source<'scope, S: Source>(
                                 Metrics::add(&ctx.metrics.bad, 1);
                                 // A sample, not a flood: the first few, then
                                 // one in ten thousand.
-                                if bad_seen <= 5 || bad_seen % 10_000 == 0 {
+                                if bad_seen <= 5 || bad_seen.is_multiple_of(10_000) {
                                     tracing::warn!(
                                         source = %name,
                                         location = %bad.location,

@@ -95,6 +95,22 @@ impl<K, V, A> Partial<K, V, A> {
     }
 }
 
+/// The output handle of an operator emitting window results.
+pub(crate) type ResultOutput<'a, K, O> = timely::dataflow::operators::generic::OutputBuilderSession<
+    'a,
+    EventTime,
+    timely::container::CapacityContainerBuilder<Vec<(EventTime, WindowResult<K, O>)>>,
+>;
+
+/// Late records waiting for their time to complete, by that time.
+pub(crate) type LateStash<K, V> = std::collections::BTreeMap<
+    EventTime,
+    (
+        timely::dataflow::operators::Capability<EventTime>,
+        Vec<(EventTime, K, V)>,
+    ),
+>;
+
 /// Key types: hashable (stably), comparable, and able to cross processes.
 pub trait Key: Data + Hash + Eq + Ord {}
 impl<T: Data + Hash + Eq + Ord> Key for T {}

@@ -10,7 +10,7 @@ use timely::dataflow::operators::Capability;
 
 use super::pre::PartialStream;
 use super::spec::Grid;
-use super::{Aggregator, Data, Key, Lateness, Partial, WindowResult};
+use super::{Aggregator, Data, Key, LateStash, Lateness, Partial, ResultOutput, WindowResult};
 use crate::hash::{stable_hash, StableMap};
 use crate::metrics::Metrics;
 use crate::run::Context;
@@ -107,11 +107,7 @@ fn fire<'a, V, K: Key, G: Aggregator<V>>(
     state: &PaneState<K, G::Acc>,
     grid: &Grid,
     agg: &G,
-    output: &mut timely::dataflow::operators::generic::OutputBuilderSession<
-        'a,
-        EventTime,
-        timely::container::CapacityContainerBuilder<Vec<(EventTime, WindowResult<K, G::Output>)>>,
-    >,
+    output: &mut ResultOutput<'a, K, G::Output>,
 ) {
     while let Some(entry) = pending.first_entry() {
         let end = *entry.key();
@@ -135,8 +131,6 @@ fn fire<'a, V, K: Key, G: Aggregator<V>>(
         });
     }
 }
-
-type LateStash<K, V> = BTreeMap<EventTime, (Capability<EventTime>, Vec<(EventTime, K, V)>)>;
 
 /// The keyed, stateful half of a tumbling or sliding aggregation.
 pub(crate) fn pane_windows<'scope, K: Key, V: Data, A: Aggregator<V>>(

@@ -17,6 +17,10 @@ use crate::time::EventTime;
 pub(crate) type PartialStream<'scope, K, V, A> =
     Stream<'scope, EventTime, Vec<(EventTime, Partial<K, V, A>)>>;
 
+/// Partials for the exchange, and late records for the side output.
+pub(crate) type PreOutput<'scope, K, V, A> =
+    (PartialStream<'scope, K, V, A>, EventStream<'scope, (K, V)>);
+
 /// Combines, per message time, the on-time records of each key and pane (or
 /// session piece) into one partial; applies the late policy to late ones.
 pub(crate) fn pre_aggregate<'scope, K: Key, V: Data, A: Aggregator<V>>(
@@ -26,10 +30,7 @@ pub(crate) fn pre_aggregate<'scope, K: Key, V: Data, A: Aggregator<V>>(
     spec: WindowSpec,
     lateness: Lateness,
     agg: A,
-) -> (
-    PartialStream<'scope, K, V, A::Acc>,
-    EventStream<'scope, (K, V)>,
-) {
+) -> PreOutput<'scope, K, V, A::Acc> {
     let mut builder = OperatorBuilder::new(format!("PreAggregate({id})"), stream.scope());
     let mut input = builder.new_input(stream, Pipeline);
     let (partials_out, partials) = builder.new_output();

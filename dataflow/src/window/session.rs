@@ -9,7 +9,7 @@ use timely::dataflow::operators::generic::Operator;
 use timely::dataflow::operators::Capability;
 
 use super::pre::PartialStream;
-use super::{Aggregator, Data, Key, Lateness, Partial, WindowResult};
+use super::{Aggregator, Data, Key, LateStash, Lateness, Partial, ResultOutput, WindowResult};
 use crate::hash::{stable_hash, StableMap};
 use crate::metrics::Metrics;
 use crate::run::Context;
@@ -58,11 +58,6 @@ fn merge_piece<V, G: Aggregator<V>>(
 }
 
 type Timers<K> = BTreeMap<EventTime, (Capability<EventTime>, Vec<K>)>;
-type ResultOutput<'a, K, O> = timely::dataflow::operators::generic::OutputBuilderSession<
-    'a,
-    EventTime,
-    timely::container::CapacityContainerBuilder<Vec<(EventTime, WindowResult<K, O>)>>,
->;
 
 /// Emits every session whose end is a timer at or below `upto`. Without
 /// allowed lateness a fired session is forgotten at once.
@@ -133,8 +128,7 @@ pub(crate) fn session_windows<'scope, K: Key, V: Data, A: Aggregator<V>>(
             // Window ends to look at, with the keys that may have a session
             // ending there (stale entries are skipped when they fire).
             let mut timers: Timers<K> = BTreeMap::new();
-            let mut late: BTreeMap<EventTime, (Capability<EventTime>, Vec<(EventTime, K, V)>)> =
-                BTreeMap::new();
+            let mut late: LateStash<K, V> = BTreeMap::new();
             let mut seen_frontier = Some(0);
             move |(input, frontier), output| {
                 input.for_each(|cap, data| {

@@ -1,0 +1,202 @@
+//! The pageview key and record.
+
+use std::borrow::Cow;
+use std::cmp::Ordering;
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+/// The project of every generated article.
+pub const GENERATED_PROJECT: &str = "en";
+
+/// Below this id a generated title has exactly seven digits, so comparing
+/// ids compares titles; above it the padding no longer lines them up.
+const SEVEN_DIGITS: u32 = 10_000_000;
+
+/// A Wikimedia article: the key of the pageview jobs.
+///
+/// Generated articles are a bare rank id, so the generator fills batches
+/// without allocating; file inputs carry their project and title. Both
+/// variants are ordered by `(project, title)` as strings, so rankings that
+/// break ties by project then title treat them alike.
+///
+/// # Examples
+/// ```
+/// use keyflow_jobs::pageviews::Article;
+///
+/// let generated = Article::Generated(42);
+/// assert_eq!(generated.project(), "en");
+/// assert_eq!(generated.title(), "Article_0000042");
+/// assert_eq!(generated.to_string(), "en Article_0000042");
+///
+/// let named = Article::named("en", "Main_Page");
+/// assert!(generated < named); // "Article_0000042" < "Main_Page"
+/// assert!(Article::named("de", "Zebra") < generated); // "de" < "en"
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum Article {
+    /// A generated article of project `en` titled `Article_{id:07}`; the id is
+    /// its 1-based popularity rank.
+    Generated(u32),
+    /// An article read from a file.
+    Named {
+        /// Wikimedia domain code, such as `en` or `en.m`.
+        project: String,
+        /// Page title as the input spells it (URL-encoded in dumps).
+        title: String,
+    },
+}
+
+impl Article {
+    /// A named article.
+    pub fn named(project: impl Into<String>, title: impl Into<String>) -> Self {
+        Article::Named {
+            project: project.into(),
+            title: title.into(),
+        }
+    }
+
+    /// The Wikimedia domain code (`en`, `en.m`, ...).
+    pub fn project(&self) -> &str {
+        match self {
+            Article::Generated(_) => GENERATED_PROJECT,
+            Article::Named { project, .. } => project,
+        }
+    }
+
+    /// The page title; generated titles are formatted on demand.
+    pub fn title(&self) -> Cow<'_, str> {
+        match self {
+            Article::Generated(id) => Cow::Owned(generated_title(*id)),
+            Article::Named { title, .. } => Cow::Borrowed(title),
+        }
+    }
+
+    /// Breaks the tie between a generated and a named article that spell
+    /// the same project and title, so that `Ord` agrees with `Eq`.
+    fn variant(&self) -> u8 {
+        match self {
+            Article::Generated(_) => 0,
+            Article::Named { .. } => 1,
+        }
+    }
+}
+
+/// The title of generated article `id`.
+///
+/// # Examples
+/// ```
+/// assert_eq!(keyflow_jobs::pageviews::generated_title(7), "Article_0000007");
+/// ```
+pub fn generated_title(id: u32) -> String {
+    format!("Article_{id:07}")
+}
+
+impl Ord for Article {
+    fn cmp(&self, other: &Self) -> Ordering {
+        match (self, other) {
+            // The hot case in rankings over the generator: no formatting.
+            (Article::Generated(a), Article::Generated(b))
+                if *a < SEVEN_DIGITS && *b < SEVEN_DIGITS =>
+            {
+                a.cmp(b)
+            }
+            _ => self
+                .project()
+                .cmp(other.project())
+                .then_with(|| self.title().cmp(&other.title()))
+                .then_with(|| self.variant().cmp(&other.variant())),
+        }
+    }
+}
+
+impl PartialOrd for Article {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl fmt::Display for Article {
+    /// `project title`, as the two first fields of a dump line.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Article::Generated(id) => write!(f, "{GENERATED_PROJECT} Article_{id:07}"),
+            Article::Named { project, title } => write!(f, "{project} {title}"),
+        }
+    }
+}
+
+/// One pageview event: `views` requests of `article` (1 for a single
+/// request, N when a dump line is replayed). Sources pair it with its event
+/// time in milliseconds.
+///
+/// # Examples
+/// ```
+/// use keyflow_jobs::pageviews::{Article, PageView};
+/// let view = PageView::new(Article::named("en", "Main_Page"), 3);
+/// assert_eq!(view.views, 3);
+/// assert_eq!(view.article.title(), "Main_Page");
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct PageView {
+    /// The article viewed.
+    pub article: Article,
+    /// How many views the event stands for (at least 1).
+    pub views: u64,
+}
+
+impl PageView {
+    /// `views` views of `article`.
+    pub fn new(article: Article, views: u64) -> Self {
+        PageView { article, views }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn generated_orders_like_its_strings() {
+        let mut articles = vec![
+            Article::Generated(10_000_001),
+            Article::named("en", "Article_0000005"),
+            Article::Generated(9_999_999),
+            Article::named("en", "Zed"),
+            Article::Generated(5),
+            Article::named("de", "Article_0000001"),
+            Article::Generated(40),
+            Article::named("en.m", "A"),
+        ];
+        articles.sort();
+        let mut by_strings = articles.clone();
+        by_strings.sort_by(|a, b| {
+            (a.project(), a.title(), a.variant()).cmp(&(b.project(), b.title(), b.variant()))
+        });
+        assert_eq!(articles, by_strings);
+        assert_eq!(articles[0], Article::named("de", "Article_0000001"));
+        assert_eq!(articles[1], Article::Generated(5));
+        assert_eq!(articles[2], Article::named("en", "Article_0000005"));
+        assert!(Article::Generated(5) != Article::named("en", "Article_0000005"));
+    }
+
+    #[test]
+    fn large_ids_compare_as_titles() {
+        // "Article_10000000" < "Article_9999999" as strings.
+        assert!(Article::Generated(10_000_000) < Article::Generated(9_999_999));
+        assert!(Article::Generated(9_999_998) < Article::Generated(9_999_999));
+        assert_eq!(
+            Article::Generated(12_345_678).cmp(&Article::Generated(12_345_678)),
+            Ordering::Equal
+        );
+    }
+
+    #[test]
+    fn serde_round_trip() {
+        for a in [Article::Generated(3), Article::named("en.m", "Ä_%C3%84")] {
+            let text = serde_json::to_string(&PageView::new(a.clone(), 2)).unwrap();
+            let back: PageView = serde_json::from_str(&text).unwrap();
+            assert_eq!(back, PageView::new(a, 2));
+        }
+    }
+}

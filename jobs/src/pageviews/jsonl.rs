@@ -1,0 +1,222 @@
+//! Pageviews as JSON lines, one partition per file.
+
+use std::path::PathBuf;
+
+use keyflow_dataflow::source::{open_lines, Batch, LineReader, Partition, PollStatus, Source};
+use keyflow_dataflow::time::EventTime;
+use serde::Deserialize;
+
+use super::article::{Article, PageView};
+
+#[derive(Deserialize)]
+struct JsonView {
+    project: String,
+    title: String,
+    ts: EventTime,
+    #[serde(default = "one")]
+    views: u64,
+}
+
+fn one() -> u64 {
+    1
+}
+
+/// Parses one JSON line such as
+/// `{"project":"en","title":"Main_Page","ts":1470009600000,"views":1}` into
+/// its event time and pageview. `views` defaults to 1 and must be a positive
+/// integer; `ts` is event time in milliseconds. Other fields are ignored.
+/// The error says what is wrong.
+///
+/// # Examples
+/// ```
+/// use keyflow_jobs::pageviews::{parse_json_line, Article};
+/// let (ts, view) = parse_json_line(r#"{"project":"en","title":"Main_Page","ts":5}"#).unwrap();
+/// assert_eq!((ts, view.views), (5, 1));
+/// assert_eq!(view.article, Article::named("en", "Main_Page"));
+/// assert!(parse_json_line(r#"{"project":"en","title":"X","ts":5,"views":0}"#).is_err());
+/// ```
+pub fn parse_json_line(line: &str) -> Result<(EventTime, PageView), String> {
+    let raw: JsonView = serde_json::from_str(line).map_err(|e| e.to_string())?;
+    check_name("project", &raw.project)?;
+    check_name("title", &raw.title)?;
+    if raw.views == 0 {
+        return Err("views is 0; an event stands for at least one view".into());
+    }
+    Ok((
+        raw.ts,
+        PageView::new(Article::named(raw.project, raw.title), raw.views),
+    ))
+}
+
+/// Project codes and titles become fields of space-separated dump lines
+/// downstream, so they must be non-empty and free of whitespace.
+fn check_name(what: &str, value: &str) -> Result<(), String> {
+    if value.is_empty() {
+        return Err(format!("{what} is empty"));
+    }
+    if value.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err(format!(
+            "{what} {value:?} contains whitespace or control characters (titles use _ for spaces)"
+        ));
+    }
+    Ok(())
+}
+
+/// Pageview JSON-lines files (gzip when named `*.gz`), one partition per
+/// file. Malformed lines become bad records named `file:line`; blank lines
+/// are skipped.
+///
+/// # Examples
+/// ```
+/// use keyflow_dataflow::source::{Batch, Source};
+/// use keyflow_jobs::pageviews::JsonlSource;
+///
+/// let path = std::env::temp_dir().join(format!("keyflow-doc-{}.jsonl", std::process::id()));
+/// std::fs::write(&path, "{\"project\":\"en\",\"title\":\"A\",\"ts\":7,\"views\":2}\nnot json\n")?;
+/// let src = JsonlSource::new(vec![path.clone()]);
+/// let mut batch = Batch::new(100);
+/// src.open(0)?.poll(&mut batch)?;
+/// std::fs::remove_file(&path)?;
+/// assert_eq!(batch.records.len(), 1);
+/// assert_eq!(batch.records[0].0, 7);
+/// assert!(batch.bad[0].location.ends_with(":2"));
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Debug, Clone)]
+pub struct JsonlSource {
+    files: Vec<PathBuf>,
+}
+
+impl JsonlSource {
+    /// A source over `files`, read as given (see
+    /// [`PageviewSource::from_files`](super::PageviewSource::from_files) for
+    /// up-front checks).
+    pub fn new(files: Vec<PathBuf>) -> Self {
+        JsonlSource { files }
+    }
+
+    /// The files, one per partition.
+    pub fn files(&self) -> &[PathBuf] {
+        &self.files
+    }
+}
+
+struct JsonlPartition {
+    reader: LineReader,
+}
+
+impl Partition<PageView> for JsonlPartition {
+    fn poll(&mut self, batch: &mut Batch<PageView>) -> keyflow_dataflow::Result<PollStatus> {
+        while !batch.is_full() {
+            let parsed = match self.reader.next_line()? {
+                None => return Ok(PollStatus::Done),
+                Some(Err(reason)) => Err(reason),
+                Some(Ok(line)) if line.trim().is_empty() => continue,
+                Some(Ok(line)) => parse_json_line(line),
+            };
+            match parsed {
+                Ok((ts, view)) => batch.push(ts, view),
+                Err(reason) => batch.bad(self.reader.location(), reason),
+            }
+        }
+        Ok(PollStatus::Ready)
+    }
+
+    fn offset(&self) -> u64 {
+        self.reader.line()
+    }
+}
+
+impl Source for JsonlSource {
+    type Item = PageView;
+
+    fn name(&self) -> String {
+        "pageviews-jsonl".into()
+    }
+
+    fn partitions(&self) -> usize {
+        self.files.len()
+    }
+
+    fn open(&self, index: usize) -> keyflow_dataflow::Result<Box<dyn Partition<PageView>>> {
+        Ok(Box::new(JsonlPartition {
+            reader: open_lines(&self.files[index])?,
+        }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::pageviews::read_all;
+
+    #[test]
+    fn parses_and_defaults_views() {
+        let (ts, v) =
+            parse_json_line(r#"{"project":"en","title":"Main_Page","ts":1470009600000}"#).unwrap();
+        assert_eq!(ts, 1_470_009_600_000);
+        assert_eq!(v, PageView::new(Article::named("en", "Main_Page"), 1));
+        let (_, v) =
+            parse_json_line(r#"{"title":"B","project":"de","ts":0,"views":12,"x":[1]}"#).unwrap();
+        assert_eq!(v.views, 12);
+    }
+
+    #[test]
+    fn rejects_bad_lines_with_reasons() {
+        let cases = [
+            ("{", "EOF"),
+            (r#"{"project":"en","ts":1}"#, "missing field `title`"),
+            (r#"{"project":"en","title":"A"}"#, "missing field `ts`"),
+            (
+                r#"{"project":"en","title":"A","ts":1,"views":0}"#,
+                "views is 0",
+            ),
+            (r#"{"project":"en","title":"A","ts":1,"views":-3}"#, "-3"),
+            (r#"{"project":"en","title":"A","ts":1,"views":1.5}"#, "1.5"),
+            (r#"{"project":"en","title":"A","ts":-1}"#, "-1"),
+            (r#"{"project":"en","title":"","ts":1}"#, "title is empty"),
+            (r#"{"project":"","title":"A","ts":1}"#, "project is empty"),
+            (
+                r#"{"project":"en","title":"Main Page","ts":1}"#,
+                "whitespace",
+            ),
+            (r#"[1,2]"#, "invalid type"),
+            (r#"{"project":"en","title":"A","ts":"5"}"#, "invalid type"),
+        ];
+        for (line, reason) in cases {
+            let err = parse_json_line(line).unwrap_err();
+            assert!(err.contains(reason), "{line}: {err}");
+        }
+    }
+
+    #[test]
+    fn reads_a_file_counting_bad_lines() {
+        let path = std::env::temp_dir().join(format!("keyflow-pv-{}.jsonl", std::process::id()));
+        let mut text = String::new();
+        text.push_str("{\"project\":\"en\",\"title\":\"A\",\"ts\":1000}\n\n");
+        text.push_str("{\"project\":\"en\",\"title\":\"B\",\"ts\":2000,\"views\":4}\r\n");
+        text.push_str("garbage\n");
+        let mut bytes = text.into_bytes();
+        bytes.extend_from_slice(b"{\"project\":\"en\",\"title\":\"\xff\",\"ts\":1}\n");
+        std::fs::write(&path, bytes).unwrap();
+        let (records, bad) = read_all(&JsonlSource::new(vec![path.clone()])).unwrap();
+        std::fs::remove_file(&path).unwrap();
+        assert_eq!(records.len(), 2);
+        assert_eq!(
+            records[1],
+            (2000, PageView::new(Article::named("en", "B"), 4))
+        );
+        let locations: Vec<_> = bad.iter().map(|b| b.location.rsplit(':').next()).collect();
+        assert_eq!(locations, vec![Some("4"), Some("5")]);
+        assert!(bad[1].reason.contains("UTF-8"), "{:?}", bad[1]);
+    }
+
+    #[test]
+    fn missing_file_names_it() {
+        let err = JsonlSource::new(vec!["/nonexistent/x.jsonl".into()])
+            .open(0)
+            .err()
+            .unwrap();
+        assert!(err.to_string().contains("/nonexistent/x.jsonl"), "{err}");
+    }
+}
