@@ -17,6 +17,12 @@ pub enum Error {
         /// Where the NaN is.
         index: usize,
     },
+    /// A value that must be finite is infinite.
+    #[error("infinite value at index {index}")]
+    Infinite {
+        /// Where the infinite value is.
+        index: usize,
+    },
     /// An operator parameter is invalid; the message names it.
     #[error("invalid operator parameter: {0}")]
     Config(String),
@@ -27,3 +33,19 @@ pub enum Error {
 
 /// The crate's result type.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Lets an operator's error end a job: `?` inside a `run` closure.
+impl From<Error> for keyflow_dataflow::Error {
+    fn from(error: Error) -> Self {
+        match error {
+            Error::Dataflow(e) => e,
+            Error::Config(message) => keyflow_dataflow::Error::Config(message),
+            data @ (Error::LengthMismatch { .. } | Error::NaN { .. } | Error::Infinite { .. }) => {
+                keyflow_dataflow::Error::BadInput {
+                    location: "operator input".into(),
+                    reason: data.to_string(),
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,453 @@
+//! The state of one rise operator on one worker, apart from timely so that
+//! it can be unit-tested and checkpointed.
+//!
+//! Each key keeps its sparse pane weights ([`Panes`]) in a hash table found
+//! by the key's stable hash. An index maps every pane to the hashes of the
+//! keys whose *oldest* pane it is. A key can pass at boundary `b` only if it
+//! has weight in the first window, so evaluating `b` reads the index buckets
+//! of the first window's panes; evicting the panes that fall out of the span
+//! reads the buckets below it and re-files each key under its new oldest
+//! pane. Work is proportional to the keys that can pass, not to all keys.
+//!
+//! An index entry can go stale: when a key gets weight in a pane older than
+//! its oldest one (out-of-order input), it is filed under the new pane and
+//! its old entry stays behind. A stale entry is harmless: eviction handles a
+//! key only from the bucket of its current oldest pane, and evaluation
+//! deduplicates the hashes it reads. A key still holds the pane of every
+//! entry that names it, so the smallest bucket is the oldest live pane.
+
+use std::collections::BTreeMap;
+
+use hashbrown::HashTable;
+use keyflow_dataflow::stable_hash;
+use keyflow_dataflow::window::Key;
+use serde::{Deserialize, Serialize};
+
+use super::panes::{Overflow, Panes};
+
+/// The shape of the rise span, in panes (a pane is one slide long).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Geometry {
+    /// Slide (and pane) length in ms.
+    pub slide: u64,
+    /// Panes per window: window / slide.
+    pub per_window: u64,
+    /// Number of windows N.
+    pub windows: usize,
+}
+
+impl Geometry {
+    /// Panes in the span of N windows.
+    pub fn span(&self) -> u64 {
+        self.per_window * self.windows as u64
+    }
+}
+
+/// Why a pane weight was not added.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum AddError {
+    /// The key's weight in one pane would pass `u32::MAX`.
+    Overflow,
+    /// The pane is 2^32 panes or more away from another live pane.
+    OutOfRange,
+}
+
+impl From<Overflow> for AddError {
+    fn from(_: Overflow) -> Self {
+        AddError::Overflow
+    }
+}
+
+#[derive(Debug, Clone)]
+struct Slot<K> {
+    key: K,
+    panes: Panes,
+}
+
+/// The table's hash of a key: the stable hash rotated, because the exchange
+/// routes on the stable hash's low bits, which are then the same for every
+/// key of one worker.
+#[inline]
+fn mix(hash: u64) -> u64 {
+    hash.rotate_left(32)
+}
+
+/// Per-key sparse pane weights of one rise operator on one worker.
+///
+/// Serializable for checkpoints: it is written as a [`RiseSnapshot`].
+#[derive(Debug, Clone)]
+pub struct RiseState<K> {
+    table: HashTable<Slot<K>>,
+    /// Pane -> stable hashes of the keys whose oldest pane it is.
+    index: BTreeMap<u64, Vec<u64>>,
+    /// The highest pane added since the state was last empty.
+    hi: u64,
+    /// The last boundary evaluated, in panes (`T / slide`).
+    last: Option<u64>,
+}
+
+impl<K> Default for RiseState<K> {
+    fn default() -> Self {
+        RiseState {
+            table: HashTable::new(),
+            index: BTreeMap::new(),
+            hi: 0,
+            last: None,
+        }
+    }
+}
+
+impl<K: Key> RiseState<K> {
+    /// How many keys hold weight.
+    pub fn len(&self) -> usize {
+        self.table.len()
+    }
+
+    /// Whether no key holds weight.
+    pub fn is_empty(&self) -> bool {
+        self.table.is_empty()
+    }
+
+    /// The last boundary evaluated, in ms.
+    pub fn last_boundary(&self, slide: u64) -> Option<u64> {
+        self.last.map(|b| b * slide)
+    }
+
+    /// Bytes held by the table, the index and the pane lists (not counting
+    /// heap memory owned by the keys themselves).
+    pub fn approx_bytes(&self) -> usize {
+        let table = self.table.allocation_size();
+        let panes: usize = self.table.iter().map(|s| s.panes.heap_bytes()).sum();
+        let index: usize = self.index.values().map(|v| v.capacity() * 8 + 48).sum();
+        table + panes + index + std::mem::size_of::<Self>()
+    }
+
+    /// The oldest live pane; every live pane lies in `[lo, lo + 2^32)`.
+    fn lo(&self) -> Option<u64> {
+        self.index.first_key_value().map(|(p, _)| *p)
+    }
+
+    /// Adds weight `w` of `key` (whose stable hash is `hash`) to pane `p`.
+    pub(crate) fn add(&mut self, hash: u64, key: K, p: u64, w: u64) -> Result<(), AddError> {
+        let w = u32::try_from(w).map_err(|_| AddError::Overflow)?;
+        let r = match self.lo() {
+            None => {
+                self.hi = p;
+                p
+            }
+            Some(lo) => {
+                let r = lo.min(p);
+                let hi = self.hi.max(p);
+                if hi - r > u32::MAX as u64 {
+                    return Err(AddError::OutOfRange);
+                }
+                self.hi = hi;
+                r
+            }
+        };
+        match self.table.find_mut(mix(hash), |s| s.key == key) {
+            Some(slot) => {
+                if slot.panes.add(r, p, w)? {
+                    self.index.entry(p).or_default().push(hash);
+                }
+            }
+            None => {
+                self.table.insert_unique(
+                    mix(hash),
+                    Slot {
+                        key,
+                        panes: Panes::new(p, w),
+                    },
+                    |s| mix(stable_hash(&s.key)),
+                );
+                self.index.entry(p).or_default().push(hash);
+            }
+        }
+        Ok(())
+    }
+
+    /// The next boundary to evaluate, in panes: the first one after the last
+    /// evaluated whose span holds a live pane. `None` when the state is empty.
+    pub(crate) fn next_boundary(&self) -> Option<u64> {
+        let lo = self.lo()?;
+        Some(match self.last {
+            Some(last) => (last + 1).max(lo + 1),
+            None => lo + 1,
+        })
+    }
+
+    /// Drops every pane below `p`, and every key left without panes.
+    pub(crate) fn evict_before(&mut self, p: u64) {
+        while let Some(entry) = self.index.first_entry() {
+            if *entry.key() >= p {
+                break;
+            }
+            let (oldest, hashes) = entry.remove_entry();
+            for hash in hashes {
+                // Colliding keys share a hash: handle each one filed here.
+                while let Ok(mut found) = self.table.find_entry(mix(hash), |s| {
+                    s.panes.oldest(oldest) == oldest && stable_hash(&s.key) == hash
+                }) {
+                    if found.get_mut().panes.drop_before(oldest, p) {
+                        let next = found.get().panes.oldest(oldest);
+                        self.index.entry(next).or_default().push(hash);
+                    } else {
+                        found.remove();
+                    }
+                }
+            }
+        }
+        if self.table.is_empty() {
+            self.index.clear();
+        }
+    }
+
+    /// Evaluates boundary `b` (in panes): for every key whose counts
+    /// `c1..cN` over the N windows ending at `b` have `c1 >= min_first`,
+    /// weight somewhere, and pass `pred`, calls `emit(key, counts)`. Returns
+    /// how many keys passed. Panes below the span must be evicted first.
+    pub(crate) fn evaluate<P, E>(
+        &self,
+        b: u64,
+        geo: &Geometry,
+        min_first: u64,
+        pred: &P,
+        counts: &mut Vec<u64>,
+        mut emit: E,
+    ) -> u64
+    where
+        P: Fn(&[u64]) -> bool + ?Sized,
+        E: FnMut(&K, &[u64]),
+    {
+        let span = geo.span();
+        let start = b.saturating_sub(span);
+        // With c1 >= 1 a key has weight in the first window, so its oldest
+        // pane (and its index entry) lies there; otherwise any key with
+        // weight in the span is a candidate.
+        let end = if min_first >= 1 {
+            (b + geo.per_window).saturating_sub(span).min(b)
+        } else {
+            b
+        };
+        let Some(lo) = self.lo() else { return 0 };
+        debug_assert!(lo >= start, "pane {lo} was not evicted before boundary {b}");
+        let mut candidates: Vec<u64> = self
+            .index
+            .range(start..end)
+            .flat_map(|(_, hashes)| hashes.iter().copied())
+            .collect();
+        candidates.sort_unstable();
+        candidates.dedup();
+        let mut passed = 0;
+        for hash in candidates {
+            for slot in self.table.iter_hash(mix(hash)) {
+                if stable_hash(&slot.key) != hash {
+                    continue;
+                }
+                counts.clear();
+                counts.resize(geo.windows, 0);
+                let mut any = false;
+                for (p, w) in slot.panes.iter(lo) {
+                    if p >= b {
+                        break;
+                    }
+                    let back = (b - 1 - p) / geo.per_window;
+                    counts[geo.windows - 1 - back as usize] += w as u64;
+                    any = true;
+                }
+                if any && counts[0] >= min_first && pred(counts) {
+                    passed += 1;
+                    emit(&slot.key, counts);
+                }
+            }
+        }
+        passed
+    }
+
+    /// Records that boundary `b` is done and drops the pane that no later
+    /// boundary's span holds.
+    pub(crate) fn finish(&mut self, b: u64, geo: &Geometry) {
+        self.last = Some(b);
+        self.evict_before((b + 1).saturating_sub(geo.span()));
+    }
+
+    /// A plain copy: keys sorted, with their `(pane, weight)` pairs.
+    pub fn snapshot(&self) -> RiseSnapshot<K> {
+        let lo = self.lo().unwrap_or(0);
+        let mut keys: Vec<(K, Vec<(u64, u64)>)> = self
+            .table
+            .iter()
+            .map(|s| {
+                let panes = s.panes.iter(lo).map(|(p, w)| (p, w as u64)).collect();
+                (s.key.clone(), panes)
+            })
+            .collect();
+        keys.sort();
+        RiseSnapshot {
+            last: self.last,
+            keys,
+        }
+    }
+
+    /// Rebuilds a state from a snapshot.
+    pub fn restore(snapshot: RiseSnapshot<K>) -> Result<Self, String> {
+        let mut state = RiseState {
+            last: snapshot.last,
+            ..RiseState::default()
+        };
+        for (key, panes) in snapshot.keys {
+            let hash = stable_hash(&key);
+            for (p, w) in panes {
+                state
+                    .add(hash, key.clone(), p, w)
+                    .map_err(|e| format!("rise snapshot: pane {p} weight {w}: {e:?}"))?;
+            }
+        }
+        Ok(state)
+    }
+}
+
+/// The serialized form of a [`RiseState`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RiseSnapshot<K> {
+    /// The last boundary evaluated, in panes.
+    pub last: Option<u64>,
+    /// Every key with its `(pane index, weight)` pairs, oldest first.
+    pub keys: Vec<(K, Vec<(u64, u64)>)>,
+}
+
+impl<K: Key> Serialize for RiseState<K> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        self.snapshot().serialize(serializer)
+    }
+}
+
+impl<'de, K: Key> Deserialize<'de> for RiseState<K> {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let snapshot = RiseSnapshot::<K>::deserialize(deserializer)?;
+        RiseState::restore(snapshot).map_err(serde::de::Error::custom)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GEO: Geometry = Geometry {
+        slide: 1,
+        per_window: 2,
+        windows: 3,
+    };
+
+    fn add(state: &mut RiseState<u32>, key: u32, p: u64, w: u64) {
+        state.add(stable_hash(&key), key, p, w).unwrap();
+    }
+
+    fn eval(state: &RiseState<u32>, b: u64, min_first: u64) -> Vec<(u32, Vec<u64>)> {
+        let mut out = Vec::new();
+        let mut counts = Vec::new();
+        let n = state.evaluate(
+            b,
+            &GEO,
+            min_first,
+            &|_: &[u64]| true,
+            &mut counts,
+            |k, c| out.push((*k, c.to_vec())),
+        );
+        assert_eq!(n as usize, out.len());
+        out.sort();
+        out
+    }
+
+    #[test]
+    fn panes_stay_small() {
+        assert_eq!(std::mem::size_of::<Panes>(), 16);
+    }
+
+    #[test]
+    fn counts_per_window_and_candidates() {
+        let mut s = RiseState::default();
+        add(&mut s, 1, 10, 1);
+        add(&mut s, 1, 12, 2);
+        add(&mut s, 1, 15, 3);
+        add(&mut s, 2, 13, 5); // oldest pane not in the first window of 16
+        add(&mut s, 1, 10, 1);
+        assert_eq!(s.next_boundary(), Some(11));
+        // Boundary 16: windows [10,12) [12,14) [14,16).
+        assert_eq!(eval(&s, 16, 1), vec![(1, vec![2, 2, 3])]);
+        assert_eq!(
+            eval(&s, 16, 0),
+            vec![(1, vec![2, 2, 3]), (2, vec![0, 5, 0])]
+        );
+        s.evict_before(11);
+        s.finish(16, &GEO);
+        // Boundary 17: windows [11,13) [13,15) [15,17).
+        assert_eq!(eval(&s, 17, 1), vec![(1, vec![2, 0, 3])]);
+        s.finish(17, &GEO);
+        assert_eq!(s.len(), 2);
+        s.finish(19, &GEO); // evicts below 14: key 1 keeps pane 15, key 2 goes
+        assert_eq!(s.len(), 1);
+        assert_eq!(s.next_boundary(), Some(20));
+        s.finish(21, &GEO); // evicts below 16
+        assert!(s.is_empty());
+        assert_eq!(s.next_boundary(), None);
+    }
+
+    #[test]
+    fn out_of_order_panes_refile_the_key_once() {
+        let mut s = RiseState::default();
+        add(&mut s, 7, 20, 1);
+        add(&mut s, 7, 18, 1); // older: stale entry left under 20
+        assert_eq!(s.next_boundary(), Some(19));
+        s.evict_before(19); // drops 18, refiles under 20 (twice listed now)
+        assert_eq!(s.len(), 1);
+        assert_eq!(eval(&s, 22, 0), vec![(7, vec![0, 0, 1])]);
+        assert_eq!(eval(&s, 26, 1), vec![(7, vec![1, 0, 0])]);
+        s.evict_before(21);
+        assert!(s.is_empty());
+    }
+
+    #[test]
+    fn rejects_overflow_and_far_panes() {
+        let mut s = RiseState::default();
+        add(&mut s, 1, 5, u32::MAX as u64);
+        assert_eq!(s.add(stable_hash(&1u32), 1, 5, 1), Err(AddError::Overflow));
+        assert_eq!(
+            s.add(stable_hash(&2u32), 2, 5 + (1 << 32), 1),
+            Err(AddError::OutOfRange)
+        );
+        assert!(s.add(stable_hash(&3u32), 3, 1 << 40, 1).is_err());
+    }
+
+    #[test]
+    fn small_keys_cost_well_under_100_bytes() {
+        let mut s = RiseState::default();
+        let keys = 100_000u32;
+        for k in 0..keys {
+            add(&mut s, k, 1_000 + (k % 60) as u64, 1);
+            if k % 10 == 0 {
+                // A tenth of the keys are active in several panes.
+                for p in 1..6 {
+                    add(&mut s, k, 1_000 + (k % 60) as u64 + p, 2);
+                }
+            }
+        }
+        let per_key = s.approx_bytes() / keys as usize;
+        assert!(per_key < 64, "{per_key} bytes per key");
+    }
+
+    #[test]
+    fn snapshot_round_trips() {
+        let mut s = RiseState::default();
+        for k in 0..50u32 {
+            add(&mut s, k, 100 + (k % 7) as u64, k as u64 + 1);
+            add(&mut s, k, 103, 2);
+        }
+        s.finish(99, &GEO);
+        let json = serde_json::to_string(&s).unwrap();
+        let back: RiseState<u32> = serde_json::from_str(&json).unwrap();
+        assert_eq!(back.snapshot(), s.snapshot());
+        assert_eq!(back.next_boundary(), Some(101));
+        assert_eq!(eval(&back, 106, 1), eval(&s, 106, 1));
+    }
+}

@@ -1,0 +1,387 @@
+//! Global top-k per event time: the k best records of each time, ranked by
+//! a caller's comparator, computed locally on every worker and merged on
+//! worker 0.
+//!
+//! Records are grouped by event time (window results and [`crate::rise`]
+//! results travel at their event time). Each worker keeps only its own k
+//! best per time; once its frontier passes a time it sends them, with its
+//! record count, to worker 0, which merges the partials and emits one
+//! [`TopK`] per time once every worker's partial is in.
+//!
+//! Ties under the comparator are broken by the records' own `Ord`, so the
+//! ranking is a total order and the output is the same at any number of
+//! workers.
+
+use std::cmp::Ordering;
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use keyflow_dataflow::metrics::Metrics;
+use keyflow_dataflow::run::Context;
+use keyflow_dataflow::source::EventStream;
+use keyflow_dataflow::time::EventTime;
+use keyflow_dataflow::window::Data;
+use serde::{Deserialize, Serialize};
+use timely::dataflow::channels::pact::{Exchange, Pipeline};
+use timely::dataflow::operators::generic::builder_rc::OperatorBuilder;
+use timely::dataflow::operators::generic::{Operator, OutputBuilder};
+use timely::dataflow::operators::Capability;
+use timely::dataflow::Stream;
+
+/// The ranking of one event time.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct TopK<R> {
+    /// The event time ranked (also the record's event time).
+    pub t: EventTime,
+    /// How many records there were at `t`, over all workers.
+    pub total: u64,
+    /// The best records, best first: at most k of them (all when k is 0).
+    pub top: Vec<R>,
+}
+
+/// One worker's part of the ranking of one time: its record count and its
+/// best records. Serializable, as is [`TopKState`], for checkpoints.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TopKPartial<R> {
+    /// Records counted.
+    pub total: u64,
+    /// The best of them, unsorted, at most `max(2k, 64)` between prunings.
+    pub top: Vec<R>,
+}
+
+impl<R> Default for TopKPartial<R> {
+    fn default() -> Self {
+        TopKPartial {
+            total: 0,
+            top: Vec::new(),
+        }
+    }
+}
+
+/// The pending partials of one top-k stage, by event time.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TopKState<R> {
+    /// Partials not yet sent (local stage) or emitted (global stage).
+    pub pending: BTreeMap<EventTime, TopKPartial<R>>,
+}
+
+impl<R> Default for TopKState<R> {
+    fn default() -> Self {
+        TopKState {
+            pending: BTreeMap::new(),
+        }
+    }
+}
+
+/// The comparator made total by the records' `Ord`.
+fn total_order<R: Ord, F: Fn(&R, &R) -> Ordering>(cmp: &F) -> impl Fn(&R, &R) -> Ordering + '_ {
+    move |a, b| cmp(a, b).then_with(|| a.cmp(b))
+}
+
+impl<R: Ord> TopKPartial<R> {
+    fn prune<F: Fn(&R, &R) -> Ordering>(&mut self, k: usize, cmp: &F) {
+        if k > 0 && self.top.len() > k {
+            self.top.select_nth_unstable_by(k, total_order(cmp));
+            self.top.truncate(k);
+        }
+    }
+
+    fn push<F: Fn(&R, &R) -> Ordering>(&mut self, record: R, k: usize, cmp: &F) {
+        self.total += 1;
+        self.top.push(record);
+        if k > 0 && self.top.len() >= (2 * k).max(64) {
+            self.prune(k, cmp);
+        }
+    }
+
+    fn merge<F: Fn(&R, &R) -> Ordering>(&mut self, other: TopKPartial<R>, k: usize, cmp: &F) {
+        self.total += other.total;
+        self.top.extend(other.top);
+        if k > 0 && self.top.len() >= (2 * k).max(64) {
+            self.prune(k, cmp);
+        }
+    }
+
+    fn finish<F: Fn(&R, &R) -> Ordering>(mut self, t: EventTime, k: usize, cmp: &F) -> TopK<R> {
+        self.prune(k, cmp);
+        self.top.sort_by(total_order(cmp));
+        TopK {
+            t,
+            total: self.total,
+            top: self.top,
+        }
+    }
+}
+
+/// Extension trait: the global top-k of each event time.
+pub trait GlobalTopK<'scope, R> {
+    /// Emits, at every event time that has records, one [`TopK`] on worker 0
+    /// with the `k` best records by `cmp` (`Less` = better; `k == 0` keeps
+    /// all, sorted). Late records (event time below the time they travel at)
+    /// are dropped and counted in `late_dropped`. `id` is the stable id.
+    ///
+    /// # Examples
+    /// ```
+    /// use keyflow_dataflow::prelude::*;
+    /// use keyflow_dataflow::testing::{capture, Captured};
+    /// use keyflow_operators::topk::{GlobalTopK, TopK};
+    ///
+    /// let out = Captured::new();
+    /// let sink = out.clone();
+    /// run(&RunConfig::threads(2), move |worker, ctx| {
+    ///     let sink = sink.clone();
+    ///     worker.dataflow(|scope| {
+    ///         let scores = IterSource::new("scores", 2, |p| {
+    ///             let p = p as u64;
+    ///             vec![(10, 1 + p), (10, 5 + p), (20, 7 + p)].into_iter()
+    ///         });
+    ///         let best = source(scope, ctx, scores, &SourceConfig::default())?
+    ///             .top_k(ctx, "best", 2, |a: &u64, b: &u64| b.cmp(a));
+    ///         capture(best, &sink);
+    ///         Ok(())
+    ///     })
+    /// })
+    /// .unwrap();
+    /// assert_eq!(
+    ///     out.sorted(),
+    ///     vec![
+    ///         (10, TopK { t: 10, total: 4, top: vec![6, 5] }),
+    ///         (20, TopK { t: 20, total: 2, top: vec![8, 7] }),
+    ///     ]
+    /// );
+    /// ```
+    fn top_k<F>(
+        self,
+        ctx: &Arc<Context>,
+        id: &str,
+        k: usize,
+        cmp: F,
+    ) -> EventStream<'scope, TopK<R>>
+    where
+        F: Fn(&R, &R) -> Ordering + Clone + 'static;
+
+    /// Like [`GlobalTopK::top_k`], and also emits a [`TopK`] (with what
+    /// records it has, perhaps none) at every event time of `ticks`. This is
+    /// how a consumer learns that a time is complete even when nothing
+    /// ranked: pass [`crate::rise::RiseOut::ticks`].
+    ///
+    /// # Examples
+    /// ```
+    /// use keyflow_dataflow::prelude::*;
+    /// use keyflow_dataflow::testing::{capture, Captured};
+    /// use keyflow_operators::rise::{Rise, RiseConfig, Rising};
+    /// use keyflow_operators::topk::{GlobalTopK, TopK};
+    ///
+    /// let out = Captured::new();
+    /// let sink = out.clone();
+    /// run(&RunConfig::threads(2), move |worker, ctx| {
+    ///     let sink = sink.clone();
+    ///     worker.dataflow(|scope| {
+    ///         let events = IterSource::new("views", 1, |_| {
+    ///             [(0, 'a', 1), (0, 'b', 1), (10, 'a', 3), (10, 'b', 2)].into_iter().map(|(t, k, v)| (t, (k, v)))
+    ///         });
+    ///         let config = RiseConfig { window: 10, slide: 10, windows: 2, ..Default::default() };
+    ///         let rise = source(scope, ctx, events, &SourceConfig::default())?
+    ///             .rise(ctx, "rise", config)?;
+    ///         let top = rise.rising.top_k_ticked(rise.ticks, ctx, "top", 1, Rising::trending_order);
+    ///         capture(top, &sink);
+    ///         Ok(())
+    ///     })
+    /// })
+    /// .unwrap();
+    /// let minutes: Vec<_> = out
+    ///     .sorted()
+    ///     .into_iter()
+    ///     .map(|(_, k)| (k.t, k.total, k.top.into_iter().map(|r| r.key).collect::<Vec<_>>()))
+    ///     .collect();
+    /// assert_eq!(minutes, vec![(10, 0, vec![]), (20, 2, vec!['a']), (30, 0, vec![])]);
+    /// ```
+    fn top_k_ticked<D, F>(
+        self,
+        ticks: EventStream<'scope, D>,
+        ctx: &Arc<Context>,
+        id: &str,
+        k: usize,
+        cmp: F,
+    ) -> EventStream<'scope, TopK<R>>
+    where
+        D: Data,
+        F: Fn(&R, &R) -> Ordering + Clone + 'static;
+}
+
+impl<'scope, R: Data + Ord> GlobalTopK<'scope, R> for EventStream<'scope, R> {
+    fn top_k<F>(
+        self,
+        ctx: &Arc<Context>,
+        id: &str,
+        k: usize,
+        cmp: F,
+    ) -> EventStream<'scope, TopK<R>>
+    where
+        F: Fn(&R, &R) -> Ordering + Clone + 'static,
+    {
+        let partials = local_top_k::<R, (), F>(self, None, ctx, id, k, cmp.clone());
+        global_top_k(partials, id, k, cmp)
+    }
+
+    fn top_k_ticked<D, F>(
+        self,
+        ticks: EventStream<'scope, D>,
+        ctx: &Arc<Context>,
+        id: &str,
+        k: usize,
+        cmp: F,
+    ) -> EventStream<'scope, TopK<R>>
+    where
+        D: Data,
+        F: Fn(&R, &R) -> Ordering + Clone + 'static,
+    {
+        let partials = local_top_k(self, Some(ticks), ctx, id, k, cmp.clone());
+        global_top_k(partials, id, k, cmp)
+    }
+}
+
+type PartialStream<'scope, R> = Stream<'scope, EventTime, Vec<(EventTime, TopKPartial<R>)>>;
+
+/// Per worker: counts and keeps the k best records of each event time, and
+/// sends them on once the frontiers of both inputs have passed that time.
+fn local_top_k<'scope, R, D, F>(
+    records: EventStream<'scope, R>,
+    ticks: Option<EventStream<'scope, D>>,
+    ctx: &Arc<Context>,
+    id: &str,
+    k: usize,
+    cmp: F,
+) -> PartialStream<'scope, R>
+where
+    R: Data + Ord,
+    D: Data,
+    F: Fn(&R, &R) -> Ordering + 'static,
+{
+    let mut builder = OperatorBuilder::new(format!("TopKLocal({id})"), records.scope());
+    let mut records_in = builder.new_input(records, Pipeline);
+    let mut ticks_in = ticks.map(|t| builder.new_input(t, Pipeline));
+    let (out, partials) = builder.new_output();
+    let mut out = OutputBuilder::from(out);
+    let ctx = Arc::clone(ctx);
+    builder.build(move |_initial_capabilities| {
+        let mut state = TopKState::<R>::default();
+        let mut caps: BTreeMap<EventTime, Capability<EventTime>> = BTreeMap::new();
+        move |frontiers| {
+            let mut out = out.activate();
+            let mut late = 0;
+            records_in.for_each(|cap, data| {
+                let Some(&time) = cap.least() else { return };
+                for (ts, record) in data.drain(..) {
+                    if ts < time {
+                        late += 1;
+                        continue;
+                    }
+                    caps.entry(ts).or_insert_with(|| cap.delayed(&ts, 0));
+                    state.pending.entry(ts).or_default().push(record, k, &cmp);
+                }
+            });
+            if let Some(ticks_in) = ticks_in.as_mut() {
+                ticks_in.for_each(|cap, data| {
+                    let Some(&time) = cap.least() else { return };
+                    for (ts, _) in data.drain(..) {
+                        if ts < time {
+                            late += 1;
+                            continue;
+                        }
+                        caps.entry(ts).or_insert_with(|| cap.delayed(&ts, 0));
+                        state.pending.entry(ts).or_default();
+                    }
+                });
+            }
+            Metrics::add(&ctx.metrics.late_dropped, late);
+            while let Some(entry) = caps.first_entry() {
+                let t = *entry.key();
+                if frontiers.iter().any(|f| f.less_equal(&t)) {
+                    break;
+                }
+                let cap = entry.remove();
+                let mut partial = state.pending.remove(&t).unwrap_or_default();
+                partial.prune(k, &cmp);
+                out.session(&cap).give((t, partial));
+            }
+        }
+    });
+    partials
+}
+
+/// On worker 0: merges the partials of each time and emits its ranking
+/// once every worker has sent its partial.
+fn global_top_k<'scope, R, F>(
+    partials: PartialStream<'scope, R>,
+    id: &str,
+    k: usize,
+    cmp: F,
+) -> EventStream<'scope, TopK<R>>
+where
+    R: Data + Ord,
+    F: Fn(&R, &R) -> Ordering + 'static,
+{
+    partials.unary_frontier(
+        Exchange::new(|_: &(EventTime, TopKPartial<R>)| 0),
+        &format!("TopK({id})"),
+        move |_, _| {
+            let mut state = TopKState::<R>::default();
+            let mut caps: BTreeMap<EventTime, Capability<EventTime>> = BTreeMap::new();
+            move |(input, frontier), output| {
+                input.for_each(|cap, data| {
+                    if cap.least().is_none() {
+                        return;
+                    }
+                    for (t, partial) in data.drain(..) {
+                        caps.entry(t).or_insert_with(|| cap.delayed(&t, 0));
+                        state.pending.entry(t).or_default().merge(partial, k, &cmp);
+                    }
+                });
+                while let Some(entry) = caps.first_entry() {
+                    let t = *entry.key();
+                    if frontier.less_equal(&t) {
+                        break;
+                    }
+                    let cap = entry.remove();
+                    let partial = state.pending.remove(&t).unwrap_or_default();
+                    output.session(&cap).give((t, partial.finish(t, k, &cmp)));
+                }
+            }
+        },
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn partial_keeps_the_best_under_a_total_order() {
+        let cmp = |a: &(u32, u32), b: &(u32, u32)| b.0.cmp(&a.0); // ties on .0
+        let mut p = TopKPartial::default();
+        for i in 0..1000u32 {
+            p.push((i % 10, 1000 - i), 3, &cmp);
+        }
+        let top = p.finish(5, 3, &cmp);
+        assert_eq!(top.total, 1000);
+        // Ties on .0 == 9 are broken by the tuple order: smallest .1 first.
+        assert_eq!(top.top, vec![(9, 1), (9, 11), (9, 21)]);
+    }
+
+    #[test]
+    fn k_zero_keeps_everything_sorted() {
+        let cmp = |a: &u32, b: &u32| a.cmp(b);
+        let mut p = TopKPartial::default();
+        for i in (0..100u32).rev() {
+            p.push(i, 0, &cmp);
+        }
+        let mut q = TopKPartial::default();
+        q.push(500, 0, &cmp);
+        p.merge(q, 0, &cmp);
+        let top = p.finish(1, 0, &cmp);
+        assert_eq!(top.total, 101);
+        assert_eq!(top.top.len(), 101);
+        assert!(top.top.windows(2).all(|w| w[0] < w[1]));
+    }
+}
