@@ -25,7 +25,13 @@ fn sample() -> Vec<(u64, Click)> {
         .enumerate()
         .map(|(i, page)| {
             let ts = t0 + i as u64 * 20_000;
-            (ts, Click { page: page.to_string(), ts })
+            (
+                ts,
+                Click {
+                    page: page.to_string(),
+                    ts,
+                },
+            )
         })
         .collect()
 }
@@ -36,7 +42,10 @@ fn main() -> anyhow::Result<()> {
         Some(i) => args.get(i + 1).map(|w| w.parse()).transpose()?.unwrap_or(1),
         None => 1,
     };
-    let file: Option<PathBuf> = args.first().filter(|a| !a.starts_with("--")).map(PathBuf::from);
+    let file: Option<PathBuf> = args
+        .first()
+        .filter(|a| !a.starts_with("--"))
+        .map(PathBuf::from);
 
     run(&RunConfig::threads(workers), move |worker, ctx| {
         let file = file.clone();

@@ -35,3 +35,14 @@ impl Error {
 
 /// The crate's result type.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Lets job errors cross a `keyflow_dataflow::run` closure with `?`.
+impl From<Error> for keyflow_dataflow::Error {
+    fn from(e: Error) -> Self {
+        match e {
+            Error::Dataflow(inner) => inner,
+            Error::Config(msg) => keyflow_dataflow::Error::Config(msg),
+            other => keyflow_dataflow::Error::External(other.to_string()),
+        }
+    }
+}

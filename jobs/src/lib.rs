@@ -3,5 +3,6 @@
 
 pub mod error;
 pub mod pageviews;
+pub mod trending;
 
 pub use error::{Error, Result};

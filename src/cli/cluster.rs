@@ -117,7 +117,11 @@ pub fn launch(cmd: &ClusterCmd) -> anyhow::Result<i32> {
         );
     }
     for flag in ["--workers", "--processes", "--process", "--hostfile"] {
-        if cmd.command.iter().any(|a| a == flag || a.starts_with(&format!("{flag}="))) {
+        if cmd
+            .command
+            .iter()
+            .any(|a| a == flag || a.starts_with(&format!("{flag}=")))
+        {
             anyhow::bail!("{flag} is set by `keyflow cluster`; remove it from the job command");
         }
     }
@@ -167,7 +171,10 @@ pub fn launch(cmd: &ClusterCmd) -> anyhow::Result<i32> {
     let mut finished = Vec::new();
     let code = loop {
         if interrupted.load(Ordering::SeqCst) {
-            eprintln!("keyflow cluster: interrupted, stopping {} processes", running.len());
+            eprintln!(
+                "keyflow cluster: interrupted, stopping {} processes",
+                running.len()
+            );
             stop_all(&mut running);
             break 130;
         }

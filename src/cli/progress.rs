@@ -25,21 +25,27 @@ impl Progress {
             return Progress { stop, thread: None };
         }
         let (flag, ctx) = (Arc::clone(&stop), Arc::clone(ctx));
-        let thread = std::thread::spawn(move || {
-            let tty = std::io::stderr().is_terminal();
-            let every = if tty { Duration::from_secs(1) } else { Duration::from_secs(10) };
-            let started = Instant::now();
-            let mut last = (Instant::now(), 0u64);
-            let mut shown = false;
-            while !flag.load(Ordering::Relaxed) {
-                std::thread::sleep(Duration::from_millis(100));
-                if last.0.elapsed() < every {
-                    continue;
-                }
-                let m = ctx.metrics.snapshot();
-                let rate = (m.events - last.1) as f64 / last.0.elapsed().as_secs_f64();
-                last = (Instant::now(), m.events);
-                let line = format!(
+        let thread =
+            std::thread::spawn(move || {
+                let tty = std::io::stderr().is_terminal();
+                let every = if tty {
+                    Duration::from_secs(1)
+                } else {
+                    Duration::from_secs(10)
+                };
+                let started = Instant::now();
+                let mut last = (Instant::now(), 0u64);
+                let mut shown = false;
+                while !flag.load(Ordering::Relaxed) {
+                    std::thread::sleep(Duration::from_millis(100));
+                    if last.0.elapsed() < every {
+                        continue;
+                    }
+                    let m = ctx.metrics.snapshot();
+                    let rate = (m.events - last.1) as f64 / last.0.elapsed().as_secs_f64();
+                    last = (Instant::now(), m.events);
+                    let line =
+                        format!(
                     "[{:>4}s] {} events ({:.0}/s), event time {}, late {}, bad {}, future {}",
                     started.elapsed().as_secs(),
                     m.events,
@@ -49,18 +55,18 @@ impl Progress {
                     m.bad,
                     m.future
                 );
-                let mut err = std::io::stderr().lock();
-                if tty {
-                    let _ = write!(err, "\r{line}\x1b[K");
-                } else {
-                    let _ = writeln!(err, "{line}");
+                    let mut err = std::io::stderr().lock();
+                    if tty {
+                        let _ = write!(err, "\r{line}\x1b[K");
+                    } else {
+                        let _ = writeln!(err, "{line}");
+                    }
+                    shown = true;
                 }
-                shown = true;
-            }
-            if shown && tty {
-                let _ = writeln!(std::io::stderr());
-            }
-        });
+                if shown && tty {
+                    let _ = writeln!(std::io::stderr());
+                }
+            });
         Progress {
             stop,
             thread: Some(thread),

@@ -125,8 +125,8 @@ impl SourceArgs {
     /// Fails fast on a missing input file, naming it.
     pub fn check_inputs(&self) -> anyhow::Result<()> {
         for path in &self.inputs {
-            if !path.is_file() {
-                anyhow::bail!("input file {} does not exist or is not a file", path.display());
+            if !path.exists() {
+                anyhow::bail!("input {} does not exist", path.display());
             }
         }
         Ok(())
@@ -141,7 +141,8 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
 }
 
 fn parse_bad_input(text: &str) -> Result<BadInputPolicy, String> {
-    text.parse().map_err(|e: keyflow::dataflow::Error| e.to_string())
+    text.parse()
+        .map_err(|e: keyflow::dataflow::Error| e.to_string())
 }
 
 /// Parses `--late drop | side-output | allowed-lateness D`.
@@ -150,12 +151,13 @@ pub fn parse_late(values: &[String]) -> anyhow::Result<Lateness> {
         [] => Ok(Lateness::Drop),
         [p] if p == "drop" => Ok(Lateness::Drop),
         [p] if p == "side-output" => Ok(Lateness::SideOutput),
-        [p, d] if p == "allowed-lateness" => Ok(Lateness::Allowed(parse_duration_ms(
-            "allowed lateness",
-            d,
-        )?)),
+        [p, d] if p == "allowed-lateness" => {
+            Ok(Lateness::Allowed(parse_duration_ms("allowed lateness", d)?))
+        }
         [p] if p == "allowed-lateness" => {
-            anyhow::bail!("--late allowed-lateness needs a duration, e.g. `--late allowed-lateness 30s`")
+            anyhow::bail!(
+                "--late allowed-lateness needs a duration, e.g. `--late allowed-lateness 30s`"
+            )
         }
         other => anyhow::bail!(
             "--late {} is not one of: drop, side-output, allowed-lateness <DURATION>",

@@ -1,0 +1,91 @@
+//! Hourly per-article totals, written as Wikimedia dump files.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use keyflow_dataflow::sink::Sink;
+use keyflow_dataflow::time::{civil, EventTime, HOUR};
+use keyflow_dataflow::window::WindowResult;
+use keyflow_dataflow::{Error, Result};
+
+use crate::pageviews::Article;
+
+/// The dump file name for the hour starting at `hour`:
+/// `pageviews-YYYYMMDD-HH0000`.
+///
+/// # Examples
+/// ```
+/// use keyflow_jobs::trending::hourly_file_name;
+/// assert_eq!(hourly_file_name(1_470_009_600_000 + 13 * 3_600_000), "pageviews-20160801-130000");
+/// ```
+pub fn hourly_file_name(hour: EventTime) -> String {
+    let (y, mo, d, h, _, _) = civil(hour);
+    format!("pageviews-{y:04}{mo:02}{d:02}-{h:02}0000")
+}
+
+/// Writes one file per hour into a directory, lines `project title views 0`
+/// sorted by article. Each file is written to a temporary name and renamed,
+/// so a reader never sees half an hour. Updates (allowed lateness) rewrite
+/// the hour's file with the new totals.
+pub struct HourlyDumpSink {
+    dir: PathBuf,
+    hours: BTreeMap<EventTime, BTreeMap<Article, u64>>,
+    keep: u64,
+}
+
+impl HourlyDumpSink {
+    /// A sink into `dir` (created if missing). `keep` is how long after an
+    /// hour's end updates may still arrive (the allowed lateness).
+    pub fn create(dir: &Path, keep: u64) -> Result<Self> {
+        std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+        Ok(HourlyDumpSink {
+            dir: dir.to_path_buf(),
+            hours: BTreeMap::new(),
+            keep,
+        })
+    }
+
+    fn write_hour(&self, hour: EventTime, totals: &BTreeMap<Article, u64>) -> Result<()> {
+        let path = self.dir.join(hourly_file_name(hour));
+        let tmp = self.dir.join(format!(".{}.tmp", hourly_file_name(hour)));
+        let mut text = String::new();
+        for (article, views) in totals {
+            text.push_str(&format!("{article} {views} 0\n"));
+        }
+        let mut file = std::fs::File::create(&tmp).map_err(|e| Error::io(&tmp, e))?;
+        file.write_all(text.as_bytes())
+            .and_then(|_| file.sync_all())
+            .map_err(|e| Error::io(&tmp, e))?;
+        std::fs::rename(&tmp, &path).map_err(|e| Error::io(&path, e))
+    }
+}
+
+impl Sink<WindowResult<Article, u64>> for HourlyDumpSink {
+    fn write(
+        &mut self,
+        time: EventTime,
+        records: &[(EventTime, WindowResult<Article, u64>)],
+    ) -> Result<()> {
+        let mut touched = Vec::new();
+        for (_, r) in records {
+            let hour = r.start;
+            self.hours
+                .entry(hour)
+                .or_default()
+                .insert(r.key.clone(), r.value);
+            if touched.last() != Some(&hour) {
+                touched.push(hour);
+            }
+        }
+        touched.sort_unstable();
+        touched.dedup();
+        for hour in touched {
+            self.write_hour(hour, &self.hours[&hour])?;
+        }
+        // Hours that no late update can reach any more are forgotten.
+        let keep = self.keep;
+        self.hours.retain(|hour, _| hour + HOUR + keep > time);
+        Ok(())
+    }
+}

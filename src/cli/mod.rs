@@ -1,0 +1,56 @@
+//! The command line: clap definitions and dispatch.
+
+pub mod cluster;
+pub mod explain;
+pub mod progress;
+pub mod run_args;
+pub mod sources;
+pub mod trending;
+
+use clap::{Parser, Subcommand};
+
+/// keyflow: keyed, windowed streaming jobs on timely dataflow.
+#[derive(Debug, Parser)]
+#[command(name = "keyflow", version, about, long_about = None)]
+pub struct Cli {
+    /// Log filter (e.g. `info`, `keyflow=debug`); also read from RUST_LOG.
+    #[arg(long, global = true, default_value = "warn")]
+    pub log: String,
+    /// The command.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// keyflow's commands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// List the bundled jobs.
+    Jobs,
+    /// Print the dataflow graph of a bundled job.
+    Explain {
+        /// The job's name (see `keyflow jobs`).
+        job: String,
+    },
+    /// Run a bundled job.
+    Run {
+        /// The job.
+        #[command(subcommand)]
+        job: RunJob,
+    },
+    /// Start a local multi-process cluster running one job.
+    Cluster(cluster::ClusterCmd),
+}
+
+/// The bundled jobs `keyflow run` can start.
+#[derive(Debug, Subcommand)]
+pub enum RunJob {
+    /// Every minute, the articles whose views did not fall across the six
+    /// 10-minute windows of the last hour.
+    Trending(Box<trending::TrendingArgs>),
+}
+
+/// The bundled jobs, with one line each.
+pub const JOBS: &[(&str, &str)] = &[(
+    "trending",
+    "every minute, the articles whose views did not fall across the six 10-minute windows of the last hour",
+)];
