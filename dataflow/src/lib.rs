@@ -36,6 +36,7 @@
 
 pub mod error;
 pub mod explain;
+pub mod handshake;
 pub mod hash;
 pub mod late;
 pub mod metrics;

@@ -247,6 +247,8 @@ where
         })
     };
     let guards = if ctx.config.processes > 1 {
+        crate::handshake::handshake(&ctx.config)?;
+        watch_network_threads(&ctx);
         connect_within(&ctx.config, start)?
     } else {
         start().map_err(Error::Startup)?
@@ -263,6 +265,29 @@ where
         Some(error) => Err(error),
         None => Ok(values),
     }
+}
+
+/// timely's network threads panic when a peer process dies, and the
+/// workers then either wait forever for the dead peer's progress messages or
+/// panic while tearing down shared queues. Neither can be recovered inside
+/// this process, so a network-thread panic ends the process at once with a
+/// clear message and exit status 1 (what `keyflow cluster` reports).
+fn watch_network_threads(ctx: &Arc<Context>) {
+    let process = ctx.config.process;
+    let previous = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let thread = std::thread::current();
+        let name = thread.name().unwrap_or("");
+        if name.starts_with("timely:recv") || name.starts_with("timely:send") {
+            eprintln!(
+                "keyflow: error: process {process} lost the connection to a peer process \
+                 ({}); a process of the cluster has stopped",
+                panic_message(info.payload())
+            );
+            std::process::exit(1);
+        }
+        previous(info);
+    }));
 }
 
 /// Starts a cluster process, giving up with a clear error if its peers are
