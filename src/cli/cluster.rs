@@ -103,6 +103,31 @@ fn stop_all(children: &mut [(usize, Child)]) {
     }
 }
 
+/// Collects the members that have exited: successes into `finished`,
+/// failures returned.
+fn reap(
+    running: &mut Vec<(usize, Child)>,
+    finished: &mut Vec<usize>,
+) -> anyhow::Result<Vec<(usize, ExitStatus)>> {
+    let mut failures = Vec::new();
+    let mut i = 0;
+    while i < running.len() {
+        match running[i].1.try_wait() {
+            Ok(Some(status)) => {
+                let (index, _) = running.swap_remove(i);
+                if status.success() {
+                    finished.push(index);
+                } else {
+                    failures.push((index, status));
+                }
+            }
+            Ok(None) => i += 1,
+            Err(e) => anyhow::bail!("cannot watch process {}: {e}", running[i].0),
+        }
+    }
+    Ok(failures)
+}
+
 /// Runs the cluster; returns the exit code for the launcher.
 pub fn launch(cmd: &ClusterCmd) -> anyhow::Result<i32> {
     if cmd.processes == 0 {
@@ -178,26 +203,26 @@ pub fn launch(cmd: &ClusterCmd) -> anyhow::Result<i32> {
             stop_all(&mut running);
             break 130;
         }
-        let mut failure = None;
-        let mut i = 0;
-        while i < running.len() {
-            match running[i].1.try_wait() {
-                Ok(Some(status)) => {
-                    let (index, _) = running.swap_remove(i);
-                    if status.success() {
-                        finished.push(index);
-                    } else if failure.is_none() {
-                        failure = Some((index, status));
-                    }
-                }
-                Ok(None) => i += 1,
-                Err(e) => anyhow::bail!("cannot watch process {}: {e}", running[i].0),
-            }
-        }
-        if let Some((index, status)) = failure {
+        let mut failures = reap(&mut running, &mut finished)?;
+        if !failures.is_empty() {
+            // Members die together when one does (they lose their peer): wait
+            // a moment so the one that died first can be named as the cause.
+            std::thread::sleep(Duration::from_millis(300));
+            failures.extend(reap(&mut running, &mut finished)?);
+            failures.sort_by_key(|(index, status)| (status.code().is_some(), *index));
+            let (index, status) = failures[0];
             let (what, code) = describe(status);
+            let others: Vec<String> = failures[1..]
+                .iter()
+                .map(|(i, s)| format!("process {i} {}", describe(*s).0))
+                .collect();
+            let also = if others.is_empty() {
+                String::new()
+            } else {
+                format!(" (then {})", others.join(", "))
+            };
             eprintln!(
-                "keyflow cluster: process {index} {what}; stopping the other {} processes",
+                "keyflow cluster: process {index} {what}{also}; stopping the other {} processes",
                 running.len()
             );
             stop_all(&mut running);

@@ -1,0 +1,309 @@
+//! Multi-process clusters on 127.0.0.1: identical results at every layout,
+//! clean failure when a member dies, clear errors for bad host files and
+//! mismatched settings.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+const KEYFLOW: &str = env!("CARGO_BIN_EXE_keyflow");
+
+fn data(name: &str) -> PathBuf {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../shared/data")
+        .join(name);
+    assert!(path.exists(), "test data {} is missing", path.display());
+    path
+}
+
+/// Waits for `child` at most `limit`, killing it after that.
+fn wait_bounded(mut child: Child, limit: Duration) -> (Output, Duration) {
+    let start = Instant::now();
+    loop {
+        if child.try_wait().unwrap().is_some() || start.elapsed() > limit {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let elapsed = start.elapsed();
+    let _ = child.kill();
+    (child.wait_with_output().unwrap(), elapsed)
+}
+
+fn run(args: &[&str], limit: Duration) -> Output {
+    let child = Command::new(KEYFLOW)
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let (out, elapsed) = wait_bounded(child, limit);
+    assert!(elapsed < limit, "keyflow {args:?} ran past {limit:?}");
+    out
+}
+
+fn dump_inputs() -> Vec<String> {
+    (10..14)
+        .map(|h| {
+            data(&format!(
+                "pagecounts-2016-08/pagecounts-20160801-{h:02}0000.gz"
+            ))
+            .display()
+            .to_string()
+        })
+        .collect()
+}
+
+fn trending_at(layout: (usize, usize), dir: &Path) -> Vec<u8> {
+    let (processes, workers) = layout;
+    let out = dir.join(format!("trending-{processes}x{workers}.jsonl"));
+    let hourly = dir.join(format!("hourly-{processes}x{workers}"));
+    let mut args: Vec<String> = Vec::new();
+    let job = [
+        "run",
+        "trending",
+        "--input-format",
+        "dump",
+        "--top",
+        "0",
+        "--quiet",
+        "--out",
+    ];
+    if processes > 1 {
+        args.extend(["cluster", "--processes"].map(String::from));
+        args.push(processes.to_string());
+        args.extend([
+            "--workers".to_string(),
+            workers.to_string(),
+            "--".to_string(),
+        ]);
+        args.extend(job.map(String::from));
+    } else {
+        args.extend(job.map(String::from));
+        args.extend(["--workers".to_string(), workers.to_string()]);
+        args.insert(args.len() - 2, out.display().to_string());
+    }
+    if processes > 1 {
+        args.push(out.display().to_string());
+    }
+    args.push("--hourly-out".into());
+    args.push(hourly.display().to_string());
+    args.push("--input".into());
+    args.extend(dump_inputs());
+    let argv: Vec<&str> = args.iter().map(String::as_str).collect();
+    let result = run(&argv, Duration::from_secs(120));
+    assert!(
+        result.status.success(),
+        "{layout:?}: {}",
+        String::from_utf8_lossy(&result.stderr)
+    );
+    let mut bytes = std::fs::read(&out).unwrap();
+    let mut files: Vec<_> = std::fs::read_dir(&hourly)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    files.sort();
+    for f in files {
+        bytes.extend(f.file_name().unwrap().to_string_lossy().as_bytes());
+        bytes.extend(std::fs::read(f).unwrap());
+    }
+    bytes
+}
+
+#[test]
+fn trending_is_identical_at_every_layout() {
+    let dir = tempfile::tempdir().unwrap();
+    let reference = trending_at((1, 1), dir.path());
+    assert!(
+        reference.len() > 1000,
+        "the fixture produced almost nothing"
+    );
+    for layout in [(1, 4), (2, 2), (4, 1)] {
+        assert!(
+            trending_at(layout, dir.path()) == reference,
+            "layout {layout:?} differs from 1x1"
+        );
+    }
+}
+
+#[test]
+fn a_killed_member_stops_the_cluster_quickly() {
+    let child = Command::new(KEYFLOW)
+        .args([
+            "cluster",
+            "--processes",
+            "2",
+            "--workers",
+            "1",
+            "--",
+            "run",
+            "trending",
+        ])
+        .args([
+            "--articles",
+            "10000",
+            "--rate",
+            "100",
+            "--duration",
+            "30m",
+            "--realtime",
+            "--quiet",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let launcher = child.id();
+    // Find the members (children of the launcher) once they run.
+    let started = Instant::now();
+    let members = loop {
+        let found = Command::new("pgrep")
+            .args(["-P", &launcher.to_string()])
+            .output()
+            .unwrap();
+        let pids: Vec<u32> = String::from_utf8_lossy(&found.stdout)
+            .split_whitespace()
+            .filter_map(|p| p.parse().ok())
+            .collect();
+        if pids.len() == 2 || started.elapsed() > Duration::from_secs(20) {
+            break pids;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert_eq!(members.len(), 2, "the cluster did not start its members");
+    std::thread::sleep(Duration::from_secs(3));
+    Command::new("kill")
+        .args(["-9", &members[1].to_string()])
+        .status()
+        .unwrap();
+    let (out, elapsed) = wait_bounded(child, Duration::from_secs(30));
+    assert!(
+        elapsed < Duration::from_secs(10),
+        "the cluster took {elapsed:?} to stop"
+    );
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("process 1 was killed by signal 9"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn a_short_hostfile_is_rejected_before_any_work() {
+    let dir = tempfile::tempdir().unwrap();
+    let hosts = dir.path().join("hosts");
+    std::fs::write(&hosts, "127.0.0.1:1\n").unwrap();
+    let hosts = hosts.display().to_string();
+    let out = run(
+        &[
+            "run",
+            "trending",
+            "--processes",
+            "2",
+            "--process",
+            "0",
+            "--hostfile",
+            &hosts,
+        ],
+        Duration::from_secs(20),
+    );
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("the host file lists 1 addresses but --processes is 2"),
+        "{stderr}"
+    );
+}
+
+fn free_ports(n: usize) -> Vec<u16> {
+    let listeners: Vec<_> = (0..n)
+        .map(|_| std::net::TcpListener::bind("127.0.0.1:0").unwrap())
+        .collect();
+    listeners
+        .iter()
+        .map(|l| l.local_addr().unwrap().port())
+        .collect()
+}
+
+#[test]
+fn an_unreachable_peer_is_a_clear_error_after_the_timeout() {
+    let dir = tempfile::tempdir().unwrap();
+    let hosts = dir.path().join("hosts");
+    let ports = free_ports(2);
+    std::fs::write(
+        &hosts,
+        format!("127.0.0.1:{}\n127.0.0.1:{}\n", ports[0], ports[1]),
+    )
+    .unwrap();
+    let hosts = hosts.display().to_string();
+    let out = run(
+        &[
+            "run",
+            "trending",
+            "--processes",
+            "2",
+            "--process",
+            "1",
+            "--hostfile",
+            &hosts,
+            "--connect-timeout",
+            "2s",
+            "--quiet",
+        ],
+        Duration::from_secs(30),
+    );
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("could not reach process 0"), "{stderr}");
+}
+
+#[test]
+fn members_with_different_worker_counts_fail_clearly() {
+    let dir = tempfile::tempdir().unwrap();
+    let hosts = dir.path().join("hosts");
+    let ports = free_ports(2);
+    std::fs::write(
+        &hosts,
+        format!("127.0.0.1:{}\n127.0.0.1:{}\n", ports[0], ports[1]),
+    )
+    .unwrap();
+    let hosts = hosts.display().to_string();
+    let start = |process: &str, workers: &str| {
+        Command::new(KEYFLOW)
+            .args([
+                "run",
+                "trending",
+                "--quiet",
+                "--articles",
+                "1000",
+                "--rate",
+                "10",
+            ])
+            .args([
+                "--processes",
+                "2",
+                "--process",
+                process,
+                "--workers",
+                workers,
+            ])
+            .args(["--hostfile", &hosts, "--connect-timeout", "10s"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let p0 = start("0", "2");
+    let p1 = start("1", "1");
+    for (child, name) in [(p0, "process 0"), (p1, "process 1")] {
+        let (out, elapsed) = wait_bounded(child, Duration::from_secs(30));
+        assert!(elapsed < Duration::from_secs(20), "{name} took {elapsed:?}");
+        assert!(!out.status.success());
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            stderr.contains("disagree") && stderr.contains("--workers 1"),
+            "{name}: {stderr}"
+        );
+    }
+}
