@@ -38,5 +38,9 @@ fn dispatch(command: Command) -> anyhow::Result<i32> {
             RunJob::Trending(args) => cli::trending::run(&args),
         },
         Command::Cluster(cmd) => cli::cluster::launch(&cmd),
+        Command::Bench { what } => match what {
+            cli::bench::BenchCmd::Trending(args) => cli::bench::throughput(&args),
+            cli::bench::BenchCmd::Latency(args) => cli::bench::latency(&args),
+        },
     }
 }

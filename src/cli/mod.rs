@@ -1,8 +1,10 @@
 //! The command line: clap definitions and dispatch.
 
+pub mod bench;
 pub mod cluster;
 pub mod explain;
 pub mod progress;
+pub mod reference;
 pub mod run_args;
 pub mod sources;
 pub mod trending;
@@ -39,6 +41,12 @@ pub enum Command {
     },
     /// Start a local multi-process cluster running one job.
     Cluster(cluster::ClusterCmd),
+    /// Measure the trending job (use a release build).
+    Bench {
+        /// What to measure.
+        #[command(subcommand)]
+        what: bench::BenchCmd,
+    },
 }
 
 /// The bundled jobs `keyflow run` can start.

@@ -77,6 +77,7 @@ impl TrendingArgs {
             min_views: self.min_views,
             top: self.top,
             lateness: parse_late(&self.late)?,
+            hourly: self.hourly_out.is_some(),
             ..TrendingConfig::default()
         };
         config.validate()?;

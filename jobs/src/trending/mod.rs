@@ -63,6 +63,9 @@ pub struct TrendingConfig {
     pub top: usize,
     /// What happens to late events.
     pub lateness: Lateness,
+    /// Whether to compute the hourly per-article totals (skip them when
+    /// nothing reads them).
+    pub hourly: bool,
 }
 
 impl Default for TrendingConfig {
@@ -75,6 +78,7 @@ impl Default for TrendingConfig {
             min_views: 1,
             top: 10,
             lateness: Lateness::Drop,
+            hourly: true,
         }
     }
 }
@@ -265,12 +269,16 @@ pub fn trending<'scope>(
             late.filter(|_| false),
         ),
     };
-    let hourly = hourly_input
-        .key_by("article", |view| (view.article, view.views))
-        .window(WindowSpec::tumbling(HOUR))
-        .lateness(config.lateness)
-        .sum(ctx, "hourly-totals")?
-        .results;
+    let hourly = if config.hourly {
+        hourly_input
+            .key_by("article", |view| (view.article, view.views))
+            .window(WindowSpec::tumbling(HOUR))
+            .lateness(config.lateness)
+            .sum(ctx, "hourly-totals")?
+            .results
+    } else {
+        timely::dataflow::operators::generic::operator::empty(hourly_input.scope())
+    };
     Ok(TrendingStreams {
         minutes,
         hourly,

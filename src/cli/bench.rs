@@ -1,0 +1,261 @@
+//! `keyflow bench`: the trending job against a hand-written loop, and the
+//! latency from a minute's close to its result.
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use clap::{Args, Subcommand};
+use keyflow::dataflow::prelude::*;
+use keyflow::dataflow::source::source;
+use keyflow::jobs::pageviews::{GeneratorConfig, GeneratorSource, PageviewSource, DEFAULT_START_MS};
+use keyflow::jobs::trending::{trending, TrendingConfig, TrendingMinute};
+use serde_json::json;
+
+use super::reference;
+use super::run_args::parse_duration;
+
+/// Benchmarks.
+#[derive(Debug, Clone, Subcommand)]
+pub enum BenchCmd {
+    /// Throughput of the trending job against a single-thread hash-map loop
+    /// over the same events, in one run; prints JSON.
+    Trending(ThroughputArgs),
+    /// Latency from a minute's close (progress passing T) to its result,
+    /// at a paced rate; prints JSON.
+    Latency(LatencyArgs),
+}
+
+/// Flags of `keyflow bench trending`.
+#[derive(Debug, Clone, Args)]
+pub struct ThroughputArgs {
+    /// Distinct articles (Zipf ranks).
+    #[arg(long, default_value_t = 1_000_000)]
+    pub articles: u32,
+    /// Events to generate (spread over two hours of event time).
+    #[arg(long, default_value_t = 10_000_000)]
+    pub events: u64,
+    /// Worker threads for the job.
+    #[arg(long, short = 'w', default_value_t = 1)]
+    pub workers: usize,
+    /// Generator seed.
+    #[arg(long, default_value_t = 42)]
+    pub seed: u64,
+    /// Skip the reference loop (job only).
+    #[arg(long)]
+    pub no_reference: bool,
+}
+
+/// Flags of `keyflow bench latency`.
+#[derive(Debug, Clone, Args)]
+pub struct LatencyArgs {
+    /// Events per second, paced at real time.
+    #[arg(long, default_value_t = 1_000_000)]
+    pub rate: u64,
+    /// How long to run (event time = wall time).
+    #[arg(long, default_value = "3m", value_parser = parse_duration)]
+    pub duration: Duration,
+    /// Distinct articles.
+    #[arg(long, default_value_t = 1_000_000)]
+    pub articles: u32,
+    /// Worker threads.
+    #[arg(long, short = 'w', default_value_t = 1)]
+    pub workers: usize,
+}
+
+/// Peak resident memory of this process, in bytes (Linux `VmHWM`).
+fn peak_rss() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb * 1024)
+}
+
+fn current_rss() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+    let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb * 1024)
+}
+
+/// Resets the peak so the next phase measures its own (Linux >= 4.0).
+fn reset_peak_rss() {
+    let _ = std::fs::write("/proc/self/clear_refs", "5");
+}
+
+fn generator(articles: u32, events: u64, seed: u64, realtime: bool) -> GeneratorConfig {
+    // Two hours of event time, so that every minute of the second hour has
+    // six full windows behind it.
+    let rate = (events / 7_200).max(1);
+    GeneratorConfig {
+        articles,
+        seed,
+        rate,
+        duration_ms: events * 1000 / rate,
+        start_ms: DEFAULT_START_MS,
+        realtime,
+        ..GeneratorConfig::default()
+    }
+}
+
+fn job_config() -> TrendingConfig {
+    TrendingConfig {
+        hourly: false,
+        ..TrendingConfig::default()
+    }
+}
+
+/// Runs the trending job over `config`'s events, collecting its minutes
+/// with their wall-clock write times.
+fn run_job(
+    config: &GeneratorConfig,
+    workers: usize,
+) -> anyhow::Result<(Vec<(TrendingMinute, Instant)>, Arc<Context>)> {
+    let minutes = Arc::new(Mutex::new(Vec::new()));
+    let ctx = Arc::new(Context::new(RunConfig::threads(workers)));
+    let (config, out) = (config.clone(), Arc::clone(&minutes));
+    keyflow::dataflow::run::run_with_context(Arc::clone(&ctx), move |worker, ctx| {
+        let src = PageviewSource::generator(config.clone())?;
+        let out = Arc::clone(&out);
+        worker.dataflow(|scope| {
+            let events = source(scope, ctx, src, &SourceConfig::default())?;
+            let job = trending(events, ctx, &job_config())?;
+            sink(job.minutes, ctx, "collect", move || Ok(Collect(out)))
+        })
+    })?;
+    let minutes = std::mem::take(&mut *minutes.lock().unwrap_or_else(|p| p.into_inner()));
+    Ok((minutes, ctx))
+}
+
+struct Collect(Arc<Mutex<Vec<(TrendingMinute, Instant)>>>);
+
+impl Sink<TrendingMinute> for Collect {
+    fn write(&mut self, _: EventTime, records: &[(EventTime, TrendingMinute)]) -> Result<()> {
+        let now = Instant::now();
+        let mut out = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        out.extend(records.iter().map(|(_, m)| (m.clone(), now)));
+        Ok(())
+    }
+}
+
+fn article_id(title: &str) -> u32 {
+    title
+        .strip_prefix("Article_")
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(u32::MAX)
+}
+
+/// `keyflow bench trending`.
+pub fn throughput(args: &ThroughputArgs) -> anyhow::Result<i32> {
+    let config = generator(args.articles, args.events, args.seed, false);
+    let events = config.total_events();
+    let base_rss = current_rss().unwrap_or(0);
+    reset_peak_rss();
+    let start = Instant::now();
+    let (minutes, ctx) = run_job(&config, args.workers)?;
+    let job_secs = start.elapsed().as_secs_f64();
+    let job_peak = peak_rss().unwrap_or(0);
+    anyhow::ensure!(
+        ctx.metrics.snapshot().events == events,
+        "the job read {} events, expected {events}",
+        ctx.metrics.snapshot().events
+    );
+    drop(ctx);
+
+    let mut report = json!({
+        "bench": "trending",
+        "articles": args.articles,
+        "events": events,
+        "workers": args.workers,
+        "job": {
+            "seconds": job_secs,
+            "events_per_s": events as f64 / job_secs,
+            "peak_rss_bytes": job_peak,
+            "minutes": minutes.len(),
+        },
+    });
+    if !args.no_reference {
+        let source = GeneratorSource::new(config.clone())?;
+        reset_peak_rss();
+        let rss_before = current_rss().unwrap_or(0);
+        let start = Instant::now();
+        let expected = reference::run(&source, events);
+        let ref_secs = start.elapsed().as_secs_f64();
+        let ref_peak = peak_rss().unwrap_or(0);
+        let got: Vec<(u64, u64, Vec<u32>)> = minutes
+            .iter()
+            .map(|(m, _)| {
+                let top = m.top.iter().map(|e| article_id(&e.title)).collect();
+                (m.t, m.trending, top)
+            })
+            .collect();
+        let same = got == expected.minutes;
+        let state = job_peak.saturating_sub(base_rss) as f64 / expected.peak_articles.max(1) as f64;
+        report["reference"] = json!({
+            "seconds": ref_secs,
+            "events_per_s": events as f64 / ref_secs,
+            "peak_rss_bytes": ref_peak,
+            "rss_growth_bytes": ref_peak.saturating_sub(rss_before),
+            "peak_active_articles": expected.peak_articles,
+        });
+        report["ratio"] = json!(ref_secs / job_secs);
+        report["state_bytes_per_active_article"] = json!(state);
+        report["results_match_reference"] = json!(same);
+        if !same {
+            println!("{}", serde_json::to_string_pretty(&report)?);
+            anyhow::bail!("the job's trending minutes differ from the reference loop's");
+        }
+    }
+    println!("{}", serde_json::to_string_pretty(&report)?);
+    Ok(0)
+}
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    let i = ((sorted.len() - 1) as f64 * p).round() as usize;
+    sorted[i]
+}
+
+/// `keyflow bench latency`.
+pub fn latency(args: &LatencyArgs) -> anyhow::Result<i32> {
+    let duration_ms = args.duration.as_millis() as u64;
+    let config = GeneratorConfig {
+        articles: args.articles,
+        rate: args.rate,
+        duration_ms,
+        start_ms: DEFAULT_START_MS,
+        realtime: true,
+        ..GeneratorConfig::default()
+    };
+    let ooo = SourceConfig::default().max_out_of_orderness;
+    let start = Instant::now();
+    let (minutes, ctx) = run_job(&config, args.workers)?;
+    let events = ctx.metrics.snapshot().events;
+    // A minute T closes when the watermark (newest event time minus the
+    // allowed out-of-orderness) passes T: at wall time start + (T + ooo).
+    let mut lat: Vec<f64> = minutes
+        .iter()
+        .filter(|(m, _)| m.t + ooo <= DEFAULT_START_MS + duration_ms)
+        .map(|(m, written)| {
+            let close = start + Duration::from_millis(m.t + ooo - DEFAULT_START_MS);
+            written.saturating_duration_since(close).as_secs_f64() * 1000.0
+        })
+        .collect();
+    lat.sort_by(|a, b| a.total_cmp(b));
+    let report = json!({
+        "bench": "latency",
+        "rate": args.rate,
+        "events": events,
+        "achieved_events_per_s": events as f64 / start.elapsed().as_secs_f64(),
+        "workers": args.workers,
+        "minutes": lat.len(),
+        "latency_ms": {
+            "median": percentile(&lat, 0.5),
+            "p99": percentile(&lat, 0.99),
+            "max": lat.last().copied().unwrap_or(f64::NAN),
+        },
+    });
+    println!("{}", serde_json::to_string_pretty(&report)?);
+    Ok(0)
+}
