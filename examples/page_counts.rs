@@ -1,21 +1,52 @@
 //! A custom keyflow job: page views per page in 1-minute windows sliding
-//! every 30 seconds, from a JSON-lines file or a small built-in sample.
+//! every 30 seconds, from JSON-lines files or a small built-in sample.
 //!
 //! ```text
-//! cargo run --example page_counts                 # built-in sample
-//! cargo run --example page_counts -- clicks.jsonl # {"page":"/a","ts":1700000000000}
+//! cargo run --example page_counts                      # built-in sample
+//! cargo run --example page_counts -- clicks.jsonl      # {"page":"/a","ts":1700000000000}
 //! cargo run --example page_counts -- clicks.jsonl --workers 4
+//! ```
+//!
+//! As a two-process cluster on one machine (each file is read by one
+//! worker somewhere in the cluster; results are printed once, by process 0):
+//!
+//! ```text
+//! printf '127.0.0.1:2101\n127.0.0.1:2102\n' > hosts
+//! cargo run --example page_counts -- a.jsonl b.jsonl --processes 2 --process 1 --hostfile hosts &
+//! cargo run --example page_counts -- a.jsonl b.jsonl --processes 2 --process 0 --hostfile hosts
 //! ```
 
 use std::path::PathBuf;
+use std::time::Duration;
 
+use clap::Parser;
 use keyflow::dataflow::prelude::*;
+use keyflow::dataflow::time::format_utc;
 use serde::Deserialize;
 
 #[derive(Debug, Clone, Deserialize)]
 struct Click {
     page: String,
     ts: u64,
+}
+
+/// Page views per page in sliding 1-minute windows.
+#[derive(Debug, Parser)]
+struct Args {
+    /// JSON-lines files of clicks; without any, a built-in sample.
+    files: Vec<PathBuf>,
+    /// Worker threads per process.
+    #[arg(long, default_value_t = 1)]
+    workers: usize,
+    /// Processes in the cluster.
+    #[arg(long, default_value_t = 1)]
+    processes: usize,
+    /// This process's index.
+    #[arg(long, default_value_t = 0)]
+    process: usize,
+    /// One host:port per line, in process order.
+    #[arg(long)]
+    hostfile: Option<PathBuf>,
 }
 
 fn sample() -> Vec<(u64, Click)> {
@@ -25,40 +56,34 @@ fn sample() -> Vec<(u64, Click)> {
         .enumerate()
         .map(|(i, page)| {
             let ts = t0 + i as u64 * 20_000;
-            (
-                ts,
-                Click {
-                    page: page.to_string(),
-                    ts,
-                },
-            )
+            let page = page.to_string();
+            (ts, Click { page, ts })
         })
         .collect()
 }
 
 fn main() -> anyhow::Result<()> {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    let workers = match args.iter().position(|a| a == "--workers") {
-        Some(i) => args.get(i + 1).map(|w| w.parse()).transpose()?.unwrap_or(1),
-        None => 1,
+    let args = Args::parse();
+    let config = RunConfig {
+        workers: args.workers,
+        processes: args.processes,
+        process: args.process,
+        hosts: match &args.hostfile {
+            Some(path) => RunConfig::read_hostfile(path)?,
+            None => Vec::new(),
+        },
+        connect_timeout: Duration::from_secs(30),
     };
-    let file: Option<PathBuf> = args
-        .first()
-        .filter(|a| !a.starts_with("--"))
-        .map(PathBuf::from);
-
-    run(&RunConfig::threads(workers), move |worker, ctx| {
-        let file = file.clone();
+    let files = args.files.clone();
+    run(&config, move |worker, ctx| {
+        let files = files.clone();
         worker.dataflow(|scope| {
-            let clicks = match file {
-                Some(path) => {
-                    let input = JsonLinesSource::new("clicks", vec![path], |c: &Click| Some(c.ts));
-                    source(scope, ctx, input, &SourceConfig::default())?
-                }
-                None => {
-                    let input = IterSource::new("sample", 1, |_| sample().into_iter());
-                    source(scope, ctx, input, &SourceConfig::default())?
-                }
+            let clicks = if files.is_empty() {
+                let input = IterSource::new("sample", 1, |_| sample().into_iter());
+                source(scope, ctx, input, &SourceConfig::default())?
+            } else {
+                let input = JsonLinesSource::new("clicks", files, |c: &Click| Some(c.ts));
+                source(scope, ctx, input, &SourceConfig::default())?
             };
             let counts = clicks
                 .key_by("by-page", |click| (click.page, ()))
@@ -66,13 +91,8 @@ fn main() -> anyhow::Result<()> {
                 .count(ctx, "page-counts")?;
             sink(counts.results, ctx, "stdout", || {
                 Ok(StdoutSink(|_, r: &WindowResult<String, u64>| {
-                    format!(
-                        "{} .. {}  {:<8} {}",
-                        keyflow::dataflow::time::format_utc(r.start),
-                        keyflow::dataflow::time::format_utc(r.end),
-                        r.key,
-                        r.value
-                    )
+                    let (start, end) = (format_utc(r.start), format_utc(r.end));
+                    format!("{start} .. {end}  {:<8} {}", r.key, r.value)
                 }))
             })
         })
