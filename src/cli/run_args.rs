@@ -85,10 +85,10 @@ pub struct SourceArgs {
     #[arg(long, default_value_t = 42)]
     pub seed: u64,
     /// Generator: events per second of event time.
-    #[arg(long, default_value_t = 5_000)]
+    #[arg(long, default_value_t = 1_000)]
     pub rate: u64,
     /// Generator: event-time span of the generated stream.
-    #[arg(long, default_value = "90m", value_parser = parse_duration)]
+    #[arg(long, default_value = "75m", value_parser = parse_duration)]
     pub duration: Duration,
     /// Generator: pace events at real time instead of as fast as possible.
     #[arg(long)]

@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use clap::Args;
 use keyflow::dataflow::prelude::*;
+use timely::dataflow::operators::vec::Filter;
 use keyflow::dataflow::run::run_with_context;
 use keyflow::dataflow::time::{format_utc, parse_duration_ms};
 use keyflow::jobs::pageviews::{Article, PageView, PageviewSource};
@@ -158,7 +159,10 @@ pub fn run(args: &TrendingArgs) -> anyhow::Result<i32> {
             let events = keyflow::dataflow::source::source(scope, ctx, source, &source_config)?;
             let out = trending(events, ctx, &config)?;
             if !args.quiet {
-                sink(out.minutes.clone(), ctx, "table", || {
+                // Minutes where nothing trends stay out of the table (they are
+                // in --out); the table is for people.
+                let shown = out.minutes.clone().filter(|(_, m)| m.trending > 0 || m.update);
+                sink(shown, ctx, "table", || {
                     Ok(StdoutSink(|_, m: &TrendingMinute| table(m)))
                 })?;
             }
