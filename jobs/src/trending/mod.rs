@@ -245,6 +245,16 @@ pub fn trending<'scope>(
     config: &TrendingConfig,
 ) -> Result<TrendingStreams<'scope>> {
     config.validate()?;
+    if config.lateness == Lateness::Drop && !config.hourly {
+        // The rise operator drops and counts late events itself; with no
+        // second consumer there is nothing to split.
+        let scope = events.scope();
+        return Ok(TrendingStreams {
+            minutes: ranked_minutes(events, ctx, config)?,
+            hourly: timely::dataflow::operators::generic::operator::empty(scope),
+            late: timely::dataflow::operators::generic::operator::empty(scope),
+        });
+    }
     let (on_time, late) = events.clone().split_late();
     let counter = Arc::clone(ctx);
     let (minutes, hourly_input, late_out) = match config.lateness {
