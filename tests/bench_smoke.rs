@@ -1,0 +1,42 @@
+//! A small run of the benchmark command, so that it cannot rot. It checks
+//! that the job and the reference loop agree; it asserts no speed.
+
+use std::process::Command;
+
+#[test]
+fn bench_trending_runs_and_agrees_with_its_reference() {
+    let out = Command::new(env!("CARGO_BIN_EXE_keyflow"))
+        .args([
+            "bench",
+            "trending",
+            "--articles",
+            "2000",
+            "--events",
+            "60000",
+            "--workers",
+            "2",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["results_match_reference"], true, "{report}");
+    assert_eq!(report["events"], 60_000, "{report}");
+    assert!(report["job"]["minutes"].as_u64().unwrap() > 60, "{report}");
+    for field in ["events_per_s", "peak_rss_bytes", "seconds"] {
+        assert!(
+            report["job"][field].as_f64().unwrap() > 0.0,
+            "{field}: {report}"
+        );
+        assert!(
+            report["reference"][field].as_f64().unwrap() > 0.0,
+            "{field}: {report}"
+        );
+    }
+    assert!(report["ratio"].as_f64().unwrap() > 0.0);
+    assert!(report["state_bytes_per_active_article"].as_f64().unwrap() > 0.0);
+}
