@@ -36,7 +36,10 @@ fn dispatch(command: Command) -> anyhow::Result<i32> {
         }
         Command::Run { job } => match job {
             RunJob::Trending(args) => cli::trending::run(&args),
+            RunJob::Anomaly(args) => cli::anomaly::run_anomaly(&args),
+            RunJob::Pageviews(args) => cli::anomaly::run_pageviews(&args),
         },
+        Command::Baseline(args) => cli::anomaly::baseline(&args),
         Command::Cluster(cmd) => cli::cluster::launch(&cmd),
         Command::Bench { what } => match what {
             cli::bench::BenchCmd::Trending(args) => cli::bench::throughput(&args),

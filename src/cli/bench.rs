@@ -7,7 +7,9 @@ use std::time::{Duration, Instant};
 use clap::{Args, Subcommand};
 use keyflow::dataflow::prelude::*;
 use keyflow::dataflow::source::source;
-use keyflow::jobs::pageviews::{GeneratorConfig, GeneratorSource, PageviewSource, DEFAULT_START_MS};
+use keyflow::jobs::pageviews::{
+    GeneratorConfig, GeneratorSource, PageviewSource, DEFAULT_START_MS,
+};
 use keyflow::jobs::trending::{trending, TrendingConfig, TrendingMinute};
 use serde_json::json;
 

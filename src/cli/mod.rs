@@ -1,5 +1,6 @@
 //! The command line: clap definitions and dispatch.
 
+pub mod anomaly;
 pub mod bench;
 pub mod cluster;
 pub mod explain;
@@ -39,6 +40,8 @@ pub enum Command {
         #[command(subcommand)]
         job: RunJob,
     },
+    /// Build a baseline of hourly averages from historical dump files.
+    Baseline(Box<anomaly::BaselineArgs>),
     /// Start a local multi-process cluster running one job.
     Cluster(cluster::ClusterCmd),
     /// Measure the trending job (use a release build).
@@ -55,10 +58,27 @@ pub enum RunJob {
     /// Every minute, the articles whose views did not fall across the six
     /// 10-minute windows of the last hour.
     Trending(Box<trending::TrendingArgs>),
+    /// Every hour, the articles whose day so far is farthest (Canberra or
+    /// Bray-Curtis) from their historical hourly averages; the averages are
+    /// updated at each day's end.
+    Anomaly(Box<anomaly::AnomalyArgs>),
+    /// Trending every minute and anomalies every hour, over one source in
+    /// one dataflow.
+    Pageviews(Box<anomaly::PageviewsArgs>),
 }
 
 /// The bundled jobs, with one line each.
-pub const JOBS: &[(&str, &str)] = &[(
-    "trending",
-    "every minute, the articles whose views did not fall across the six 10-minute windows of the last hour",
-)];
+pub const JOBS: &[(&str, &str)] = &[
+    (
+        "trending",
+        "every minute, the articles whose views did not fall across the six 10-minute windows of the last hour",
+    ),
+    (
+        "anomaly",
+        "every hour, Canberra (or Bray-Curtis) distances of the day's hourly views from a baseline, updated daily",
+    ),
+    (
+        "pageviews",
+        "trending and anomaly together over one source, in one dataflow",
+    ),
+];

@@ -36,9 +36,9 @@ pub fn run(source: &GeneratorSource, events: u64) -> ReferenceResult {
     let mut result = ReferenceResult::default();
     let mut next_boundary: Option<u32> = None;
     let evaluate = |boundary: u32,
-                        articles: &mut HashMap<u32, Panes, StableBuildHasher>,
-                        by_minute: &mut BTreeMap<u32, Vec<u32>>,
-                        result: &mut ReferenceResult| {
+                    articles: &mut HashMap<u32, Panes, StableBuildHasher>,
+                    by_minute: &mut BTreeMap<u32, Vec<u32>>,
+                    result: &mut ReferenceResult| {
         let first = boundary.saturating_sub(SPAN);
         if by_minute.range(first..boundary).next().is_some() {
             let mut trending: Vec<(u64, u64, u32)> = Vec::new();

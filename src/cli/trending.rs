@@ -5,13 +5,13 @@ use std::sync::Arc;
 
 use clap::Args;
 use keyflow::dataflow::prelude::*;
-use timely::dataflow::operators::vec::Filter;
 use keyflow::dataflow::run::run_with_context;
 use keyflow::dataflow::time::{format_utc, parse_duration_ms};
 use keyflow::jobs::pageviews::{Article, PageView, PageviewSource};
 use keyflow::jobs::trending::{
     trending, HourlyDumpSink, RiseRuleArg, TrendingConfig, TrendingMinute,
 };
+use timely::dataflow::operators::vec::Filter;
 
 use super::progress::Progress;
 use super::run_args::{parse_late, ClusterArgs, SourceArgs};
@@ -89,7 +89,8 @@ impl TrendingArgs {
     }
 }
 
-fn table(minute: &TrendingMinute) -> String {
+/// The readable table of one minute.
+pub fn table(minute: &TrendingMinute) -> String {
     let mut table = comfy_table::Table::new();
     table.load_preset(comfy_table::presets::UTF8_BORDERS_ONLY);
     table.set_header(vec![
@@ -161,7 +162,10 @@ pub fn run(args: &TrendingArgs) -> anyhow::Result<i32> {
             if !args.quiet {
                 // Minutes where nothing trends stay out of the table (they are
                 // in --out); the table is for people.
-                let shown = out.minutes.clone().filter(|(_, m)| m.trending > 0 || m.update);
+                let shown = out
+                    .minutes
+                    .clone()
+                    .filter(|(_, m)| m.trending > 0 || m.update);
                 sink(shown, ctx, "table", || {
                     Ok(StdoutSink(|_, m: &TrendingMinute| table(m)))
                 })?;

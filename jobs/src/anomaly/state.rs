@@ -1,0 +1,210 @@
+//! One worker's share of the anomaly job's state: its articles' baseline
+//! averages and today's hourly counts, with the scoring and the daily
+//! update. No timely code here, so that it can be tested directly.
+
+use std::cmp::Ordering;
+
+use keyflow_dataflow::hash::StableMap;
+use keyflow_dataflow::time::EventTime;
+use keyflow_operators::distance::Metric;
+use serde::{Deserialize, Serialize};
+
+use crate::baseline::{Baseline, HOURS};
+use crate::pageviews::Article;
+
+/// One tracked article.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Tracked {
+    /// `a_0..a_23`: the baseline averages.
+    pub base: [f64; HOURS],
+    /// `c_0..c_23`: today's views per hour so far.
+    pub today: [u64; HOURS],
+}
+
+impl Tracked {
+    fn new(base: [f64; HOURS]) -> Self {
+        Tracked {
+            base,
+            today: [0; HOURS],
+        }
+    }
+}
+
+/// An article's score for one hour, ordered best first: score descending,
+/// then article (project, then title) ascending.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct ScoredArticle {
+    /// The distance of today's counts from the baseline.
+    pub score: f64,
+    /// The article.
+    pub article: Article,
+}
+
+impl Ord for ScoredArticle {
+    fn cmp(&self, other: &Self) -> Ordering {
+        other
+            .score
+            .total_cmp(&self.score)
+            .then_with(|| self.article.cmp(&other.article))
+    }
+}
+
+impl PartialOrd for ScoredArticle {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl PartialEq for ScoredArticle {
+    fn eq(&self, other: &Self) -> bool {
+        self.cmp(other) == Ordering::Equal
+    }
+}
+
+impl Eq for ScoredArticle {}
+
+/// A worker's articles, sent to the baseline writer at each day's end.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub(crate) struct ShardSnapshot {
+    /// Days averaged.
+    pub days: u64,
+    /// Oldest day averaged.
+    pub first_day: Option<EventTime>,
+    /// Newest day averaged.
+    pub last_day: Option<EventTime>,
+    /// The articles and their averages.
+    pub keys: Vec<(Article, [f64; HOURS])>,
+}
+
+/// One worker's articles: those whose stable hash it owns.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Shard {
+    /// n: days averaged (the same on every worker).
+    pub days: u64,
+    /// Oldest day averaged.
+    pub first_day: Option<EventTime>,
+    /// Newest day averaged.
+    pub last_day: Option<EventTime>,
+    /// Every tracked article: in the baseline, or seen on a scored day.
+    pub keys: StableMap<Article, Tracked>,
+}
+
+impl Shard {
+    /// The articles of `baseline` for which `owns` holds.
+    pub fn from_baseline(baseline: &Baseline, owns: impl Fn(&Article) -> bool) -> Self {
+        Shard {
+            days: baseline.days,
+            first_day: baseline.first_day,
+            last_day: baseline.last_day,
+            keys: baseline
+                .keys
+                .iter()
+                .filter(|(article, _)| owns(article))
+                .map(|(article, base)| (article.clone(), Tracked::new(*base)))
+                .collect(),
+        }
+    }
+
+    /// Checks that every average is finite and non-negative.
+    pub fn check(&self) -> std::result::Result<(), String> {
+        for (article, tracked) in &self.keys {
+            if let Some(h) = tracked.base.iter().position(|a| !a.is_finite() || *a < 0.0) {
+                return Err(format!(
+                    "`{article}` hour {h}: average {} is not a finite non-negative number",
+                    tracked.base[h]
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// Adds `views` to today's count of `article` in `hour`. An article not
+    /// tracked yet joins with zero averages: zero views on each earlier day.
+    pub fn add(&mut self, article: Article, hour: usize, views: u64) {
+        let tracked = self
+            .keys
+            .entry(article)
+            .or_insert_with(|| Tracked::new([0.0; HOURS]));
+        tracked.today[hour] = tracked.today[hour].saturating_add(views);
+    }
+
+    /// Scores every tracked article on hours `0..=hour`, skipping those with
+    /// volume `sum_j (c_j + a_j)` below `min_volume`, and returns this
+    /// worker's `k` best, best first (all when `k` is 0).
+    pub fn score(
+        &self,
+        hour: usize,
+        metric: Metric,
+        min_volume: f64,
+        k: usize,
+    ) -> keyflow_operators::Result<Vec<ScoredArticle>> {
+        let len = hour + 1;
+        let mut best: Vec<(f64, &Article)> = Vec::new();
+        let order = |a: &(f64, &Article), b: &(f64, &Article)| {
+            b.0.total_cmp(&a.0).then_with(|| a.1.cmp(b.1))
+        };
+        let mut c = [0.0; HOURS];
+        for (article, tracked) in &self.keys {
+            let mut volume = 0.0;
+            let pairs = tracked.today[..len].iter().zip(&tracked.base[..len]);
+            for (cj, (&x, &a)) in c[..len].iter_mut().zip(pairs) {
+                *cj = x as f64;
+                volume += *cj + a;
+            }
+            if volume < min_volume {
+                continue;
+            }
+            let score = metric.distance(&c[..len], &tracked.base[..len])?;
+            best.push((score, article));
+            if k > 0 && best.len() >= (2 * k).max(64) {
+                best.select_nth_unstable_by(k - 1, order);
+                best.truncate(k);
+            }
+        }
+        best.sort_unstable_by(order);
+        if k > 0 {
+            best.truncate(k);
+        }
+        Ok(best
+            .into_iter()
+            .map(|(score, article)| ScoredArticle {
+                score,
+                article: article.clone(),
+            })
+            .collect())
+    }
+
+    /// Ends the day starting at `day`: `n <- n + 1`, then for every tracked
+    /// article and hour `a <- a + (x - a) / n` with x today's count (0
+    /// without views); today's counts are cleared.
+    pub fn end_day(&mut self, day: EventTime) {
+        self.days += 1;
+        let n = self.days as f64;
+        for tracked in self.keys.values_mut() {
+            for (a, x) in tracked.base.iter_mut().zip(tracked.today.iter_mut()) {
+                *a += (*x as f64 - *a) / n;
+                *x = 0;
+            }
+        }
+        self.first_day = Some(self.first_day.map_or(day, |d| d.min(day)));
+        self.last_day = Some(self.last_day.map_or(day, |d| d.max(day)));
+    }
+
+    /// A copy of the shard's averages, for the baseline writer.
+    pub fn snapshot(&self) -> ShardSnapshot {
+        ShardSnapshot {
+            days: self.days,
+            first_day: self.first_day,
+            last_day: self.last_day,
+            keys: self
+                .keys
+                .iter()
+                .map(|(article, tracked)| (article.clone(), tracked.base))
+                .collect(),
+        }
+    }
+}
+
+#[cfg(test)]
+#[path = "state_tests.rs"]
+mod tests;

@@ -1,0 +1,293 @@
+//! `keyflow baseline`, `keyflow run anomaly` and `keyflow run pageviews`.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use clap::Args;
+use keyflow::dataflow::prelude::*;
+use keyflow::dataflow::run::run_with_context;
+use keyflow::dataflow::source::source;
+use keyflow::jobs::anomaly::{anomaly, AnomalyConfig, AnomalyHour, Metric};
+use keyflow::jobs::baseline::{run_baseline, Baseline, BaselineConfig};
+use keyflow::jobs::pageviews::{DumpTime, InputFormat, PageviewSource};
+use keyflow::jobs::trending::{trending, TrendingMinute};
+use timely::dataflow::operators::vec::Filter;
+
+use super::progress::Progress;
+use super::run_args::{ClusterArgs, DumpTimeArg, InputFormat as FormatArg, SourceArgs};
+use super::sources::pageview_source;
+use super::trending::{table as trending_table, TrendingArgs};
+
+/// Flags of `keyflow baseline`.
+#[derive(Debug, Clone, Args)]
+pub struct BaselineArgs {
+    /// Historical hourly files (or directories of them).
+    #[arg(long = "input", num_args = 1.., required = true, value_name = "FILE")]
+    pub inputs: Vec<PathBuf>,
+    /// Format of the input files.
+    #[arg(long, value_enum, default_value_t = FormatArg::Dump)]
+    pub input_format: FormatArg,
+    /// For dump files: whether the hour stamp is the hour's start or end.
+    #[arg(long, value_enum, default_value_t = DumpTimeArg::Start)]
+    pub dump_time: DumpTimeArg,
+    /// Malformed lines: drop (count and skip) or fail.
+    #[arg(long, default_value = "drop", value_parser = parse_bad_input)]
+    pub bad_input: BadInputPolicy,
+    /// The baseline file to write.
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Workers and processes.
+    #[command(flatten)]
+    pub cluster: ClusterArgs,
+}
+
+fn parse_bad_input(text: &str) -> Result<BadInputPolicy, String> {
+    text.parse()
+        .map_err(|e: keyflow::dataflow::Error| e.to_string())
+}
+
+fn format(arg: FormatArg) -> InputFormat {
+    match arg {
+        FormatArg::Jsonl => InputFormat::Jsonl,
+        FormatArg::Dump => InputFormat::Dump,
+    }
+}
+
+fn dump_time(arg: DumpTimeArg) -> DumpTime {
+    match arg {
+        DumpTimeArg::Start => DumpTime::Start,
+        DumpTimeArg::End => DumpTime::End,
+    }
+}
+
+/// `keyflow baseline`.
+pub fn baseline(args: &BaselineArgs) -> anyhow::Result<i32> {
+    let run = args.cluster.run_config()?;
+    let config = BaselineConfig {
+        dump_time: dump_time(args.dump_time),
+        bad_input: args.bad_input,
+        ..BaselineConfig::new(
+            args.inputs.clone(),
+            format(args.input_format),
+            args.out.clone(),
+        )
+    };
+    let summary = run_baseline(&run, &config)?;
+    if summary.written {
+        eprintln!(
+            "baseline: {} articles over {} day(s) ({} .. {}), {} lines, {} bad, written to {}",
+            summary.keys,
+            summary.days,
+            summary.first_day.as_deref().unwrap_or("-"),
+            summary.last_day.as_deref().unwrap_or("-"),
+            summary.records,
+            summary.bad,
+            args.out.display()
+        );
+    }
+    Ok(0)
+}
+
+/// Anomaly scoring flags, shared by `run anomaly` and `run pageviews`.
+#[derive(Debug, Clone, Args)]
+pub struct ScoringArgs {
+    /// The baseline file written by `keyflow baseline`.
+    #[arg(long, required = true)]
+    pub baseline: PathBuf,
+    /// The distance: canberra or bray-curtis.
+    #[arg(long, default_value = "canberra", value_parser = parse_metric)]
+    pub metric: Metric,
+    /// Skip articles with sum(c + a) below this.
+    #[arg(long, default_value_t = 100.0)]
+    pub min_volume: f64,
+    /// Where to write the baseline updated at each day's end.
+    #[arg(long)]
+    pub baseline_out: Option<PathBuf>,
+}
+
+fn parse_metric(text: &str) -> Result<Metric, String> {
+    text.parse()
+        .map_err(|e: keyflow::operators::Error| e.to_string())
+}
+
+impl ScoringArgs {
+    fn config(&self, top: usize) -> anyhow::Result<AnomalyConfig> {
+        let baseline = Baseline::read(&self.baseline)?;
+        let config = AnomalyConfig {
+            metric: self.metric,
+            top,
+            min_volume: self.min_volume,
+            baseline_out: self.baseline_out.clone(),
+            ..AnomalyConfig::new(Arc::new(baseline))
+        };
+        config.validate()?;
+        Ok(config)
+    }
+}
+
+/// Flags of `keyflow run anomaly`.
+#[derive(Debug, Clone, Args)]
+pub struct AnomalyArgs {
+    /// Articles listed per hour; 0 lists every scored article.
+    #[arg(long, default_value_t = 5)]
+    pub top: usize,
+    /// Scoring.
+    #[command(flatten)]
+    pub scoring: ScoringArgs,
+    /// JSON-lines output, one line per scored hour.
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// Do not print the per-hour table and progress line.
+    #[arg(long)]
+    pub quiet: bool,
+    /// Where events come from.
+    #[command(flatten)]
+    pub source: SourceArgs,
+    /// Workers and processes.
+    #[command(flatten)]
+    pub cluster: ClusterArgs,
+}
+
+/// The readable table of one scored hour.
+pub fn anomaly_table(hour: &AnomalyHour) -> String {
+    let mut table = comfy_table::Table::new();
+    table.load_preset(comfy_table::presets::UTF8_BORDERS_ONLY);
+    table.set_header(vec!["rank", "project", "title", "score"]);
+    for e in &hour.top {
+        table.add_row(vec![
+            e.rank.to_string(),
+            e.project.clone(),
+            e.title.clone(),
+            format!("{:.6}", e.score),
+        ]);
+    }
+    format!("{} {:02}:00 UTC  anomalies\n{table}", hour.day, hour.hour)
+}
+
+fn finish(ctx: &Context, quiet: bool) {
+    if !quiet {
+        let m = ctx.metrics.snapshot();
+        eprintln!(
+            "done: {} events, {} late, {} bad, {} too far in the future",
+            m.events,
+            m.late(),
+            m.bad,
+            m.future
+        );
+    }
+}
+
+/// `keyflow run anomaly`.
+pub fn run_anomaly(args: &AnomalyArgs) -> anyhow::Result<i32> {
+    let config = args.scoring.config(args.top)?;
+    let run_config = args.cluster.run_config()?;
+    let source_config = args.source.source_config();
+    source_config.validate()?;
+    let make_source = pageview_source(&args.source)?;
+    let ctx = Arc::new(Context::new(run_config));
+    let progress = Progress::start(&ctx, args.quiet);
+    let (quiet, out) = (args.quiet, args.out.clone());
+    run_with_context(Arc::clone(&ctx), move |worker, ctx| {
+        let src: PageviewSource = make_source()?;
+        let (config, source_config, out) = (config.clone(), source_config.clone(), out.clone());
+        worker.dataflow(|scope| {
+            let events = source(scope, ctx, src, &source_config)?;
+            let hours = anomaly(events, ctx, &config)?;
+            if !quiet {
+                sink(hours.clone(), ctx, "table", || {
+                    Ok(StdoutSink(|_, h: &AnomalyHour| anomaly_table(h)))
+                })?;
+            }
+            if let Some(path) = &out {
+                sink(hours, ctx, "out", || JsonLinesSink::create(path))?;
+            }
+            Ok(())
+        })
+    })?;
+    drop(progress);
+    finish(&ctx, quiet);
+    Ok(0)
+}
+
+/// Flags of `keyflow run pageviews`.
+#[derive(Debug, Clone, Args)]
+pub struct PageviewsArgs {
+    /// Trending: JSON lines, one per evaluated minute.
+    #[arg(long)]
+    pub trending_out: Option<PathBuf>,
+    /// Anomalies: JSON lines, one per scored hour.
+    #[arg(long)]
+    pub anomaly_out: Option<PathBuf>,
+    /// Anomalies listed per hour; 0 lists every scored article.
+    #[arg(long, default_value_t = 5)]
+    pub anomaly_top: usize,
+    /// Scoring.
+    #[command(flatten)]
+    pub scoring: ScoringArgs,
+    /// Trending flags (its --out is ignored in favour of --trending-out).
+    #[command(flatten)]
+    pub trending: TrendingArgs,
+}
+
+/// `keyflow run pageviews`: trending and anomalies over one source, in one
+/// dataflow.
+pub fn run_pageviews(args: &PageviewsArgs) -> anyhow::Result<i32> {
+    let mut trending_config = args.trending.config()?;
+    trending_config.hourly = args.trending.hourly_out.is_some();
+    let anomaly_config = args.scoring.config(args.anomaly_top)?;
+    let run_config = args.trending.cluster.run_config()?;
+    let source_config = args.trending.source.source_config();
+    source_config.validate()?;
+    let make_source = pageview_source(&args.trending.source)?;
+    let ctx = Arc::new(Context::new(run_config));
+    let quiet = args.trending.quiet;
+    let progress = Progress::start(&ctx, quiet);
+    let args = args.clone();
+    run_with_context(Arc::clone(&ctx), move |worker, ctx| {
+        let src: PageviewSource = make_source()?;
+        let (tc, ac, sc, args) = (
+            trending_config.clone(),
+            anomaly_config.clone(),
+            source_config.clone(),
+            args.clone(),
+        );
+        worker.dataflow(|scope| {
+            let events = source(scope, ctx, src, &sc)?;
+            let minutes = trending(events.clone(), ctx, &tc)?;
+            let hours = anomaly(events, ctx, &ac)?;
+            if !quiet {
+                let shown = minutes
+                    .minutes
+                    .clone()
+                    .filter(|(_, m)| m.trending > 0 || m.update);
+                sink(shown, ctx, "trending-table", || {
+                    Ok(StdoutSink(|_, m: &TrendingMinute| trending_table(m)))
+                })?;
+                sink(hours.clone(), ctx, "anomaly-table", || {
+                    Ok(StdoutSink(|_, h: &AnomalyHour| anomaly_table(h)))
+                })?;
+            }
+            if let Some(path) = &args.trending_out {
+                sink(minutes.minutes, ctx, "trending-out", || {
+                    JsonLinesSink::create(path)
+                })?;
+            }
+            if let Some(path) = &args.anomaly_out {
+                sink(hours, ctx, "anomaly-out", || JsonLinesSink::create(path))?;
+            }
+            if let Some(dir) = &args.trending.hourly_out {
+                let keep = match tc.lateness {
+                    Lateness::Allowed(d) => d,
+                    _ => 0,
+                };
+                sink(minutes.hourly, ctx, "hourly", || {
+                    keyflow::jobs::trending::HourlyDumpSink::create(dir, keep)
+                })?;
+            }
+            Ok(())
+        })
+    })?;
+    drop(progress);
+    finish(&ctx, quiet);
+    Ok(0)
+}
