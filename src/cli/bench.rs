@@ -106,12 +106,15 @@ fn job_config() -> TrendingConfig {
     }
 }
 
+/// Minutes with the wall-clock time they were written.
+type Timed = Vec<(TrendingMinute, Instant)>;
+
 /// Runs the trending job over `config`'s events, collecting its minutes
 /// with their wall-clock write times.
 fn run_job(
     config: &GeneratorConfig,
     workers: usize,
-) -> anyhow::Result<(Vec<(TrendingMinute, Instant)>, Arc<Context>)> {
+) -> anyhow::Result<(Timed, Arc<Context>)> {
     let minutes = Arc::new(Mutex::new(Vec::new()));
     let ctx = Arc::new(Context::new(RunConfig::threads(workers)));
     let (config, out) = (config.clone(), Arc::clone(&minutes));
