@@ -1,0 +1,233 @@
+//! `keyflow baseline` and `keyflow run anomaly` on the real 2016 sample, as
+//! a user runs them, checked against a direct computation from the raw
+//! files; and `keyflow run pageviews` producing both outputs.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+const KEYFLOW: &str = env!("CARGO_BIN_EXE_keyflow");
+
+type Counts = BTreeMap<(String, String), [f64; 24]>;
+
+fn day_files(day: u32) -> Vec<String> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/data/pagecounts-2016-08");
+    assert!(dir.exists(), "test data {} is missing", dir.display());
+    (0..24)
+        .map(|h| {
+            dir.join(format!("pagecounts-201608{day:02}-{h:02}0000.gz"))
+                .display()
+                .to_string()
+        })
+        .collect()
+}
+
+/// Hourly views per article of one day, read straight from the files.
+fn raw_day(day: u32) -> Counts {
+    let mut counts = Counts::new();
+    for (hour, file) in day_files(day).iter().enumerate() {
+        let mut text = String::new();
+        flate2::read::GzDecoder::new(std::fs::File::open(file).unwrap())
+            .read_to_string(&mut text)
+            .unwrap();
+        for line in text.lines() {
+            let f: Vec<&str> = line.split(' ').collect();
+            let views: f64 = f[3].parse().unwrap();
+            counts
+                .entry((f[1].to_string(), f[2].to_string()))
+                .or_insert([0.0; 24])[hour] += views;
+        }
+    }
+    counts
+}
+
+fn keyflow(args: &[&str]) {
+    let out = Command::new(KEYFLOW).args(args).output().unwrap();
+    assert!(
+        out.status.success(),
+        "keyflow {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+fn expected(
+    history: &Counts,
+    today: &Counts,
+    hour: usize,
+    bray: bool,
+) -> Vec<(String, String, f64)> {
+    let keys: BTreeSet<_> = history.keys().chain(today.keys()).collect();
+    let mut scored = Vec::new();
+    for key in keys {
+        let a = history.get(key).copied().unwrap_or([0.0; 24]);
+        let c = today.get(key).copied().unwrap_or([0.0; 24]);
+        let volume: f64 = (0..=hour).map(|j| c[j] + a[j]).sum();
+        if volume < 10.0 {
+            continue;
+        }
+        let score = if bray {
+            (0..=hour).map(|j| (c[j] - a[j]).abs()).sum::<f64>() / volume
+        } else {
+            (0..=hour)
+                .map(|j| {
+                    if c[j] + a[j] == 0.0 {
+                        0.0
+                    } else {
+                        (c[j] - a[j]).abs() / (c[j] + a[j])
+                    }
+                })
+                .sum()
+        };
+        scored.push((key.0.clone(), key.1.clone(), score));
+    }
+    scored.sort_by(|x, y| y.2.total_cmp(&x.2).then(x.0.cmp(&y.0)).then(x.1.cmp(&y.1)));
+    scored.truncate(5);
+    scored
+}
+
+fn check(out: &Path, history: &Counts, today: &Counts, bray: bool) {
+    let text = std::fs::read_to_string(out).unwrap();
+    let hours: Vec<serde_json::Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(hours.len(), 24);
+    for (h, line) in hours.iter().enumerate() {
+        assert_eq!(line["day"], "2016-08-02");
+        assert_eq!(line["hour"], h);
+        let want = expected(history, today, h, bray);
+        let got = line["top"].as_array().unwrap();
+        assert_eq!(got.len(), want.len(), "hour {h}");
+        for (rank, (g, w)) in got.iter().zip(&want).enumerate() {
+            assert_eq!(g["rank"], rank + 1);
+            assert_eq!(
+                (g["project"].as_str().unwrap(), g["title"].as_str().unwrap()),
+                (w.0.as_str(), w.1.as_str()),
+                "hour {h}"
+            );
+            assert!(
+                (g["score"].as_f64().unwrap() - w.2).abs() < 1e-9,
+                "hour {h}: {g} vs {}",
+                w.2
+            );
+        }
+    }
+}
+
+fn path(dir: &Path, name: &str) -> PathBuf {
+    dir.join(name)
+}
+
+#[test]
+fn day_two_is_scored_against_day_one_and_folded_into_the_baseline() {
+    let dir = tempfile::tempdir().unwrap();
+    let (day1, day2) = (raw_day(1), raw_day(2));
+    let base = path(dir.path(), "base.txt");
+    let base_s = base.display().to_string();
+    let mut args = vec!["baseline", "--input"];
+    let files1 = day_files(1);
+    args.extend(files1.iter().map(String::as_str));
+    args.extend(["--out", &base_s]);
+    keyflow(&args);
+
+    let files2 = day_files(2);
+    for (metric, bray) in [("canberra", false), ("bray-curtis", true)] {
+        let out = path(dir.path(), &format!("{metric}.jsonl"));
+        let updated = path(dir.path(), &format!("{metric}-base.txt"));
+        let (out_s, updated_s) = (out.display().to_string(), updated.display().to_string());
+        let mut args = vec![
+            "run",
+            "anomaly",
+            "--baseline",
+            &base_s,
+            "--input-format",
+            "dump",
+        ];
+        args.extend([
+            "--top",
+            "5",
+            "--min-volume",
+            "10",
+            "--metric",
+            metric,
+            "--quiet",
+        ]);
+        args.extend([
+            "--out",
+            &out_s,
+            "--baseline-out",
+            &updated_s,
+            "--workers",
+            "2",
+            "--input",
+        ]);
+        args.extend(files2.iter().map(String::as_str));
+        keyflow(&args);
+        check(&out, &day1, &day2, bray);
+
+        // The daily update makes the baseline of both days.
+        let both = path(dir.path(), "both.txt");
+        let both_s = both.display().to_string();
+        let mut args = vec!["baseline", "--out", &both_s, "--input"];
+        args.extend(files1.iter().chain(&files2).map(String::as_str));
+        keyflow(&args);
+        assert_eq!(
+            std::fs::read_to_string(&updated).unwrap(),
+            std::fs::read_to_string(&both).unwrap()
+        );
+    }
+}
+
+#[test]
+fn pageviews_runs_trending_and_anomaly_in_one_dataflow() {
+    let dir = tempfile::tempdir().unwrap();
+    let base = path(dir.path(), "base.txt").display().to_string();
+    let mut args = vec!["baseline", "--out", &base, "--input"];
+    let files1 = day_files(1);
+    args.extend(files1.iter().map(String::as_str));
+    keyflow(&args);
+    let (t, a) = (path(dir.path(), "t.jsonl"), path(dir.path(), "a.jsonl"));
+    let (t_s, a_s) = (t.display().to_string(), a.display().to_string());
+    let files2 = day_files(2);
+    let mut args = vec![
+        "run",
+        "pageviews",
+        "--baseline",
+        &base,
+        "--input-format",
+        "dump",
+        "--quiet",
+    ];
+    args.extend([
+        "--min-volume",
+        "10",
+        "--trending-out",
+        &t_s,
+        "--anomaly-out",
+        &a_s,
+        "--input",
+    ]);
+    args.extend(files2.iter().map(String::as_str));
+    keyflow(&args);
+    let minutes = std::fs::read_to_string(&t).unwrap().lines().count();
+    let hours = std::fs::read_to_string(&a).unwrap().lines().count();
+    assert_eq!(hours, 24);
+    assert!(minutes >= 24 * 60, "{minutes} minutes");
+    check(&a, &raw_day(1), &raw_day(2), false);
+}
+
+#[test]
+fn a_damaged_baseline_is_a_clear_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let base = path(dir.path(), "base.txt");
+    std::fs::write(&base, "keyflow-baseline 1\ndays 1\n").unwrap();
+    let base_s = base.display().to_string();
+    let out = Command::new(KEYFLOW)
+        .args(["run", "anomaly", "--baseline", &base_s, "--quiet"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains(&base_s), "{stderr}");
+}
