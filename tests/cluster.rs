@@ -307,3 +307,79 @@ fn members_with_different_worker_counts_fail_clearly() {
         );
     }
 }
+
+fn anomaly_at(layout: (usize, usize), dir: &Path, baseline: &str) -> Vec<u8> {
+    let (processes, workers) = layout;
+    let out = dir.join(format!("anomaly-{processes}x{workers}.jsonl"));
+    let updated = dir.join(format!("baseline-{processes}x{workers}.txt"));
+    let mut args: Vec<String> = Vec::new();
+    if processes > 1 {
+        args.extend(["cluster", "--processes"].map(String::from));
+        args.push(processes.to_string());
+        args.extend(["--workers".into(), workers.to_string(), "--".into()]);
+    }
+    args.extend(
+        [
+            "run",
+            "anomaly",
+            "--input-format",
+            "dump",
+            "--quiet",
+            "--min-volume",
+            "10",
+        ]
+        .map(String::from),
+    );
+    args.extend(["--baseline".into(), baseline.to_string()]);
+    args.extend(["--out".into(), out.display().to_string()]);
+    args.extend(["--baseline-out".into(), updated.display().to_string()]);
+    if processes == 1 {
+        args.extend(["--workers".into(), workers.to_string()]);
+    }
+    args.push("--input".into());
+    args.extend((0..24).map(|h| {
+        data(&format!(
+            "pagecounts-2016-08/pagecounts-20160802-{h:02}0000.gz"
+        ))
+        .display()
+        .to_string()
+    }));
+    let argv: Vec<&str> = args.iter().map(String::as_str).collect();
+    let result = run(&argv, Duration::from_secs(120));
+    assert!(
+        result.status.success(),
+        "{layout:?}: {}",
+        String::from_utf8_lossy(&result.stderr)
+    );
+    let mut bytes = std::fs::read(&out).unwrap();
+    bytes.extend(std::fs::read(&updated).unwrap());
+    bytes
+}
+
+#[test]
+fn anomaly_is_identical_at_every_layout() {
+    let dir = tempfile::tempdir().unwrap();
+    let baseline = dir.path().join("day1.txt").display().to_string();
+    let mut args = vec![
+        "baseline".to_string(),
+        "--out".into(),
+        baseline.clone(),
+        "--input".into(),
+    ];
+    args.extend((0..24).map(|h| {
+        data(&format!(
+            "pagecounts-2016-08/pagecounts-20160801-{h:02}0000.gz"
+        ))
+        .display()
+        .to_string()
+    }));
+    let argv: Vec<&str> = args.iter().map(String::as_str).collect();
+    assert!(run(&argv, Duration::from_secs(60)).status.success());
+    let reference = anomaly_at((1, 1), dir.path(), &baseline);
+    for layout in [(1, 4), (2, 2), (4, 1)] {
+        assert!(
+            anomaly_at(layout, dir.path(), &baseline) == reference,
+            "layout {layout:?} differs from 1x1"
+        );
+    }
+}
