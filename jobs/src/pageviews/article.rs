@@ -126,6 +126,11 @@ impl fmt::Display for Article {
     }
 }
 
+/// The most views one event (or dump line) may stand for. Larger counts
+/// are malformed input: no page gets four billion views in an hour, and the
+/// operators count in 32 bits per key and minute.
+pub const MAX_VIEWS: u64 = u32::MAX as u64;
+
 /// One pageview event: `views` requests of `article` (1 for a single
 /// request, N when a dump line is replayed). Sources pair it with its event
 /// time in milliseconds.

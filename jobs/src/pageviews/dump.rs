@@ -131,6 +131,12 @@ pub fn parse_dump_line_with(
         return Err("empty page title".into());
     }
     let views = parse_count(views).ok_or_else(|| format!("bad view count {}", shorten(views)))?;
+    if views > super::MAX_VIEWS {
+        return Err(format!(
+            "view count {views} exceeds the maximum of {}",
+            super::MAX_VIEWS
+        ));
+    }
     parse_count(size).ok_or_else(|| format!("bad response size {}", shorten(size)))?;
     Ok(DumpLine {
         hour_start_ms,

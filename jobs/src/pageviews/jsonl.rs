@@ -42,6 +42,13 @@ pub fn parse_json_line(line: &str) -> Result<(EventTime, PageView), String> {
     if raw.views == 0 {
         return Err("views is 0; an event stands for at least one view".into());
     }
+    if raw.views > super::MAX_VIEWS {
+        return Err(format!(
+            "views {} exceeds the maximum of {} per event",
+            raw.views,
+            super::MAX_VIEWS
+        ));
+    }
     Ok((
         raw.ts,
         PageView::new(Article::named(raw.project, raw.title), raw.views),

@@ -12,7 +12,6 @@ use keyflow_dataflow::source::EventStream;
 use keyflow_dataflow::stable_hash;
 use keyflow_dataflow::time::EventTime;
 use keyflow_dataflow::window::Key;
-use keyflow_dataflow::Error as DataflowError;
 use serde::{Deserialize, Serialize};
 use timely::dataflow::channels::pact::{Exchange, Pipeline};
 use timely::dataflow::operators::generic::builder_rc::OperatorBuilder;
@@ -138,10 +137,16 @@ where
                             future += 1;
                             Metrics::add(&ctx.metrics.future, 1);
                         }
-                        Err(AddError::Overflow) => ctx.fail(DataflowError::BadInput {
-                            location: format!("rise operator `{id}`, pane {}", w.pane),
-                            reason: "one key's weight in one pane exceeds 4294967295".into(),
-                        }),
+                        // Weight beyond 32 bits per key and pane is not
+                        // real traffic: count it as bad input and go on.
+                        Err(AddError::Overflow) => {
+                            Metrics::add(&ctx.metrics.bad, 1);
+                            tracing::warn!(
+                                operator = %id,
+                                pane = w.pane,
+                                "skipped a weight that would take one key's pane past 4294967295"
+                            );
+                        }
                     }
                 }
                 // New weight can only move the next boundary earlier, and
