@@ -111,10 +111,7 @@ type Timed = Vec<(TrendingMinute, Instant)>;
 
 /// Runs the trending job over `config`'s events, collecting its minutes
 /// with their wall-clock write times.
-fn run_job(
-    config: &GeneratorConfig,
-    workers: usize,
-) -> anyhow::Result<(Timed, Arc<Context>)> {
+fn run_job(config: &GeneratorConfig, workers: usize) -> anyhow::Result<(Timed, Arc<Context>)> {
     let minutes = Arc::new(Mutex::new(Vec::new()));
     let ctx = Arc::new(Context::new(RunConfig::threads(workers)));
     let (config, out) = (config.clone(), Arc::clone(&minutes));
