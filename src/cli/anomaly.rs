@@ -164,19 +164,6 @@ pub fn anomaly_table(hour: &AnomalyHour) -> String {
     format!("{} {:02}:00 UTC  anomalies\n{table}", hour.day, hour.hour)
 }
 
-fn finish(ctx: &Context, quiet: bool) {
-    if !quiet {
-        let m = ctx.metrics.snapshot();
-        eprintln!(
-            "done: {} events, {} late, {} bad, {} too far in the future",
-            m.events,
-            m.late(),
-            m.bad,
-            m.future
-        );
-    }
-}
-
 /// `keyflow run anomaly`.
 pub fn run_anomaly(args: &AnomalyArgs) -> anyhow::Result<i32> {
     let config = args.scoring.config(args.top)?;
@@ -205,7 +192,7 @@ pub fn run_anomaly(args: &AnomalyArgs) -> anyhow::Result<i32> {
         })
     })?;
     drop(progress);
-    finish(&ctx, quiet);
+    super::progress::summary(&ctx, quiet);
     Ok(0)
 }
 
@@ -288,6 +275,6 @@ pub fn run_pageviews(args: &PageviewsArgs) -> anyhow::Result<i32> {
         })
     })?;
     drop(progress);
-    finish(&ctx, quiet);
+    super::progress::summary(&ctx, quiet);
     Ok(0)
 }

@@ -82,3 +82,17 @@ impl Drop for Progress {
         }
     }
 }
+
+/// The last line of a run on stderr: what was read and what was skipped.
+pub fn summary(ctx: &Context, quiet: bool) {
+    if !quiet {
+        let m = ctx.metrics.snapshot();
+        eprintln!(
+            "done: {} events, {} late, {} bad, {} too far in the future",
+            m.events,
+            m.late(),
+            m.bad,
+            m.future
+        );
+    }
+}

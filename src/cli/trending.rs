@@ -189,16 +189,7 @@ pub fn run(args: &TrendingArgs) -> anyhow::Result<i32> {
         })
     })?;
     drop(progress);
-    let m = ctx.metrics.snapshot();
-    if !quiet {
-        eprintln!(
-            "done: {} events, {} late, {} bad, {} too far in the future",
-            m.events,
-            m.late(),
-            m.bad,
-            m.future
-        );
-    }
+    super::progress::summary(&ctx, quiet);
     Ok(0)
 }
 
