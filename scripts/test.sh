@@ -4,6 +4,6 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/install-deps.sh
-cargo build --workspace --bins
+cargo build --workspace --bins --examples
 cargo test --workspace --all-targets
 cargo test --workspace --doc
