@@ -117,10 +117,13 @@ fn coordinate(config: &RunConfig, deadline: Instant) -> Result<()> {
         Some(reason) => format!("mismatch {reason}\n"),
         None => "ok\n".to_string(),
     };
+    // Close the listener before anyone hears "ok": a peer that then connects
+    // for timely must be refused (and retry) rather than queue on this
+    // socket, whose closing would reset that connection.
+    drop(listener);
     for mut stream in peers.into_iter().flatten() {
         let _ = stream.write_all(answer.as_bytes());
     }
-    drop(listener);
     match mismatch {
         Some(reason) => Err(Error::Config(format!(
             "the cluster's processes disagree: {reason}; start them all with the same --processes, --workers and host file"

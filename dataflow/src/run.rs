@@ -3,7 +3,7 @@
 use std::any::Any;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -132,6 +132,7 @@ pub struct Context {
     pub metrics: Metrics,
     failure: Mutex<Option<Error>>,
     aborted: AtomicBool,
+    finished: AtomicUsize,
 }
 
 impl Context {
@@ -142,6 +143,7 @@ impl Context {
             metrics: Metrics::default(),
             failure: Mutex::new(None),
             aborted: AtomicBool::new(false),
+            finished: AtomicUsize::new(0),
         }
     }
 
@@ -274,11 +276,21 @@ where
 /// clear message and exit status 1 (what `keyflow cluster` reports).
 fn watch_network_threads(ctx: &Arc<Context>) {
     let process = ctx.config.process;
+    let workers = ctx.config.workers;
+    let ctx = Arc::downgrade(ctx);
     let previous = std::panic::take_hook();
     std::panic::set_hook(Box::new(move |info| {
         let thread = std::thread::current();
         let name = thread.name().unwrap_or("");
         if name.starts_with("timely:recv") || name.starts_with("timely:send") {
+            // Once this process's dataflows are complete, a peer that exits
+            // first merely closes its sockets: nothing is lost.
+            let done = ctx
+                .upgrade()
+                .is_none_or(|c| c.finished.load(Ordering::SeqCst) >= workers);
+            if done {
+                return;
+            }
             eprintln!(
                 "keyflow: error: process {process} lost the connection to a peer process \
                  ({}); a process of the cluster has stopped",
