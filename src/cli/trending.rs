@@ -7,7 +7,7 @@ use clap::Args;
 use keyflow::dataflow::prelude::*;
 use keyflow::dataflow::run::run_with_context;
 use keyflow::dataflow::time::{format_utc, parse_duration_ms};
-use keyflow::jobs::pageviews::{Article, PageView, PageviewSource};
+use keyflow::jobs::pageviews::{PageView, PageviewSource};
 use keyflow::jobs::trending::{
     trending, HourlyDumpSink, RiseRuleArg, TrendingConfig, TrendingMinute,
 };
@@ -192,7 +192,3 @@ pub fn run(args: &TrendingArgs) -> anyhow::Result<i32> {
     super::progress::summary(&ctx, quiet);
     Ok(0)
 }
-
-/// Keeps the `Article` import meaningful for readers of the sink types.
-#[allow(dead_code)]
-type HourlyRecord = WindowResult<Article, u64>;
