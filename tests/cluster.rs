@@ -54,38 +54,37 @@ fn dump_inputs() -> Vec<String> {
         .collect()
 }
 
+/// `run JOB` on `processes x workers`: through `keyflow cluster` when there
+/// are several processes, with `--workers` alone otherwise.
+fn layout_args((processes, workers): (usize, usize), job: &str) -> Vec<String> {
+    let (processes, workers) = (processes.to_string(), workers.to_string());
+    if processes != "1" {
+        [
+            "cluster",
+            "--processes",
+            &processes,
+            "--workers",
+            &workers,
+            "--",
+            "run",
+            job,
+        ]
+        .map(String::from)
+        .to_vec()
+    } else {
+        ["run", job, "--workers", &workers]
+            .map(String::from)
+            .to_vec()
+    }
+}
+
 fn trending_at(layout: (usize, usize), dir: &Path) -> Vec<u8> {
     let (processes, workers) = layout;
     let out = dir.join(format!("trending-{processes}x{workers}.jsonl"));
     let hourly = dir.join(format!("hourly-{processes}x{workers}"));
-    let mut args: Vec<String> = Vec::new();
-    let job = [
-        "run",
-        "trending",
-        "--input-format",
-        "dump",
-        "--top",
-        "0",
-        "--quiet",
-        "--out",
-    ];
-    if processes > 1 {
-        args.extend(["cluster", "--processes"].map(String::from));
-        args.push(processes.to_string());
-        args.extend([
-            "--workers".to_string(),
-            workers.to_string(),
-            "--".to_string(),
-        ]);
-        args.extend(job.map(String::from));
-    } else {
-        args.extend(job.map(String::from));
-        args.extend(["--workers".to_string(), workers.to_string()]);
-        args.insert(args.len() - 2, out.display().to_string());
-    }
-    if processes > 1 {
-        args.push(out.display().to_string());
-    }
+    let mut args = layout_args(layout, "trending");
+    args.extend(["--input-format", "dump", "--top", "0", "--quiet"].map(String::from));
+    args.extend(["--out".into(), out.display().to_string()]);
     args.push("--hourly-out".into());
     args.push(hourly.display().to_string());
     args.push("--input".into());
@@ -312,30 +311,11 @@ fn anomaly_at(layout: (usize, usize), dir: &Path, baseline: &str) -> Vec<u8> {
     let (processes, workers) = layout;
     let out = dir.join(format!("anomaly-{processes}x{workers}.jsonl"));
     let updated = dir.join(format!("baseline-{processes}x{workers}.txt"));
-    let mut args: Vec<String> = Vec::new();
-    if processes > 1 {
-        args.extend(["cluster", "--processes"].map(String::from));
-        args.push(processes.to_string());
-        args.extend(["--workers".into(), workers.to_string(), "--".into()]);
-    }
-    args.extend(
-        [
-            "run",
-            "anomaly",
-            "--input-format",
-            "dump",
-            "--quiet",
-            "--min-volume",
-            "10",
-        ]
-        .map(String::from),
-    );
+    let mut args = layout_args(layout, "anomaly");
+    args.extend(["--input-format", "dump", "--quiet", "--min-volume", "10"].map(String::from));
     args.extend(["--baseline".into(), baseline.to_string()]);
     args.extend(["--out".into(), out.display().to_string()]);
     args.extend(["--baseline-out".into(), updated.display().to_string()]);
-    if processes == 1 {
-        args.extend(["--workers".into(), workers.to_string()]);
-    }
     args.push("--input".into());
     args.extend((0..24).map(|h| {
         data(&format!(
