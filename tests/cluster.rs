@@ -225,17 +225,19 @@ fn free_ports(n: usize) -> Vec<u16> {
         .collect()
 }
 
+/// A host file naming two free loopback ports; returns its path.
+fn two_free_hosts(dir: &Path) -> String {
+    let hosts = dir.join("hosts");
+    let ports = free_ports(2);
+    let text = format!("127.0.0.1:{}\n127.0.0.1:{}\n", ports[0], ports[1]);
+    std::fs::write(&hosts, text).unwrap();
+    hosts.display().to_string()
+}
+
 #[test]
 fn an_unreachable_peer_is_a_clear_error_after_the_timeout() {
     let dir = tempfile::tempdir().unwrap();
-    let hosts = dir.path().join("hosts");
-    let ports = free_ports(2);
-    std::fs::write(
-        &hosts,
-        format!("127.0.0.1:{}\n127.0.0.1:{}\n", ports[0], ports[1]),
-    )
-    .unwrap();
-    let hosts = hosts.display().to_string();
+    let hosts = two_free_hosts(dir.path());
     let out = run(
         &[
             "run",
@@ -260,14 +262,7 @@ fn an_unreachable_peer_is_a_clear_error_after_the_timeout() {
 #[test]
 fn members_with_different_worker_counts_fail_clearly() {
     let dir = tempfile::tempdir().unwrap();
-    let hosts = dir.path().join("hosts");
-    let ports = free_ports(2);
-    std::fs::write(
-        &hosts,
-        format!("127.0.0.1:{}\n127.0.0.1:{}\n", ports[0], ports[1]),
-    )
-    .unwrap();
-    let hosts = hosts.display().to_string();
+    let hosts = two_free_hosts(dir.path());
     let start = |process: &str, workers: &str| {
         Command::new(KEYFLOW)
             .args([

@@ -103,13 +103,55 @@ pub(crate) type ResultOutput<'a, K, O> = timely::dataflow::operators::generic::O
 >;
 
 /// Late records waiting for their time to complete, by that time.
-pub(crate) type LateStash<K, V> = std::collections::BTreeMap<
-    EventTime,
-    (
-        timely::dataflow::operators::Capability<EventTime>,
-        Vec<(EventTime, K, V)>,
-    ),
->;
+///
+/// Both windowed operators apply late records only once the time they were
+/// read at is complete (no more messages at it), in time order: that is what
+/// keeps their updates independent of scheduling.
+pub(crate) struct LateStash<K, V> {
+    by_time: std::collections::BTreeMap<EventTime, LateBatch<K, V>>,
+}
+
+/// The records read late at one time, with a capability for that time.
+type LateBatch<K, V> = (
+    timely::dataflow::operators::Capability<EventTime>,
+    Vec<(EventTime, K, V)>,
+);
+
+impl<K, V> LateStash<K, V> {
+    pub(crate) fn new() -> Self {
+        LateStash {
+            by_time: std::collections::BTreeMap::new(),
+        }
+    }
+
+    /// Keeps a late record read at `time`, holding a capability for it.
+    pub(crate) fn stash(
+        &mut self,
+        cap: &timely::dataflow::operators::InputCapability<EventTime>,
+        time: EventTime,
+        record: (EventTime, K, V),
+    ) {
+        self.by_time
+            .entry(time)
+            .or_insert_with(|| (cap.delayed(&time, 0), Vec::new()))
+            .1
+            .push(record);
+    }
+
+    /// The earliest stashed time that `frontier` has passed, with its
+    /// capability and records.
+    pub(crate) fn next_complete(
+        &mut self,
+        frontier: &timely::progress::frontier::MutableAntichain<EventTime>,
+    ) -> Option<(EventTime, LateBatch<K, V>)> {
+        let entry = self.by_time.first_entry()?;
+        let t = *entry.key();
+        if frontier.less_equal(&t) {
+            return None;
+        }
+        Some((t, entry.remove()))
+    }
+}
 
 /// Key types: hashable (stably), comparable, and able to cross processes.
 pub trait Key: Data + Hash + Eq + Ord {}

@@ -153,7 +153,7 @@ pub(crate) fn pane_windows<'scope, K: Key, V: Data, A: Aggregator<V>>(
         move |_, _| {
             let mut state = PaneState::<K, A::Acc>::default();
             let mut pending: BTreeMap<EventTime, Capability<EventTime>> = BTreeMap::new();
-            let mut late: LateStash<K, V> = BTreeMap::new();
+            let mut late: LateStash<K, V> = LateStash::new();
             move |(input, frontier), output| {
                 input.for_each(|cap, data| {
                     let Some(&time) = cap.least() else { return };
@@ -175,10 +175,7 @@ pub(crate) fn pane_windows<'scope, K: Key, V: Data, A: Aggregator<V>>(
                                 merge_into(pane, &agg, key, acc);
                             }
                             Partial::Late { ts, key, value } => {
-                                late.entry(time)
-                                    .or_insert_with(|| (cap.delayed(&time, 0), Vec::new()))
-                                    .1
-                                    .push((ts, key, value));
+                                late.stash(&cap, time, (ts, key, value));
                             }
                         }
                     }
@@ -187,12 +184,7 @@ pub(crate) fn pane_windows<'scope, K: Key, V: Data, A: Aggregator<V>>(
                 // Late records read at time `t` are applied once `t` is complete,
                 // after every window ending at or before `t` has fired: the same
                 // results whatever the scheduling.
-                while let Some(entry) = late.first_entry() {
-                    let t = *entry.key();
-                    if frontier.less_equal(&t) {
-                        break;
-                    }
-                    let (cap, records) = entry.remove();
+                while let Some((t, (cap, records))) = late.next_complete(frontier) {
                     fire(&mut pending, |end| end <= t, &state, &grid, &agg, output);
                     let mut updates = BTreeSet::new();
                     let mut dropped = 0;

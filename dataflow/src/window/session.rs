@@ -128,7 +128,7 @@ pub(crate) fn session_windows<'scope, K: Key, V: Data, A: Aggregator<V>>(
             // Window ends to look at, with the keys that may have a session
             // ending there (stale entries are skipped when they fire).
             let mut timers: Timers<K> = BTreeMap::new();
-            let mut late: LateStash<K, V> = BTreeMap::new();
+            let mut late: LateStash<K, V> = LateStash::new();
             let mut seen_frontier = Some(0);
             move |(input, frontier), output| {
                 input.for_each(|cap, data| {
@@ -157,21 +157,13 @@ pub(crate) fn session_windows<'scope, K: Key, V: Data, A: Aggregator<V>>(
                                     .push(key);
                             }
                             Partial::Late { ts, key, value } => {
-                                late.entry(time)
-                                    .or_insert_with(|| (cap.delayed(&time, 0), Vec::new()))
-                                    .1
-                                    .push((ts, key, value));
+                                late.stash(&cap, time, (ts, key, value));
                             }
                         }
                     }
                 });
 
-                while let Some(entry) = late.first_entry() {
-                    let t = *entry.key();
-                    if frontier.less_equal(&t) {
-                        break;
-                    }
-                    let (cap, records) = entry.remove();
+                while let Some((t, (cap, records))) = late.next_complete(frontier) {
                     fire(
                         |end| end <= t,
                         &mut sessions,
