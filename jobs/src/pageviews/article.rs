@@ -16,7 +16,9 @@ const SEVEN_DIGITS: u32 = 10_000_000;
 /// A Wikimedia article: the key of the pageview jobs.
 ///
 /// Generated articles are a bare rank id, so the generator fills batches
-/// without allocating; file inputs carry their project and title. Both
+/// without allocating; file inputs carry their project and title behind one
+/// box, which keeps the key at 16 bytes: it is stored once per active
+/// article in every keyed operator and copied with every record. Both
 /// variants are ordered by `(project, title)` as strings, so rankings that
 /// break ties by project then title treat them alike.
 ///
@@ -39,28 +41,32 @@ pub enum Article {
     /// its 1-based popularity rank.
     Generated(u32),
     /// An article read from a file.
-    Named {
-        /// Wikimedia domain code, such as `en` or `en.m`.
-        project: String,
-        /// Page title as the input spells it (URL-encoded in dumps).
-        title: String,
-    },
+    Named(Box<NamedArticle>),
+}
+
+/// The project and title of an article read from a file.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct NamedArticle {
+    /// Wikimedia domain code, such as `en` or `en.m`.
+    pub project: String,
+    /// Page title as the input spells it (URL-encoded in dumps).
+    pub title: String,
 }
 
 impl Article {
     /// A named article.
     pub fn named(project: impl Into<String>, title: impl Into<String>) -> Self {
-        Article::Named {
+        Article::Named(Box::new(NamedArticle {
             project: project.into(),
             title: title.into(),
-        }
+        }))
     }
 
     /// The Wikimedia domain code (`en`, `en.m`, ...).
     pub fn project(&self) -> &str {
         match self {
             Article::Generated(_) => GENERATED_PROJECT,
-            Article::Named { project, .. } => project,
+            Article::Named(named) => &named.project,
         }
     }
 
@@ -68,7 +74,7 @@ impl Article {
     pub fn title(&self) -> Cow<'_, str> {
         match self {
             Article::Generated(id) => Cow::Owned(generated_title(*id)),
-            Article::Named { title, .. } => Cow::Borrowed(title),
+            Article::Named(named) => Cow::Borrowed(&named.title),
         }
     }
 
@@ -77,7 +83,7 @@ impl Article {
     fn variant(&self) -> u8 {
         match self {
             Article::Generated(_) => 0,
-            Article::Named { .. } => 1,
+            Article::Named(_) => 1,
         }
     }
 }
@@ -121,7 +127,7 @@ impl fmt::Display for Article {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Article::Generated(id) => write!(f, "{GENERATED_PROJECT} Article_{id:07}"),
-            Article::Named { project, title } => write!(f, "{project} {title}"),
+            Article::Named(named) => write!(f, "{} {}", named.project, named.title),
         }
     }
 }
@@ -194,6 +200,11 @@ mod tests {
             Article::Generated(12_345_678).cmp(&Article::Generated(12_345_678)),
             Ordering::Equal
         );
+    }
+
+    #[test]
+    fn key_is_sixteen_bytes() {
+        assert_eq!(std::mem::size_of::<Article>(), 16);
     }
 
     #[test]

@@ -49,6 +49,10 @@ use crate::error::{Error, Result};
 use state::Geometry;
 
 /// The built-in rise rules over the window counts `c1..cN`.
+///
+/// None of them lets a count fall below `c1`, so with `min_first >= 1` a
+/// passing key has weight in every window; the operator uses this to read
+/// only keys whose panes spread from the first window to the last.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
 pub enum RiseRule {
     /// `c1 <= c2 <= ... <= cN` and `cN > c1`: never falling, and grown.
@@ -328,7 +332,8 @@ pub trait Rise<'scope, K: Key> {
 impl<'scope, K: Key> Rise<'scope, K> for EventStream<'scope, (K, u64)> {
     fn rise(self, ctx: &Arc<Context>, id: &str, config: RiseConfig) -> Result<RiseOut<'scope, K>> {
         let rule = config.rule;
-        self.rise_by(ctx, id, config, move |counts: &[u64]| rule.holds(counts))
+        let predicate = move |counts: &[u64]| rule.holds(counts);
+        build(self, ctx, id, config, true, predicate)
     }
 
     fn rise_by<P>(
@@ -341,12 +346,35 @@ impl<'scope, K: Key> Rise<'scope, K> for EventStream<'scope, (K, u64)> {
     where
         P: Fn(&[u64]) -> bool + 'static,
     {
-        config.validate()?;
-        let geo = config.geometry();
-        let partials = operator::pre_aggregate(self, ctx, id, geo.slide);
-        let (rising, local_ticks) =
-            operator::rise_panes(partials, ctx, id, geo, config.min_first, predicate);
-        let ticks = operator::gather_ticks(local_ticks, id);
-        Ok(RiseOut { rising, ticks })
+        build(self, ctx, id, config, false, predicate)
     }
+}
+
+/// Wires the three operators; `every_window` says that `predicate` fails
+/// unless every window holds at least `c1`.
+fn build<'scope, K: Key, P>(
+    events: EventStream<'scope, (K, u64)>,
+    ctx: &Arc<Context>,
+    id: &str,
+    config: RiseConfig,
+    every_window: bool,
+    predicate: P,
+) -> Result<RiseOut<'scope, K>>
+where
+    P: Fn(&[u64]) -> bool + 'static,
+{
+    config.validate()?;
+    let geo = config.geometry();
+    let partials = operator::pre_aggregate(events, ctx, id, geo.slide);
+    let (rising, local_ticks) = operator::rise_panes(
+        partials,
+        ctx,
+        id,
+        geo,
+        config.min_first,
+        every_window,
+        predicate,
+    );
+    let ticks = operator::gather_ticks(local_ticks, id);
+    Ok(RiseOut { rising, ticks })
 }

@@ -100,6 +100,7 @@ pub(crate) fn rise_panes<'scope, K: Key, P>(
     id: &str,
     geo: Geometry,
     min_first: u64,
+    every_window: bool,
     predicate: P,
 ) -> (EventStream<'scope, Rising<K>>, EventStream<'scope, u64>)
 where
@@ -116,7 +117,7 @@ where
     let id = id.to_string();
 
     builder.build(move |_initial_capabilities| {
-        let mut state = RiseState::<K>::default();
+        let mut state = RiseState::<K>::new(&geo, min_first, every_window);
         // Capabilities for (rising, ticks) at the next boundary.
         let mut held: Option<[Capability<EventTime>; 2]> = None;
         let mut counts = Vec::with_capacity(geo.windows);

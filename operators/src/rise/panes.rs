@@ -38,6 +38,15 @@ impl Panes {
         }
     }
 
+    /// The newest pane minus the oldest (0 for one pane).
+    #[inline]
+    pub(crate) fn spread(&self, r: u64) -> u64 {
+        match self {
+            Panes::One(_) => 0,
+            Panes::Many(b) => full(r, b[b.len() - 1].0) - full(r, b[0].0),
+        }
+    }
+
     /// The oldest pane, relative to `r`.
     #[inline]
     pub(crate) fn oldest(&self, r: u64) -> u64 {
