@@ -3,6 +3,10 @@
 use std::borrow::Cow;
 use std::cmp::Ordering;
 use std::fmt;
+use std::sync::Arc;
+
+use hashbrown::HashTable;
+use keyflow_dataflow::stable_hash;
 
 use serde::{Deserialize, Serialize};
 
@@ -17,8 +21,10 @@ const SEVEN_DIGITS: u32 = 10_000_000;
 ///
 /// Generated articles are a bare rank id, so the generator fills batches
 /// without allocating; file inputs carry their project and title behind one
-/// box, which keeps the key at 16 bytes: it is stored once per active
-/// article in every keyed operator and copied with every record. Both
+/// shared pointer, which keeps the key at 16 bytes (it is stored once per
+/// active article in every keyed operator and moves with every record) and
+/// lets a source hand out one allocation per article rather than one per
+/// record (see [`Interner`]). Both
 /// variants are ordered by `(project, title)` as strings, so rankings that
 /// break ties by project then title treat them alike.
 ///
@@ -41,7 +47,7 @@ pub enum Article {
     /// its 1-based popularity rank.
     Generated(u32),
     /// An article read from a file.
-    Named(Box<NamedArticle>),
+    Named(Arc<NamedArticle>),
 }
 
 /// The project and title of an article read from a file.
@@ -56,7 +62,7 @@ pub struct NamedArticle {
 impl Article {
     /// A named article.
     pub fn named(project: impl Into<String>, title: impl Into<String>) -> Self {
-        Article::Named(Box::new(NamedArticle {
+        Article::Named(Arc::new(NamedArticle {
             project: project.into(),
             title: title.into(),
         }))
@@ -85,6 +91,69 @@ impl Article {
             Article::Generated(_) => 0,
             Article::Named(_) => 1,
         }
+    }
+}
+
+/// Hands out one shared [`Article`] per distinct project and title, so that
+/// a source reading the same article many times allocates it once. It
+/// holds at most `capacity` articles and forgets them all when full, which
+/// bounds its memory whatever the input; a forgotten article is simply
+/// allocated again.
+///
+/// # Examples
+/// ```
+/// use keyflow_jobs::pageviews::{Article, Interner};
+/// let mut interner = Interner::new(1000);
+/// let a = interner.get("en", "Main_Page");
+/// assert_eq!(a, Article::named("en", "Main_Page"));
+/// assert_eq!(interner.len(), 1);
+/// interner.get("en", "Main_Page");
+/// assert_eq!(interner.len(), 1);
+/// ```
+#[derive(Debug, Clone)]
+pub struct Interner {
+    table: HashTable<Article>,
+    capacity: usize,
+}
+
+/// The interner's hash of a project and title; any fixed hash would do.
+fn name_hash(project: &str, title: &str) -> u64 {
+    stable_hash(&(project, title))
+}
+
+impl Interner {
+    /// An interner that keeps at most `capacity` articles (at least 1).
+    pub fn new(capacity: usize) -> Self {
+        Interner {
+            table: HashTable::new(),
+            capacity: capacity.max(1),
+        }
+    }
+
+    /// How many articles it holds now.
+    pub fn len(&self) -> usize {
+        self.table.len()
+    }
+
+    /// Whether it holds none.
+    pub fn is_empty(&self) -> bool {
+        self.table.is_empty()
+    }
+
+    /// The article named `project` and `title`, shared with earlier calls.
+    pub fn get(&mut self, project: &str, title: &str) -> Article {
+        let hash = name_hash(project, title);
+        let same = |a: &Article| a.project() == project && a.title() == title;
+        if let Some(found) = self.table.find(hash, same) {
+            return found.clone();
+        }
+        if self.table.len() >= self.capacity {
+            self.table.clear();
+        }
+        let article = Article::named(project, title);
+        let rehash = |a: &Article| name_hash(a.project(), &a.title());
+        self.table.insert_unique(hash, article.clone(), rehash);
+        article
     }
 }
 
@@ -205,6 +274,23 @@ mod tests {
     #[test]
     fn key_is_sixteen_bytes() {
         assert_eq!(std::mem::size_of::<Article>(), 16);
+    }
+
+    #[test]
+    fn interner_shares_and_stays_bounded() {
+        let mut interner = Interner::new(3);
+        let a = interner.get("en", "A");
+        let again = interner.get("en", "A");
+        match (&a, &again) {
+            (Article::Named(x), Article::Named(y)) => assert!(Arc::ptr_eq(x, y)),
+            _ => panic!("named articles expected"),
+        }
+        assert_ne!(interner.get("de", "A"), a);
+        interner.get("en", "B");
+        assert_eq!(interner.len(), 3);
+        assert_eq!(interner.get("en", "C"), Article::named("en", "C"));
+        assert_eq!(interner.len(), 1);
+        assert_eq!(interner.get("en", "A"), a);
     }
 
     #[test]

@@ -26,7 +26,10 @@
 //! keyed exchange. Each key keeps only the panes of the span that hold
 //! weight, and a boundary reads only the keys whose oldest pane lies in its
 //! first window (with `min_first >= 1`; with `min_first == 0` every key of
-//! the span is read). See [`RiseState`].
+//! the span is read). With a built-in rule and `min_first >= 1` it reads
+//! only those of them whose panes spread far enough to reach the last
+//! window, since such a rule needs weight in every window. See
+//! [`RiseState`].
 
 mod operator;
 mod panes;
