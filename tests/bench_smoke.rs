@@ -40,3 +40,37 @@ fn bench_trending_runs_and_agrees_with_its_reference() {
     assert!(report["ratio"].as_f64().unwrap() > 0.0);
     assert!(report["state_bytes_per_active_article"].as_f64().unwrap() > 0.0);
 }
+
+#[test]
+fn bench_latency_runs_and_reports_its_samples() {
+    let out = Command::new(env!("CARGO_BIN_EXE_keyflow"))
+        .args([
+            "bench",
+            "latency",
+            "--rate",
+            "5000",
+            "--duration",
+            "12s",
+            "--articles",
+            "1000",
+            "--workers",
+            "2",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    // The run starts 5 s before a minute boundary: that minute closes at
+    // 10 s, inside the 12 s run.
+    assert_eq!(report["minutes"], 1, "{report}");
+    assert_eq!(report["events"], 60_000, "{report}");
+    let samples = report["samples_ms"].as_array().unwrap();
+    assert_eq!(samples.len(), 1, "{report}");
+    let median = report["latency_ms"]["median"].as_f64().unwrap();
+    assert_eq!(samples[0].as_f64().unwrap(), median, "{report}");
+    assert!(median >= 0.0, "{report}");
+}

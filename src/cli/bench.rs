@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 use clap::{Args, Subcommand};
 use keyflow::dataflow::prelude::*;
 use keyflow::dataflow::source::source;
+use keyflow::dataflow::time::MINUTE;
 use keyflow::jobs::pageviews::{
     GeneratorConfig, GeneratorSource, PageviewSource, DEFAULT_START_MS,
 };
@@ -222,15 +223,19 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
 /// `keyflow bench latency`.
 pub fn latency(args: &LatencyArgs) -> anyhow::Result<i32> {
     let duration_ms = args.duration.as_millis() as u64;
+    let ooo = SourceConfig::default().max_out_of_orderness;
+    // Start `ooo` before a minute boundary, so that the first minute closes
+    // 2 * ooo (10 s) into the run rather than a minute later: short runs
+    // get a sample too.
+    let start_ms = DEFAULT_START_MS + MINUTE - ooo;
     let config = GeneratorConfig {
         articles: args.articles,
         rate: args.rate,
         duration_ms,
-        start_ms: DEFAULT_START_MS,
+        start_ms,
         realtime: true,
         ..GeneratorConfig::default()
     };
-    let ooo = SourceConfig::default().max_out_of_orderness;
     let start = Instant::now();
     let (minutes, ctx) = run_job(&config, args.workers)?;
     let events = ctx.metrics.snapshot().events;
@@ -238,9 +243,9 @@ pub fn latency(args: &LatencyArgs) -> anyhow::Result<i32> {
     // allowed out-of-orderness) passes T: at wall time start + (T + ooo).
     let mut lat: Vec<f64> = minutes
         .iter()
-        .filter(|(m, _)| m.t + ooo <= DEFAULT_START_MS + duration_ms)
+        .filter(|(m, _)| m.t + ooo <= start_ms + duration_ms)
         .map(|(m, written)| {
-            let close = start + Duration::from_millis(m.t + ooo - DEFAULT_START_MS);
+            let close = start + Duration::from_millis(m.t + ooo - start_ms);
             written.saturating_duration_since(close).as_secs_f64() * 1000.0
         })
         .collect();
@@ -257,6 +262,9 @@ pub fn latency(args: &LatencyArgs) -> anyhow::Result<i32> {
             "p99": percentile(&lat, 0.99),
             "max": lat.last().copied().unwrap_or(f64::NAN),
         },
+        // One sample per closed minute, so short runs have few: listing
+        // them shows what the percentiles stand on.
+        "samples_ms": lat,
     });
     println!("{}", serde_json::to_string_pretty(&report)?);
     Ok(0)
