@@ -3,19 +3,11 @@
 
 use std::process::Command;
 
-#[test]
-fn bench_trending_runs_and_agrees_with_its_reference() {
+/// Runs `keyflow bench ARGS` and returns the JSON it prints.
+fn bench(args: &[&str]) -> serde_json::Value {
     let out = Command::new(env!("CARGO_BIN_EXE_keyflow"))
-        .args([
-            "bench",
-            "trending",
-            "--articles",
-            "2000",
-            "--events",
-            "60000",
-            "--workers",
-            "2",
-        ])
+        .arg("bench")
+        .args(args)
         .output()
         .unwrap();
     assert!(
@@ -23,7 +15,20 @@ fn bench_trending_runs_and_agrees_with_its_reference() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+#[test]
+fn bench_trending_runs_and_agrees_with_its_reference() {
+    let report = bench(&[
+        "trending",
+        "--articles",
+        "2000",
+        "--events",
+        "60000",
+        "--workers",
+        "2",
+    ]);
     assert_eq!(report["results_match_reference"], true, "{report}");
     assert_eq!(report["events"], 60_000, "{report}");
     assert!(report["job"]["minutes"].as_u64().unwrap() > 60, "{report}");
@@ -43,27 +48,17 @@ fn bench_trending_runs_and_agrees_with_its_reference() {
 
 #[test]
 fn bench_latency_runs_and_reports_its_samples() {
-    let out = Command::new(env!("CARGO_BIN_EXE_keyflow"))
-        .args([
-            "bench",
-            "latency",
-            "--rate",
-            "5000",
-            "--duration",
-            "12s",
-            "--articles",
-            "1000",
-            "--workers",
-            "2",
-        ])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let report = bench(&[
+        "latency",
+        "--rate",
+        "5000",
+        "--duration",
+        "12s",
+        "--articles",
+        "1000",
+        "--workers",
+        "2",
+    ]);
     // The run starts 5 s before a minute boundary: that minute closes at
     // 10 s, inside the 12 s run.
     assert_eq!(report["minutes"], 1, "{report}");
