@@ -39,6 +39,14 @@ pub enum Error {
     /// A source or sink failed for a reason outside keyflow.
     #[error("{0}")]
     External(String),
+    /// A checkpoint file is damaged, foreign or of another version.
+    #[error("checkpoint {path}: {reason}")]
+    Checkpoint {
+        /// The file involved.
+        path: PathBuf,
+        /// What is wrong with it.
+        reason: String,
+    },
     /// Timely could not set up the workers or the process mesh.
     #[error("cannot start the workers: {0}")]
     Startup(String),
@@ -57,7 +65,10 @@ impl Error {
     pub fn class(&self) -> ErrorClass {
         match self {
             Error::Config(_) | Error::BadInput { .. } => ErrorClass::User,
-            Error::Io { .. } | Error::External(_) | Error::Startup(_) => ErrorClass::External,
+            Error::Io { .. }
+            | Error::Checkpoint { .. }
+            | Error::External(_)
+            | Error::Startup(_) => ErrorClass::External,
             Error::WorkerPanic { .. } => ErrorClass::Internal,
         }
     }

@@ -34,6 +34,7 @@
 //! assert_eq!(counts, vec![("a".into(), 2), ("b".into(), 2), ("c".into(), 1)]);
 //! ```
 
+pub mod checkpoint;
 pub mod error;
 pub mod explain;
 pub mod handshake;

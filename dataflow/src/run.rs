@@ -10,6 +10,7 @@ use std::time::Duration;
 use timely::worker::Worker;
 use timely::{CommunicationConfig, WorkerConfig};
 
+use crate::checkpoint::{CheckpointConfig, Checkpointer, StepCheckpoint};
 use crate::error::{Error, Result};
 use crate::metrics::Metrics;
 
@@ -18,6 +19,8 @@ use crate::metrics::Metrics;
 /// parser, which rejects unknown flags and reads `-h` as a host file.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RunConfig {
+    /// Checkpoints, when the job keeps them.
+    pub checkpoint: Option<CheckpointConfig>,
     /// Worker threads per process.
     pub workers: usize,
     /// Number of processes in the cluster.
@@ -34,12 +37,37 @@ impl RunConfig {
     /// One process with `workers` threads.
     pub fn threads(workers: usize) -> Self {
         RunConfig {
+            checkpoint: None,
             workers,
             processes: 1,
             process: 0,
             hosts: Vec::new(),
             connect_timeout: Duration::from_secs(30),
         }
+    }
+
+    /// The same configuration, checkpointing to `dir` every `every_ms` of
+    /// event time. `fingerprint` names the job and whatever changes its
+    /// results (a restore with another fingerprint is refused); a run
+    /// started again with the same directory resumes where it stopped.
+    ///
+    /// ```
+    /// use keyflow_dataflow::run::RunConfig;
+    /// let config = RunConfig::threads(2).checkpointed("ckpt", 60_000, "word-count v1");
+    /// assert_eq!(config.checkpoint.unwrap().every, 60_000);
+    /// ```
+    pub fn checkpointed(
+        mut self,
+        dir: impl Into<std::path::PathBuf>,
+        every_ms: u64,
+        fingerprint: &str,
+    ) -> Self {
+        self.checkpoint = Some(CheckpointConfig {
+            dir: dir.into(),
+            every: every_ms,
+            fingerprint: fingerprint.to_string(),
+        });
+        self
     }
 
     /// Total workers over all processes.
@@ -133,6 +161,7 @@ pub struct Context {
     failure: Mutex<Option<Error>>,
     aborted: AtomicBool,
     finished: AtomicUsize,
+    checkpointer: std::sync::OnceLock<Arc<Checkpointer>>,
 }
 
 impl Context {
@@ -144,7 +173,39 @@ impl Context {
             failure: Mutex::new(None),
             aborted: AtomicBool::new(false),
             finished: AtomicUsize::new(0),
+            checkpointer: std::sync::OnceLock::new(),
         }
+    }
+
+    /// The process's checkpoint coordinator, when the job checkpoints.
+    pub fn checkpointer(&self) -> Option<&Arc<Checkpointer>> {
+        self.checkpointer.get()
+    }
+
+    /// For a stateful operator that cannot checkpoint yet: an error naming
+    /// it when the job checkpoints, rather than a silently wrong restore.
+    pub fn refuse_checkpoints(&self, what: &str) -> Result<()> {
+        match self.checkpointer.get() {
+            Some(_) => Err(Error::Config(format!(
+                "{what} does not support checkpoints yet; run without --checkpoint-dir"
+            ))),
+            None => Ok(()),
+        }
+    }
+
+    /// Declares a stateful step on global worker `worker`; returns its
+    /// checkpoint handle when the job checkpoints. Step ids are unique per
+    /// worker: a second use is an error naming both (`place` says where).
+    pub fn checkpoint_step(
+        &self,
+        worker: usize,
+        step: &str,
+        place: &str,
+    ) -> Result<Option<StepCheckpoint>> {
+        self.checkpointer
+            .get()
+            .map(|c| c.register(worker, step, place))
+            .transpose()
     }
 
     /// Records `error` (the first one wins) and asks every worker to stop.
@@ -223,6 +284,28 @@ where
     F: Fn(&mut Worker, &Arc<Context>) -> Result<T> + Send + Sync + 'static,
 {
     ctx.config.validate()?;
+    if let Some(config) = &ctx.config.checkpoint {
+        let c = &ctx.config;
+        match Checkpointer::open(config.clone(), c.process, c.processes, c.workers)? {
+            Some(checkpointer) => {
+                if let Some(epoch) = checkpointer.restored_epoch() {
+                    tracing::info!(
+                        "restoring from the checkpoint at {} in {}",
+                        crate::time::format_utc(epoch),
+                        config.dir.display()
+                    );
+                }
+                let _ = ctx.checkpointer.set(checkpointer);
+            }
+            None => {
+                tracing::info!(
+                    "{}: this job already ran to its end; nothing to do",
+                    config.dir.display()
+                );
+                return Ok(Vec::new());
+            }
+        }
+    }
     let timely_config = ctx.config.timely_config();
     let shared = Arc::clone(&ctx);
     let start = move || {
@@ -230,6 +313,9 @@ where
             let index = worker.index();
             let outcome = catch_unwind(AssertUnwindSafe(|| {
                 let value = build(worker, &shared)?;
+                if let Some(c) = shared.checkpointer() {
+                    c.seal(worker.index());
+                }
                 step_until_done(worker, &shared);
                 Ok(value)
             }));
@@ -263,7 +349,14 @@ where
             Err(message) => ctx.fail(Error::WorkerPanic { worker: 0, message }),
         }
     }
-    match ctx.take_failure() {
+    let failure = ctx.take_failure();
+    if let Some(c) = ctx.checkpointer() {
+        let finished = c.finish(failure.is_none());
+        if let (None, Err(e)) = (&failure, finished) {
+            return Err(e);
+        }
+    }
+    match failure {
         Some(error) => Err(error),
         None => Ok(values),
     }

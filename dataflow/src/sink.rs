@@ -29,6 +29,21 @@ pub trait Sink<T>: 'static {
     fn close(&mut self) -> Result<()> {
         Ok(())
     }
+
+    /// Makes everything written so far durable and returns the commit
+    /// point a restore cuts the output back to. Called at each checkpoint
+    /// epoch, after every time below it was written. The default (for
+    /// sinks whose writes are idempotent or that cannot take anything back,
+    /// such as a terminal) records nothing.
+    fn commit(&mut self) -> Result<Vec<u8>> {
+        Ok(Vec::new())
+    }
+
+    /// Resumes from a commit point returned by [`Sink::commit`] in an
+    /// earlier run, before anything is written.
+    fn restore(&mut self, _point: &[u8]) -> Result<()> {
+        Ok(())
+    }
 }
 
 /// Writes `stream` to the sink that `make` builds. Only worker 0 of the
@@ -66,8 +81,18 @@ where
     S: Sink<T>,
     F: FnOnce() -> Result<S>,
 {
-    let mut target = if stream.scope().index() == 0 {
-        Some(make()?)
+    let worker = stream.scope().index();
+    let mut ckpt = if worker == 0 {
+        ctx.checkpoint_step(worker, &format!("sink:{name}"), &format!("sink `{name}`"))?
+    } else {
+        None
+    };
+    let mut target = if worker == 0 {
+        let mut target = make()?;
+        if let Some(point) = ckpt.as_ref().and_then(|k| k.restored_parts().first()) {
+            target.restore(point)?;
+        }
+        Some(target)
     } else {
         None
     };
@@ -89,18 +114,35 @@ where
                 return;
             };
             let frontier = &frontiers[0];
+            let mut epochs = ckpt
+                .as_mut()
+                .map(|k| k.clock().passed_frontier(frontier))
+                .unwrap_or_default()
+                .into_iter()
+                .peekable();
+            let mut outcome = Ok(());
             while let Some(entry) = stash.first_entry() {
                 if frontier.less_equal(entry.key()) {
                     break;
                 }
                 let time = *entry.key();
+                while let Some(epoch) = epochs.next_if(|e| *e <= time) {
+                    outcome = outcome.and_then(|()| commit(sink, ckpt.as_ref(), epoch));
+                }
                 let mut records = entry.remove();
                 records.sort();
-                if let Err(e) = sink.write(time, &records) {
-                    ctx.fail(e);
-                    target = None;
-                    return;
+                outcome = outcome.and_then(|()| sink.write(time, &records));
+                if outcome.is_err() {
+                    break;
                 }
+            }
+            for epoch in epochs {
+                outcome = outcome.and_then(|()| commit(sink, ckpt.as_ref(), epoch));
+            }
+            if let Err(e) = outcome {
+                ctx.fail(e);
+                target = None;
+                return;
             }
             if frontier.is_empty() && !closed {
                 closed = true;
@@ -113,23 +155,93 @@ where
     Ok(())
 }
 
+fn commit<T, S: Sink<T>>(
+    sink: &mut S,
+    ckpt: Option<&crate::checkpoint::StepCheckpoint>,
+    epoch: EventTime,
+) -> Result<()> {
+    match ckpt {
+        Some(k) => k.save(epoch, sink.commit()?),
+        None => Ok(()),
+    }
+}
+
 /// Writes each record as one line of JSON.
+///
+/// A regular file is written under a temporary name beside it and renamed
+/// into place when the stream ends, so a run that fails or is killed never
+/// leaves output that looks complete, nor destroys an earlier complete one.
+/// With checkpoints, the file in progress is cut back to its commit point on
+/// restore, so the finished file equals an uninterrupted run byte for byte.
+/// Special files (`/dev/stdout`, a FIFO) are written directly.
 pub struct JsonLinesSink {
     path: PathBuf,
+    /// The file in progress; `None` when writing `path` directly.
+    tmp: Option<PathBuf>,
     out: BufWriter<File>,
+    /// Set once a commit point was handed out: the file in progress must
+    /// then outlive a failure, for the restore.
+    committed: bool,
+    closed: bool,
+}
+
+fn special(path: &Path) -> bool {
+    std::fs::metadata(path).is_ok_and(|m| !m.is_file() && !m.is_dir())
+}
+
+/// A temporary name beside `path`, unique in this process.
+pub fn temp_name(path: &Path, what: &str) -> PathBuf {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy())
+        .unwrap_or_default();
+    let dir = path.parent().unwrap_or(Path::new(""));
+    dir.join(format!(".{name}.{what}-{}-{n}", std::process::id()))
 }
 
 impl JsonLinesSink {
-    /// Creates (or truncates) `path`, creating its directory.
+    /// Starts writing `path` (creating its directory). The file appears
+    /// under its name when the stream ends.
     pub fn create(path: &Path) -> Result<Self> {
+        if special(path) {
+            let file = std::fs::OpenOptions::new()
+                .write(true)
+                .open(path)
+                .map_err(|e| Error::io(path, e))?;
+            return Ok(JsonLinesSink {
+                path: path.to_path_buf(),
+                tmp: None,
+                out: BufWriter::new(file),
+                committed: false,
+                closed: false,
+            });
+        }
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
         }
-        let file = File::create(path).map_err(|e| Error::io(path, e))?;
+        let tmp = temp_name(path, "inprogress");
+        let file = File::create(&tmp).map_err(|e| Error::io(&tmp, e))?;
         Ok(JsonLinesSink {
             path: path.to_path_buf(),
+            tmp: Some(tmp),
             out: BufWriter::new(file),
+            committed: false,
+            closed: false,
         })
+    }
+
+    fn written(&self) -> &Path {
+        self.tmp.as_deref().unwrap_or(&self.path)
+    }
+}
+
+impl Drop for JsonLinesSink {
+    fn drop(&mut self) {
+        if let (Some(tmp), false, false) = (&self.tmp, self.closed, self.committed) {
+            let _ = std::fs::remove_file(tmp);
+        }
     }
 }
 
@@ -148,11 +260,86 @@ impl<T: Serialize> Sink<T> for JsonLinesSink {
     }
 
     fn close(&mut self) -> Result<()> {
-        self.out.flush().map_err(|e| Error::io(&self.path, e))?;
+        let written = self.written().to_path_buf();
+        self.out.flush().map_err(|e| Error::io(&written, e))?;
+        if let Some(tmp) = self.tmp.clone() {
+            self.out
+                .get_ref()
+                .sync_all()
+                .map_err(|e| Error::io(&tmp, e))?;
+            std::fs::rename(&tmp, &self.path).map_err(|e| Error::io(&self.path, e))?;
+            if let Some(dir) = self.path.parent().filter(|d| !d.as_os_str().is_empty()) {
+                if let Ok(d) = File::open(dir) {
+                    let _ = d.sync_all();
+                }
+            }
+        }
+        self.closed = true;
+        Ok(())
+    }
+
+    fn commit(&mut self) -> Result<Vec<u8>> {
+        let written = self.written().to_path_buf();
+        self.out.flush().map_err(|e| Error::io(&written, e))?;
+        let Some(tmp) = &self.tmp else {
+            return Ok(Vec::new());
+        };
         self.out
             .get_ref()
-            .sync_all()
-            .map_err(|e| Error::io(&self.path, e))
+            .sync_data()
+            .map_err(|e| Error::io(tmp, e))?;
+        let len = self
+            .out
+            .get_ref()
+            .metadata()
+            .map_err(|e| Error::io(tmp, e))?
+            .len();
+        self.committed = true;
+        crate::checkpoint::encode(&(tmp.clone(), len))
+    }
+
+    fn restore(&mut self, point: &[u8]) -> Result<()> {
+        if point.is_empty() {
+            return Ok(());
+        }
+        let (old, len): (PathBuf, u64) = crate::checkpoint::decode(point, "sink commit point")?;
+        let Some(tmp) = self.tmp.take() else {
+            return Err(Error::Config(format!(
+                "{}: a checkpoint of a regular file cannot resume into a special file",
+                self.path.display()
+            )));
+        };
+        let _ = std::fs::remove_file(&tmp);
+        // Killed after the rename but before the run was marked finished:
+        // the complete file goes back to being the file in progress.
+        if !old.exists() && self.path.exists() {
+            std::fs::rename(&self.path, &old).map_err(|e| Error::io(&old, e))?;
+        }
+        let file = std::fs::OpenOptions::new()
+            .write(true)
+            .open(&old)
+            .map_err(|e| Error::Checkpoint {
+                path: old.clone(),
+                reason: format!("the output in progress cannot be reopened: {e}"),
+            })?;
+        let have = file.metadata().map_err(|e| Error::io(&old, e))?.len();
+        if have < len {
+            return Err(Error::Checkpoint {
+                path: old,
+                reason: format!(
+                    "the output in progress holds {have} bytes, the checkpoint committed {len}"
+                ),
+            });
+        }
+        file.set_len(len).map_err(|e| Error::io(&old, e))?;
+        let mut out = BufWriter::new(file);
+        use std::io::Seek;
+        out.seek(std::io::SeekFrom::Start(len))
+            .map_err(|e| Error::io(&old, e))?;
+        self.out = out;
+        self.tmp = Some(old);
+        self.committed = true;
+        Ok(())
     }
 }
 

@@ -24,6 +24,12 @@ pub struct ClusterCmd {
     /// 0 picks free ports.
     #[arg(long, default_value_t = 0)]
     pub base_port: u16,
+    /// When a process fails, stop the others and start them all again, up
+    /// to this many times. With `--checkpoint-dir` in the job command each
+    /// restart resumes from the last complete checkpoint; without it, from
+    /// the beginning.
+    #[arg(long, default_value_t = 0, value_name = "N")]
+    pub restart: u32,
     /// The job command, after `--`: `run JOB [job flags]`.
     #[arg(last = true, required = true, value_name = "run JOB ...")]
     pub command: Vec<String>,
@@ -128,31 +134,36 @@ fn reap(
     Ok(failures)
 }
 
-/// Runs the cluster; returns the exit code for the launcher.
-pub fn launch(cmd: &ClusterCmd) -> anyhow::Result<i32> {
-    if cmd.processes == 0 {
-        anyhow::bail!("--processes 0: need at least one process");
-    }
-    if cmd.workers == 0 {
-        anyhow::bail!("--workers 0: need at least one worker");
-    }
-    if cmd.command.first().map(String::as_str) != Some("run") || cmd.command.len() < 2 {
-        anyhow::bail!(
-            "after `--` give the job command, e.g. `keyflow cluster --processes 2 -- run trending`"
-        );
-    }
-    for flag in ["--workers", "--processes", "--process", "--hostfile"] {
-        if cmd
-            .command
-            .iter()
-            .any(|a| a == flag || a.starts_with(&format!("{flag}=")))
-        {
-            anyhow::bail!("{flag} is set by `keyflow cluster`; remove it from the job command");
+/// How one start of the cluster ended.
+enum Outcome {
+    /// Every process ended (or the launcher was interrupted): this code.
+    Done(i32),
+    /// A process failed; the others were stopped.
+    Failed(i32, String),
+}
+
+/// The `--checkpoint-dir` of a job command, if any.
+fn checkpoint_dir(command: &[String]) -> Option<PathBuf> {
+    let mut args = command.iter();
+    while let Some(arg) = args.next() {
+        if arg == "--checkpoint-dir" {
+            return args.next().map(PathBuf::from);
+        }
+        if let Some(dir) = arg.strip_prefix("--checkpoint-dir=") {
+            return Some(PathBuf::from(dir));
         }
     }
+    None
+}
+
+/// Starts every process once and watches them until they all end or one
+/// fails.
+fn run_once(
+    cmd: &ClusterCmd,
+    dir: &std::path::Path,
+    interrupted: &AtomicBool,
+) -> anyhow::Result<Outcome> {
     let ports = pick_ports(cmd.processes, cmd.base_port)?;
-    let dir: PathBuf = std::env::temp_dir().join(format!("keyflow-cluster-{}", std::process::id()));
-    std::fs::create_dir_all(&dir)?;
     let hostfile = dir.join("hosts");
     let hosts: String = ports.iter().map(|p| format!("127.0.0.1:{p}\n")).collect();
     std::fs::write(&hostfile, hosts)?;
@@ -186,22 +197,16 @@ pub fn launch(cmd: &ClusterCmd) -> anyhow::Result<i32> {
         children.push((i, child));
     }
 
-    let interrupted = Arc::new(AtomicBool::new(false));
-    let flag = Arc::clone(&interrupted);
-    // Best effort: a second handler cannot be installed in tests that call
-    // launch twice, and the children still die with the terminal's group.
-    let _ = ctrlc::set_handler(move || flag.store(true, Ordering::SeqCst));
-
     let mut running = children;
     let mut finished = Vec::new();
-    let code = loop {
+    loop {
         if interrupted.load(Ordering::SeqCst) {
             eprintln!(
                 "keyflow cluster: interrupted, stopping {} processes",
                 running.len()
             );
             stop_all(&mut running);
-            break 130;
+            return Ok(Outcome::Done(130));
         }
         let mut failures = reap(&mut running, &mut finished)?;
         if !failures.is_empty() {
@@ -226,12 +231,81 @@ pub fn launch(cmd: &ClusterCmd) -> anyhow::Result<i32> {
                 running.len()
             );
             stop_all(&mut running);
-            break code;
+            return Ok(Outcome::Failed(code, format!("process {index} {what}")));
         }
         if running.is_empty() {
-            break 0;
+            return Ok(Outcome::Done(0));
         }
         std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Runs the cluster; returns the exit code for the launcher.
+pub fn launch(cmd: &ClusterCmd) -> anyhow::Result<i32> {
+    if cmd.processes == 0 {
+        anyhow::bail!("--processes 0: need at least one process");
+    }
+    if cmd.workers == 0 {
+        anyhow::bail!("--workers 0: need at least one worker");
+    }
+    if cmd.command.first().map(String::as_str) != Some("run") || cmd.command.len() < 2 {
+        anyhow::bail!(
+            "after `--` give the job command, e.g. `keyflow cluster --processes 2 -- run trending`"
+        );
+    }
+    for flag in ["--workers", "--processes", "--process", "--hostfile"] {
+        if cmd
+            .command
+            .iter()
+            .any(|a| a == flag || a.starts_with(&format!("{flag}=")))
+        {
+            anyhow::bail!("{flag} is set by `keyflow cluster`; remove it from the job command");
+        }
+    }
+    let interrupted = Arc::new(AtomicBool::new(false));
+    let flag = Arc::clone(&interrupted);
+    // Best effort: a second handler cannot be installed in tests that call
+    // launch twice, and the children still die with the terminal's group.
+    let _ = ctrlc::set_handler(move || flag.store(true, Ordering::SeqCst));
+    let checkpoints = checkpoint_dir(&cmd.command);
+    let dir: PathBuf = std::env::temp_dir().join(format!("keyflow-cluster-{}", std::process::id()));
+    std::fs::create_dir_all(&dir)?;
+    let mut attempt = 0;
+    let code = loop {
+        let outcome = run_once(cmd, &dir, &interrupted);
+        let (code, cause) = match outcome {
+            Ok(Outcome::Done(code)) => break code,
+            Ok(Outcome::Failed(code, cause)) => (code, cause),
+            Err(e) => {
+                let _ = std::fs::remove_dir_all(&dir);
+                return Err(e);
+            }
+        };
+        if attempt >= cmd.restart {
+            if cmd.restart > 0 {
+                eprintln!(
+                    "keyflow cluster: giving up after {} restarts; last failure: {cause}",
+                    cmd.restart
+                );
+            }
+            break code;
+        }
+        attempt += 1;
+        let from = match &checkpoints {
+            Some(ckpt) => match keyflow::dataflow::checkpoint::newest_complete(ckpt) {
+                Ok(Some(epoch)) => format!(
+                    "from the checkpoint at {}",
+                    keyflow::dataflow::time::format_utc(epoch)
+                ),
+                Ok(None) => "from the beginning (no complete checkpoint yet)".to_string(),
+                Err(e) => format!("(the checkpoint cannot be read: {e})"),
+            },
+            None => "from the beginning (the job has no --checkpoint-dir)".to_string(),
+        };
+        eprintln!(
+            "keyflow cluster: restart {attempt} of {}: {cause}; starting all {} processes again {from}",
+            cmd.restart, cmd.processes
+        );
     };
     // Let the forwarding threads drain what the children printed last.
     std::thread::sleep(Duration::from_millis(100));

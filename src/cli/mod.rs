@@ -2,6 +2,7 @@
 
 pub mod anomaly;
 pub mod bench;
+pub mod checkpoint_args;
 pub mod cluster;
 pub mod explain;
 pub mod progress;

@@ -37,6 +37,7 @@ impl ClusterArgs {
             (None, n) => anyhow::bail!("--processes {n} needs --hostfile with {n} host:port lines"),
         };
         let config = RunConfig {
+            checkpoint: None,
             workers: self.workers,
             processes: self.processes,
             process: self.process,

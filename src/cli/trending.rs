@@ -13,6 +13,7 @@ use keyflow::jobs::trending::{
 };
 use timely::dataflow::operators::vec::Filter;
 
+use super::checkpoint_args::{output_id, report_finished, CheckpointArgs, Plan};
 use super::progress::Progress;
 use super::run_args::{parse_late, ClusterArgs, SourceArgs};
 use super::sources::pageview_source;
@@ -58,6 +59,9 @@ pub struct TrendingArgs {
     /// Where events come from.
     #[command(flatten)]
     pub source: SourceArgs,
+    /// Checkpoints.
+    #[command(flatten)]
+    pub checkpoint: CheckpointArgs,
     /// Workers and processes.
     #[command(flatten)]
     pub cluster: ClusterArgs,
@@ -136,14 +140,46 @@ impl Sink<PageView> for LateSink {
     fn close(&mut self) -> Result<()> {
         <JsonLinesSink as Sink<serde_json::Value>>::close(&mut self.0)
     }
+    fn commit(&mut self) -> Result<Vec<u8>> {
+        <JsonLinesSink as Sink<serde_json::Value>>::commit(&mut self.0)
+    }
+    fn restore(&mut self, point: &[u8]) -> Result<()> {
+        <JsonLinesSink as Sink<serde_json::Value>>::restore(&mut self.0, point)
+    }
 }
 
 /// Runs the job; returns the process exit code.
 pub fn run(args: &TrendingArgs) -> anyhow::Result<i32> {
     let config = args.config()?;
-    let run_config = args.cluster.run_config()?;
+    let mut run_config = args.cluster.run_config()?;
     let source_config = args.source.source_config();
     source_config.validate()?;
+    let semantic = format!(
+        "{config:?} {:?} out={} late-out={} hourly-out={}",
+        args.source,
+        output_id(&args.out),
+        output_id(&args.late_out),
+        output_id(&args.hourly_out)
+    );
+    match args
+        .checkpoint
+        .plan("trending", &semantic, &args.source.inputs)?
+    {
+        Plan::Off => {}
+        Plan::Finished(dir) => {
+            report_finished(&dir);
+            return Ok(0);
+        }
+        Plan::Run(checkpoint) => {
+            if matches!(config.lateness, Lateness::Allowed(_)) {
+                anyhow::bail!(
+                    "--checkpoint-dir does not support `--late allowed-lateness` yet; \
+                     use drop or side-output"
+                );
+            }
+            run_config.checkpoint = Some(checkpoint);
+        }
+    }
     let make_source = pageview_source(&args.source)?;
     let ctx = Arc::new(Context::new(run_config));
     let progress = Progress::start(&ctx, args.quiet);

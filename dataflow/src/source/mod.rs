@@ -125,7 +125,7 @@ pub struct Batch<T> {
     pub records: Vec<(EventTime, T)>,
     /// Malformed records.
     pub bad: Vec<BadRecord>,
-    limit: usize,
+    pub(crate) limit: usize,
 }
 
 impl<T> Batch<T> {
@@ -170,9 +170,29 @@ pub trait Partition<T> {
     /// Reads up to the batch's limit into `batch`.
     fn poll(&mut self, batch: &mut Batch<T>) -> Result<PollStatus>;
 
-    /// How far the partition has read (records or bytes), for checkpoints.
+    /// How far the partition has read (records or bytes), for progress
+    /// reports.
     fn offset(&self) -> u64 {
         0
+    }
+
+    /// Skips the first `n` items (records and bad records, as `poll` returns
+    /// them) of a freshly opened partition, to resume from a checkpoint.
+    /// Returns how many were skipped: fewer only when the input ended first.
+    /// The default reads and discards; a partition that can seek should.
+    fn skip(&mut self, n: u64) -> Result<u64> {
+        let mut skipped = 0;
+        let mut batch = Batch::new(4096);
+        while skipped < n {
+            batch.clear();
+            batch.limit = (n - skipped).min(4096) as usize;
+            let status = self.poll(&mut batch)?;
+            skipped += (batch.records.len() + batch.bad.len()) as u64;
+            if status == PollStatus::Done {
+                break;
+            }
+        }
+        Ok(skipped)
     }
 }
 

@@ -1,6 +1,8 @@
 //! The timely operator that reads partitions and holds event-time progress.
 
 use std::sync::atomic::Ordering;
+
+use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -20,6 +22,123 @@ struct Reader<T> {
     partition: Box<dyn Partition<T>>,
     clock: PartitionClock,
     done: bool,
+    /// Items (records and bad records) polled so far.
+    consumed: u64,
+    /// While resuming: re-read up to this many items, emitting only late
+    /// records at or after `replay_from`, which the checkpoint did not hold.
+    replay: Option<(u64, EventTime)>,
+    /// For checkpoints: late records sent at or after the next boundary,
+    /// with where their poll started (`at`, items before, clock before).
+    marks: Vec<(EventTime, u64, PartitionClock)>,
+}
+
+/// A partition's position in a checkpoint.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct ReaderSnap {
+    index: usize,
+    consumed: u64,
+    clock: PartitionClock,
+    idle: bool,
+    done: bool,
+    /// Where to re-read from, so as to send again the late records that
+    /// were sent at or after the epoch before it was taken.
+    replay: Option<(u64, PartitionClock)>,
+}
+
+impl<T> Reader<T> {
+    fn snap(&self, epoch: EventTime, now: Instant, idle: Option<Duration>) -> ReaderSnap {
+        let replay = self
+            .marks
+            .iter()
+            .filter(|m| m.0 >= epoch)
+            .min_by_key(|m| m.1)
+            .map(|m| (m.1, m.2.clone()));
+        ReaderSnap {
+            index: self.index,
+            consumed: self.consumed,
+            clock: self.clock.clone(),
+            idle: self.clock.is_idle(now, idle),
+            done: self.done && replay.is_none(),
+            replay,
+        }
+    }
+}
+
+/// Opens this worker's partitions, at their checkpointed positions when
+/// resuming. Returns the readers and the partitions already finished.
+fn open_readers<S: Source>(
+    src: &S,
+    peers: usize,
+    index: usize,
+    config: &SourceConfig,
+    restored: Option<(EventTime, &[Vec<u8>])>,
+) -> Result<(Vec<Reader<S::Item>>, Vec<ReaderSnap>)> {
+    let mine = |p: usize| p % peers == index;
+    let Some((epoch, parts)) = restored else {
+        let mut readers = Vec::new();
+        for p in (0..src.partitions()).filter(|p| mine(*p)) {
+            readers.push(Reader {
+                index: p,
+                partition: src.open(p)?,
+                clock: PartitionClock::new(config.max_out_of_orderness, config.max_future),
+                done: false,
+                consumed: 0,
+                replay: None,
+                marks: Vec::new(),
+            });
+        }
+        return Ok((readers, Vec::new()));
+    };
+    let mut snaps = Vec::new();
+    for part in parts {
+        let list: Vec<ReaderSnap> = crate::checkpoint::decode(part, &src.name())?;
+        snaps.extend(list.into_iter().filter(|s| mine(s.index)));
+    }
+    snaps.sort_by_key(|s| s.index);
+    let expected: Vec<usize> = (0..src.partitions()).filter(|p| mine(*p)).collect();
+    if snaps.iter().map(|s| s.index).collect::<Vec<_>>() != expected {
+        return Err(Error::Checkpoint {
+            path: format!("source {}", src.name()).into(),
+            reason: "the checkpoint does not hold every partition of the input".into(),
+        });
+    }
+    let mut readers = Vec::new();
+    let mut finished = Vec::new();
+    let now = Instant::now();
+    for snap in snaps {
+        if snap.done {
+            finished.push(snap);
+            continue;
+        }
+        let mut partition = src.open(snap.index)?;
+        let (start, clock) = match &snap.replay {
+            Some((at, clock)) => (*at, clock.clone()),
+            None => (snap.consumed, snap.clock.clone()),
+        };
+        let skipped = partition.skip(start)?;
+        if skipped < start {
+            return Err(Error::Checkpoint {
+                path: format!("source {} partition {}", src.name(), snap.index).into(),
+                reason: format!(
+                    "the input holds {skipped} items, the checkpoint read {start}: it changed since"
+                ),
+            });
+        }
+        let mut clock = clock;
+        if snap.idle && snap.replay.is_none() {
+            clock.note_idle(now);
+        }
+        readers.push(Reader {
+            index: snap.index,
+            partition,
+            clock,
+            done: false,
+            consumed: start,
+            replay: snap.replay.as_ref().map(|_| (snap.consumed, epoch)),
+            marks: Vec::new(),
+        });
+    }
+    Ok((readers, finished))
 }
 
 /// Reads `src` on every worker of the dataflow and returns its event stream.
@@ -61,27 +180,31 @@ pub fn source<'scope, S: Source>(
     let peers = scope.peers();
     let index = scope.index();
     let name = src.name();
-    let mut readers = Vec::new();
-    for p in (0..src.partitions()).filter(|p| p % peers == index) {
-        readers.push(Reader {
-            index: p,
-            partition: src.open(p)?,
-            clock: PartitionClock::new(config.max_out_of_orderness, config.max_future),
-            done: false,
-        });
-    }
+    let mut ckpt = ctx.checkpoint_step(
+        index,
+        &format!("source:{name}"),
+        &format!("source `{name}`"),
+    )?;
+    let restored = ckpt
+        .as_ref()
+        .and_then(|c| c.restored_epoch().map(|e| (e, c.restored_parts())));
+    let (mut readers, finished) = open_readers(&src, peers, index, config, restored)?;
+    let resume_at = restored.map(|(e, _)| e);
     let ctx = Arc::clone(ctx);
     let config = config.clone();
     let op_name = format!("Source({name})");
     let stream = timely_source::<_, CapacityContainerBuilder<Vec<(EventTime, S::Item)>>, _, _>(
         scope,
         &op_name,
-        move |capability, info| {
+        move |mut capability, info| {
             let activator = scope.activator_for(info.address);
+            // A resumed source sends nothing below the epoch it resumes from.
+            if let Some(epoch) = resume_at {
+                capability.downgrade(&epoch);
+            }
             let mut cap = Some(capability);
             let mut batch = Batch::new(config.batch);
             let mut late = Vec::new();
-            let mut finished_watermark = 0;
             let mut bad_seen = 0u64;
             move |output| {
                 let Some(c) = cap.as_mut() else { return };
@@ -91,8 +214,16 @@ pub fn source<'scope, S: Source>(
                 }
                 let now = Instant::now();
                 let mut busy = false;
-                for reader in readers.iter_mut() {
+                let next_boundary = ckpt.as_mut().map(|k| k.clock().next());
+                for reader in readers.iter_mut().filter(|r| !r.done) {
                     batch.clear();
+                    let replaying = reader.replay;
+                    if let Some((until, _)) = replaying {
+                        batch.limit = (until - reader.consumed).min(config.batch as u64) as usize;
+                    } else {
+                        batch.limit = config.batch;
+                    }
+                    let before = next_boundary.map(|_| (reader.consumed, reader.clock.clone()));
                     let status = match reader.partition.poll(&mut batch) {
                         Ok(status) => status,
                         Err(e) => {
@@ -101,34 +232,39 @@ pub fn source<'scope, S: Source>(
                             return;
                         }
                     };
-                    for bad in batch.bad.drain(..) {
-                        match config.bad_input {
-                            BadInputPolicy::Fail => {
-                                ctx.fail(Error::BadInput {
-                                    location: bad.location,
-                                    reason: bad.reason,
-                                });
-                                cap = None;
-                                return;
-                            }
-                            BadInputPolicy::Drop => {
-                                bad_seen += 1;
-                                Metrics::add(&ctx.metrics.bad, 1);
-                                // A sample, not a flood: the first few, then
-                                // one in ten thousand.
-                                if bad_seen <= 5 || bad_seen.is_multiple_of(10_000) {
-                                    tracing::warn!(
-                                        source = %name,
-                                        location = %bad.location,
-                                        "skipped malformed record ({} so far): {}",
-                                        bad_seen,
-                                        bad.reason
-                                    );
+                    reader.consumed += (batch.records.len() + batch.bad.len()) as u64;
+                    if replaying.is_none() {
+                        for bad in batch.bad.drain(..) {
+                            match config.bad_input {
+                                BadInputPolicy::Fail => {
+                                    ctx.fail(Error::BadInput {
+                                        location: bad.location,
+                                        reason: bad.reason,
+                                    });
+                                    cap = None;
+                                    return;
+                                }
+                                BadInputPolicy::Drop => {
+                                    bad_seen += 1;
+                                    Metrics::add(&ctx.metrics.bad, 1);
+                                    // A sample, not a flood: the first few, then
+                                    // one in ten thousand.
+                                    if bad_seen <= 5 || bad_seen.is_multiple_of(10_000) {
+                                        tracing::warn!(
+                                            source = %name,
+                                            location = %bad.location,
+                                            "skipped malformed record ({} so far): {}",
+                                            bad_seen,
+                                            bad.reason
+                                        );
+                                    }
                                 }
                             }
                         }
                     }
-                    if !batch.records.is_empty() {
+                    if replaying.is_some() {
+                        // A replay repeats the clock's steps exactly.
+                    } else if !batch.records.is_empty() {
                         busy = true;
                         reader.clock.note_active(*c.time());
                         Metrics::add(&ctx.metrics.events, batch.records.len() as u64);
@@ -140,11 +276,21 @@ pub fn source<'scope, S: Source>(
                     }
                     let mut future = 0;
                     let mut session = output.session(&*c);
+                    let mut marked = false;
                     for (ts, item) in batch.records.drain(..) {
                         match reader.clock.observe(ts) {
-                            Verdict::OnTime => session.give((ts, item)),
-                            Verdict::Late(at) => late.push((at, ts, item)),
-                            Verdict::Future => future += 1,
+                            Verdict::OnTime if replaying.is_none() => session.give((ts, item)),
+                            Verdict::Late(at) if replaying.is_none_or(|(_, from)| at >= from) => {
+                                if let (Some(next), Some(b)) = (next_boundary, before.as_ref()) {
+                                    if at >= next && !marked {
+                                        marked = true;
+                                        reader.marks.push((at, b.0, b.1.clone()));
+                                    }
+                                }
+                                late.push((at, ts, item));
+                            }
+                            Verdict::Future if replaying.is_none() => future += 1,
+                            _ => {}
                         }
                     }
                     drop(session);
@@ -155,6 +301,23 @@ pub fn source<'scope, S: Source>(
                             partition = reader.index,
                             "rejected {future} records too far ahead of the watermark"
                         );
+                    }
+                    if let Some((until, _)) = replaying {
+                        if reader.consumed >= until {
+                            reader.replay = None;
+                        } else if status == PollStatus::Done {
+                            ctx.fail(Error::Checkpoint {
+                                path: format!("source {name} partition {}", reader.index).into(),
+                                reason: format!(
+                                    "the input ended after {} items, the checkpoint read {until}: it changed since",
+                                    reader.consumed
+                                ),
+                            });
+                            cap = None;
+                            return;
+                        }
+                        busy = true;
+                        continue;
                     }
                     if status == PollStatus::Done {
                         reader.done = true;
@@ -172,10 +335,11 @@ pub fn source<'scope, S: Source>(
                         }
                     }
                 }
-                for reader in readers.iter().filter(|r| r.done) {
-                    finished_watermark = finished_watermark.max(reader.clock.watermark());
-                }
-                readers.retain(|r| !r.done);
+                let finished_watermark = finished
+                    .iter()
+                    .map(|s| s.clock.watermark())
+                    .max()
+                    .unwrap_or(0);
                 let highest = readers
                     .iter()
                     .map(|r| r.clock.watermark())
@@ -183,21 +347,59 @@ pub fn source<'scope, S: Source>(
                     .unwrap_or(0)
                     .max(finished_watermark);
                 ctx.metrics.raise_watermark(highest);
-                if readers.is_empty() {
+                if readers.iter().all(|r| r.done) {
+                    if let Some(mut k) = ckpt.take() {
+                        // Good for every later epoch: a resume re-reads from
+                        // where late records sent at or after it began.
+                        let next = k.clock().next();
+                        let mut snaps = finished.clone();
+                        snaps.extend(readers.iter().map(|r| r.snap(next, now, None)));
+                        if let Err(e) =
+                            crate::checkpoint::encode(&snaps).and_then(|b| k.save_forever(b))
+                        {
+                            ctx.fail(e);
+                        }
+                    }
                     cap = None;
                     return;
                 }
                 let active_min = readers
                     .iter()
-                    .filter(|r| !r.clock.is_idle(now, config.idle_timeout))
+                    .filter(|r| {
+                        !r.done && r.replay.is_none() && !r.clock.is_idle(now, config.idle_timeout)
+                    })
                     .map(|r| r.clock.watermark())
                     .min();
                 // With every partition idle, follow the most advanced
                 // watermark in this process rather than hold progress back.
                 let target = active_min
                     .unwrap_or_else(|| highest.max(ctx.metrics.watermark.load(Ordering::Relaxed)));
-                if target > *c.time() {
+                let replaying = readers.iter().any(|r| r.replay.is_some());
+                if target > *c.time() && !replaying {
                     c.downgrade(&target);
+                    if let Some(k) = ckpt.as_mut() {
+                        // Every boundary the capability passed: positions now
+                        // are positions as of each of them.
+                        for epoch in k.clock().passed(Some(target)) {
+                            let mut snaps: Vec<ReaderSnap> = finished.clone();
+                            snaps.extend(
+                                readers
+                                    .iter()
+                                    .map(|r| r.snap(epoch, now, config.idle_timeout)),
+                            );
+                            if let Err(e) =
+                                crate::checkpoint::encode(&snaps).and_then(|b| k.save(epoch, b))
+                            {
+                                ctx.fail(e);
+                                cap = None;
+                                return;
+                            }
+                        }
+                        let next = k.clock().next();
+                        for r in readers.iter_mut() {
+                            r.marks.retain(|m| m.0 >= next);
+                        }
+                    }
                 }
                 if busy {
                     activator.activate();

@@ -17,12 +17,13 @@ pub enum Verdict {
 }
 
 /// The watermark of one source partition.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct PartitionClock {
     max_seen: Option<EventTime>,
     floor: EventTime,
     out_of_orderness: u64,
     max_future: Option<u64>,
+    #[serde(skip)]
     idle_since: Option<Instant>,
 }
 

@@ -127,13 +127,13 @@ impl<K, V> LateStash<K, V> {
     /// Keeps a late record read at `time`, holding a capability for it.
     pub(crate) fn stash(
         &mut self,
-        cap: &timely::dataflow::operators::InputCapability<EventTime>,
+        cap: &timely::dataflow::operators::Capability<EventTime>,
         time: EventTime,
         record: (EventTime, K, V),
     ) {
         self.by_time
             .entry(time)
-            .or_insert_with(|| (cap.delayed(&time, 0), Vec::new()))
+            .or_insert_with(|| (cap.delayed(&time), Vec::new()))
             .1
             .push(record);
     }
@@ -144,9 +144,19 @@ impl<K, V> LateStash<K, V> {
         &mut self,
         frontier: &timely::progress::frontier::MutableAntichain<EventTime>,
     ) -> Option<(EventTime, LateBatch<K, V>)> {
+        let t = *self.by_time.first_key_value()?.0;
+        if frontier.less_equal(&t) {
+            return None;
+        }
+        self.next_below(t + 1)
+    }
+
+    /// The earliest stashed time below `bound`, with its capability and
+    /// records.
+    pub(crate) fn next_below(&mut self, bound: EventTime) -> Option<(EventTime, LateBatch<K, V>)> {
         let entry = self.by_time.first_entry()?;
         let t = *entry.key();
-        if frontier.less_equal(&t) {
+        if t >= bound {
             return None;
         }
         Some((t, entry.remove()))
@@ -279,11 +289,12 @@ impl<'scope, K: Key, V: Data> Windowed<'scope, K, V> {
             agg.clone(),
         );
         let results = match self.spec.grid() {
-            Some(grid) => panes::pane_windows(partials, ctx, id, grid, self.lateness, agg),
+            Some(grid) => panes::pane_windows(partials, ctx, id, grid, self.lateness, agg)?,
             None => {
                 let WindowSpec::Session { gap } = self.spec else {
                     unreachable!("a spec without a grid is a session spec: {:?}", self.spec)
                 };
+                ctx.refuse_checkpoints(&format!("session window `{id}`"))?;
                 session::session_windows(partials, ctx, id, gap, self.lateness, agg)
             }
         };

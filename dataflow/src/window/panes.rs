@@ -11,6 +11,7 @@ use timely::dataflow::operators::Capability;
 use super::pre::PartialStream;
 use super::spec::Grid;
 use super::{Aggregator, Data, Key, LateStash, Lateness, Partial, ResultOutput, WindowResult};
+use crate::error::Result;
 use crate::hash::{stable_hash, StableMap};
 use crate::metrics::Metrics;
 use crate::run::Context;
@@ -132,7 +133,141 @@ fn fire<'a, V, K: Key, G: Aggregator<V>>(
     }
 }
 
+/// What one pane-window operator keeps between activations.
+struct Windows<K, V, A> {
+    state: PaneState<K, A>,
+    pending: BTreeMap<EventTime, Capability<EventTime>>,
+    late: LateStash<K, V>,
+}
+
+impl<K: Key, V: Data, A: Data> Windows<K, V, A> {
+    /// Merges partials that travelled at `time` (`cap` is at `time`).
+    fn apply<G: Aggregator<V, Acc = A>>(
+        &mut self,
+        grid: &Grid,
+        agg: &G,
+        cap: &Capability<EventTime>,
+        time: EventTime,
+        data: Vec<(EventTime, Partial<K, V, A>)>,
+    ) {
+        for (_, partial) in data {
+            match partial {
+                Partial::Agg {
+                    key, start, acc, ..
+                } => {
+                    if grid.last_end(start).is_none() {
+                        // A pane in the gap between hopping windows.
+                        continue;
+                    }
+                    let pending = &mut self.pending;
+                    let pane = self.state.panes.entry(start).or_insert_with(|| {
+                        for end in grid.ends_of(start) {
+                            pending.entry(end).or_insert_with(|| cap.delayed(&end));
+                        }
+                        StableMap::default()
+                    });
+                    merge_into(pane, agg, key, acc);
+                }
+                Partial::Late { ts, key, value } => {
+                    self.late.stash(cap, time, (ts, key, value));
+                }
+            }
+        }
+    }
+
+    /// Applies the late records read at `t`, after every window ending at
+    /// or before `t` has fired: the same results whatever the scheduling.
+    #[allow(clippy::too_many_arguments)]
+    fn apply_late<G: Aggregator<V, Acc = A>>(
+        &mut self,
+        ctx: &Context,
+        grid: &Grid,
+        agg: &G,
+        keep: u64,
+        t: EventTime,
+        cap: Capability<EventTime>,
+        records: Vec<(EventTime, K, V)>,
+        output: &mut ResultOutput<'_, K, G::Output>,
+    ) {
+        fire(
+            &mut self.pending,
+            |end| end <= t,
+            &self.state,
+            grid,
+            agg,
+            output,
+        );
+        let mut updates = BTreeSet::new();
+        let mut dropped = 0;
+        for (ts, key, value) in records {
+            let pane = grid.pane_of(ts);
+            let mut accepted = false;
+            for end in grid.ends_of(pane) {
+                if end > t {
+                    accepted = true;
+                    self.pending.entry(end).or_insert_with(|| cap.delayed(&end));
+                } else if end + keep > t {
+                    accepted = true;
+                    updates.insert((end, key.clone()));
+                }
+            }
+            if accepted {
+                let mut acc = agg.init();
+                agg.add(&mut acc, value);
+                merge_into(self.state.panes.entry(pane).or_default(), agg, key, acc);
+            } else {
+                dropped += 1;
+            }
+        }
+        Metrics::add(&ctx.metrics.late_dropped, dropped);
+        Metrics::add(&ctx.metrics.late_updates, updates.len() as u64);
+        let mut session = output.session(&cap);
+        for (end, key) in updates {
+            if let Some(acc) = self.state.window_value(grid, agg, end, &key) {
+                let value = agg.finish(&acc);
+                let start = grid.start_of(end);
+                session.give((
+                    end,
+                    WindowResult {
+                        key,
+                        start,
+                        end,
+                        value,
+                        update: true,
+                    },
+                ));
+            }
+        }
+    }
+}
+
+/// Rebuilds this worker's share of checkpointed pane state: the keys it
+/// owns under the current number of workers, from every old worker's part.
+fn restore<K: Key, A: Data>(
+    parts: &[Vec<u8>],
+    id: &str,
+    peers: usize,
+    index: usize,
+) -> Result<PaneState<K, A>> {
+    let mut state = PaneState::default();
+    for part in parts {
+        let old: PaneState<K, A> = crate::checkpoint::decode(part, id)?;
+        for (start, pane) in old.panes {
+            let mine = pane
+                .into_iter()
+                .filter(|(k, _)| stable_hash(k) as usize % peers == index);
+            state.panes.entry(start).or_default().extend(mine);
+        }
+    }
+    state.panes.retain(|_, p| !p.is_empty());
+    Ok(state)
+}
+
 /// The keyed, stateful half of a tumbling or sliding aggregation.
+///
+/// With checkpoints, partials at or after the next epoch boundary wait
+/// until progress passes it; the state is then written as of the boundary
+/// (windows ending below it fired, nothing at or after it applied).
 pub(crate) fn pane_windows<'scope, K: Key, V: Data, A: Aggregator<V>>(
     partials: PartialStream<'scope, K, V, A::Acc>,
     ctx: &Arc<Context>,
@@ -140,99 +275,112 @@ pub(crate) fn pane_windows<'scope, K: Key, V: Data, A: Aggregator<V>>(
     grid: Grid,
     lateness: Lateness,
     agg: A,
-) -> EventStream<'scope, WindowResult<K, A::Output>> {
+) -> Result<EventStream<'scope, WindowResult<K, A::Output>>> {
     let keep = match lateness {
         Lateness::Allowed(ms) => ms,
         _ => 0,
     };
+    let scope = partials.scope();
+    let (peers, index) = (scope.peers(), scope.index());
+    let mut ckpt =
+        ctx.checkpoint_step(index, &format!("window:{id}"), &format!("window `{id}`"))?;
+    let restored = match ckpt.as_ref() {
+        Some(k) if k.restored_epoch().is_some() => Some((
+            k.restored_epoch().unwrap_or(0),
+            restore::<K, A::Acc>(k.restored_parts(), id, peers, index)?,
+        )),
+        _ => None,
+    };
     let ctx = Arc::clone(ctx);
     let route = |(_, p): &(EventTime, Partial<K, V, A::Acc>)| stable_hash(p.key());
-    partials.unary_frontier(
+    Ok(partials.unary_frontier(
         Exchange::new(route),
         &format!("Window({id})"),
-        move |_, _| {
-            let mut state = PaneState::<K, A::Acc>::default();
-            let mut pending: BTreeMap<EventTime, Capability<EventTime>> = BTreeMap::new();
-            let mut late: LateStash<K, V> = LateStash::new();
+        move |initial, _| {
+            let mut me = Windows {
+                state: PaneState::<K, A::Acc>::default(),
+                pending: BTreeMap::new(),
+                late: LateStash::new(),
+            };
+            if let Some((epoch, state)) = restored {
+                // Windows ending below the epoch fired before it was taken.
+                for start in state.panes.keys() {
+                    for end in grid.ends_of(*start).filter(|end| *end >= epoch) {
+                        me.pending
+                            .entry(end)
+                            .or_insert_with(|| initial.delayed(&end));
+                    }
+                }
+                me.state = state;
+            }
+            let mut waiting: BTreeMap<EventTime, (Capability<EventTime>, Vec<_>)> = BTreeMap::new();
             move |(input, frontier), output| {
+                let gate = ckpt.as_mut().map(|k| k.clock().next());
                 input.for_each(|cap, data| {
                     let Some(&time) = cap.least() else { return };
-                    for (_, partial) in data.drain(..) {
-                        match partial {
-                            Partial::Agg {
-                                key, start, acc, ..
-                            } => {
-                                if grid.last_end(start).is_none() {
-                                    // A pane in the gap between hopping windows.
-                                    continue;
-                                }
-                                let pane = state.panes.entry(start).or_insert_with(|| {
-                                    for end in grid.ends_of(start) {
-                                        pending.entry(end).or_insert_with(|| cap.delayed(&end, 0));
-                                    }
-                                    StableMap::default()
-                                });
-                                merge_into(pane, &agg, key, acc);
-                            }
-                            Partial::Late { ts, key, value } => {
-                                late.stash(&cap, time, (ts, key, value));
-                            }
-                        }
+                    let cap = cap.delayed(&time, 0);
+                    if gate.is_some_and(|next| time >= next) {
+                        waiting
+                            .entry(time)
+                            .or_insert_with(|| (cap, Vec::new()))
+                            .1
+                            .append(data);
+                    } else {
+                        me.apply(&grid, &agg, &cap, time, std::mem::take(data));
                     }
                 });
 
-                // Late records read at time `t` are applied once `t` is complete,
-                // after every window ending at or before `t` has fired: the same
-                // results whatever the scheduling.
-                while let Some((t, (cap, records))) = late.next_complete(frontier) {
-                    fire(&mut pending, |end| end <= t, &state, &grid, &agg, output);
-                    let mut updates = BTreeSet::new();
-                    let mut dropped = 0;
-                    for (ts, key, value) in records {
-                        let pane = grid.pane_of(ts);
-                        let mut accepted = false;
-                        for end in grid.ends_of(pane) {
-                            if end > t {
-                                accepted = true;
-                                pending.entry(end).or_insert_with(|| cap.delayed(&end));
-                            } else if end + keep > t {
-                                accepted = true;
-                                updates.insert((end, key.clone()));
+                if let Some(k) = ckpt.as_mut() {
+                    for epoch in k.clock().passed_frontier(frontier) {
+                        while let Some(entry) = waiting.first_entry() {
+                            if *entry.key() >= epoch {
+                                break;
                             }
+                            let (time, (cap, data)) = entry.remove_entry();
+                            me.apply(&grid, &agg, &cap, time, data);
                         }
-                        if accepted {
-                            let mut acc = agg.init();
-                            agg.add(&mut acc, value);
-                            merge_into(state.panes.entry(pane).or_default(), &agg, key, acc);
-                        } else {
-                            dropped += 1;
+                        while let Some((t, (cap, records))) = me.late.next_below(epoch) {
+                            me.apply_late(&ctx, &grid, &agg, keep, t, cap, records, output);
+                        }
+                        fire(
+                            &mut me.pending,
+                            |end| end < epoch,
+                            &me.state,
+                            &grid,
+                            &agg,
+                            output,
+                        );
+                        let saved =
+                            crate::checkpoint::encode(&me.state).and_then(|b| k.save(epoch, b));
+                        if let Err(e) = saved {
+                            ctx.fail(e);
+                            return;
                         }
                     }
-                    Metrics::add(&ctx.metrics.late_dropped, dropped);
-                    Metrics::add(&ctx.metrics.late_updates, updates.len() as u64);
-                    let mut session = output.session(&cap);
-                    for (end, key) in updates {
-                        if let Some(acc) = state.window_value(&grid, &agg, end, &key) {
-                            let value = agg.finish(&acc);
-                            let start = grid.start_of(end);
-                            session.give((
-                                end,
-                                WindowResult {
-                                    key,
-                                    start,
-                                    end,
-                                    value,
-                                    update: true,
-                                },
-                            ));
+                    // Once the input is complete no epoch is taken any more: let
+                    // everything through.
+                    let next = if frontier.is_empty() {
+                        EventTime::MAX
+                    } else {
+                        k.clock().next()
+                    };
+                    while let Some(entry) = waiting.first_entry() {
+                        if *entry.key() >= next {
+                            break;
                         }
+                        let (time, (cap, data)) = entry.remove_entry();
+                        me.apply(&grid, &agg, &cap, time, data);
                     }
                 }
 
+                while let Some((t, (cap, records))) = me.late.next_complete(frontier) {
+                    me.apply_late(&ctx, &grid, &agg, keep, t, cap, records, output);
+                }
+
                 fire(
-                    &mut pending,
+                    &mut me.pending,
                     |end| !frontier.less_than(&end),
-                    &state,
+                    &me.state,
                     &grid,
                     &agg,
                     output,
@@ -240,7 +388,7 @@ pub(crate) fn pane_windows<'scope, K: Key, V: Data, A: Aggregator<V>>(
 
                 // A pane is needed until the last window holding it is past its
                 // allowed lateness.
-                while let Some(entry) = state.panes.first_entry() {
+                while let Some(entry) = me.state.panes.first_entry() {
                     let expires = grid.last_end(*entry.key()).map_or(0, |e| e + keep);
                     if frontier.less_than(&expires) {
                         break;
@@ -249,5 +397,5 @@ pub(crate) fn pane_windows<'scope, K: Key, V: Data, A: Aggregator<V>>(
                 }
             }
         },
-    )
+    ))
 }

@@ -157,7 +157,7 @@ pub(crate) fn session_windows<'scope, K: Key, V: Data, A: Aggregator<V>>(
                                     .push(key);
                             }
                             Partial::Late { ts, key, value } => {
-                                late.stash(&cap, time, (ts, key, value));
+                                late.stash(&cap.delayed(&time, 0), time, (ts, key, value));
                             }
                         }
                     }

@@ -236,6 +236,7 @@ pub fn anomaly<'scope>(
         top: config.top,
         snapshots: config.baseline_out.is_some(),
     };
+    ctx.refuse_checkpoints("the anomaly job")?;
     let scored = score_hours(counts, data_hours, ctx, params, shard);
     if let Some(path) = &config.baseline_out {
         writer::write_baselines(scored.snapshots, ctx, path.clone());

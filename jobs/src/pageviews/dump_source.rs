@@ -119,6 +119,11 @@ impl DumpPartition {
             return Ok(true);
         };
         for _ in 0..budget {
+            // Bad lines count against the batch too, so that a resume can
+            // skip exactly the items a poll returned.
+            if batch.is_full() {
+                return Ok(false);
+            }
             let parsed = match reader.next_line()? {
                 None => {
                     self.reader = None;

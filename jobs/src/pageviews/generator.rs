@@ -351,4 +351,12 @@ impl Partition<PageView> for GeneratorPartition {
     fn offset(&self) -> u64 {
         self.emitted
     }
+
+    fn skip(&mut self, n: u64) -> keyflow_dataflow::Result<u64> {
+        let left = (self.source.plan.total.saturating_sub(self.next)).div_ceil(self.step);
+        let n = n.min(left);
+        self.next = self.next.saturating_add(n * self.step);
+        self.emitted += n;
+        Ok(n)
+    }
 }

@@ -108,6 +108,7 @@ pub(super) fn minutes_with_updates<'scope>(
             config.lateness
         );
     };
+    ctx.refuse_checkpoints("trending with allowed lateness")?;
     let params = Params::new(config, d)?;
     let pieces = operators::pre_aggregate(events, ID, params.slide);
     let local = operators::keyed_minutes(pieces, ctx, ID, params);

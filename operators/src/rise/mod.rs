@@ -377,7 +377,7 @@ where
         config.min_first,
         every_window,
         predicate,
-    );
+    )?;
     let ticks = operator::gather_ticks(local_ticks, id);
     Ok(RiseOut { rising, ticks })
 }

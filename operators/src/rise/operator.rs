@@ -19,7 +19,7 @@ use timely::dataflow::operators::generic::{Operator, OutputBuilder};
 use timely::dataflow::operators::Capability;
 use timely::dataflow::Stream;
 
-use super::state::{AddError, Geometry, RiseState};
+use super::state::{AddError, Geometry, RiseSnapshot, RiseState};
 use super::{RiseTick, Rising};
 
 /// The summed weight of one key in one pane, from one worker's batch.
@@ -89,11 +89,154 @@ pub(crate) fn pre_aggregate<'scope, K: Key>(
     })
 }
 
+/// Output handles of the keyed half.
+type Out<'a, D> = timely::dataflow::operators::generic::OutputBuilderSession<
+    'a,
+    EventTime,
+    timely::container::CapacityContainerBuilder<Vec<(EventTime, D)>>,
+>;
+
+/// Capabilities for (rising, ticks).
+type Caps = [Capability<EventTime>; 2];
+
+/// What the keyed half keeps between activations.
+struct Keyed<K> {
+    state: RiseState<K>,
+    /// Capabilities at the next boundary, while there is state.
+    held: Option<Caps>,
+    counts: Vec<u64>,
+    future: u64,
+}
+
+impl<K: Key> Keyed<K> {
+    /// Merges pane weights that travelled at a time `caps` can stand for.
+    fn apply(
+        &mut self,
+        ctx: &Context,
+        id: &str,
+        geo: &Geometry,
+        caps: &Caps,
+        data: Vec<(EventTime, PaneWeight<K>)>,
+    ) {
+        for (_, w) in data {
+            match self.state.add(w.hash, w.key, w.pane, w.weight) {
+                Ok(()) => {}
+                Err(AddError::OutOfRange) => {
+                    self.future += 1;
+                    Metrics::add(&ctx.metrics.future, 1);
+                }
+                // Weight beyond 32 bits per key and pane is not real
+                // traffic: count it as bad input and go on.
+                Err(AddError::Overflow) => {
+                    Metrics::add(&ctx.metrics.bad, 1);
+                    tracing::warn!(
+                        operator = %id,
+                        pane = w.pane,
+                        "skipped a weight that would take one key's pane past 4294967295"
+                    );
+                }
+            }
+        }
+        // New weight can only move the next boundary earlier, and only to
+        // one above this message's time.
+        if let Some(next) = self.state.next_boundary() {
+            let t = next * geo.slide;
+            if self.held.as_ref().is_none_or(|h| *h[0].time() > t) {
+                self.held = Some([caps[0].delayed(&t), caps[1].delayed(&t)]);
+            }
+        }
+    }
+
+    /// Evaluates every pending boundary `t` for which `ready(t)`.
+    #[allow(clippy::too_many_arguments)]
+    fn evaluate<P: Fn(&[u64]) -> bool>(
+        &mut self,
+        geo: &Geometry,
+        min_first: u64,
+        predicate: &P,
+        rising_out: &mut Out<'_, Rising<K>>,
+        ticks_out: &mut Out<'_, u64>,
+        ready: impl Fn(EventTime) -> bool,
+    ) {
+        while let Some(caps) = self.held.as_ref() {
+            let t = *caps[0].time();
+            if !ready(t) {
+                break;
+            }
+            let b = t / geo.slide;
+            self.state.evict_before(b.saturating_sub(geo.span()));
+            let mut session = rising_out.session(&caps[0]);
+            let passed =
+                self.state
+                    .evaluate(b, geo, min_first, predicate, &mut self.counts, |k, c| {
+                        session.give((
+                            t,
+                            Rising {
+                                key: k.clone(),
+                                t,
+                                counts: c.to_vec(),
+                            },
+                        ))
+                    });
+            drop(session);
+            ticks_out.session(&caps[1]).give((t, passed));
+            self.state.finish(b, geo);
+            match self.state.next_boundary() {
+                Some(next) => {
+                    let next = next * geo.slide;
+                    if let Some(caps) = self.held.as_mut() {
+                        caps[0].downgrade(&next);
+                        caps[1].downgrade(&next);
+                    }
+                }
+                None => self.held = None,
+            }
+        }
+    }
+}
+
+/// Rebuilds this worker's share of a checkpointed state: the keys it owns
+/// under the current number of workers, from every old worker's part.
+fn restore<K: Key>(
+    fresh: RiseState<K>,
+    parts: &[Vec<u8>],
+    id: &str,
+    epoch: EventTime,
+    geo: &Geometry,
+    peers: usize,
+    index: usize,
+) -> keyflow_dataflow::Result<RiseState<K>> {
+    let mut merged = fresh.snapshot();
+    for part in parts {
+        let snap: RiseSnapshot<K> = keyflow_dataflow::checkpoint::decode(part, id)?;
+        merged.last = merged.last.max(snap.last);
+        merged.keys.extend(
+            snap.keys
+                .into_iter()
+                .filter(|(k, _)| stable_hash(k) as usize % peers == index),
+        );
+    }
+    if !merged.keys.is_empty() {
+        // Every boundary below the epoch was evaluated by the keys' old
+        // owners; none of them may be evaluated again.
+        let below = epoch.div_ceil(geo.slide).saturating_sub(1);
+        merged.last = Some(merged.last.map_or(below, |l| l.max(below)));
+    }
+    RiseState::restore(merged).map_err(|reason| keyflow_dataflow::Error::Checkpoint {
+        path: format!("step {id}").into(),
+        reason,
+    })
+}
+
 /// The keyed half: merges pane weights into [`RiseState`], holds one
 /// capability per output at the next boundary to evaluate (only while there
 /// is state), and evaluates each boundary once the frontier reaches it.
 /// Returns the passing keys and, per worker and evaluated boundary, the
 /// number of local keys that passed.
+///
+/// With checkpoints, input at or after the next epoch boundary waits until
+/// progress passes the boundary; the state is then written as of it (every
+/// boundary below it evaluated, nothing at or after it applied).
 pub(crate) fn rise_panes<'scope, K: Key, P>(
     partials: PartialStream<'scope, K>,
     ctx: &Arc<Context>,
@@ -102,11 +245,19 @@ pub(crate) fn rise_panes<'scope, K: Key, P>(
     min_first: u64,
     every_window: bool,
     predicate: P,
-) -> (EventStream<'scope, Rising<K>>, EventStream<'scope, u64>)
+) -> keyflow_dataflow::Result<(EventStream<'scope, Rising<K>>, EventStream<'scope, u64>)>
 where
     P: Fn(&[u64]) -> bool + 'static,
 {
-    let mut builder = OperatorBuilder::new(format!("Rise({id})"), partials.scope());
+    let scope = partials.scope();
+    let (peers, index) = (scope.peers(), scope.index());
+    let mut ckpt = ctx.checkpoint_step(index, &format!("rise:{id}"), &format!("rise `{id}`"))?;
+    let mut state = RiseState::<K>::new(&geo, min_first, every_window);
+    if let Some(epoch) = ckpt.as_ref().and_then(|k| k.restored_epoch()) {
+        let parts = ckpt.as_ref().map(|k| k.restored_parts()).unwrap_or(&[]);
+        state = restore(state, parts, id, epoch, &geo, peers, index)?;
+    }
+    let mut builder = OperatorBuilder::new(format!("Rise({id})"), scope);
     let route = |(_, w): &(EventTime, PaneWeight<K>)| w.hash;
     let mut input = builder.new_input(partials, Exchange::new(route));
     let (rising_out, rising) = builder.new_output();
@@ -116,92 +267,100 @@ where
     let ctx = Arc::clone(ctx);
     let id = id.to_string();
 
-    builder.build(move |_initial_capabilities| {
-        let mut state = RiseState::<K>::new(&geo, min_first, every_window);
-        // Capabilities for (rising, ticks) at the next boundary.
-        let mut held: Option<[Capability<EventTime>; 2]> = None;
-        let mut counts = Vec::with_capacity(geo.windows);
-        let mut future = 0u64;
+    builder.build(move |initial| {
+        let mut me = Keyed {
+            state,
+            held: None,
+            counts: Vec::with_capacity(geo.windows),
+            future: 0,
+        };
+        if let [rising_cap, ticks_cap] = &initial[..] {
+            if let Some(next) = me.state.next_boundary() {
+                let t = next * geo.slide;
+                me.held = Some([rising_cap.delayed(&t), ticks_cap.delayed(&t)]);
+            }
+        }
+        // Input held back until the next epoch's snapshot, by time.
+        let mut waiting: BTreeMap<EventTime, (Caps, Vec<(EventTime, PaneWeight<K>)>)> =
+            BTreeMap::new();
         move |frontiers| {
             let frontier = &frontiers[0];
             let mut rising_out = rising_out.activate();
             let mut ticks_out = ticks_out.activate();
+            let gate = ckpt.as_mut().map(|k| k.clock().next());
 
             input.for_each(|cap, data| {
-                if cap.least().is_none() {
-                    return;
-                }
-                for (_, w) in data.drain(..) {
-                    match state.add(w.hash, w.key, w.pane, w.weight) {
-                        Ok(()) => {}
-                        Err(AddError::OutOfRange) => {
-                            future += 1;
-                            Metrics::add(&ctx.metrics.future, 1);
-                        }
-                        // Weight beyond 32 bits per key and pane is not
-                        // real traffic: count it as bad input and go on.
-                        Err(AddError::Overflow) => {
-                            Metrics::add(&ctx.metrics.bad, 1);
-                            tracing::warn!(
-                                operator = %id,
-                                pane = w.pane,
-                                "skipped a weight that would take one key's pane past 4294967295"
-                            );
-                        }
-                    }
-                }
-                // New weight can only move the next boundary earlier, and
-                // only to one above this message's time.
-                if let Some(next) = state.next_boundary() {
-                    let t = next * geo.slide;
-                    if held.as_ref().is_none_or(|h| *h[0].time() > t) {
-                        held = Some([cap.delayed(&t, 0), cap.delayed(&t, 1)]);
-                    }
+                let Some(&time) = cap.least() else { return };
+                let caps = [cap.delayed(&time, 0), cap.delayed(&time, 1)];
+                if gate.is_some_and(|next| time >= next) {
+                    waiting
+                        .entry(time)
+                        .or_insert_with(|| (caps, Vec::new()))
+                        .1
+                        .append(data);
+                } else {
+                    me.apply(&ctx, &id, &geo, &caps, std::mem::take(data));
                 }
             });
-            if future > 0 {
+
+            if let Some(k) = ckpt.as_mut() {
+                for epoch in k.clock().passed_frontier(frontier) {
+                    while let Some(entry) = waiting.first_entry() {
+                        if *entry.key() >= epoch {
+                            break;
+                        }
+                        let (caps, data) = entry.remove();
+                        me.apply(&ctx, &id, &geo, &caps, data);
+                    }
+                    me.evaluate(
+                        &geo,
+                        min_first,
+                        &predicate,
+                        &mut rising_out,
+                        &mut ticks_out,
+                        |t| t < epoch,
+                    );
+                    let saved = keyflow_dataflow::checkpoint::encode(&me.state.snapshot())
+                        .and_then(|bytes| k.save(epoch, bytes));
+                    if let Err(e) = saved {
+                        ctx.fail(e);
+                        return;
+                    }
+                }
+                // Once the input is complete no epoch is taken any more: let
+                // everything through.
+                let next = if frontier.is_empty() {
+                    EventTime::MAX
+                } else {
+                    k.clock().next()
+                };
+                while let Some(entry) = waiting.first_entry() {
+                    if *entry.key() >= next {
+                        break;
+                    }
+                    let (caps, data) = entry.remove();
+                    me.apply(&ctx, &id, &geo, &caps, data);
+                }
+            }
+            if me.future > 0 {
                 tracing::warn!(
                     operator = %id,
-                    "rejected {future} pane weights 2^32 panes or more away from the live ones"
+                    "rejected {} pane weights 2^32 panes or more away from the live ones",
+                    me.future
                 );
-                future = 0;
+                me.future = 0;
             }
-
-            while let Some(caps) = held.as_ref() {
-                let t = *caps[0].time();
-                if frontier.less_than(&t) {
-                    break;
-                }
-                let b = t / geo.slide;
-                state.evict_before(b.saturating_sub(geo.span()));
-                let mut session = rising_out.session(&caps[0]);
-                let passed = state.evaluate(b, &geo, min_first, &predicate, &mut counts, |k, c| {
-                    session.give((
-                        t,
-                        Rising {
-                            key: k.clone(),
-                            t,
-                            counts: c.to_vec(),
-                        },
-                    ))
-                });
-                drop(session);
-                ticks_out.session(&caps[1]).give((t, passed));
-                state.finish(b, &geo);
-                match state.next_boundary() {
-                    Some(next) => {
-                        let next = next * geo.slide;
-                        if let Some(caps) = held.as_mut() {
-                            caps[0].downgrade(&next);
-                            caps[1].downgrade(&next);
-                        }
-                    }
-                    None => held = None,
-                }
-            }
+            me.evaluate(
+                &geo,
+                min_first,
+                &predicate,
+                &mut rising_out,
+                &mut ticks_out,
+                |t| !frontier.less_than(&t),
+            );
         }
     });
-    (rising, ticks)
+    Ok((rising, ticks))
 }
 
 /// Sums the per-worker tick counts of each boundary on worker 0 and emits

@@ -1,0 +1,346 @@
+//! One process's checkpoint coordinator: which steps each worker has, which
+//! parts have arrived, and the thread that writes them.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::mpsc::{sync_channel, RecvTimeoutError, SyncSender};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use super::store::{self, Status};
+use super::{CheckpointConfig, EpochClock};
+use crate::error::{Error, Result};
+use crate::time::EventTime;
+
+type Parts = BTreeMap<String, Vec<u8>>;
+
+/// The parts of one complete local epoch, for the writer.
+struct Job {
+    epoch: EventTime,
+    workers: Vec<(usize, Parts)>,
+}
+
+#[derive(Default)]
+struct Shared {
+    /// Global worker index -> its steps (and where they were declared).
+    steps: BTreeMap<usize, BTreeMap<String, String>>,
+    /// Workers whose dataflows are built: their step lists are final.
+    sealed: BTreeSet<usize>,
+    deposits: BTreeMap<EventTime, BTreeMap<usize, Parts>>,
+    /// Parts that hold for every later epoch (a finished source).
+    forever: BTreeMap<usize, Parts>,
+}
+
+/// Collects the checkpoint parts of one process and writes them.
+pub struct Checkpointer {
+    config: CheckpointConfig,
+    process: usize,
+    processes: usize,
+    workers: usize,
+    restored_epoch: Option<EventTime>,
+    restored: BTreeMap<String, Vec<Vec<u8>>>,
+    shared: Mutex<Shared>,
+    tx: Mutex<Option<SyncSender<Job>>>,
+    writer: Mutex<Option<JoinHandle<()>>>,
+    failure: Arc<Mutex<Option<Error>>>,
+}
+
+impl std::fmt::Debug for Checkpointer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Checkpointer")
+            .field("dir", &self.config.dir)
+            .field("restored_epoch", &self.restored_epoch)
+            .finish()
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl Checkpointer {
+    /// Opens the checkpoint directory for process `process` of
+    /// `processes`, each with `workers` workers: loads the newest complete
+    /// epoch (a damaged one is an error), and starts the writer thread.
+    /// Returns `None` when the job already finished.
+    pub fn open(
+        config: CheckpointConfig,
+        process: usize,
+        processes: usize,
+        workers: usize,
+    ) -> Result<Option<Arc<Self>>> {
+        config.validate()?;
+        std::fs::create_dir_all(&config.dir).map_err(|e| Error::io(&config.dir, e))?;
+        let (restored_epoch, restored) = match store::status(&config.dir, &config.fingerprint)? {
+            Status::Finished => return Ok(None),
+            Status::Fresh => (None, BTreeMap::new()),
+            Status::Resume(epoch) => (
+                Some(epoch),
+                store::load(&config.dir, epoch, &config.fingerprint)?,
+            ),
+        };
+        let failure = Arc::new(Mutex::new(None));
+        let (tx, rx) = sync_channel::<Job>(2);
+        let writer = {
+            let (config, failure) = (config.clone(), Arc::clone(&failure));
+            std::thread::Builder::new()
+                .name("keyflow-checkpoint".into())
+                .spawn(move || {
+                    let mut pending = BTreeSet::new();
+                    loop {
+                        let job = rx.recv_timeout(Duration::from_millis(50));
+                        let outcome = match job {
+                            Ok(job) => write_job(&config, process, &job).map(|()| {
+                                if process == 0 {
+                                    pending.insert(job.epoch);
+                                }
+                            }),
+                            Err(RecvTimeoutError::Timeout) => Ok(()),
+                            Err(RecvTimeoutError::Disconnected) => break,
+                        }
+                        .and_then(|()| complete(&config, &mut pending, processes, workers));
+                        if let Err(e) = outcome {
+                            lock(&failure).get_or_insert(e);
+                        }
+                    }
+                })
+                .map_err(|e| Error::Startup(format!("checkpoint writer: {e}")))?
+        };
+        Ok(Some(Arc::new(Checkpointer {
+            config,
+            process,
+            processes,
+            workers,
+            restored_epoch,
+            restored,
+            shared: Mutex::new(Shared::default()),
+            tx: Mutex::new(Some(tx)),
+            writer: Mutex::new(Some(writer)),
+            failure,
+        })))
+    }
+
+    /// The epoch restored from, if any.
+    pub fn restored_epoch(&self) -> Option<EventTime> {
+        self.restored_epoch
+    }
+
+    /// The checkpoint configuration.
+    pub fn config(&self) -> &CheckpointConfig {
+        &self.config
+    }
+
+    /// Declares step `step` on global worker `worker`. A step id used twice
+    /// on one worker is an error naming both places.
+    pub fn register(
+        self: &Arc<Self>,
+        worker: usize,
+        step: &str,
+        place: &str,
+    ) -> Result<StepCheckpoint> {
+        let mut shared = lock(&self.shared);
+        let steps = shared.steps.entry(worker).or_default();
+        if let Some(first) = steps.get(step) {
+            return Err(Error::Config(format!(
+                "duplicate step id `{step}`: used by {first} and by {place}"
+            )));
+        }
+        steps.insert(step.to_string(), place.to_string());
+        Ok(StepCheckpoint {
+            ckpt: Arc::clone(self),
+            worker,
+            step: step.to_string(),
+            clock: EpochClock::new(self.config.every, self.restored_epoch.unwrap_or(0)),
+        })
+    }
+
+    /// Marks worker `worker`'s dataflows as built.
+    pub fn seal(&self, worker: usize) {
+        let epochs: Vec<_> = {
+            let mut shared = lock(&self.shared);
+            shared.sealed.insert(worker);
+            shared.deposits.keys().copied().collect()
+        };
+        for epoch in epochs {
+            self.try_send(epoch);
+        }
+    }
+
+    fn deposit(
+        &self,
+        worker: usize,
+        step: &str,
+        epoch: Option<EventTime>,
+        bytes: Vec<u8>,
+    ) -> Result<()> {
+        if let Some(e) = lock(&self.failure).take() {
+            return Err(e);
+        }
+        let epochs: Vec<_> = {
+            let mut shared = lock(&self.shared);
+            match epoch {
+                Some(epoch) => {
+                    shared
+                        .deposits
+                        .entry(epoch)
+                        .or_default()
+                        .entry(worker)
+                        .or_default()
+                        .insert(step.to_string(), bytes);
+                    vec![epoch]
+                }
+                None => {
+                    shared
+                        .forever
+                        .entry(worker)
+                        .or_default()
+                        .insert(step.to_string(), bytes);
+                    shared.deposits.keys().copied().collect()
+                }
+            }
+        };
+        for epoch in epochs {
+            self.try_send(epoch);
+        }
+        Ok(())
+    }
+
+    /// Hands `epoch` to the writer once every local worker has all its parts.
+    fn try_send(&self, epoch: EventTime) {
+        let job = {
+            let mut shared = lock(&self.shared);
+            let local = self.process * self.workers..(self.process + 1) * self.workers;
+            if !local.clone().all(|w| shared.sealed.contains(&w)) {
+                return;
+            }
+            let empty = BTreeMap::new();
+            let ready = local.clone().all(|w| {
+                let have = shared
+                    .deposits
+                    .get(&epoch)
+                    .and_then(|d| d.get(&w))
+                    .unwrap_or(&empty);
+                let forever = shared.forever.get(&w).unwrap_or(&empty);
+                shared.steps.get(&w).is_none_or(|steps| {
+                    steps
+                        .keys()
+                        .all(|s| have.contains_key(s) || forever.contains_key(s))
+                })
+            });
+            if !ready {
+                return;
+            }
+            let mut deposits = shared.deposits.remove(&epoch).unwrap_or_default();
+            let workers = local
+                .map(|w| {
+                    let mut parts = deposits.remove(&w).unwrap_or_default();
+                    for (step, bytes) in shared.forever.get(&w).into_iter().flatten() {
+                        parts.entry(step.clone()).or_insert_with(|| bytes.clone());
+                    }
+                    (w, parts)
+                })
+                .collect();
+            Job { epoch, workers }
+        };
+        if let Some(tx) = lock(&self.tx).as_ref() {
+            // Blocks while the writer is two epochs behind: backpressure.
+            let _ = tx.send(job);
+        }
+    }
+
+    /// Stops the writer after the job; marks the checkpoint finished when
+    /// the job succeeded and this is process 0.
+    pub fn finish(&self, succeeded: bool) -> Result<()> {
+        lock(&self.tx).take();
+        if let Some(writer) = lock(&self.writer).take() {
+            let _ = writer.join();
+        }
+        if let Some(e) = lock(&self.failure).take() {
+            return Err(e);
+        }
+        if succeeded && self.process == 0 {
+            store::mark_finished(&self.config.dir, &self.config.fingerprint)?;
+        }
+        Ok(())
+    }
+
+    /// Number of processes of the run.
+    pub fn processes(&self) -> usize {
+        self.processes
+    }
+}
+
+fn write_job(config: &CheckpointConfig, process: usize, job: &Job) -> Result<()> {
+    let dir = store::epoch_dir(&config.dir, job.epoch);
+    std::fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
+    for (worker, parts) in &job.workers {
+        let bytes = store::encode_part(parts)?;
+        store::write_atomic(&dir.join(store::part_name(process, *worker)), &bytes)?;
+    }
+    store::write_atomic(&dir.join(format!("done-p{process}")), b"")
+}
+
+fn complete(
+    config: &CheckpointConfig,
+    pending: &mut BTreeSet<EventTime>,
+    processes: usize,
+    workers: usize,
+) -> Result<()> {
+    let mut newest = None;
+    for &epoch in pending.iter() {
+        if store::try_complete(&config.dir, epoch, &config.fingerprint, processes, workers)? {
+            newest = Some(epoch);
+        }
+    }
+    if let Some(newest) = newest {
+        pending.retain(|e| *e > newest);
+    }
+    Ok(())
+}
+
+/// One step's handle on the checkpoints of its worker.
+pub struct StepCheckpoint {
+    ckpt: Arc<Checkpointer>,
+    worker: usize,
+    step: String,
+    clock: EpochClock,
+}
+
+impl StepCheckpoint {
+    /// The epoch the job restored from, if any.
+    pub fn restored_epoch(&self) -> Option<EventTime> {
+        self.ckpt.restored_epoch
+    }
+
+    /// This step's parts from every worker of the restored run (empty on a
+    /// fresh start). Each worker of the new run reads them all and keeps
+    /// what it owns, so the worker count may change.
+    pub fn restored_parts(&self) -> &[Vec<u8>] {
+        self.ckpt
+            .restored
+            .get(&self.step)
+            .map(Vec::as_slice)
+            .unwrap_or(&[])
+    }
+
+    /// The step id.
+    pub fn step(&self) -> &str {
+        &self.step
+    }
+
+    /// The boundaries this step has yet to write.
+    pub fn clock(&mut self) -> &mut EpochClock {
+        &mut self.clock
+    }
+
+    /// Writes this step's state as of `epoch`.
+    pub fn save(&self, epoch: EventTime, bytes: Vec<u8>) -> Result<()> {
+        self.ckpt
+            .deposit(self.worker, &self.step, Some(epoch), bytes)
+    }
+
+    /// Writes this step's state for every later epoch (it will not change).
+    pub fn save_forever(&self, bytes: Vec<u8>) -> Result<()> {
+        self.ckpt.deposit(self.worker, &self.step, None, bytes)
+    }
+}

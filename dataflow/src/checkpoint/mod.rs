@@ -1,0 +1,72 @@
+//! Checkpoints at event-time epochs, and exactly-once restore.
+//!
+//! Every `every` milliseconds of event time is an epoch boundary `E`. When
+//! an operator's input frontier passes `E`, the operator writes its state as
+//! of `E`: everything that travelled at a timely time below `E` applied,
+//! nothing at or above it. Sources write their read positions at the moment
+//! their capability passes `E`, and sinks their commit point (the length of
+//! their output after every time below `E`). Records at `E` and later are
+//! then produced again after a restore, so nothing is lost and nothing is
+//! counted twice.
+//!
+//! Parts are keyed by step id, so a restore can route state to a different
+//! number of workers. One [`Checkpointer`] per process collects the parts of
+//! its workers and hands them to a writer thread, which writes one file per
+//! worker (temporary name, fsync, rename) and a `done` marker per process.
+//! Process 0 writes the epoch's manifest last, once every process is done,
+//! and keeps the two newest complete checkpoints. Across hosts, the
+//! checkpoint directory must be one shared file system.
+//!
+//! An operator may skip a boundary (after a long jump of the frontier it
+//! writes only the last few), because an epoch counts only when every part
+//! of it has been written.
+
+mod coordinator;
+mod epochs;
+mod store;
+
+use std::path::PathBuf;
+
+pub use coordinator::{Checkpointer, StepCheckpoint};
+pub use epochs::EpochClock;
+pub use store::{newest_complete, status, wipe, Status, FORMAT_VERSION};
+
+/// Where and how often a job checkpoints.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CheckpointConfig {
+    /// The checkpoint directory (shared by every process of a cluster).
+    pub dir: PathBuf,
+    /// Event time between epoch boundaries, in ms.
+    pub every: u64,
+    /// What the checkpoint must match to be restored: the job, its
+    /// semantic configuration and its inputs.
+    pub fingerprint: String,
+}
+
+impl CheckpointConfig {
+    /// Checks the values, naming the first bad one.
+    pub fn validate(&self) -> crate::Result<()> {
+        if self.every == 0 {
+            return Err(crate::Error::Config(
+                "--checkpoint-every 0: the interval must be positive".into(),
+            ));
+        }
+        if self.dir.as_os_str().is_empty() {
+            return Err(crate::Error::Config("--checkpoint-dir is empty".into()));
+        }
+        Ok(())
+    }
+}
+
+/// Encodes a part with bincode.
+pub fn encode<T: serde::Serialize>(value: &T) -> crate::Result<Vec<u8>> {
+    bincode::serialize(value).map_err(|e| crate::Error::External(format!("checkpoint encode: {e}")))
+}
+
+/// Decodes a part written by [`encode`]; `what` names it in the error.
+pub fn decode<T: serde::de::DeserializeOwned>(bytes: &[u8], what: &str) -> crate::Result<T> {
+    bincode::deserialize(bytes).map_err(|e| crate::Error::Checkpoint {
+        path: PathBuf::from(what),
+        reason: format!("cannot decode: {e}"),
+    })
+}

@@ -1,0 +1,339 @@
+//! The checkpoint directory on disk.
+//!
+//! ```text
+//! DIR/epoch-<E>/p<P>-w<W>.part   one per worker: header, then the steps' parts
+//! DIR/epoch-<E>/done-p<P>        process P has written all of its parts
+//! DIR/epoch-<E>/MANIFEST         written last, by process 0: the epoch is complete
+//! DIR/FINISHED                   the job ran to its end
+//! ```
+//!
+//! Every file is written to a temporary name, fsynced and renamed, and the
+//! directory is fsynced after the rename. A part file starts with a magic
+//! string, the format version, the body's length and its CRC-32, so that a
+//! truncated, damaged, foreign or older file is an error that names it.
+
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+use crate::time::EventTime;
+
+/// The version of the files written here.
+pub const FORMAT_VERSION: u32 = 1;
+const MAGIC: &[u8; 8] = b"KFCKPT\0\x01";
+const HEADER: usize = 8 + 4 + 8 + 4;
+
+/// What a checkpoint directory holds for a job.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Status {
+    /// Nothing to restore: start from the beginning.
+    Fresh,
+    /// Restore from the complete epoch `E`.
+    Resume(EventTime),
+    /// The job already ran to its end with this configuration.
+    Finished,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct Manifest {
+    version: u32,
+    fingerprint: String,
+    epoch: EventTime,
+    processes: usize,
+    workers: usize,
+    parts: Vec<String>,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct Finished {
+    version: u32,
+    fingerprint: String,
+}
+
+fn damaged(path: &Path, reason: impl Into<String>) -> Error {
+    Error::Checkpoint {
+        path: path.to_path_buf(),
+        reason: reason.into(),
+    }
+}
+
+pub(crate) fn epoch_dir(dir: &Path, epoch: EventTime) -> PathBuf {
+    dir.join(format!("epoch-{epoch}"))
+}
+
+pub(crate) fn part_name(process: usize, worker: usize) -> String {
+    format!("p{process}-w{worker}.part")
+}
+
+fn sync_dir(dir: &Path) {
+    // Not every file system can fsync a directory; the rename is still
+    // atomic there.
+    if let Ok(d) = File::open(dir) {
+        let _ = d.sync_all();
+    }
+}
+
+/// Writes `bytes` to `path` atomically: temporary name, fsync, rename.
+pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy())
+        .unwrap_or_default();
+    let tmp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
+    let written = File::create(&tmp).and_then(|mut f| {
+        f.write_all(bytes)?;
+        f.sync_all()
+    });
+    if let Err(e) = written {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(Error::io(&tmp, e));
+    }
+    if let Err(e) = std::fs::rename(&tmp, path) {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(Error::io(path, e));
+    }
+    sync_dir(dir);
+    Ok(())
+}
+
+/// Encodes the parts of one worker with the file header.
+pub(crate) fn encode_part(steps: &BTreeMap<String, Vec<u8>>) -> Result<Vec<u8>> {
+    let body = super::encode(steps)?;
+    let mut out = Vec::with_capacity(HEADER + body.len());
+    out.extend_from_slice(MAGIC);
+    out.extend_from_slice(&FORMAT_VERSION.to_le_bytes());
+    out.extend_from_slice(&(body.len() as u64).to_le_bytes());
+    out.extend_from_slice(&crc32fast::hash(&body).to_le_bytes());
+    out.extend_from_slice(&body);
+    Ok(out)
+}
+
+fn decode_part(path: &Path) -> Result<BTreeMap<String, Vec<u8>>> {
+    let bytes = std::fs::read(path).map_err(|e| damaged(path, format!("cannot read: {e}")))?;
+    if bytes.len() < HEADER || &bytes[..8] != MAGIC {
+        return Err(damaged(path, "not a keyflow checkpoint part (bad header)"));
+    }
+    let word = |at: usize, n: usize| -> u64 {
+        let mut b = [0u8; 8];
+        b[..n].copy_from_slice(&bytes[at..at + n]);
+        u64::from_le_bytes(b)
+    };
+    let version = word(8, 4) as u32;
+    if version != FORMAT_VERSION {
+        return Err(damaged(
+            path,
+            format!("format version {version}, this keyflow reads version {FORMAT_VERSION}"),
+        ));
+    }
+    let len = word(12, 8);
+    let crc = word(20, 4) as u32;
+    let body = &bytes[HEADER..];
+    if body.len() as u64 != len {
+        return Err(damaged(
+            path,
+            format!("truncated: {} of {len} body bytes", body.len()),
+        ));
+    }
+    if crc32fast::hash(body) != crc {
+        return Err(damaged(path, "checksum mismatch (the file is damaged)"));
+    }
+    super::decode(body, &path.display().to_string())
+}
+
+/// Epoch directories present, newest first.
+fn epochs(dir: &Path) -> Result<Vec<EventTime>> {
+    let entries = match std::fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(Error::io(dir, e)),
+    };
+    let mut found: Vec<EventTime> = Vec::new();
+    for entry in entries {
+        let entry = entry.map_err(|e| Error::io(dir, e))?;
+        let name = entry.file_name();
+        if let Some(e) = name.to_str().and_then(|n| n.strip_prefix("epoch-")) {
+            if let Ok(e) = e.parse() {
+                found.push(e);
+            }
+        }
+    }
+    found.sort_unstable_by(|a, b| b.cmp(a));
+    Ok(found)
+}
+
+fn read_manifest(path: &Path) -> Result<Manifest> {
+    let text =
+        std::fs::read_to_string(path).map_err(|e| damaged(path, format!("cannot read: {e}")))?;
+    let (json, crc_line) = text
+        .trim_end()
+        .rsplit_once('\n')
+        .ok_or_else(|| damaged(path, "truncated manifest"))?;
+    let crc = crc_line
+        .strip_prefix("crc32 ")
+        .and_then(|c| u32::from_str_radix(c, 16).ok())
+        .ok_or_else(|| damaged(path, "manifest has no checksum line"))?;
+    if crc32fast::hash(json.as_bytes()) != crc {
+        return Err(damaged(path, "checksum mismatch (the manifest is damaged)"));
+    }
+    let manifest: Manifest =
+        serde_json::from_str(json).map_err(|e| damaged(path, format!("bad manifest: {e}")))?;
+    if manifest.version != FORMAT_VERSION {
+        return Err(damaged(
+            path,
+            format!(
+                "format version {}, this keyflow reads version {FORMAT_VERSION}",
+                manifest.version
+            ),
+        ));
+    }
+    Ok(manifest)
+}
+
+fn check_fingerprint(path: &Path, found: &str, expected: &str) -> Result<()> {
+    if found == expected {
+        return Ok(());
+    }
+    Err(damaged(
+        path,
+        format!(
+            "this checkpoint belongs to a different job or configuration \
+             (it has `{found}`, this run is `{expected}`); use another --checkpoint-dir, \
+             or --fresh to discard it"
+        ),
+    ))
+}
+
+/// What `dir` holds for the job with `fingerprint`. A damaged or foreign
+/// checkpoint is an error naming the file, never a fresh start.
+pub fn status(dir: &Path, fingerprint: &str) -> Result<Status> {
+    let finished = dir.join("FINISHED");
+    if finished.exists() {
+        let text = std::fs::read_to_string(&finished)
+            .map_err(|e| damaged(&finished, format!("cannot read: {e}")))?;
+        let f: Finished = serde_json::from_str(&text)
+            .map_err(|e| damaged(&finished, format!("bad marker: {e}")))?;
+        check_fingerprint(&finished, &f.fingerprint, fingerprint)?;
+        return Ok(Status::Finished);
+    }
+    for epoch in epochs(dir)? {
+        let path = epoch_dir(dir, epoch).join("MANIFEST");
+        if path.exists() {
+            let manifest = read_manifest(&path)?;
+            check_fingerprint(&path, &manifest.fingerprint, fingerprint)?;
+            return Ok(Status::Resume(epoch));
+        }
+    }
+    Ok(Status::Fresh)
+}
+
+/// The newest complete epoch in `dir`, whatever its job (for messages).
+pub fn newest_complete(dir: &Path) -> Result<Option<EventTime>> {
+    Ok(epochs(dir)?
+        .into_iter()
+        .find(|e| epoch_dir(dir, *e).join("MANIFEST").exists()))
+}
+
+/// Every part of a complete epoch, by step id, with the parts of all old
+/// workers in worker order.
+pub(crate) fn load(
+    dir: &Path,
+    epoch: EventTime,
+    fingerprint: &str,
+) -> Result<BTreeMap<String, Vec<Vec<u8>>>> {
+    let edir = epoch_dir(dir, epoch);
+    let manifest = read_manifest(&edir.join("MANIFEST"))?;
+    check_fingerprint(&edir.join("MANIFEST"), &manifest.fingerprint, fingerprint)?;
+    let mut steps: BTreeMap<String, Vec<Vec<u8>>> = BTreeMap::new();
+    for name in &manifest.parts {
+        if name.contains('/') || name.contains("..") {
+            return Err(damaged(
+                &edir.join("MANIFEST"),
+                format!("bad part name `{name}`"),
+            ));
+        }
+        for (step, bytes) in decode_part(&edir.join(name))? {
+            steps.entry(step).or_default().push(bytes);
+        }
+    }
+    Ok(steps)
+}
+
+/// Writes the manifest of `epoch` if every process has written its parts;
+/// returns whether the epoch is complete.
+pub(crate) fn try_complete(
+    dir: &Path,
+    epoch: EventTime,
+    fingerprint: &str,
+    processes: usize,
+    workers: usize,
+) -> Result<bool> {
+    let edir = epoch_dir(dir, epoch);
+    if !(0..processes).all(|p| edir.join(format!("done-p{p}")).exists()) {
+        return Ok(false);
+    }
+    let manifest = Manifest {
+        version: FORMAT_VERSION,
+        fingerprint: fingerprint.to_string(),
+        epoch,
+        processes,
+        workers,
+        parts: (0..processes * workers)
+            .map(|w| part_name(w / workers, w))
+            .collect(),
+    };
+    let json = serde_json::to_string(&manifest)
+        .map_err(|e| Error::External(format!("checkpoint manifest: {e}")))?;
+    let text = format!("{json}\ncrc32 {:08x}\n", crc32fast::hash(json.as_bytes()));
+    write_atomic(&edir.join("MANIFEST"), text.as_bytes())?;
+    prune(dir)?;
+    Ok(true)
+}
+
+/// Keeps the two newest complete epochs and anything newer (in progress).
+fn prune(dir: &Path) -> Result<()> {
+    let all = epochs(dir)?;
+    let complete: Vec<_> = all
+        .iter()
+        .filter(|e| epoch_dir(dir, **e).join("MANIFEST").exists())
+        .take(2)
+        .collect();
+    if let Some(&&oldest_kept) = complete.get(1).or(complete.first()) {
+        for e in all.iter().filter(|e| **e < oldest_kept) {
+            let _ = std::fs::remove_dir_all(epoch_dir(dir, *e));
+        }
+    }
+    Ok(())
+}
+
+/// Marks the job finished: a later run with the same configuration does
+/// nothing, and the epochs are no longer needed.
+pub(crate) fn mark_finished(dir: &Path, fingerprint: &str) -> Result<()> {
+    let f = Finished {
+        version: FORMAT_VERSION,
+        fingerprint: fingerprint.to_string(),
+    };
+    let text = serde_json::to_string(&f).map_err(|e| Error::External(e.to_string()))?;
+    write_atomic(&dir.join("FINISHED"), text.as_bytes())?;
+    for e in epochs(dir)? {
+        let _ = std::fs::remove_dir_all(epoch_dir(dir, e));
+    }
+    Ok(())
+}
+
+/// Removes what keyflow wrote in `dir` (for `--fresh`), and nothing else.
+pub fn wipe(dir: &Path) -> Result<()> {
+    for e in epochs(dir)? {
+        let path = epoch_dir(dir, e);
+        std::fs::remove_dir_all(&path).map_err(|err| Error::io(&path, err))?;
+    }
+    let finished = dir.join("FINISHED");
+    if finished.exists() {
+        std::fs::remove_file(&finished).map_err(|e| Error::io(&finished, e))?;
+    }
+    Ok(())
+}

@@ -1,0 +1,139 @@
+//! `--checkpoint-dir`, `--checkpoint-every` and `--fresh`, shared by the jobs.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use clap::Args;
+use keyflow::dataflow::checkpoint::{self, CheckpointConfig, Status};
+
+use super::run_args::parse_duration;
+
+/// Checkpoints and exactly-once restart.
+#[derive(Debug, Clone, Args)]
+pub struct CheckpointArgs {
+    /// Keep checkpoints in this directory (shared by every process of a
+    /// cluster). Running the same command again resumes from the last
+    /// complete checkpoint; outputs end up byte for byte as in one run.
+    #[arg(long, value_name = "DIR")]
+    pub checkpoint_dir: Option<PathBuf>,
+    /// Event time between checkpoints [default: 1m].
+    #[arg(long, value_parser = parse_duration, value_name = "DURATION")]
+    pub checkpoint_every: Option<Duration>,
+    /// Discard the checkpoints in --checkpoint-dir and start from the
+    /// beginning.
+    #[arg(long)]
+    pub fresh: bool,
+}
+
+/// What a run does about checkpoints.
+#[derive(Debug)]
+pub enum Plan {
+    /// No checkpoints.
+    Off,
+    /// Checkpoint (and resume, if the directory holds a checkpoint).
+    Run(CheckpointConfig),
+    /// The job already finished with this configuration: nothing to do.
+    Finished(PathBuf),
+}
+
+/// Identifies an input file well enough to notice that it changed.
+fn describe(path: &Path) -> String {
+    let meta = std::fs::metadata(path).ok();
+    let modified = meta
+        .as_ref()
+        .and_then(|m| m.modified().ok())
+        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+        .map(|d| d.as_nanos());
+    let abs = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
+    format!(
+        "{}:{}:{}",
+        abs.display(),
+        meta.map_or(0, |m| m.len()),
+        modified.unwrap_or(0)
+    )
+}
+
+/// An output path as it will be written, whatever the working directory.
+pub fn output_id(path: &Option<PathBuf>) -> String {
+    path.as_ref()
+        .map(|p| {
+            std::path::absolute(p)
+                .unwrap_or_else(|_| p.clone())
+                .display()
+                .to_string()
+        })
+        .unwrap_or_default()
+}
+
+impl CheckpointArgs {
+    /// Checks the flags and the directory. `semantic` is everything that
+    /// changes the job's results (its configuration, source flags and
+    /// outputs), so that a restore with other values is refused; `inputs`
+    /// are fingerprinted by path, size and modification time.
+    pub fn plan(&self, job: &str, semantic: &str, inputs: &[PathBuf]) -> anyhow::Result<Plan> {
+        let Some(dir) = &self.checkpoint_dir else {
+            if self.checkpoint_every.is_some() {
+                anyhow::bail!("--checkpoint-every needs --checkpoint-dir");
+            }
+            if self.fresh {
+                anyhow::bail!("--fresh needs --checkpoint-dir");
+            }
+            return Ok(Plan::Off);
+        };
+        let every = self
+            .checkpoint_every
+            .unwrap_or(Duration::from_secs(60))
+            .as_millis() as u64;
+        if every == 0 {
+            anyhow::bail!("--checkpoint-every 0: the interval must be positive");
+        }
+        let files: Vec<String> = inputs.iter().map(|p| describe(p)).collect();
+        let fingerprint = format!(
+            "job={job} every={every} config={semantic} inputs=[{}]",
+            files.join(",")
+        );
+        let fingerprint = format!(
+            "{job}-{:08x}-{:08x}",
+            crc32(fingerprint.as_bytes()),
+            crc32(fingerprint.chars().rev().collect::<String>().as_bytes())
+        );
+        if self.fresh {
+            checkpoint::wipe(dir)?;
+        }
+        let config = CheckpointConfig {
+            dir: dir.clone(),
+            every,
+            fingerprint,
+        };
+        config.validate()?;
+        Ok(match checkpoint::status(dir, &config.fingerprint)? {
+            Status::Finished => Plan::Finished(dir.clone()),
+            _ => Plan::Run(config),
+        })
+    }
+}
+
+fn crc32(bytes: &[u8]) -> u32 {
+    // CRC-32 (IEEE), bitwise: fingerprints are short and made once.
+    let mut crc = !0u32;
+    for &b in bytes {
+        crc ^= b as u32;
+        for _ in 0..8 {
+            crc = if crc & 1 != 0 {
+                (crc >> 1) ^ 0xEDB8_8320
+            } else {
+                crc >> 1
+            };
+        }
+    }
+    !crc
+}
+
+/// Says that the job already finished, for `Plan::Finished`.
+pub fn report_finished(dir: &Path) {
+    eprintln!(
+        "keyflow: {}: this job already ran to its end with this configuration; \
+         nothing to do (use --fresh to run it again)",
+        dir.display()
+    );
+}
