@@ -12,7 +12,7 @@ const KEYFLOW: &str = env!("CARGO_BIN_EXE_keyflow");
 type Counts = BTreeMap<(String, String), [f64; 24]>;
 
 fn day_files(day: u32) -> Vec<String> {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/data/pagecounts-2016-08");
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("data/pagecounts-2016-08");
     assert!(dir.exists(), "test data {} is missing", dir.display());
     (0..24)
         .map(|h| {

@@ -193,7 +193,7 @@ fn malformed_dump_lines_are_counted_and_skipped() {
 fn real_malformed_lines_are_counted() {
     // The 2024 sample has two lines with the domain code `""` (lines 549
     // and 978); everything else is well formed.
-    let path = shared_data("pageviews-2024-08/pageviews-20240803-060000.gz");
+    let path = sample_data("pageviews-2024-08/pageviews-20240803-060000.gz");
     let (events, bad) = dump_events(&read_text(&path), file_hour(&path));
     assert_eq!(bad, 2);
     let dir = tempfile::tempdir().unwrap();
