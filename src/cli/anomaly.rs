@@ -63,6 +63,7 @@ fn dump_time(arg: DumpTimeArg) -> DumpTime {
 /// `keyflow baseline`.
 pub fn baseline(args: &BaselineArgs) -> anyhow::Result<i32> {
     let run = args.cluster.run_config()?;
+    super::validate::baseline(args)?;
     let config = BaselineConfig {
         dump_time: dump_time(args.dump_time),
         bad_input: args.bad_input,
@@ -166,6 +167,7 @@ pub fn anomaly_table(hour: &AnomalyHour) -> String {
 
 /// `keyflow run anomaly`.
 pub fn run_anomaly(args: &AnomalyArgs) -> anyhow::Result<i32> {
+    super::validate::anomaly(args)?;
     let config = args.scoring.config(args.top)?;
     let run_config = args.cluster.run_config()?;
     let source_config = args.source.source_config();
@@ -219,6 +221,7 @@ pub struct PageviewsArgs {
 /// `keyflow run pageviews`: trending and anomalies over one source, in one
 /// dataflow.
 pub fn run_pageviews(args: &PageviewsArgs) -> anyhow::Result<i32> {
+    super::validate::pageviews(args)?;
     let mut trending_config = args.trending.config()?;
     trending_config.hourly = args.trending.hourly_out.is_some();
     let anomaly_config = args.scoring.config(args.anomaly_top)?;

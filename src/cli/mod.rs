@@ -9,6 +9,7 @@ pub mod reference;
 pub mod run_args;
 pub mod sources;
 pub mod trending;
+pub mod validate;
 
 use clap::{Parser, Subcommand};
 
