@@ -160,13 +160,17 @@ pub fn launch(cmd: &ClusterCmd) -> anyhow::Result<i32> {
     let exe = std::env::current_exe()?;
     let mut children = Vec::new();
     for i in 0..cmd.processes {
-        let spawned = Command::new(&exe)
+        let mut command = Command::new(&exe);
+        command
             .args(&cmd.command)
             .args(["--workers", &cmd.workers.to_string()])
             .args(["--processes", &cmd.processes.to_string()])
-            .args(["--process", &i.to_string()])
-            .arg("--hostfile")
-            .arg(&hostfile)
+            .args(["--process", &i.to_string()]);
+        // A single process takes no host file (the job refuses one).
+        if cmd.processes > 1 {
+            command.arg("--hostfile").arg(&hostfile);
+        }
+        let spawned = command
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn();
