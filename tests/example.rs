@@ -25,14 +25,21 @@ fn example() -> PathBuf {
             }
         }
         let out = cargo.stderr(Stdio::inherit()).output().unwrap();
-        assert!(out.status.success(), "cargo build --example page_counts failed");
+        assert!(
+            out.status.success(),
+            "cargo build --example page_counts failed"
+        );
         let path = String::from_utf8_lossy(&out.stdout)
             .lines()
             .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
             .filter(|m| m["reason"] == "compiler-artifact" && m["target"]["name"] == "page_counts")
             .find_map(|m| m["executable"].as_str().map(PathBuf::from))
             .expect("cargo named no page_counts executable");
-        assert!(path.exists(), "{} is missing after the build", path.display());
+        assert!(
+            path.exists(),
+            "{} is missing after the build",
+            path.display()
+        );
         path
     })
     .clone()
