@@ -6,12 +6,31 @@ use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
 
 use keyflow_dataflow::{Error, Result};
 
 /// Tells apart the temporary files of one process (several sinks and days
 /// may be written at once).
 static NEXT_TMP: AtomicU64 = AtomicU64::new(0);
+
+/// The temporary files being written now, so that a process stopped by a
+/// signal can remove them before it exits.
+static IN_FLIGHT: Mutex<Vec<PathBuf>> = Mutex::new(Vec::new());
+
+fn in_flight() -> std::sync::MutexGuard<'static, Vec<PathBuf>> {
+    IN_FLIGHT.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Removes the temporary files of writes still in progress. A process that
+/// is about to exit early (on SIGINT or SIGTERM) calls this so that no
+/// `.NAME.tmp-PID-N` file is left behind; the outputs themselves keep their
+/// previous content.
+pub fn remove_temporary_files() {
+    for tmp in in_flight().drain(..) {
+        let _ = std::fs::remove_file(tmp);
+    }
+}
 
 /// Writes `bytes` as the whole content of `path`.
 ///
@@ -86,6 +105,7 @@ fn replace(path: &Path, bytes: &[u8]) -> Result<()> {
         std::process::id(),
         NEXT_TMP.fetch_add(1, Ordering::Relaxed)
     ));
+    in_flight().push(tmp.clone());
     let written = OpenOptions::new()
         .write(true)
         .create_new(true)
@@ -95,6 +115,7 @@ fn replace(path: &Path, bytes: &[u8]) -> Result<()> {
             file.sync_all()
         })
         .and_then(|()| std::fs::rename(&tmp, path));
+    in_flight().retain(|p| *p != tmp);
     if let Err(e) = written {
         // Nothing else refers to the temporary file; removing it can only
         // fail if it was never created.

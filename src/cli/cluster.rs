@@ -5,8 +5,6 @@ use std::io::{BufRead, BufReader, Write};
 use std::net::TcpListener;
 use std::path::PathBuf;
 use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use clap::Args;
@@ -190,22 +188,20 @@ pub fn launch(cmd: &ClusterCmd) -> anyhow::Result<i32> {
         children.push((i, child));
     }
 
-    let interrupted = Arc::new(AtomicBool::new(false));
-    let flag = Arc::clone(&interrupted);
-    // Best effort: a second handler cannot be installed in tests that call
-    // launch twice, and the children still die with the terminal's group.
-    let _ = ctrlc::set_handler(move || flag.store(true, Ordering::SeqCst));
+    // On SIGINT or SIGTERM the members are stopped first; the exit status
+    // is then 128 + the signal, as for any keyflow command.
+    super::signals::defer();
 
     let mut running = children;
     let mut finished = Vec::new();
     let code = loop {
-        if interrupted.load(Ordering::SeqCst) {
+        if let Some(signal) = super::signals::received() {
             eprintln!(
-                "keyflow cluster: interrupted, stopping {} processes",
+                "keyflow cluster: stopped by signal {signal}, stopping {} processes",
                 running.len()
             );
             stop_all(&mut running);
-            break 130;
+            break 128 + signal;
         }
         let mut failures = reap(&mut running, &mut finished)?;
         if !failures.is_empty() {

@@ -7,6 +7,7 @@ pub mod explain;
 pub mod progress;
 pub mod reference;
 pub mod run_args;
+pub mod signals;
 pub mod sources;
 pub mod trending;
 pub mod validate;

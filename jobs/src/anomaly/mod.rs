@@ -271,7 +271,8 @@ pub fn anomaly<'scope>(
     let (index, peers) = (events.scope().index(), events.scope().peers() as u64);
     let shard = Shard::from_baseline(&config.baseline, |article| {
         stable_hash(article) % peers == index as u64
-    });
+    })
+    .map_err(Error::Config)?;
     // Each worker checks its own articles: a NaN would make scores unordered.
     shard
         .check()

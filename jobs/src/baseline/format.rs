@@ -163,8 +163,33 @@ impl Baseline {
 
     /// The file's text (see the module docs).
     pub fn to_text(&self) -> String {
+        let mut text = String::new();
+        self.write_text(&mut text);
+        text
+    }
+
+    /// The file's text in memory reserved up front, so that running out of
+    /// it is an error naming what was being built rather than an abort. The
+    /// reservation is an estimate (a name and 24 short numbers per article);
+    /// growth past it can still abort.
+    fn try_to_text(&self, path: &Path) -> Result<String> {
+        let mut text = String::new();
+        text.try_reserve(self.keys.len().saturating_mul(96).saturating_add(256))
+            .map_err(|_| Error::Format {
+                path: path.to_path_buf(),
+                reason: format!(
+                    "out of memory while building the text of a baseline of {} articles",
+                    self.keys.len()
+                ),
+            })?;
+        self.write_text(&mut text);
+        Ok(text)
+    }
+
+    fn write_text(&self, text: &mut String) {
         let day = |d: Option<EventTime>| d.map_or_else(|| "-".to_string(), format_day);
-        let mut text = format!(
+        let _ = write!(
+            text,
             "{BASELINE_MAGIC} {BASELINE_VERSION}\ndays {}\nfirst-day {}\nlast-day {}\nkeys {}\n",
             self.days,
             day(self.first_day),
@@ -183,7 +208,6 @@ impl Baseline {
         let mut crc = flate2::Crc::new();
         crc.update(text.as_bytes());
         let _ = writeln!(text, "end {} {:08x}", self.keys.len(), crc.sum());
-        text
     }
 
     /// Writes the file atomically: a temporary file beside `path`, fsync,
@@ -199,7 +223,7 @@ impl Baseline {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir).map_err(|e| keyflow_dataflow::Error::io(dir, e))?;
         }
-        crate::output_file::write_whole_file(path, self.to_text().as_bytes())?;
+        crate::output_file::write_whole_file(path, self.try_to_text(path)?.as_bytes())?;
         Ok(())
     }
 
