@@ -503,8 +503,14 @@ fn huge_view_counts_neither_abort_nor_panic() {
         let args = trending_args(&["--input", &arg(&path), "--hourly-out", &arg(&hourly_dir)]);
         let run = keyflow(&args, LIMIT);
         assert!(!run.stderr.contains("panicked"), "{name}:\n{}", run.stderr);
-        run.assert_success(name);
         let done = run.done();
         assert_eq!(done.events + done.bad, rows.len() as u64, "{name}");
+        if done.events == 0 {
+            // Every record was bad: a clear failure, not an empty success.
+            assert_eq!(run.code, Some(2), "{name}:\n{}", run.stderr);
+            assert!(run.stderr.contains("malformed"), "{}", run.stderr);
+        } else {
+            run.assert_success(name);
+        }
     }
 }

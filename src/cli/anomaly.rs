@@ -88,6 +88,13 @@ pub fn baseline(args: &BaselineArgs) -> anyhow::Result<i32> {
             args.out.display()
         );
     }
+    if summary.records == 0 && summary.bad > 0 && run.processes == 1 {
+        anyhow::bail!(
+            "all {} lines read were malformed and skipped (--bad-input drop), so the baseline \
+             holds nothing; the warnings above name the first few",
+            summary.bad
+        );
+    }
     Ok(0)
 }
 
@@ -196,6 +203,7 @@ pub fn run_anomaly(args: &AnomalyArgs) -> anyhow::Result<i32> {
     let source_config = args.source.source_config();
     source_config.validate()?;
     let make_source = pageview_source(&args.source)?;
+    let processes = run_config.processes;
     let ctx = Arc::new(Context::new(run_config));
     let progress = Progress::start(&ctx, args.quiet);
     let (quiet, out) = (args.quiet, args.out.clone());
@@ -218,6 +226,7 @@ pub fn run_anomaly(args: &AnomalyArgs) -> anyhow::Result<i32> {
     })?;
     drop(progress);
     super::progress::summary(&ctx, quiet);
+    super::validate::some_input_was_good(&ctx, processes)?;
     Ok(0)
 }
 
@@ -254,6 +263,7 @@ pub fn run_pageviews(args: &PageviewsArgs) -> anyhow::Result<i32> {
     let source_config = args.trending.source.source_config();
     source_config.validate()?;
     let make_source = pageview_source(&args.trending.source)?;
+    let processes = run_config.processes;
     let ctx = Arc::new(Context::new(run_config));
     let quiet = args.trending.quiet;
     let progress = Progress::start(&ctx, quiet);
@@ -304,5 +314,6 @@ pub fn run_pageviews(args: &PageviewsArgs) -> anyhow::Result<i32> {
     })?;
     drop(progress);
     super::progress::summary(&ctx, quiet);
+    super::validate::some_input_was_good(&ctx, processes)?;
     Ok(0)
 }

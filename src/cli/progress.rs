@@ -95,5 +95,8 @@ pub fn summary(ctx: &Context, _quiet: bool) {
             m.bad,
             m.future
         );
+        if m.skipped > 0 {
+            eprintln!("skipped: {} records with no views", m.skipped);
+        }
     }
 }

@@ -220,6 +220,7 @@ pub fn run(args: &TrendingArgs) -> anyhow::Result<i32> {
     let source_config = args.source.source_config();
     source_config.validate()?;
     let make_source = pageview_source(&args.source)?;
+    let processes = run_config.processes;
     let ctx = Arc::new(Context::new(run_config));
     let progress = Progress::start(&ctx, args.quiet);
     let quiet = args.quiet;
@@ -265,5 +266,6 @@ pub fn run(args: &TrendingArgs) -> anyhow::Result<i32> {
     })?;
     drop(progress);
     super::progress::summary(&ctx, quiet);
+    super::validate::some_input_was_good(&ctx, processes)?;
     Ok(0)
 }

@@ -290,6 +290,30 @@ impl<'a> RunPaths<'a> {
     }
 }
 
+/// Fails a run that read records and found every one malformed: under
+/// `--bad-input drop` it would otherwise end with no results and exit 0.
+/// Counters are per process, so in a cluster a process cannot tell whether
+/// the others read good records; there it only warns.
+pub fn some_input_was_good(
+    ctx: &keyflow::dataflow::run::Context,
+    processes: usize,
+) -> anyhow::Result<()> {
+    let m = ctx.metrics.snapshot();
+    if m.events > 0 || m.bad == 0 {
+        return Ok(());
+    }
+    let what = format!(
+        "all {} records read were malformed and skipped (--bad-input drop), so there are no \
+         results; the warnings above name the first few",
+        m.bad
+    );
+    if processes > 1 {
+        tracing::warn!("this process: {what}");
+        return Ok(());
+    }
+    bail!("{what}")
+}
+
 /// `keyflow baseline`: its inputs and `--out`.
 pub fn baseline(args: &super::anomaly::BaselineArgs) -> anyhow::Result<()> {
     RunPaths::new()

@@ -101,6 +101,7 @@ pub fn source<'scope, S: Source>(
                             return;
                         }
                     };
+                    Metrics::add(&ctx.metrics.skipped, batch.skipped);
                     for bad in batch.bad.drain(..) {
                         match config.bad_input {
                             BadInputPolicy::Fail => {
