@@ -2,6 +2,8 @@
 
 mod cli;
 
+use std::io::IsTerminal;
+
 use clap::Parser;
 use cli::{Cli, Command, RunJob};
 
@@ -11,15 +13,36 @@ fn main() {
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
         .with_writer(std::io::stderr)
+        // Colour codes only for a person at a terminal, never in a log file.
+        .with_ansi(std::io::stderr().is_terminal())
         .init();
+    cli::signals::install();
     let code = match dispatch(cli.command) {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("keyflow: error: {e:#}");
+            eprintln!("keyflow: error: {}", error_chain(&e));
             2
         }
     };
     std::process::exit(code);
+}
+
+/// The error and its causes, joined by `: `, leaving out a cause whose text
+/// the message already holds (many errors quote their source, such as an
+/// OS error, in their own text).
+fn error_chain(error: &anyhow::Error) -> String {
+    let mut text = String::new();
+    for cause in error.chain() {
+        let part = cause.to_string();
+        if part.is_empty() || text.contains(&part) {
+            continue;
+        }
+        if !text.is_empty() {
+            text.push_str(": ");
+        }
+        text.push_str(&part);
+    }
+    text
 }
 
 fn dispatch(command: Command) -> anyhow::Result<i32> {

@@ -12,7 +12,7 @@ const KEYFLOW: &str = env!("CARGO_BIN_EXE_keyflow");
 type Counts = BTreeMap<(String, String), [f64; 24]>;
 
 fn day_files(day: u32) -> Vec<String> {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/data/pagecounts-2016-08");
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("data/pagecounts-2016-08");
     assert!(dir.exists(), "test data {} is missing", dir.display());
     (0..24)
         .map(|h| {
@@ -230,4 +230,160 @@ fn a_damaged_baseline_is_a_clear_error() {
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains(&base_s), "{stderr}");
+}
+
+fn keyflow_output(args: &[&str]) -> std::process::Output {
+    Command::new(KEYFLOW).args(args).output().unwrap()
+}
+
+/// `keyflow baseline` of day 1 into `dir/base.txt`.
+fn day_one_baseline(dir: &Path) -> String {
+    let base = path(dir, "base.txt").display().to_string();
+    let mut args = vec!["baseline", "--out", &base, "--input"];
+    let files1 = day_files(1);
+    args.extend(files1.iter().map(String::as_str));
+    keyflow(&args);
+    base
+}
+
+#[test]
+fn baselines_go_to_devices_and_fifos() {
+    let files1 = day_files(1);
+    let mut args = vec!["baseline", "--out", "/dev/stdout", "--input"];
+    args.extend(files1.iter().map(String::as_str));
+    let out = keyflow_output(&args);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(text.starts_with("keyflow-baseline 1\n"), "{text:.200}");
+    assert!(text.contains("\nend "), "the whole baseline: {text:.200}");
+
+    let dir = tempfile::tempdir().unwrap();
+    let fifo = path(dir.path(), "fifo");
+    assert!(Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .unwrap()
+        .success());
+    let reader = {
+        let fifo = fifo.clone();
+        std::thread::spawn(move || std::fs::read_to_string(fifo).unwrap())
+    };
+    let fifo_s = fifo.display().to_string();
+    args[2] = &fifo_s;
+    let out = keyflow_output(&args);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(reader.join().unwrap(), text);
+    let names: Vec<_> = std::fs::read_dir(dir.path()).unwrap().collect();
+    assert_eq!(names.len(), 1, "no temporary file beside the FIFO");
+
+    // The daily update, to a device.
+    let base = day_one_baseline(dir.path());
+    let files2 = day_files(2);
+    let mut args = vec!["run", "anomaly", "--baseline", &base, "--quiet"];
+    args.extend(["--input-format", "dump", "--baseline-out", "/dev/null"]);
+    args.push("--input");
+    args.extend(files2.iter().map(String::as_str));
+    let out = keyflow_output(&args);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn folding_a_day_the_baseline_has_is_refused_before_any_output() {
+    let dir = tempfile::tempdir().unwrap();
+    let base = day_one_baseline(dir.path());
+    let (out, updated) = (path(dir.path(), "out.jsonl"), path(dir.path(), "b2.txt"));
+    let (out_s, updated_s) = (out.display().to_string(), updated.display().to_string());
+    let files1 = day_files(1);
+    let mut args = vec!["run", "anomaly", "--baseline", &base, "--quiet"];
+    args.extend(["--input-format", "dump", "--out", &out_s]);
+    args.extend(["--baseline-out", &updated_s, "--input"]);
+    args.extend(files1.iter().map(String::as_str));
+    let run = keyflow_output(&args);
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    assert_eq!(run.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("2016-08-01") && stderr.contains("--refold-days"),
+        "{stderr}"
+    );
+    assert!(!out.exists() && !updated.exists(), "nothing is written");
+
+    // The flag folds it in as one more day.
+    args.insert(4, "--refold-days");
+    let run = keyflow_output(&args);
+    assert!(
+        run.status.success(),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    let text = std::fs::read_to_string(&updated).unwrap();
+    assert!(text.contains("\ndays 2\n"), "{text:.200}");
+}
+
+#[test]
+fn folding_a_day_the_baseline_has_is_refused_at_the_day_end_without_file_names() {
+    // JSON lines carry no day in their names: the job checks at the day end.
+    let dir = tempfile::tempdir().unwrap();
+    let base = day_one_baseline(dir.path());
+    let input = path(dir.path(), "views.jsonl");
+    let lines: String = (0..24u64)
+        .map(|h| {
+            format!(
+                "{{\"project\":\"en\",\"title\":\"Simon\",\"ts\":{},\"views\":5}}\n",
+                1_470_009_600_000 + h * 3_600_000
+            )
+        })
+        .collect();
+    std::fs::write(&input, lines).unwrap();
+    let updated = path(dir.path(), "b2.txt");
+    let (input_s, updated_s) = (input.display().to_string(), updated.display().to_string());
+    let args = [
+        "run",
+        "anomaly",
+        "--baseline",
+        &base,
+        "--quiet",
+        "--input",
+        &input_s,
+        "--baseline-out",
+        &updated_s,
+    ];
+    let run = keyflow_output(&args);
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    assert!(!run.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("day 2016-08-01 is the baseline's last day")
+            && stderr.contains("--refold-days"),
+        "{stderr}"
+    );
+    assert!(!updated.exists(), "no baseline is written");
+}
+
+#[test]
+fn an_input_that_ends_mid_day_says_nothing_was_folded() {
+    let dir = tempfile::tempdir().unwrap();
+    let base = day_one_baseline(dir.path());
+    let updated = path(dir.path(), "b2.txt");
+    let updated_s = updated.display().to_string();
+    let files2 = day_files(2);
+    let mut args = vec!["run", "anomaly", "--baseline", &base, "--quiet"];
+    args.extend(["--input-format", "dump", "--baseline-out", &updated_s]);
+    args.push("--input");
+    args.extend(files2[..12].iter().map(String::as_str));
+    let run = keyflow_output(&args);
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    assert!(run.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("mid-day") && stderr.contains("not folded"),
+        "{stderr}"
+    );
+    assert!(!updated.exists());
 }

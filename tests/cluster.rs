@@ -10,7 +10,7 @@ const KEYFLOW: &str = env!("CARGO_BIN_EXE_keyflow");
 
 fn data(name: &str) -> PathBuf {
     let path = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../shared/data")
+        .join("data")
         .join(name);
     assert!(path.exists(), "test data {} is missing", path.display());
     path

@@ -3,16 +3,46 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
+use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
+/// The example's binary, built here so that a plain `cargo test` needs
+/// nothing built beforehand. Cargo compiles examples during `cargo test`
+/// but does not say where, so this asks it (a no-op when up to date).
 fn example() -> PathBuf {
-    let bin = Path::new(env!("CARGO_BIN_EXE_keyflow"));
-    let path = bin.parent().unwrap().join("examples").join("page_counts");
-    assert!(
-        path.exists(),
-        "build the example first: cargo build --example page_counts"
-    );
-    path
+    static PATH: OnceLock<PathBuf> = OnceLock::new();
+    PATH.get_or_init(|| {
+        // The same target directory as this test's own binaries, so the
+        // build reuses their artifacts instead of compiling everything again.
+        let profile_dir = Path::new(env!("CARGO_BIN_EXE_keyflow")).parent().unwrap();
+        let mut cargo = Command::new(env!("CARGO"));
+        cargo.args(["build", "--example", "page_counts", "--message-format=json"]);
+        cargo.arg("--manifest-path");
+        cargo.arg(concat!(env!("CARGO_MANIFEST_DIR"), "/Cargo.toml"));
+        if let Some(target) = profile_dir.parent() {
+            if profile_dir.file_name().is_some_and(|n| n == "debug") {
+                cargo.arg("--target-dir").arg(target);
+            }
+        }
+        let out = cargo.stderr(Stdio::inherit()).output().unwrap();
+        assert!(
+            out.status.success(),
+            "cargo build --example page_counts failed"
+        );
+        let path = String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .filter(|m| m["reason"] == "compiler-artifact" && m["target"]["name"] == "page_counts")
+            .find_map(|m| m["executable"].as_str().map(PathBuf::from))
+            .expect("cargo named no page_counts executable");
+        assert!(
+            path.exists(),
+            "{} is missing after the build",
+            path.display()
+        );
+        path
+    })
+    .clone()
 }
 
 fn finish(mut child: std::process::Child) -> Output {

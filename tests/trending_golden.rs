@@ -12,7 +12,7 @@
 //! ```
 //!
 //! which also rewrites the derived fixture under
-//! `tests/fixtures/pagecounts-2016-08-subset/` from `../shared/data`.
+//! `tests/fixtures/pagecounts-2016-08-subset/` from `data/`.
 
 mod trending_support;
 
@@ -42,8 +42,8 @@ const GENERATOR: [&str; 10] = [
     "5",
 ];
 
-fn shared_dump(hour: u32) -> PathBuf {
-    shared_data(&format!(
+fn sample_dump(hour: u32) -> PathBuf {
+    sample_data(&format!(
         "pagecounts-2016-08/pagecounts-20160801-{hour:02}0000.gz"
     ))
 }
@@ -57,11 +57,11 @@ fn derive_fixture() -> BTreeMap<String, String> {
         .iter()
         .enumerate()
         .map(|(i, &hour)| {
-            let text: String = read_text(&shared_dump(hour))
+            let text: String = read_text(&sample_dump(hour))
                 .lines()
                 .filter_map(|line| {
                     let f: Vec<&str> = line.split(' ').collect();
-                    assert_eq!(f.len(), 5, "unexpected shared data line {line:?}");
+                    assert_eq!(f.len(), 5, "unexpected sample data line {line:?}");
                     let views: u64 = f[3].parse().ok()?;
                     (views >= 3).then(|| {
                         let kept = if i < 2 { &f[..] } else { &f[1..] };
@@ -223,7 +223,7 @@ fn dump_partitions(files: &[PathBuf]) -> (Vec<Vec<Event>>, usize) {
 }
 
 #[test]
-fn fixture_is_derived_from_shared_data() {
+fn fixture_is_derived_from_sample_data() {
     let files = fixture_files();
     let committed: BTreeMap<String, String> = files
         .iter()
@@ -233,7 +233,7 @@ fn fixture_is_derived_from_shared_data() {
         })
         .collect();
     assert_files_eq(
-        "tests/fixtures/pagecounts-2016-08-subset vs ../shared/data",
+        "tests/fixtures/pagecounts-2016-08-subset vs data/",
         &committed,
         &derive_fixture(),
     );
@@ -279,8 +279,8 @@ fn dump_fixture_matches_golden() {
 }
 
 #[test]
-fn shared_dumps_match_golden() {
-    let files: Vec<PathBuf> = HOURS.iter().map(|&h| shared_dump(h)).collect();
+fn sample_dumps_match_golden() {
+    let files: Vec<PathBuf> = HOURS.iter().map(|&h| sample_dump(h)).collect();
     let (parts, bad) = dump_partitions(&files);
     assert_eq!(bad, 0, "the 2016 sample is clean");
     let (on_time, _) = split_late(&parts, 5_000);
@@ -331,7 +331,7 @@ fn shared_dumps_match_golden() {
     let mut args = dump_args(&files, "1");
     args.extend(["--allow-flat", "--min-views", "5", "--quiet"].map(String::from));
     run_against_golden(
-        "shared 2016-08-01 10:00-14:00 dumps",
+        "sample 2016-08-01 10:00-14:00 dumps",
         &args,
         "trending-pagecounts-20160801-10-13-gz-flat-min5-top1.jsonl",
         Some(tmp.path()),

@@ -15,6 +15,8 @@ pub struct Metrics {
     pub events: AtomicU64,
     /// Malformed records skipped under the `drop` bad-input policy.
     pub bad: AtomicU64,
+    /// Well-formed records with nothing to count (a dump line of 0 views).
+    pub skipped: AtomicU64,
     /// Records with a timestamp too far ahead of the watermark, rejected.
     pub future: AtomicU64,
     /// Late records dropped by a windowed operator.
@@ -34,6 +36,9 @@ pub struct MetricsSnapshot {
     pub events: u64,
     /// See [`Metrics::bad`].
     pub bad: u64,
+    /// See [`Metrics::skipped`].
+    #[serde(default)]
+    pub skipped: u64,
     /// See [`Metrics::future`].
     pub future: u64,
     /// See [`Metrics::late_dropped`].
@@ -66,6 +71,7 @@ impl Metrics {
         MetricsSnapshot {
             events: get(&self.events),
             bad: get(&self.bad),
+            skipped: get(&self.skipped),
             future: get(&self.future),
             late_dropped: get(&self.late_dropped),
             late_side: get(&self.late_side),
@@ -93,6 +99,7 @@ impl MetricsSnapshot {
         let rows = [
             ("keyflow_events_total", "counter", self.events),
             ("keyflow_bad_records_total", "counter", self.bad),
+            ("keyflow_skipped_records_total", "counter", self.skipped),
             ("keyflow_future_records_total", "counter", self.future),
             ("keyflow_late_dropped_total", "counter", self.late_dropped),
             ("keyflow_late_side_output_total", "counter", self.late_side),

@@ -4,6 +4,7 @@
 pub mod anomaly;
 pub mod baseline;
 pub mod error;
+pub mod output_file;
 pub mod pageviews;
 pub mod trending;
 

@@ -18,10 +18,7 @@ use keyflow_jobs::anomaly::{AnomalyConfig, Metric};
 use keyflow_jobs::baseline::{run_baseline, Baseline, BaselineConfig};
 use keyflow_jobs::pageviews::{Article, DumpTime, InputFormat, PageviewSource};
 
-const DATA: &str = concat!(
-    env!("CARGO_MANIFEST_DIR"),
-    "/../../shared/data/pagecounts-2016-08"
-);
+const DATA: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../data/pagecounts-2016-08");
 const AUG1: u64 = 1_470_009_600_000;
 const AUG2: u64 = AUG1 + DAY;
 

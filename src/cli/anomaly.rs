@@ -7,9 +7,11 @@ use clap::Args;
 use keyflow::dataflow::prelude::*;
 use keyflow::dataflow::run::run_with_context;
 use keyflow::dataflow::source::source;
-use keyflow::jobs::anomaly::{anomaly, AnomalyConfig, AnomalyHour, Metric};
+use keyflow::jobs::anomaly::{anomaly, check_fold_days, AnomalyConfig, AnomalyHour, Metric};
 use keyflow::jobs::baseline::{run_baseline, Baseline, BaselineConfig};
-use keyflow::jobs::pageviews::{DumpTime, InputFormat, PageviewSource};
+use keyflow::jobs::pageviews::{
+    hour_from_file_name, input_files, DumpTime, InputFormat, PageviewSource,
+};
 use keyflow::jobs::trending::{trending, TrendingMinute};
 use timely::dataflow::operators::vec::Filter;
 
@@ -63,6 +65,7 @@ fn dump_time(arg: DumpTimeArg) -> DumpTime {
 /// `keyflow baseline`.
 pub fn baseline(args: &BaselineArgs) -> anyhow::Result<i32> {
     let run = args.cluster.run_config()?;
+    super::validate::baseline(args)?;
     let config = BaselineConfig {
         dump_time: dump_time(args.dump_time),
         bad_input: args.bad_input,
@@ -85,6 +88,13 @@ pub fn baseline(args: &BaselineArgs) -> anyhow::Result<i32> {
             args.out.display()
         );
     }
+    if summary.records == 0 && summary.bad > 0 && run.processes == 1 {
+        anyhow::bail!(
+            "all {} lines read were malformed and skipped (--bad-input drop), so the baseline \
+             holds nothing; the warnings above name the first few",
+            summary.bad
+        );
+    }
     Ok(0)
 }
 
@@ -103,6 +113,11 @@ pub struct ScoringArgs {
     /// Where to write the baseline updated at each day's end.
     #[arg(long)]
     pub baseline_out: Option<PathBuf>,
+    /// Fold in a day that is not after the baseline's last day, as one more
+    /// day. Without it such a day is an error: the baseline keeps no
+    /// per-day values, so a day it already averages would count twice.
+    #[arg(long)]
+    pub refold_days: bool,
 }
 
 fn parse_metric(text: &str) -> Result<Metric, String> {
@@ -111,13 +126,29 @@ fn parse_metric(text: &str) -> Result<Metric, String> {
 }
 
 impl ScoringArgs {
-    fn config(&self, top: usize) -> anyhow::Result<AnomalyConfig> {
+    fn config(&self, top: usize, source: &SourceArgs) -> anyhow::Result<AnomalyConfig> {
         let baseline = Baseline::read(&self.baseline)?;
+        if !source.inputs.is_empty() && source.format() == FormatArg::Dump {
+            // Dump file names give the input's hours, so a day that must not
+            // be folded is refused before any output is written. Without
+            // names, the job checks at the day's end.
+            let files = input_files(&source.inputs)?;
+            let time = dump_time(source.dump_time.unwrap_or(DumpTimeArg::Start));
+            let hours: Option<Vec<_>> = files
+                .iter()
+                .map(|f| hour_from_file_name(f).and_then(|stamp| time.hour_start(stamp)))
+                .collect();
+            if let Some(hours) = hours {
+                check_fold_days(&baseline, hours, self.refold_days)
+                    .map_err(|e| anyhow::anyhow!("{e} (baseline {})", self.baseline.display()))?;
+            }
+        }
         let config = AnomalyConfig {
             metric: self.metric,
             top,
             min_volume: self.min_volume,
             baseline_out: self.baseline_out.clone(),
+            refold_days: self.refold_days,
             ..AnomalyConfig::new(Arc::new(baseline))
         };
         config.validate()?;
@@ -166,11 +197,13 @@ pub fn anomaly_table(hour: &AnomalyHour) -> String {
 
 /// `keyflow run anomaly`.
 pub fn run_anomaly(args: &AnomalyArgs) -> anyhow::Result<i32> {
-    let config = args.scoring.config(args.top)?;
+    super::validate::anomaly(args)?;
+    let config = args.scoring.config(args.top, &args.source)?;
     let run_config = args.cluster.run_config()?;
     let source_config = args.source.source_config();
     source_config.validate()?;
     let make_source = pageview_source(&args.source)?;
+    let processes = run_config.processes;
     let ctx = Arc::new(Context::new(run_config));
     let progress = Progress::start(&ctx, args.quiet);
     let (quiet, out) = (args.quiet, args.out.clone());
@@ -193,6 +226,7 @@ pub fn run_anomaly(args: &AnomalyArgs) -> anyhow::Result<i32> {
     })?;
     drop(progress);
     super::progress::summary(&ctx, quiet);
+    super::validate::some_input_was_good(&ctx, processes)?;
     Ok(0)
 }
 
@@ -219,13 +253,17 @@ pub struct PageviewsArgs {
 /// `keyflow run pageviews`: trending and anomalies over one source, in one
 /// dataflow.
 pub fn run_pageviews(args: &PageviewsArgs) -> anyhow::Result<i32> {
+    super::validate::pageviews(args)?;
     let mut trending_config = args.trending.config()?;
     trending_config.hourly = args.trending.hourly_out.is_some();
-    let anomaly_config = args.scoring.config(args.anomaly_top)?;
+    let anomaly_config = args
+        .scoring
+        .config(args.anomaly_top, &args.trending.source)?;
     let run_config = args.trending.cluster.run_config()?;
     let source_config = args.trending.source.source_config();
     source_config.validate()?;
     let make_source = pageview_source(&args.trending.source)?;
+    let processes = run_config.processes;
     let ctx = Arc::new(Context::new(run_config));
     let quiet = args.trending.quiet;
     let progress = Progress::start(&ctx, quiet);
@@ -276,5 +314,6 @@ pub fn run_pageviews(args: &PageviewsArgs) -> anyhow::Result<i32> {
     })?;
     drop(progress);
     super::progress::summary(&ctx, quiet);
+    super::validate::some_input_was_good(&ctx, processes)?;
     Ok(0)
 }

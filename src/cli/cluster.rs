@@ -5,8 +5,6 @@ use std::io::{BufRead, BufReader, Write};
 use std::net::TcpListener;
 use std::path::PathBuf;
 use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use clap::Args;
@@ -158,11 +156,7 @@ fn checkpoint_dir(command: &[String]) -> Option<PathBuf> {
 
 /// Starts every process once and watches them until they all end or one
 /// fails.
-fn run_once(
-    cmd: &ClusterCmd,
-    dir: &std::path::Path,
-    interrupted: &AtomicBool,
-) -> anyhow::Result<Outcome> {
+fn run_once(cmd: &ClusterCmd, dir: &std::path::Path) -> anyhow::Result<Outcome> {
     let ports = pick_ports(cmd.processes, cmd.base_port)?;
     let hostfile = dir.join("hosts");
     let hosts: String = ports.iter().map(|p| format!("127.0.0.1:{p}\n")).collect();
@@ -171,13 +165,17 @@ fn run_once(
     let exe = std::env::current_exe()?;
     let mut children = Vec::new();
     for i in 0..cmd.processes {
-        let spawned = Command::new(&exe)
+        let mut command = Command::new(&exe);
+        command
             .args(&cmd.command)
             .args(["--workers", &cmd.workers.to_string()])
             .args(["--processes", &cmd.processes.to_string()])
-            .args(["--process", &i.to_string()])
-            .arg("--hostfile")
-            .arg(&hostfile)
+            .args(["--process", &i.to_string()]);
+        // A single process takes no host file (the job refuses one).
+        if cmd.processes > 1 {
+            command.arg("--hostfile").arg(&hostfile);
+        }
+        let spawned = command
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn();
@@ -200,13 +198,13 @@ fn run_once(
     let mut running = children;
     let mut finished = Vec::new();
     loop {
-        if interrupted.load(Ordering::SeqCst) {
+        if let Some(signal) = super::signals::received() {
             eprintln!(
-                "keyflow cluster: interrupted, stopping {} processes",
+                "keyflow cluster: stopped by signal {signal}, stopping {} processes",
                 running.len()
             );
             stop_all(&mut running);
-            return Ok(Outcome::Done(130));
+            return Ok(Outcome::Done(128 + signal));
         }
         let mut failures = reap(&mut running, &mut finished)?;
         if !failures.is_empty() {
@@ -262,17 +260,15 @@ pub fn launch(cmd: &ClusterCmd) -> anyhow::Result<i32> {
             anyhow::bail!("{flag} is set by `keyflow cluster`; remove it from the job command");
         }
     }
-    let interrupted = Arc::new(AtomicBool::new(false));
-    let flag = Arc::clone(&interrupted);
-    // Best effort: a second handler cannot be installed in tests that call
-    // launch twice, and the children still die with the terminal's group.
-    let _ = ctrlc::set_handler(move || flag.store(true, Ordering::SeqCst));
+    // On SIGINT or SIGTERM the members are stopped first; the exit status
+    // is then 128 + the signal, as for any keyflow command.
+    super::signals::defer();
     let checkpoints = checkpoint_dir(&cmd.command);
     let dir: PathBuf = std::env::temp_dir().join(format!("keyflow-cluster-{}", std::process::id()));
     std::fs::create_dir_all(&dir)?;
     let mut attempt = 0;
     let code = loop {
-        let outcome = run_once(cmd, &dir, &interrupted);
+        let outcome = run_once(cmd, &dir);
         let (code, cause) = match outcome {
             Ok(Outcome::Done(code)) => break code,
             Ok(Outcome::Failed(code, cause)) => (code, cause),

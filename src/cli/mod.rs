@@ -8,8 +8,10 @@ pub mod explain;
 pub mod progress;
 pub mod reference;
 pub mod run_args;
+pub mod signals;
 pub mod sources;
 pub mod trending;
+pub mod validate;
 
 use clap::{Parser, Subcommand};
 

@@ -84,8 +84,9 @@ impl Drop for Progress {
 }
 
 /// The last line of a run on stderr: what was read and what was skipped.
-pub fn summary(ctx: &Context, quiet: bool) {
-    if !quiet {
+/// `--quiet` keeps it: it is the only report of dropped and bad records.
+pub fn summary(ctx: &Context, _quiet: bool) {
+    {
         let m = ctx.metrics.snapshot();
         eprintln!(
             "done: {} events, {} late, {} bad, {} too far in the future",
@@ -94,5 +95,8 @@ pub fn summary(ctx: &Context, quiet: bool) {
             m.bad,
             m.future
         );
+        if m.skipped > 0 {
+            eprintln!("skipped: {} records with no views", m.skipped);
+        }
     }
 }

@@ -31,6 +31,13 @@ pub struct ClusterArgs {
 impl ClusterArgs {
     /// The run configuration, checked.
     pub fn run_config(&self) -> anyhow::Result<RunConfig> {
+        if let (Some(path), 1) = (&self.hostfile, self.processes) {
+            anyhow::bail!(
+                "--hostfile {} does nothing with --processes 1: a single process needs no \
+                 addresses; give --processes N to run N processes",
+                path.display()
+            );
+        }
         let hosts = match (&self.hostfile, self.processes) {
             (Some(path), _) => RunConfig::read_hostfile(path)?,
             (None, 1) => Vec::new(),
@@ -67,46 +74,75 @@ pub enum DumpTimeArg {
     End,
 }
 
+/// A duration flag with the text it was given as, so that errors can quote
+/// it as typed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TypedDuration {
+    /// The duration.
+    pub value: Duration,
+    /// The flag's text.
+    pub text: String,
+}
+
+fn parse_typed_duration(text: &str) -> Result<TypedDuration, String> {
+    Ok(TypedDuration {
+        value: parse_duration(text)?,
+        text: text.to_string(),
+    })
+}
+
+/// The generator's defaults, shown in `--help`.
+const DEFAULT_ARTICLES: u32 = 6_000_000;
+const DEFAULT_SEED: u64 = 42;
+const DEFAULT_RATE: u64 = 1_000;
+const DEFAULT_DURATION: &str = "75m";
+
 /// Where events come from and how their time is judged.
 #[derive(Debug, Clone, Args)]
 pub struct SourceArgs {
-    /// Input files (gzip or plain). Without any, the built-in generator runs.
+    /// Input files (gzip or plain, told apart by their first bytes), or
+    /// directories standing for their files. Without any, the built-in
+    /// generator runs. No file may be given twice.
     #[arg(long = "input", num_args = 1.., value_name = "FILE")]
     pub inputs: Vec<PathBuf>,
-    /// Format of the input files.
-    #[arg(long, value_enum, default_value_t = InputFormat::Jsonl)]
-    pub input_format: InputFormat,
-    /// For dump files: whether the hour stamp is the hour's start or end.
-    #[arg(long, value_enum, default_value_t = DumpTimeArg::Start)]
-    pub dump_time: DumpTimeArg,
-    /// Generator: number of distinct articles.
-    #[arg(long, default_value_t = 6_000_000)]
-    pub articles: u32,
-    /// Generator: random seed.
-    #[arg(long, default_value_t = 42)]
-    pub seed: u64,
-    /// Generator: events per second of event time.
-    #[arg(long, default_value_t = 1_000)]
-    pub rate: u64,
-    /// Generator: event-time span of the generated stream.
-    #[arg(long, default_value = "75m", value_parser = parse_duration)]
-    pub duration: Duration,
-    /// Generator: pace events at real time instead of as fast as possible.
+    /// Format of the input files (needs --input) [default: jsonl]
+    #[arg(long, value_enum)]
+    pub input_format: Option<InputFormat>,
+    /// For dump files: whether the hour stamp is the hour's start or end
+    /// (needs --input-format dump) [default: start]
+    #[arg(long, value_enum)]
+    pub dump_time: Option<DumpTimeArg>,
+    /// Generator: number of distinct articles (not with --input) [default: 6000000]
+    #[arg(long, value_name = "N")]
+    pub articles: Option<u32>,
+    /// Generator: random seed (not with --input) [default: 42]
+    #[arg(long, value_name = "N")]
+    pub seed: Option<u64>,
+    /// Generator: events per second of event time (not with --input)
+    /// [default: 1000]
+    #[arg(long, value_name = "N")]
+    pub rate: Option<u64>,
+    /// Generator: event-time span of the generated stream (not with --input)
+    /// [default: 75m]
+    #[arg(long, value_parser = parse_typed_duration, value_name = "DURATION")]
+    pub duration: Option<TypedDuration>,
+    /// Generator: pace events at real time instead of as fast as possible
+    /// (not with --input).
     #[arg(long)]
     pub realtime: bool,
     /// Allowed out-of-orderness: the watermark trails the largest event
-    /// time seen by this much.
-    #[arg(long, default_value = "5s", value_parser = parse_duration)]
-    pub max_out_of_orderness: Duration,
+    /// time seen by this much. Must be below --max-future.
+    #[arg(long, default_value = "5s", value_parser = parse_typed_duration, value_name = "DURATION")]
+    pub max_out_of_orderness: TypedDuration,
     /// A partition with nothing to read for this long stops holding event
     /// time back.
     #[arg(long, default_value = "5s", value_parser = parse_duration)]
     pub idle_timeout: Duration,
     /// Records this far ahead of the watermark are rejected and counted.
-    #[arg(long, default_value = "7days", value_parser = parse_duration)]
-    pub max_future: Duration,
-    /// Malformed input: drop (count and skip) or fail (stop, naming file
-    /// and line).
+    #[arg(long, default_value = "7days", value_parser = parse_typed_duration, value_name = "DURATION")]
+    pub max_future: TypedDuration,
+    /// Malformed input: drop (count and skip; a run in which every record
+    /// was malformed still fails) or fail (stop, naming file and line).
     #[arg(long, default_value = "drop", value_parser = parse_bad_input)]
     pub bad_input: BadInputPolicy,
 }
@@ -115,12 +151,92 @@ impl SourceArgs {
     /// The source configuration.
     pub fn source_config(&self) -> SourceConfig {
         SourceConfig {
-            max_out_of_orderness: self.max_out_of_orderness.as_millis() as u64,
+            max_out_of_orderness: self.max_out_of_orderness.value.as_millis() as u64,
             idle_timeout: Some(self.idle_timeout),
-            max_future: Some(self.max_future.as_millis() as u64),
+            max_future: Some(self.max_future.value.as_millis() as u64),
             bad_input: self.bad_input,
             ..SourceConfig::default()
         }
+    }
+
+    /// The input format (JSON lines unless given).
+    pub fn format(&self) -> InputFormat {
+        self.input_format.unwrap_or(InputFormat::Jsonl)
+    }
+
+    /// The generator's configuration, defaults filled in.
+    pub fn generator(&self) -> keyflow::jobs::pageviews::GeneratorConfig {
+        let duration = match &self.duration {
+            Some(d) => d.value,
+            None => parse_duration(DEFAULT_DURATION).expect("the default duration parses"),
+        };
+        keyflow::jobs::pageviews::GeneratorConfig {
+            articles: self.articles.unwrap_or(DEFAULT_ARTICLES),
+            seed: self.seed.unwrap_or(DEFAULT_SEED),
+            rate: self.rate.unwrap_or(DEFAULT_RATE),
+            duration_ms: duration.as_millis() as u64,
+            realtime: self.realtime,
+            ..Default::default()
+        }
+    }
+
+    /// Refuses flags that contradict each other or do nothing with the
+    /// others given, naming them as typed.
+    pub fn check_flags(&self) -> anyhow::Result<()> {
+        let (ooo, future) = (&self.max_out_of_orderness, &self.max_future);
+        if ooo.value >= future.value {
+            anyhow::bail!(
+                "--max-out-of-orderness {} is not below --max-future {}: the watermark would \
+                 trail the newest record by at least as much as a record may lead it, so \
+                 nearly every record would be rejected as too far in the future",
+                ooo.text,
+                future.text
+            );
+        }
+        if self.inputs.is_empty() {
+            if let Some(format) = self.input_format {
+                anyhow::bail!(
+                    "--input-format {} does nothing without --input: the built-in generator runs",
+                    format_name(format)
+                );
+            }
+            if let Some(time) = self.dump_time {
+                anyhow::bail!(
+                    "--dump-time {} does nothing without --input: the built-in generator runs",
+                    dump_time_name(time)
+                );
+            }
+            return Ok(());
+        }
+        let generator_flags = [
+            ("--articles", self.articles.map(|n| n.to_string())),
+            ("--seed", self.seed.map(|n| n.to_string())),
+            ("--rate", self.rate.map(|n| n.to_string())),
+            ("--duration", self.duration.as_ref().map(|d| d.text.clone())),
+            ("--realtime", self.realtime.then(String::new)),
+        ];
+        if let Some((flag, value)) = generator_flags
+            .iter()
+            .find_map(|(flag, value)| value.as_ref().map(|v| (flag, v)))
+        {
+            let shown = if value.is_empty() {
+                flag.to_string()
+            } else {
+                format!("{flag} {value}")
+            };
+            anyhow::bail!(
+                "{shown} is a generator flag and does nothing with --input: the files are read \
+                 instead of generating events"
+            );
+        }
+        if let (Some(time), InputFormat::Jsonl) = (self.dump_time, self.format()) {
+            anyhow::bail!(
+                "--dump-time {} does nothing with JSON-lines input, whose records carry their \
+                 own `ts`; it applies with --input-format dump",
+                dump_time_name(time)
+            );
+        }
+        Ok(())
     }
 
     /// Fails fast on a missing input file, naming it.
@@ -131,6 +247,20 @@ impl SourceArgs {
             }
         }
         Ok(())
+    }
+}
+
+fn format_name(format: InputFormat) -> &'static str {
+    match format {
+        InputFormat::Jsonl => "jsonl",
+        InputFormat::Dump => "dump",
+    }
+}
+
+fn dump_time_name(time: DumpTimeArg) -> &'static str {
+    match time {
+        DumpTimeArg::Start => "start",
+        DumpTimeArg::End => "end",
     }
 }
 

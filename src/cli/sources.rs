@@ -1,31 +1,26 @@
 //! Building the pageview source a job reads from the command line.
 
-use keyflow::jobs::pageviews::{DumpTime, GeneratorConfig, InputFormat, PageviewSource};
+use keyflow::jobs::pageviews::{DumpTime, InputFormat, PageviewSource};
 
 use super::run_args::{DumpTimeArg, InputFormat as FormatArg, SourceArgs};
 
-/// Checks the source flags now (files exist, generator values valid) and
-/// returns a function that builds the source on each worker.
+/// Checks the source flags now (no contradictions, files exist, generator
+/// values valid) and returns a function that builds the source on each
+/// worker.
 pub fn pageview_source(
     args: &SourceArgs,
 ) -> anyhow::Result<impl Fn() -> keyflow::dataflow::Result<PageviewSource> + Send + Sync + 'static>
 {
+    args.check_flags()?;
     let source = if args.inputs.is_empty() {
-        PageviewSource::generator(GeneratorConfig {
-            articles: args.articles,
-            seed: args.seed,
-            rate: args.rate,
-            duration_ms: args.duration.as_millis() as u64,
-            realtime: args.realtime,
-            ..GeneratorConfig::default()
-        })?
+        PageviewSource::generator(args.generator())?
     } else {
         args.check_inputs()?;
-        let format = match args.input_format {
+        let format = match args.format() {
             FormatArg::Jsonl => InputFormat::Jsonl,
             FormatArg::Dump => InputFormat::Dump,
         };
-        let dump_time = match args.dump_time {
+        let dump_time = match args.dump_time.unwrap_or(DumpTimeArg::Start) {
             DumpTimeArg::Start => DumpTime::Start,
             DumpTimeArg::End => DumpTime::End,
         };

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use clap::Args;
 use keyflow::dataflow::prelude::*;
 use keyflow::dataflow::run::run_with_context;
-use keyflow::dataflow::time::{format_utc, parse_duration_ms};
+use keyflow::dataflow::time::{format_utc, parse_duration_ms, DAY};
 use keyflow::jobs::pageviews::{PageView, PageviewSource};
 use keyflow::jobs::trending::{
     trending, HourlyDumpSink, RiseRuleArg, TrendingConfig, TrendingMinute,
@@ -17,6 +17,7 @@ use super::checkpoint_args::{output_id, report_finished, CheckpointArgs, Plan};
 use super::progress::Progress;
 use super::run_args::{parse_late, ClusterArgs, SourceArgs};
 use super::sources::pageview_source;
+use super::validate::RunPaths;
 
 /// Every minute, the articles whose views did not fall across the six
 /// 10-minute windows of the last hour.
@@ -34,14 +35,18 @@ pub struct TrendingArgs {
     /// The original rule: non-decreasing counts, flat series pass.
     #[arg(long)]
     pub allow_flat: bool,
-    /// Length of each counting window.
+    /// Length of each counting window: at most 7 days, and at most 10000
+    /// slides, so that the state of one article and the minutes evaluated
+    /// after the input ends stay bounded.
     #[arg(long, default_value = "10m")]
     pub window: String,
-    /// Step between evaluated minutes (the window slide).
+    /// Step between evaluated minutes (the window slide): at least 1s, and
+    /// the window must be a multiple of it.
     #[arg(long, default_value = "1m")]
     pub slide: String,
-    /// Late events: `drop` (counted), `side-output` (to --late-out), or
-    /// `allowed-lateness <DURATION>` (results re-emitted as updates).
+    /// Late events: `drop` (counted), `side-output` (to --late-out, which it
+    /// needs), or `allowed-lateness <DURATION>` (results re-emitted as
+    /// updates; at most 7 days).
     #[arg(long, num_args = 1..=2, value_name = "POLICY")]
     pub late: Vec<String>,
     /// With `--late side-output`: JSON-lines file for the late events.
@@ -75,9 +80,12 @@ impl TrendingArgs {
             (_, true) => RiseRuleArg::AllowFlat,
             _ => RiseRuleArg::NonDecreasing,
         };
+        let window = parse_duration_ms("--window", &self.window)?;
+        let slide = parse_duration_ms("--slide", &self.slide)?;
+        check_window(&self.window, window, &self.slide, slide)?;
         let config = TrendingConfig {
-            window: parse_duration_ms("--window", &self.window)?,
-            slide: parse_duration_ms("--slide", &self.slide)?,
+            window,
+            slide,
             rule,
             min_views: self.min_views,
             top: self.top,
@@ -86,11 +94,77 @@ impl TrendingArgs {
             ..TrendingConfig::default()
         };
         config.validate()?;
-        if self.late_out.is_some() && config.lateness != Lateness::SideOutput {
-            anyhow::bail!("--late-out needs `--late side-output`");
+        match (&self.late_out, config.lateness) {
+            (Some(path), lateness) if lateness != Lateness::SideOutput => anyhow::bail!(
+                "--late-out {} needs `--late side-output`; without it nothing is written there",
+                path.display()
+            ),
+            (None, Lateness::SideOutput) => anyhow::bail!(
+                "--late side-output needs --late-out FILE: without it late events are only \
+                 counted, as with `--late drop`"
+            ),
+            (_, Lateness::Allowed(d)) if d > MAX_WINDOW => anyhow::bail!(
+                "--late allowed-lateness {} is longer than {}: window state would be kept that \
+                 long after each window ends",
+                self.late.get(1).map(String::as_str).unwrap_or_default(),
+                MAX_WINDOW_TEXT
+            ),
+            _ => {}
         }
         Ok(config)
     }
+
+    /// The paths this run reads and writes.
+    pub fn paths(&self) -> RunPaths<'_> {
+        RunPaths::new()
+            .inputs(&self.source.inputs)
+            .output("--out", self.out.as_ref())
+            .output("--late-out", self.late_out.as_ref())
+            .output_dir("--hourly-out", self.hourly_out.as_ref())
+    }
+}
+
+/// The longest window: its six windows span six weeks, for which every
+/// article's views are kept.
+const MAX_WINDOW: u64 = 7 * DAY;
+const MAX_WINDOW_TEXT: &str = "7days";
+/// The most slides per window. A key keeps at most one pane weight (8 bytes)
+/// per slide of the six windows' span, and after the input ends one result is
+/// evaluated per slide of that span, so this bounds both to 60,000.
+const MAX_SLIDES_PER_WINDOW: u64 = 10_000;
+/// The shortest slide: one result per slide of event time is emitted, so a
+/// shorter one would turn an hour of input into millions of results.
+const MIN_SLIDE: u64 = 1_000;
+
+/// Refuses windows and slides whose state or output would not fit in memory,
+/// naming them as typed.
+fn check_window(
+    window_text: &str,
+    window: u64,
+    slide_text: &str,
+    slide: u64,
+) -> anyhow::Result<()> {
+    if window > MAX_WINDOW {
+        anyhow::bail!(
+            "--window {window_text} is longer than {MAX_WINDOW_TEXT}: the job keeps every \
+             article's views for six windows, which would not fit in memory"
+        );
+    }
+    if slide > 0 && slide < MIN_SLIDE {
+        anyhow::bail!(
+            "--slide {slide_text} is shorter than 1s: the job emits one result per slide of \
+             event time"
+        );
+    }
+    if slide > 0 && window / slide > MAX_SLIDES_PER_WINDOW {
+        anyhow::bail!(
+            "--window {window_text} is {} slides of --slide {slide_text}; at most \
+             {MAX_SLIDES_PER_WINDOW} are allowed, since an article keeps one count per slide \
+             of six windows: use a longer --slide",
+            window / slide
+        );
+    }
+    Ok(())
 }
 
 /// The readable table of one minute.
@@ -151,6 +225,7 @@ impl Sink<PageView> for LateSink {
 /// Runs the job; returns the process exit code.
 pub fn run(args: &TrendingArgs) -> anyhow::Result<i32> {
     let config = args.config()?;
+    args.paths().check()?;
     let mut run_config = args.cluster.run_config()?;
     let source_config = args.source.source_config();
     source_config.validate()?;
@@ -181,6 +256,7 @@ pub fn run(args: &TrendingArgs) -> anyhow::Result<i32> {
         }
     }
     let make_source = pageview_source(&args.source)?;
+    let processes = run_config.processes;
     let ctx = Arc::new(Context::new(run_config));
     let progress = Progress::start(&ctx, args.quiet);
     let quiet = args.quiet;
@@ -226,5 +302,6 @@ pub fn run(args: &TrendingArgs) -> anyhow::Result<i32> {
     })?;
     drop(progress);
     super::progress::summary(&ctx, quiet);
+    super::validate::some_input_was_good(&ctx, processes)?;
     Ok(0)
 }

@@ -652,13 +652,14 @@ pub fn read_text(path: &Path) -> String {
     }
 }
 
-/// The shared real data set, failing clearly when it is missing.
-pub fn shared_data(rel: &str) -> PathBuf {
-    let path = Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/data")).join(rel);
+/// A file of the real Wikimedia samples shipped under `data/`, failing
+/// clearly when it is missing (never skipping the test).
+pub fn sample_data(rel: &str) -> PathBuf {
+    let path = Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/data")).join(rel);
     assert!(
         path.exists(),
-        "test data {} is missing: these tests read the real Wikimedia samples from \
-         ../shared/data next to the workspace (see shared/data/README.md)",
+        "test data {} is missing: the real Wikimedia samples ship in the \
+         repository under data/ (see data/README.md)",
         path.display()
     );
     path

@@ -1,10 +1,12 @@
-//! JSON-lines files, one partition per file, gzip or plain.
+//! JSON-lines files, one partition per file, gzip or plain, and the lazily
+//! opened input files that file sources read.
 
 use std::fs::File;
-use std::io::{BufRead, BufReader};
+use std::io::{BufRead, BufReader, Read};
 use std::marker::PhantomData;
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use serde::de::DeserializeOwned;
 
@@ -12,17 +14,30 @@ use super::{Batch, Partition, PollStatus, Source};
 use crate::error::{Error, Result};
 use crate::time::EventTime;
 
-/// Opens `path` for reading lines, decompressing it when its name ends in
-/// `.gz`. A missing file is an error that names it.
+/// Opens `path` for reading lines, decompressing it when it starts with the
+/// gzip magic bytes (`1f 8b`), whatever its name. A missing file is an
+/// error that names it.
 pub fn open_lines(path: &Path) -> Result<LineReader> {
-    let file = File::open(path).map_err(|e| Error::io(path, e))?;
-    let inner: Box<dyn BufRead> = if path.extension().is_some_and(|e| e == "gz") {
+    let mut file = File::open(path).map_err(|e| Error::io(path, e))?;
+    // Read the first two bytes by hand: one `read` may return fewer (pipes).
+    let mut head = [0u8; 2];
+    let mut got = 0;
+    while got < head.len() {
+        match file.read(&mut head[got..]) {
+            Ok(0) => break,
+            Ok(n) => got += n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(Error::io(path, e)),
+        }
+    }
+    let raw = std::io::Cursor::new(head[..got].to_vec()).chain(file);
+    let inner: Box<dyn BufRead> = if head[..got] == [0x1f, 0x8b] {
         Box::new(BufReader::with_capacity(
             1 << 16,
-            flate2::read::MultiGzDecoder::new(BufReader::new(file)),
+            flate2::bufread::MultiGzDecoder::new(BufReader::new(raw)),
         ))
     } else {
-        Box::new(BufReader::with_capacity(1 << 16, file))
+        Box::new(BufReader::with_capacity(1 << 16, raw))
     };
     Ok(LineReader {
         path: path.to_path_buf(),
@@ -46,21 +61,29 @@ impl LineReader {
     /// can count it as a bad record.
     #[allow(clippy::type_complexity)]
     pub fn next_line(&mut self) -> Result<Option<std::result::Result<&str, String>>> {
+        Ok(self.advance()?.then(|| self.current()))
+    }
+
+    /// Reads the next line into the buffer; false at the end.
+    fn advance(&mut self) -> Result<bool> {
         self.buf.clear();
         let n = self
             .inner
             .read_until(b'\n', &mut self.buf)
             .map_err(|e| Error::io(&self.path, e))?;
         if n == 0 {
-            return Ok(None);
+            return Ok(false);
         }
         self.line += 1;
         while matches!(self.buf.last(), Some(b'\n' | b'\r')) {
             self.buf.pop();
         }
-        Ok(Some(
-            std::str::from_utf8(&self.buf).map_err(|e| format!("invalid UTF-8: {e}")),
-        ))
+        Ok(true)
+    }
+
+    /// The line last read.
+    fn current(&self) -> std::result::Result<&str, String> {
+        std::str::from_utf8(&self.buf).map_err(|e| format!("invalid UTF-8: {e}"))
     }
 
     /// `file:line` of the line last returned.
@@ -72,6 +95,135 @@ impl LineReader {
     pub fn line(&self) -> u64 {
         self.line
     }
+}
+
+/// Input files one process reads at once, over all its workers and sources.
+/// Each open file holds a descriptor and, for gzip, a decoder's buffers, so
+/// thousands of inputs must not be open together.
+pub const MAX_OPEN_INPUTS: usize = 64;
+
+static OPEN_INPUTS: AtomicUsize = AtomicUsize::new(0);
+
+/// One of the [`MAX_OPEN_INPUTS`] places, given back when dropped.
+struct OpenSlot;
+
+impl OpenSlot {
+    fn take() -> Option<OpenSlot> {
+        OPEN_INPUTS
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (n < MAX_OPEN_INPUTS).then_some(n + 1)
+            })
+            .ok()
+            .map(|_| OpenSlot)
+    }
+}
+
+impl Drop for OpenSlot {
+    fn drop(&mut self) {
+        OPEN_INPUTS.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// What [`InputFile::next_line`] found.
+#[derive(Debug, PartialEq, Eq)]
+pub enum NextLine<'a> {
+    /// A line without its ending, or why it is not text.
+    Line(std::result::Result<&'a str, String>),
+    /// The file is not open yet because [`MAX_OPEN_INPUTS`] others are:
+    /// read nothing now and ask again (its partition stays active, so its
+    /// watermark holds progress back and nothing it reads later is late).
+    Wait,
+    /// The file is read to its end (and closed).
+    End,
+}
+
+/// A file read line by line that is opened on its first read, at most
+/// [`MAX_OPEN_INPUTS`] per process at once, and closed at its end. Its place
+/// among the open inputs is given back when it is dropped, so a partition
+/// that still works on what it read keeps it.
+///
+/// # Examples
+/// ```
+/// use keyflow_dataflow::source::{InputFile, NextLine};
+/// let path = std::env::temp_dir().join(format!("keyflow-doc-lazy-{}", std::process::id()));
+/// std::fs::write(&path, "a\nb\n")?;
+/// let mut file = InputFile::new(path.clone());
+/// assert_eq!(file.next_line()?, NextLine::Line(Ok("a")));
+/// assert_eq!(file.location(), format!("{}:1", path.display()));
+/// assert_eq!(file.next_line()?, NextLine::Line(Ok("b")));
+/// assert_eq!(file.next_line()?, NextLine::End);
+/// std::fs::remove_file(&path)?;
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub struct InputFile {
+    path: PathBuf,
+    reader: Option<LineReader>,
+    slot: Option<OpenSlot>,
+    line: u64,
+    ended: bool,
+}
+
+impl InputFile {
+    /// `path`, not opened yet.
+    pub fn new(path: PathBuf) -> Self {
+        InputFile {
+            path,
+            reader: None,
+            slot: None,
+            line: 0,
+            ended: false,
+        }
+    }
+
+    /// The next line, opening the file first if a place is free.
+    pub fn next_line(&mut self) -> Result<NextLine<'_>> {
+        if self.ended {
+            return Ok(NextLine::End);
+        }
+        if self.reader.is_none() {
+            let Some(slot) = OpenSlot::take() else {
+                return Ok(NextLine::Wait);
+            };
+            self.reader = Some(open_lines(&self.path)?);
+            self.slot = Some(slot);
+        }
+        let advanced = match self.reader.as_mut() {
+            Some(reader) => reader.advance()?,
+            None => false,
+        };
+        if !advanced {
+            // Closed at its end: the descriptor and buffers go now.
+            self.reader = None;
+            self.ended = true;
+            return Ok(NextLine::End);
+        }
+        let reader = self.reader.as_ref().expect("read above");
+        self.line = reader.line();
+        Ok(NextLine::Line(reader.current()))
+    }
+
+    /// `file:line` of the line last returned.
+    pub fn location(&self) -> String {
+        format!("{}:{}", self.path.display(), self.line)
+    }
+
+    /// Lines read so far.
+    pub fn line(&self) -> u64 {
+        self.line
+    }
+
+    /// The file's path.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+/// Fails unless `path` names a file that exists, so that a source can
+/// refuse a missing file when its partition is set up, before opening it.
+pub fn check_exists(path: &Path) -> Result<()> {
+    std::fs::metadata(path)
+        .map(|_| ())
+        .map_err(|e| Error::io(path, e))
 }
 
 /// Extracts a record's event time.
@@ -113,7 +265,7 @@ impl<T: DeserializeOwned + 'static> JsonLinesSource<T> {
 }
 
 struct JsonPartition<T> {
-    reader: LineReader,
+    reader: InputFile,
     ts: TimeOf<T>,
 }
 
@@ -121,10 +273,13 @@ impl<T: DeserializeOwned> Partition<T> for JsonPartition<T> {
     fn poll(&mut self, batch: &mut Batch<T>) -> Result<PollStatus> {
         while !batch.is_full() {
             let parsed = match self.reader.next_line()? {
-                None => return Ok(PollStatus::Done),
-                Some(Err(reason)) => Err(reason),
-                Some(Ok(line)) if line.trim().is_empty() => continue,
-                Some(Ok(line)) => serde_json::from_str::<T>(line).map_err(|e| e.to_string()),
+                NextLine::End => return Ok(PollStatus::Done),
+                NextLine::Wait => break,
+                NextLine::Line(Err(reason)) => Err(reason),
+                NextLine::Line(Ok(line)) if line.trim().is_empty() => continue,
+                NextLine::Line(Ok(line)) => {
+                    serde_json::from_str::<T>(line).map_err(|e| e.to_string())
+                }
             };
             match parsed {
                 Ok(item) => match (self.ts)(&item) {
@@ -154,8 +309,10 @@ impl<T: DeserializeOwned + 'static> Source for JsonLinesSource<T> {
     }
 
     fn open(&self, index: usize) -> Result<Box<dyn Partition<T>>> {
+        let path = &self.files[index];
+        check_exists(path)?;
         Ok(Box::new(JsonPartition {
-            reader: open_lines(&self.files[index])?,
+            reader: InputFile::new(path.clone()),
             ts: Rc::clone(&self.ts),
         }))
     }

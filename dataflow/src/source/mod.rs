@@ -20,7 +20,9 @@ use crate::error::{Error, Result};
 use crate::time::EventTime;
 
 pub use iter::IterSource;
-pub use jsonl::{open_lines, JsonLinesSource, LineReader};
+pub use jsonl::{
+    check_exists, open_lines, InputFile, JsonLinesSource, LineReader, NextLine, MAX_OPEN_INPUTS,
+};
 pub use operator::source;
 pub use watermark::PartitionClock;
 
@@ -118,6 +120,36 @@ pub enum PollStatus {
     Done,
 }
 
+/// Longest reason a bad record keeps, in characters: a malformed line can
+/// be megabytes long, and its reason is logged and may end the run.
+const MAX_REASON: usize = 400;
+
+/// `text` made safe to quote in a message: control characters escaped, and
+/// cut after `max` characters with a `…(N bytes)` marker giving the full
+/// length.
+///
+/// # Examples
+/// ```
+/// use keyflow_dataflow::source::shorten;
+/// assert_eq!(shorten("a\tb\0", 10), "a\\tb\\u{0}");
+/// assert_eq!(shorten(&"x".repeat(1000), 3), "xxx…(1000 bytes)");
+/// ```
+pub fn shorten(text: &str, max: usize) -> String {
+    let mut out = String::new();
+    for (n, c) in text.chars().enumerate() {
+        if n == max {
+            out.push_str(&format!("…({} bytes)", text.len()));
+            break;
+        }
+        if c.is_control() {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
 /// A buffer a partition fills on each poll.
 #[derive(Debug)]
 pub struct Batch<T> {
@@ -125,6 +157,9 @@ pub struct Batch<T> {
     pub records: Vec<(EventTime, T)>,
     /// Malformed records.
     pub bad: Vec<BadRecord>,
+    /// Well-formed records with nothing to count, such as a dump line of 0
+    /// views: counted apart from the bad ones.
+    pub skipped: u64,
     pub(crate) limit: usize,
 }
 
@@ -134,6 +169,7 @@ impl<T> Batch<T> {
         Batch {
             records: Vec::with_capacity(limit.min(1 << 16)),
             bad: Vec::new(),
+            skipped: 0,
             limit,
         }
     }
@@ -144,12 +180,17 @@ impl<T> Batch<T> {
         self.records.push((ts, item));
     }
 
-    /// Adds a malformed record.
+    /// Adds a malformed record; a long reason is cut (see [`shorten`]).
     pub fn bad(&mut self, location: impl Into<String>, reason: impl Into<String>) {
         self.bad.push(BadRecord {
             location: location.into(),
-            reason: reason.into(),
+            reason: shorten(&reason.into(), MAX_REASON),
         });
+    }
+
+    /// Counts a well-formed record that holds nothing to count.
+    pub fn skip(&mut self) {
+        self.skipped += 1;
     }
 
     /// Whether the poll should return now.
@@ -162,6 +203,7 @@ impl<T> Batch<T> {
     pub fn clear(&mut self) {
         self.records.clear();
         self.bad.clear();
+        self.skipped = 0;
     }
 }
 
@@ -176,23 +218,15 @@ pub trait Partition<T> {
         0
     }
 
-    /// Skips the first `n` items (records and bad records, as `poll` returns
-    /// them) of a freshly opened partition, to resume from a checkpoint.
-    /// Returns how many were skipped: fewer only when the input ended first.
-    /// The default reads and discards; a partition that can seek should.
-    fn skip(&mut self, n: u64) -> Result<u64> {
-        let mut skipped = 0;
-        let mut batch = Batch::new(4096);
-        while skipped < n {
-            batch.clear();
-            batch.limit = (n - skipped).min(4096) as usize;
-            let status = self.poll(&mut batch)?;
-            skipped += (batch.records.len() + batch.bad.len()) as u64;
-            if status == PollStatus::Done {
-                break;
-            }
-        }
-        Ok(skipped)
+    /// Skips up to `n` items (records and bad records, as `poll` returns
+    /// them), to resume a fresh partition from a checkpoint. Returns how
+    /// many it skipped, which may be fewer (call again), and the status as
+    /// `poll` would. The default reads and discards one batch; a partition
+    /// that can seek should.
+    fn skip(&mut self, n: u64) -> Result<(u64, PollStatus)> {
+        let mut batch = Batch::new(n.min(4096) as usize);
+        let status = self.poll(&mut batch)?;
+        Ok(((batch.records.len() + batch.bad.len()) as u64, status))
     }
 }
 

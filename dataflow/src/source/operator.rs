@@ -24,6 +24,8 @@ struct Reader<T> {
     done: bool,
     /// Items (records and bad records) polled so far.
     consumed: u64,
+    /// While resuming: skip items without looking at them up to here.
+    skip_to: u64,
     /// While resuming: re-read up to this many items, emitting only late
     /// records at or after `replay_from`, which the checkpoint did not hold.
     replay: Option<(u64, EventTime)>,
@@ -83,6 +85,7 @@ fn open_readers<S: Source>(
                 clock: PartitionClock::new(config.max_out_of_orderness, config.max_future),
                 done: false,
                 consumed: 0,
+                skip_to: 0,
                 replay: None,
                 marks: Vec::new(),
             });
@@ -110,21 +113,11 @@ fn open_readers<S: Source>(
             finished.push(snap);
             continue;
         }
-        let mut partition = src.open(snap.index)?;
-        let (start, clock) = match &snap.replay {
+        let partition = src.open(snap.index)?;
+        let (start, mut clock) = match &snap.replay {
             Some((at, clock)) => (*at, clock.clone()),
             None => (snap.consumed, snap.clock.clone()),
         };
-        let skipped = partition.skip(start)?;
-        if skipped < start {
-            return Err(Error::Checkpoint {
-                path: format!("source {} partition {}", src.name(), snap.index).into(),
-                reason: format!(
-                    "the input holds {skipped} items, the checkpoint read {start}: it changed since"
-                ),
-            });
-        }
-        let mut clock = clock;
         if snap.idle && snap.replay.is_none() {
             clock.note_idle(now);
         }
@@ -133,7 +126,8 @@ fn open_readers<S: Source>(
             partition,
             clock,
             done: false,
-            consumed: start,
+            consumed: 0,
+            skip_to: start,
             replay: snap.replay.as_ref().map(|_| (snap.consumed, epoch)),
             marks: Vec::new(),
         });
@@ -216,6 +210,33 @@ pub fn source<'scope, S: Source>(
                 let mut busy = false;
                 let next_boundary = ckpt.as_mut().map(|k| k.clock().next());
                 for reader in readers.iter_mut().filter(|r| !r.done) {
+                    if reader.consumed < reader.skip_to {
+                        // Resuming: skip what the checkpoint had read, a
+                        // batch per activation (files may wait for a place).
+                        let (n, status) =
+                            match reader.partition.skip(reader.skip_to - reader.consumed) {
+                                Ok(step) => step,
+                                Err(e) => {
+                                    ctx.fail(e);
+                                    cap = None;
+                                    return;
+                                }
+                            };
+                        reader.consumed += n;
+                        if reader.consumed < reader.skip_to && status == PollStatus::Done {
+                            ctx.fail(Error::Checkpoint {
+                                path: format!("source {name} partition {}", reader.index).into(),
+                                reason: format!(
+                                    "the input ended after {} items, the checkpoint read {}: it changed since",
+                                    reader.consumed, reader.skip_to
+                                ),
+                            });
+                            cap = None;
+                            return;
+                        }
+                        busy |= n > 0 || status == PollStatus::Ready;
+                        continue;
+                    }
                     batch.clear();
                     let replaying = reader.replay;
                     if let Some((until, _)) = replaying {
@@ -233,6 +254,9 @@ pub fn source<'scope, S: Source>(
                         }
                     };
                     reader.consumed += (batch.records.len() + batch.bad.len()) as u64;
+                    if replaying.is_none() {
+                        Metrics::add(&ctx.metrics.skipped, batch.skipped);
+                    }
                     if replaying.is_none() {
                         for bad in batch.bad.drain(..) {
                             match config.bad_input {
@@ -374,7 +398,9 @@ pub fn source<'scope, S: Source>(
                 // watermark in this process rather than hold progress back.
                 let target = active_min
                     .unwrap_or_else(|| highest.max(ctx.metrics.watermark.load(Ordering::Relaxed)));
-                let replaying = readers.iter().any(|r| r.replay.is_some());
+                let replaying = readers
+                    .iter()
+                    .any(|r| r.replay.is_some() || r.consumed < r.skip_to);
                 if target > *c.time() && !replaying {
                     c.downgrade(&target);
                     if let Some(k) = ckpt.as_mut() {

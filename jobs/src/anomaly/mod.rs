@@ -34,7 +34,9 @@
 //! first seen on `D` joins with averages 0, as if it had no views on the n
 //! earlier days. The updated averages score the next day and, with
 //! `baseline_out`, are written there atomically (temp file, fsync, rename) at
-//! each day's end. A day whose hour 23 is never scored (an input that stops
+//! each day's end. The first day folded must come after the baseline's last
+//! day (otherwise the job fails, unless `refold_days` says to average it in
+//! again); see [`check_fold_days`]. A day whose hour 23 is never scored (an input that stops
 //! mid-day) is scored up to its last hour with data but not averaged in: its
 //! missing hours would count as zero views. A stream that starts mid-day
 //! scores that day from its first hour with data and averages it in at its
@@ -89,6 +91,11 @@ pub struct AnomalyConfig {
     pub baseline: Arc<Baseline>,
     /// Where to write the updated baseline at each day's end.
     pub baseline_out: Option<PathBuf>,
+    /// Fold a day that is not after the baseline's last day (one it already
+    /// averages, or one in a gap of its history) as one more day, instead of
+    /// failing. The baseline keeps no per-day values, so an earlier fold of
+    /// the same day cannot be taken out: such a day then counts twice.
+    pub refold_days: bool,
 }
 
 impl AnomalyConfig {
@@ -101,6 +108,7 @@ impl AnomalyConfig {
             min_volume: 100.0,
             baseline,
             baseline_out: None,
+            refold_days: false,
         }
     }
 
@@ -132,6 +140,68 @@ impl AnomalyConfig {
         }
         Ok(())
     }
+}
+
+/// Why folding `day` into a baseline whose last day is `last` is refused.
+pub(crate) fn refold_error(day: EventTime, last: EventTime) -> String {
+    let (day, last) = (
+        crate::baseline::format_day(day),
+        crate::baseline::format_day(last),
+    );
+    let why = if day == last {
+        format!("day {day} is the baseline's last day")
+    } else {
+        format!("day {day} is before the baseline's last day {last}")
+    };
+    format!(
+        "{why}: folding it in again would count it twice (or, in a gap of the history, out \
+         of order). Score only later days, or pass --refold-days to average it in as one \
+         more day anyway"
+    )
+}
+
+/// Checks, before the job starts, the first day it would fold into
+/// `baseline`, from the hours (starts, UTC ms) its input holds: with hours
+/// from the first day's hour 23 on, that day is folded, and it must lie
+/// after the baseline's last day unless `refold_days` is set. Later days
+/// fold after it, in order. The job checks the same at each day's end, for
+/// inputs whose hours cannot be known up front.
+///
+/// # Examples
+/// ```
+/// use keyflow_jobs::anomaly::check_fold_days;
+/// use keyflow_jobs::baseline::Baseline;
+/// const DAY: u64 = 86_400_000;
+/// let mut base = Baseline::empty();
+/// (base.days, base.first_day, base.last_day) = (1, Some(DAY), Some(DAY));
+/// let hours = |day: u64, n: u64| (0..n).map(move |h| day * DAY + h * 3_600_000);
+/// assert!(check_fold_days(&base, hours(2, 24), false).is_ok());
+/// // Part of the baseline's last day is scored but never folded.
+/// assert!(check_fold_days(&base, hours(1, 23), false).is_ok());
+/// let err = check_fold_days(&base, hours(1, 24), false).unwrap_err().to_string();
+/// assert!(err.contains("1970-01-02") && err.contains("--refold-days"), "{err}");
+/// assert!(check_fold_days(&base, hours(1, 24), true).is_ok());
+/// ```
+pub fn check_fold_days(
+    baseline: &Baseline,
+    hours: impl IntoIterator<Item = EventTime>,
+    refold_days: bool,
+) -> Result<()> {
+    let (Some(last), false) = (baseline.last_day, refold_days) else {
+        return Ok(());
+    };
+    let mut span: Option<(EventTime, EventTime)> = None;
+    for hour in hours {
+        span = Some(span.map_or((hour, hour), |(lo, hi)| (lo.min(hour), hi.max(hour))));
+    }
+    let Some((first, latest)) = span else {
+        return Ok(());
+    };
+    let day = first - first % DAY;
+    if day <= last && latest >= day + 23 * HOUR {
+        return Err(Error::Config(refold_error(day, last)));
+    }
+    Ok(())
 }
 
 /// The key the job tracks: generated articles become named ones, so that
@@ -201,7 +271,8 @@ pub fn anomaly<'scope>(
     let (index, peers) = (events.scope().index(), events.scope().peers() as u64);
     let shard = Shard::from_baseline(&config.baseline, |article| {
         stable_hash(article) % peers == index as u64
-    });
+    })
+    .map_err(Error::Config)?;
     // Each worker checks its own articles: a NaN would make scores unordered.
     shard
         .check()
@@ -235,6 +306,8 @@ pub fn anomaly<'scope>(
         min_volume: config.min_volume,
         top: config.top,
         snapshots: config.baseline_out.is_some(),
+        refold: config.refold_days,
+        report_partial: config.baseline_out.is_some() && index == 0,
     };
     ctx.refuse_checkpoints("the anomaly job")?;
     let scored = score_hours(counts, data_hours, ctx, params, shard);

@@ -26,6 +26,11 @@ pub(crate) struct ScoreParams {
     pub min_volume: f64,
     pub top: usize,
     pub snapshots: bool,
+    /// Fold days not after the baseline's last day instead of failing.
+    pub refold: bool,
+    /// Report a day left unfolded by an input that ends mid-day (one worker
+    /// says it for all).
+    pub report_partial: bool,
 }
 
 /// The scoring operator's outputs, all at hour ends.
@@ -81,7 +86,7 @@ pub(crate) fn score_hours<'scope>(
         let mut held: BTreeMap<EventTime, Caps> = BTreeMap::new();
         let mut last_data: Option<EventTime> = None;
         let mut cursor: Option<(EventTime, Caps)> = None;
-        let mut warned = false;
+        let mut last_scored: Option<EventTime> = None;
         move |frontiers| {
             let mut late = 0;
             counts_in.for_each(|cap, data| {
@@ -123,11 +128,16 @@ pub(crate) fn score_hours<'scope>(
                         _ => break,
                     }
                 }
-                let Some((end, mut caps)) = cursor.take() else { break };
+                let Some((end, mut caps)) = cursor.take() else {
+                    break;
+                };
                 if !passed(&end) || last_data.is_none_or(|last| end > last) {
                     if finished {
                         // Past the last hour with data, at the end of input.
                         (held, stash) = Default::default();
+                        if params.report_partial {
+                            report_partial_day(last_scored);
+                        }
                     } else {
                         cursor = Some((end, caps));
                     }
@@ -136,14 +146,6 @@ pub(crate) fn score_hours<'scope>(
                 let start = end - HOUR;
                 let day = start - start % DAY;
                 let hour = ((start % DAY) / HOUR) as usize;
-                if hour == 0 && !warned && shard.last_day.is_some_and(|last| day <= last) {
-                    warned = true;
-                    tracing::warn!(
-                        "anomaly: day {} is already in the baseline (its last day is {}); it is scored and averaged in again",
-                        format_day(day),
-                        format_day(shard.last_day.unwrap_or(day))
-                    );
-                }
                 for (article, views) in stash.remove(&end).unwrap_or_default() {
                     shard.add(article, hour, views);
                 }
@@ -158,7 +160,18 @@ pub(crate) fn score_hours<'scope>(
                     }
                 }
                 ticks_out.session(&caps.0[1]).give((end, ()));
+                last_scored = Some(end);
                 if hour + 1 == crate::baseline::HOURS {
+                    if let Some(last) = shard.last_day.filter(|&last| day <= last && !params.refold)
+                    {
+                        // Days fold in order, so only the first folded day can
+                        // be refused, before any baseline was written.
+                        ctx.fail(keyflow_dataflow::Error::Config(super::refold_error(
+                            day, last,
+                        )));
+                        (held, stash) = Default::default();
+                        break;
+                    }
                     shard.end_day(day);
                     if params.snapshots {
                         snap_out.session(&caps.0[2]).give((end, shard.snapshot()));
@@ -177,5 +190,23 @@ pub(crate) fn score_hours<'scope>(
         scored,
         ticks,
         snapshots,
+    }
+}
+
+/// Says on stderr (as a warning) that the day of the last scored hour was
+/// not folded into the baseline, when that hour is not the day's last.
+fn report_partial_day(last_scored: Option<EventTime>) {
+    let Some(end) = last_scored else { return };
+    let start = end - HOUR;
+    let hour = (start % DAY) / HOUR;
+    if hour + 1 < crate::baseline::HOURS as u64 {
+        tracing::warn!(
+            "anomaly: the input ends at {} {:02}:00 UTC, mid-day: day {} was scored up to \
+             that hour but not folded into the baseline output (its missing hours would \
+             count as zero views)",
+            format_day(start),
+            hour + 1,
+            format_day(start)
+        );
     }
 }

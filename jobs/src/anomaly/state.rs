@@ -90,19 +90,31 @@ pub(crate) struct Shard {
 }
 
 impl Shard {
-    /// The articles of `baseline` for which `owns` holds.
-    pub fn from_baseline(baseline: &Baseline, owns: impl Fn(&Article) -> bool) -> Self {
-        Shard {
+    /// The articles of `baseline` for which `owns` holds. Running out of
+    /// memory for them is an error that says so, rather than an abort.
+    pub fn from_baseline(
+        baseline: &Baseline,
+        owns: impl Fn(&Article) -> bool,
+    ) -> std::result::Result<Self, String> {
+        let owned: Vec<_> = baseline.keys.keys().filter(|a| owns(a)).collect();
+        let mut keys = StableMap::default();
+        keys.try_reserve(owned.len()).map_err(|_| {
+            format!(
+                "out of memory while building the scoring table of {} baseline articles",
+                owned.len()
+            )
+        })?;
+        keys.extend(
+            owned
+                .into_iter()
+                .map(|article| (article.clone(), Tracked::new(baseline.keys[article]))),
+        );
+        Ok(Shard {
             days: baseline.days,
             first_day: baseline.first_day,
             last_day: baseline.last_day,
-            keys: baseline
-                .keys
-                .iter()
-                .filter(|(article, _)| owns(article))
-                .map(|(article, base)| (article.clone(), Tracked::new(*base)))
-                .collect(),
-        }
+            keys,
+        })
     }
 
     /// Checks that every average is finite and non-negative.

@@ -15,7 +15,7 @@ fn shard(keys: &[(&str, [f64; HOURS])], days: u64) -> Shard {
     for (t, a) in keys {
         base.keys.insert(art(t), *a);
     }
-    Shard::from_baseline(&base, |_| true)
+    Shard::from_baseline(&base, |_| true).unwrap()
 }
 
 #[test]

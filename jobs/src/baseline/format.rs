@@ -33,8 +33,8 @@
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::fs::File;
-use std::io::{BufReader, Write};
-use std::path::{Path, PathBuf};
+use std::io::BufReader;
+use std::path::Path;
 
 use keyflow_dataflow::time::{civil, EventTime};
 
@@ -163,8 +163,33 @@ impl Baseline {
 
     /// The file's text (see the module docs).
     pub fn to_text(&self) -> String {
+        let mut text = String::new();
+        self.write_text(&mut text);
+        text
+    }
+
+    /// The file's text in memory reserved up front, so that running out of
+    /// it is an error naming what was being built rather than an abort. The
+    /// reservation is an estimate (a name and 24 short numbers per article);
+    /// growth past it can still abort.
+    fn try_to_text(&self, path: &Path) -> Result<String> {
+        let mut text = String::new();
+        text.try_reserve(self.keys.len().saturating_mul(96).saturating_add(256))
+            .map_err(|_| Error::Format {
+                path: path.to_path_buf(),
+                reason: format!(
+                    "out of memory while building the text of a baseline of {} articles",
+                    self.keys.len()
+                ),
+            })?;
+        self.write_text(&mut text);
+        Ok(text)
+    }
+
+    fn write_text(&self, text: &mut String) {
         let day = |d: Option<EventTime>| d.map_or_else(|| "-".to_string(), format_day);
-        let mut text = format!(
+        let _ = write!(
+            text,
             "{BASELINE_MAGIC} {BASELINE_VERSION}\ndays {}\nfirst-day {}\nlast-day {}\nkeys {}\n",
             self.days,
             day(self.first_day),
@@ -183,47 +208,22 @@ impl Baseline {
         let mut crc = flate2::Crc::new();
         crc.update(text.as_bytes());
         let _ = writeln!(text, "end {} {:08x}", self.keys.len(), crc.sum());
-        text
     }
 
     /// Writes the file atomically: a temporary file beside `path`, fsync,
-    /// rename over `path`, then fsync of the directory. A reader sees the
-    /// old file or the new one, never a part.
+    /// rename over `path`, then fsync of the directory, so a reader sees the
+    /// old file or the new one, never a part. A device or pipe at `path`
+    /// (`/dev/stdout`, a FIFO) is written directly instead; see
+    /// [`write_whole_file`](crate::output_file::write_whole_file).
     pub fn write_atomic(&self, path: &Path) -> Result<()> {
         self.check().map_err(|reason| Error::Format {
             path: path.to_path_buf(),
             reason: format!("cannot write this baseline: {reason}"),
         })?;
-        let io = |p: &Path, e| Error::Dataflow(keyflow_dataflow::Error::io(p, e));
-        let dir = match path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            Some(dir) => dir.to_path_buf(),
-            None => PathBuf::from("."),
-        };
-        std::fs::create_dir_all(&dir).map_err(|e| io(&dir, e))?;
-        let name = path
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .ok_or_else(|| {
-                Error::Config(format!(
-                    "baseline output {} is not a file name",
-                    path.display()
-                ))
-            })?;
-        let tmp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
-        let written = File::create(&tmp).and_then(|mut file| {
-            file.write_all(self.to_text().as_bytes())?;
-            file.sync_all()
-        });
-        if let Err(e) = written {
-            let _ = std::fs::remove_file(&tmp);
-            return Err(io(&tmp, e));
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(|e| keyflow_dataflow::Error::io(dir, e))?;
         }
-        std::fs::rename(&tmp, path).map_err(|e| io(path, e))?;
-        // The rename is durable once the directory is; not every platform
-        // lets a directory be opened for that, so this is best effort.
-        if let Ok(d) = File::open(&dir) {
-            let _ = d.sync_all();
-        }
+        crate::output_file::write_whole_file(path, self.try_to_text(path)?.as_bytes())?;
         Ok(())
     }
 

@@ -49,6 +49,9 @@ fn other_versions_and_headers_are_named() {
     assert!(r.contains("line 1") && r.contains("version 2"), "{r}");
     assert!(reason("hello\n").contains("bad header"));
     assert!(reason("").contains("empty file"));
+    assert!(!reason("").contains("line 0"), "{}", reason(""));
+    let r = reason("keyflow-baseline\u{1b}[31m 1\n");
+    assert!(r.contains("\\u{1b}[31m") && !r.contains('\u{1b}'), "{r}");
     assert!(reason("keyflow-baseline x\n").contains("bad format version"));
     let text = sample().to_text().replacen("days 3", "dayz 3", 1);
     let r = reason(&text);

@@ -42,9 +42,14 @@ impl<R: BufRead> Reader<R> {
     }
 
     fn fail(&self, reason: impl std::fmt::Display) -> Error {
+        // Before the first line (an empty file) the fault is the file's.
+        let reason = match self.line_no {
+            0 => reason.to_string(),
+            n => format!("line {n}: {reason}"),
+        };
         Error::Format {
             path: self.path.clone(),
-            reason: format!("line {}: {reason}", self.line_no),
+            reason,
         }
     }
 
@@ -246,9 +251,12 @@ impl<R: BufRead> Reader<R> {
     }
 }
 
+/// At most 40 characters of `s`, for an error message, with control
+/// characters (and quotes, backslashes) escaped as in a Rust string.
 fn shorten(s: &str) -> String {
-    match s.char_indices().nth(40) {
-        Some((cut, _)) => format!("{}...", &s[..cut]),
-        None => s.to_string(),
-    }
+    let (head, more) = match s.char_indices().nth(40) {
+        Some((cut, _)) => (&s[..cut], "..."),
+        None => (s, ""),
+    };
+    format!("{}{more}", head.escape_debug())
 }

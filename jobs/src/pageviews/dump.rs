@@ -130,6 +130,15 @@ pub fn parse_dump_line_with(
     if title.is_empty() {
         return Err("empty page title".into());
     }
+    // As in JSON lines: a title becomes a field of space-separated dump
+    // lines downstream, so tabs, NULs and other control characters in it
+    // would corrupt them.
+    if title.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err(format!(
+            "page title {} contains whitespace or control characters",
+            shorten(title)
+        ));
+    }
     let views = parse_count(views).ok_or_else(|| format!("bad view count {}", shorten(views)))?;
     if views > super::MAX_VIEWS {
         return Err(format!(
@@ -162,12 +171,14 @@ fn parse_count(s: &str) -> Option<u64> {
     s.parse().ok()
 }
 
+/// A field quoted in a message: control characters escaped, cut after 200
+/// characters (a malformed line can be megabytes long).
 fn shorten(s: &str) -> String {
-    match s.char_indices().nth(40) {
-        Some((cut, _)) => format!("`{}...`", &s[..cut]),
-        None => format!("`{s}`"),
-    }
+    format!("`{}`", keyflow_dataflow::source::shorten(s, QUOTED))
 }
+
+/// Characters of a bad value that a message quotes.
+pub(crate) const QUOTED: usize = 200;
 
 /// Parses `yyyymmdd-hhmmss` into the start of its hour (minutes and seconds
 /// are dropped: some old dumps are stamped a second or two late).

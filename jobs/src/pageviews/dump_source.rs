@@ -2,13 +2,16 @@
 
 use std::path::PathBuf;
 
-use keyflow_dataflow::source::{open_lines, Batch, LineReader, Partition, PollStatus, Source};
+use keyflow_dataflow::source::{
+    check_exists, Batch, InputFile, NextLine, Partition, PollStatus, Source,
+};
 use keyflow_dataflow::time::{EventTime, MINUTE};
 
 use super::article::{Article, PageView};
 use super::dump::{hour_from_file_name, minute_views, parse_dump_line_with, DumpTime};
 
-/// Wikimedia dump files (gzip when named `*.gz`), one partition per file,
+/// Wikimedia dump files (gzip or plain, told apart by their first bytes),
+/// one partition per file, each opened when first read (see [`InputFile`]),
 /// replayed as events: a line with N views in an hour becomes up to 60
 /// events, one per minute with [`minute_views`] views, stamped at the start
 /// of the minute.
@@ -67,8 +70,10 @@ impl Source for DumpSource {
 
     fn open(&self, index: usize) -> keyflow_dataflow::Result<Box<dyn Partition<PageView>>> {
         let path = &self.files[index];
+        check_exists(path)?;
         Ok(Box::new(DumpPartition {
-            reader: Some(open_lines(path)?),
+            reader: InputFile::new(path.clone()),
+            loaded: false,
             file_stamp: hour_from_file_name(path),
             time: self.time,
             projects: Vec::new(),
@@ -93,8 +98,11 @@ struct Entry {
 }
 
 struct DumpPartition {
-    /// `Some` while the file is being loaded.
-    reader: Option<LineReader>,
+    /// The file; it keeps its place among the open inputs until the
+    /// partition is done emitting, so that few files' lines are held at once.
+    reader: InputFile,
+    /// Whether the whole file is loaded.
+    loaded: bool,
     file_stamp: Option<EventTime>,
     time: DumpTime,
     projects: Vec<String>,
@@ -115,43 +123,47 @@ impl DumpPartition {
         batch: &mut Batch<PageView>,
         budget: usize,
     ) -> keyflow_dataflow::Result<bool> {
-        let Some(reader) = self.reader.as_mut() else {
+        if self.loaded {
             return Ok(true);
-        };
+        }
         for _ in 0..budget {
             // Bad lines count against the batch too, so that a resume can
             // skip exactly the items a poll returned.
             if batch.is_full() {
                 return Ok(false);
             }
-            let parsed = match reader.next_line()? {
-                None => {
-                    self.reader = None;
+            let parsed = match self.reader.next_line()? {
+                NextLine::End => {
+                    self.loaded = true;
                     self.finish_loading();
                     return Ok(true);
                 }
-                Some(Err(reason)) => Err(reason),
-                Some(Ok(line)) if line.trim().is_empty() => continue,
-                Some(Ok(line)) => parse_dump_line_with(line, self.file_stamp, self.time).map(|l| {
-                    let project = match self.projects.iter().position(|p| p == l.project) {
-                        Some(i) => i,
-                        None => {
-                            self.projects.push(l.project.to_string());
-                            self.projects.len() - 1
+                // Not open yet: other files hold every place.
+                NextLine::Wait => return Ok(false),
+                NextLine::Line(Err(reason)) => Err(reason),
+                NextLine::Line(Ok(line)) if line.trim().is_empty() => continue,
+                NextLine::Line(Ok(line)) => parse_dump_line_with(line, self.file_stamp, self.time)
+                    .map(|l| {
+                        let project = match self.projects.iter().position(|p| p == l.project) {
+                            Some(i) => i,
+                            None => {
+                                self.projects.push(l.project.to_string());
+                                self.projects.len() - 1
+                            }
+                        };
+                        Entry {
+                            hour: l.hour_start_ms,
+                            views: l.views,
+                            project: project as u32,
+                            title: l.title.into(),
                         }
-                    };
-                    Entry {
-                        hour: l.hour_start_ms,
-                        views: l.views,
-                        project: project as u32,
-                        title: l.title.into(),
-                    }
-                }),
+                    }),
             };
             match parsed {
                 Ok(entry) if entry.views > 0 => self.entries.push(entry),
-                Ok(_) => {}
-                Err(reason) => batch.bad(reader.location(), reason),
+                // Well formed, but nothing to replay: counted, not bad.
+                Ok(_) => batch.skip(),
+                Err(reason) => batch.bad(self.reader.location(), reason),
             }
         }
         Ok(false)

@@ -10,13 +10,13 @@ use keyflow_dataflow::time::{HOUR, MINUTE};
 use super::*;
 
 const H2016: u64 = 1_470_009_600_000;
-const DATA: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/data");
+const DATA: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../data");
 
 fn data(rel: &str) -> PathBuf {
     let dir = Path::new(DATA);
     assert!(
         dir.is_dir(),
-        "the real-data directory {} is missing: the tests expect shared/ beside the repository",
+        "the real-data directory {} is missing: the samples ship in the repository under data/",
         dir.display()
     );
     dir.join(rel)

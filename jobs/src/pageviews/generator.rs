@@ -352,11 +352,16 @@ impl Partition<PageView> for GeneratorPartition {
         self.emitted
     }
 
-    fn skip(&mut self, n: u64) -> keyflow_dataflow::Result<u64> {
+    fn skip(&mut self, n: u64) -> keyflow_dataflow::Result<(u64, PollStatus)> {
         let left = (self.source.plan.total.saturating_sub(self.next)).div_ceil(self.step);
         let n = n.min(left);
         self.next = self.next.saturating_add(n * self.step);
         self.emitted += n;
-        Ok(n)
+        let status = if n == left {
+            PollStatus::Done
+        } else {
+            PollStatus::Ready
+        };
+        Ok((n, status))
     }
 }

@@ -3,7 +3,9 @@
 use std::borrow::Cow;
 use std::path::PathBuf;
 
-use keyflow_dataflow::source::{open_lines, Batch, LineReader, Partition, PollStatus, Source};
+use keyflow_dataflow::source::{
+    check_exists, Batch, InputFile, NextLine, Partition, PollStatus, Source,
+};
 use keyflow_dataflow::time::EventTime;
 use serde::Deserialize;
 
@@ -82,15 +84,17 @@ fn check_name(what: &str, value: &str) -> Result<(), String> {
     }
     if value.chars().any(|c| c.is_whitespace() || c.is_control()) {
         return Err(format!(
-            "{what} {value:?} contains whitespace or control characters (titles use _ for spaces)"
+            "{what} `{}` contains whitespace or control characters (titles use _ for spaces)",
+            keyflow_dataflow::source::shorten(value, super::dump::QUOTED)
         ));
     }
     Ok(())
 }
 
-/// Pageview JSON-lines files (gzip when named `*.gz`), one partition per
-/// file. Malformed lines become bad records named `file:line`; blank lines
-/// are skipped.
+/// Pageview JSON-lines files (gzip or plain, told apart by their first
+/// bytes), one partition per file, each opened when first read (see
+/// [`InputFile`]). Malformed lines become bad records named `file:line`;
+/// blank lines are skipped.
 ///
 /// # Examples
 /// ```
@@ -128,7 +132,7 @@ impl JsonlSource {
 }
 
 struct JsonlPartition {
-    reader: LineReader,
+    reader: InputFile,
     interner: Interner,
 }
 
@@ -136,10 +140,12 @@ impl Partition<PageView> for JsonlPartition {
     fn poll(&mut self, batch: &mut Batch<PageView>) -> keyflow_dataflow::Result<PollStatus> {
         while !batch.is_full() {
             let parsed = match self.reader.next_line()? {
-                None => return Ok(PollStatus::Done),
-                Some(Err(reason)) => Err(reason),
-                Some(Ok(line)) if line.trim().is_empty() => continue,
-                Some(Ok(line)) => parse_interned(line, &mut self.interner),
+                NextLine::End => return Ok(PollStatus::Done),
+                // Not open yet: other files hold every place.
+                NextLine::Wait => break,
+                NextLine::Line(Err(reason)) => Err(reason),
+                NextLine::Line(Ok(line)) if line.trim().is_empty() => continue,
+                NextLine::Line(Ok(line)) => parse_interned(line, &mut self.interner),
             };
             match parsed {
                 Ok((ts, view)) => batch.push(ts, view),
@@ -166,8 +172,10 @@ impl Source for JsonlSource {
     }
 
     fn open(&self, index: usize) -> keyflow_dataflow::Result<Box<dyn Partition<PageView>>> {
+        let path = &self.files[index];
+        check_exists(path)?;
         Ok(Box::new(JsonlPartition {
-            reader: open_lines(&self.files[index])?,
+            reader: InputFile::new(path.clone()),
             interner: Interner::new(INTERNED),
         }))
     }

@@ -1,7 +1,7 @@
 //! Hourly per-article totals, written as Wikimedia dump files.
 
 use std::collections::BTreeMap;
-use std::io::Write;
+use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
 use keyflow_dataflow::sink::Sink;
@@ -9,6 +9,7 @@ use keyflow_dataflow::time::{civil, EventTime, HOUR};
 use keyflow_dataflow::window::WindowResult;
 use keyflow_dataflow::{Error, Result};
 
+use crate::output_file::write_whole_file;
 use crate::pageviews::Article;
 
 /// The dump file name for the hour starting at `hour`:
@@ -26,7 +27,8 @@ pub fn hourly_file_name(hour: EventTime) -> String {
 
 /// Writes one file per hour into a directory, lines `project title views 0`
 /// sorted by article. Each file is written to a temporary name and renamed,
-/// so a reader never sees half an hour. Updates (allowed lateness) rewrite
+/// so a reader never sees half an hour (a FIFO or device already at a
+/// file's name is written directly). Updates (allowed lateness) rewrite
 /// the hour's file with the new totals.
 pub struct HourlyDumpSink {
     dir: PathBuf,
@@ -38,6 +40,13 @@ impl HourlyDumpSink {
     /// A sink into `dir` (created if missing). `keep` is how long after an
     /// hour's end updates may still arrive (the allowed lateness).
     pub fn create(dir: &Path, keep: u64) -> Result<Self> {
+        if dir.exists() && !dir.is_dir() {
+            return Err(Error::Config(format!(
+                "hourly output {} is not a directory: it takes a directory, \
+                 into which one dump file per hour is written",
+                dir.display()
+            )));
+        }
         std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
         Ok(HourlyDumpSink {
             dir: dir.to_path_buf(),
@@ -47,17 +56,11 @@ impl HourlyDumpSink {
     }
 
     fn write_hour(&self, hour: EventTime, totals: &BTreeMap<Article, u64>) -> Result<()> {
-        let path = self.dir.join(hourly_file_name(hour));
-        let tmp = self.dir.join(format!(".{}.tmp", hourly_file_name(hour)));
         let mut text = String::new();
         for (article, views) in totals {
-            text.push_str(&format!("{article} {views} 0\n"));
+            let _ = writeln!(text, "{article} {views} 0");
         }
-        let mut file = std::fs::File::create(&tmp).map_err(|e| Error::io(&tmp, e))?;
-        file.write_all(text.as_bytes())
-            .and_then(|_| file.sync_all())
-            .map_err(|e| Error::io(&tmp, e))?;
-        std::fs::rename(&tmp, &path).map_err(|e| Error::io(&path, e))
+        write_whole_file(&self.dir.join(hourly_file_name(hour)), text.as_bytes())
     }
 }
 
