@@ -65,6 +65,7 @@ fn sample() -> Vec<(u64, Click)> {
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     let config = RunConfig {
+        checkpoint: None,
         workers: args.workers,
         processes: args.processes,
         process: args.process,

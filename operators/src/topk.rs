@@ -258,53 +258,177 @@ where
     D: Data,
     F: Fn(&R, &R) -> Ordering + 'static,
 {
-    let mut builder = OperatorBuilder::new(format!("TopKLocal({id})"), records.scope());
+    let scope = records.scope();
+    let (peers, index) = (scope.peers(), scope.index());
+    // top_k cannot fail in the middle of a chain: a bad step id or a
+    // damaged part stops the job through the context instead.
+    let mut ckpt = ctx
+        .checkpoint_step(index, &format!("topk:{id}"), &format!("top-k `{id}`"))
+        .unwrap_or_else(|e| {
+            ctx.fail(e);
+            None
+        });
+    let mut restored = TopKState::<R>::default();
+    if let Some(k_) = ckpt.as_ref().filter(|k_| k_.restored_epoch().is_some()) {
+        for part in k_.restored_parts() {
+            let decoded: keyflow_dataflow::Result<(usize, TopKState<R>)> =
+                keyflow_dataflow::checkpoint::decode(part, id);
+            match decoded {
+                // Partials are per worker and merge in any order: an old
+                // worker's pending times go whole to one new worker.
+                Ok((old, state)) if old % peers == index => {
+                    for (t, partial) in state.pending {
+                        restored
+                            .pending
+                            .entry(t)
+                            .or_default()
+                            .merge(partial, k, &cmp);
+                    }
+                }
+                Ok(_) => {}
+                Err(e) => ctx.fail(e),
+            }
+        }
+    }
+    let mut builder = OperatorBuilder::new(format!("TopKLocal({id})"), scope);
     let mut records_in = builder.new_input(records, Pipeline);
     let mut ticks_in = ticks.map(|t| builder.new_input(t, Pipeline));
     let (out, partials) = builder.new_output();
     let mut out = OutputBuilder::from(out);
     let ctx = Arc::clone(ctx);
-    builder.build(move |_initial_capabilities| {
-        let mut state = TopKState::<R>::default();
+    let id = id.to_string();
+    builder.build(move |initial| {
+        let mut state = restored;
         let mut caps: BTreeMap<EventTime, Capability<EventTime>> = BTreeMap::new();
+        if let Some(cap) = initial.first() {
+            for t in state.pending.keys() {
+                caps.insert(*t, cap.delayed(t));
+            }
+        }
+        // Input held back until the next epoch's snapshot: (capability,
+        // records, tick times) by message time.
+        type Waiting<R> =
+            BTreeMap<EventTime, (Capability<EventTime>, Vec<(EventTime, R)>, Vec<EventTime>)>;
+        let mut waiting: Waiting<R> = BTreeMap::new();
         move |frontiers| {
             let mut out = out.activate();
             let mut late = 0;
-            records_in.for_each(|cap, data| {
-                let Some(&time) = cap.least() else { return };
-                for (ts, record) in data.drain(..) {
+            let gate = ckpt.as_mut().map(|k_| k_.clock().next());
+            let mut add = |caps: &mut BTreeMap<EventTime, Capability<EventTime>>,
+                           state: &mut TopKState<R>,
+                           cap: &Capability<EventTime>,
+                           records: Vec<(EventTime, R)>,
+                           ticks: Vec<EventTime>| {
+                let time = *cap.time();
+                for (ts, record) in records {
                     if ts < time {
                         late += 1;
                         continue;
                     }
-                    caps.entry(ts).or_insert_with(|| cap.delayed(&ts, 0));
+                    caps.entry(ts).or_insert_with(|| cap.delayed(&ts));
                     state.pending.entry(ts).or_default().push(record, k, &cmp);
+                }
+                for ts in ticks {
+                    if ts < time {
+                        late += 1;
+                        continue;
+                    }
+                    caps.entry(ts).or_insert_with(|| cap.delayed(&ts));
+                    state.pending.entry(ts).or_default();
+                }
+            };
+            records_in.for_each(|cap, data| {
+                let Some(&time) = cap.least() else { return };
+                let cap = cap.delayed(&time, 0);
+                if gate.is_some_and(|next| time >= next) {
+                    let entry = waiting
+                        .entry(time)
+                        .or_insert_with(|| (cap, Vec::new(), Vec::new()));
+                    entry.1.append(data);
+                } else {
+                    add(
+                        &mut caps,
+                        &mut state,
+                        &cap,
+                        std::mem::take(data),
+                        Vec::new(),
+                    );
                 }
             });
             if let Some(ticks_in) = ticks_in.as_mut() {
                 ticks_in.for_each(|cap, data| {
                     let Some(&time) = cap.least() else { return };
-                    for (ts, _) in data.drain(..) {
-                        if ts < time {
-                            late += 1;
-                            continue;
-                        }
-                        caps.entry(ts).or_insert_with(|| cap.delayed(&ts, 0));
-                        state.pending.entry(ts).or_default();
+                    let cap = cap.delayed(&time, 0);
+                    let ticks: Vec<EventTime> = data.drain(..).map(|(ts, _)| ts).collect();
+                    if gate.is_some_and(|next| time >= next) {
+                        let entry = waiting
+                            .entry(time)
+                            .or_insert_with(|| (cap, Vec::new(), Vec::new()));
+                        entry.2.extend(ticks);
+                    } else {
+                        add(&mut caps, &mut state, &cap, Vec::new(), ticks);
                     }
                 });
             }
-            Metrics::add(&ctx.metrics.late_dropped, late);
-            while let Some(entry) = caps.first_entry() {
-                let t = *entry.key();
-                if frontiers.iter().any(|f| f.less_equal(&t)) {
-                    break;
+            let emit = |caps: &mut BTreeMap<EventTime, Capability<EventTime>>,
+                        state: &mut TopKState<R>,
+                        out: &mut timely::dataflow::operators::generic::OutputBuilderSession<
+                '_,
+                EventTime,
+                timely::container::CapacityContainerBuilder<Vec<(EventTime, TopKPartial<R>)>>,
+            >,
+                        ready: &dyn Fn(EventTime) -> bool| {
+                while let Some(entry) = caps.first_entry() {
+                    let t = *entry.key();
+                    if !ready(t) {
+                        break;
+                    }
+                    let cap = entry.remove();
+                    let mut partial = state.pending.remove(&t).unwrap_or_default();
+                    partial.prune(k, &cmp);
+                    out.session(&cap).give((t, partial));
                 }
-                let cap = entry.remove();
-                let mut partial = state.pending.remove(&t).unwrap_or_default();
-                partial.prune(k, &cmp);
-                out.session(&cap).give((t, partial));
+            };
+            if let Some(k_) = ckpt.as_mut() {
+                let low = frontiers
+                    .iter()
+                    .filter_map(|f| f.frontier().first().copied())
+                    .min();
+                for epoch in k_.clock().passed(low) {
+                    while let Some(entry) = waiting.first_entry() {
+                        if *entry.key() >= epoch {
+                            break;
+                        }
+                        let (cap, records, ticks) = entry.remove();
+                        add(&mut caps, &mut state, &cap, records, ticks);
+                    }
+                    emit(&mut caps, &mut state, &mut out, &|t| t < epoch);
+                    let saved = keyflow_dataflow::checkpoint::encode(&(index, &state))
+                        .and_then(|bytes| k_.save(epoch, bytes));
+                    if let Err(e) = saved {
+                        ctx.fail(e);
+                        return;
+                    }
+                }
+                // Once the input is complete no epoch is taken any more.
+                let next = if low.is_none() {
+                    EventTime::MAX
+                } else {
+                    k_.clock().next()
+                };
+                while let Some(entry) = waiting.first_entry() {
+                    if *entry.key() >= next {
+                        break;
+                    }
+                    let (cap, records, ticks) = entry.remove();
+                    add(&mut caps, &mut state, &cap, records, ticks);
+                }
             }
+            Metrics::add(&ctx.metrics.late_dropped, late);
+            emit(&mut caps, &mut state, &mut out, &|t| {
+                !frontiers.iter().any(|f| f.less_equal(&t))
+            });
+            let _ = &id;
         }
     });
     partials

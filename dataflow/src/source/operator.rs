@@ -305,10 +305,15 @@ pub fn source<'scope, S: Source>(
                         match reader.clock.observe(ts) {
                             Verdict::OnTime if replaying.is_none() => session.give((ts, item)),
                             Verdict::Late(at) if replaying.is_none_or(|(_, from)| at >= from) => {
+                                // One mark per poll, at its latest late time:
+                                // a resume re-reads the whole poll.
                                 if let (Some(next), Some(b)) = (next_boundary, before.as_ref()) {
-                                    if at >= next && !marked {
+                                    if at >= next {
+                                        match reader.marks.last_mut() {
+                                            Some(m) if marked => m.0 = m.0.max(at),
+                                            _ => reader.marks.push((at, b.0, b.1.clone())),
+                                        }
                                         marked = true;
-                                        reader.marks.push((at, b.0, b.1.clone()));
                                     }
                                 }
                                 late.push((at, ts, item));

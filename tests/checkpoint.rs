@@ -1,0 +1,447 @@
+//! Checkpoints and exactly-once recovery, end to end through the CLI: a
+//! trending run SIGKILLed at many moments and started again with the same
+//! command until it finishes writes the same bytes as an uninterrupted run;
+//! so does a 2-process cluster whose members are killed; a checkpoint
+//! restores at another worker count; and every kind of damage is an error
+//! that names a checkpoint file and leaves the output alone.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+const KEYFLOW: &str = env!("CARGO_BIN_EXE_keyflow");
+/// 2016-08-01T00:00:00Z.
+const BASE: u64 = 1_470_009_600_000;
+
+fn cmd(args: &[String]) -> Command {
+    let mut c = Command::new(KEYFLOW);
+    c.args(args)
+        .env_remove("RUST_LOG")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    c
+}
+
+/// Runs to the end (bounded); returns the exit code and stderr.
+fn finish(args: &[String]) -> (i32, String) {
+    let child = cmd(args).spawn().expect("start keyflow");
+    let out = wait_bounded(child, Duration::from_secs(240));
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+fn wait_bounded(mut child: Child, limit: Duration) -> std::process::Output {
+    let start = Instant::now();
+    while child.try_wait().expect("wait").is_none() {
+        if start.elapsed() > limit {
+            let _ = child.kill();
+            panic!("keyflow ran longer than {limit:?}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child.wait_with_output().expect("output")
+}
+
+/// Starts the run and SIGKILLs it after `delay` (if it is still running).
+/// Returns whether it was killed.
+fn kill_after(args: &[String], delay: Duration) -> bool {
+    let mut child = cmd(args).stderr(Stdio::null()).spawn().expect("start");
+    let start = Instant::now();
+    while start.elapsed() < delay {
+        if child.try_wait().expect("wait").is_some() {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    true
+}
+
+fn s(items: &[&str]) -> Vec<String> {
+    items.iter().map(|x| x.to_string()).collect()
+}
+
+fn p(path: &Path) -> String {
+    path.display().to_string()
+}
+
+/// A gzip JSON-lines file with skewed titles, out-of-order and late events.
+fn gzip_events(path: &Path) {
+    let file = std::fs::File::create(path).unwrap();
+    let mut gz = flate2::write::GzEncoder::new(file, flate2::Compression::fast());
+    let mut x: u64 = 7;
+    let mut next = || {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x
+    };
+    for i in 0..240_000u64 {
+        let r = next();
+        // 200 minutes of event time; every 50th event is 20 s late, every
+        // 7th a little out of order.
+        let mut ts = BASE + i * 50;
+        if i % 50 == 0 {
+            ts -= 20_000;
+        } else if i % 7 == 0 {
+            ts -= r % 3_000;
+        }
+        let title = (r % 64).min(r % 1500);
+        let line = format!(
+            "{{\"project\":\"en\",\"title\":\"T{title}\",\"ts\":{ts},\"views\":{}}}\n",
+            1 + (r >> 40) % 3
+        );
+        gz.write_all(line.as_bytes()).unwrap();
+    }
+    gz.finish().unwrap();
+}
+
+struct Layout<'a> {
+    dir: &'a Path,
+    input: &'a Path,
+}
+
+impl Layout<'_> {
+    /// The job's flags, writing into `name`'s files and checkpoints.
+    fn args(&self, name: &str, extra: &[&str]) -> Vec<String> {
+        let d = self.dir;
+        let mut a = s(&["run", "trending", "--top", "0", "--quiet", "--input"]);
+        a.push(p(self.input));
+        a.extend(s(&["--late", "side-output", "--late-out"]));
+        a.push(p(&d.join(format!("{name}.late"))));
+        a.push("--hourly-out".into());
+        a.push(p(&d.join(format!("{name}.hourly"))));
+        a.push("--out".into());
+        a.push(p(&d.join(format!("{name}.out"))));
+        a.extend(s(extra));
+        a
+    }
+
+    fn ckpt(&self, name: &str) -> PathBuf {
+        self.dir.join(format!("{name}.ckpt"))
+    }
+
+    fn outputs(&self, name: &str) -> Vec<(String, Vec<u8>)> {
+        let d = self.dir;
+        let mut files = vec![
+            ("out".to_string(), read(&d.join(format!("{name}.out")))),
+            ("late".to_string(), read(&d.join(format!("{name}.late")))),
+        ];
+        let hourly = d.join(format!("{name}.hourly"));
+        let mut names: Vec<_> = std::fs::read_dir(&hourly)
+            .map(|r| r.filter_map(|e| e.ok()).map(|e| e.path()).collect())
+            .unwrap_or_default();
+        names.sort();
+        for f in names {
+            let n = f.file_name().unwrap().to_string_lossy().into_owned();
+            files.push((n, read(&f)));
+        }
+        files
+    }
+}
+
+fn read(path: &Path) -> Vec<u8> {
+    std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+fn assert_same(what: &str, got: &[(String, Vec<u8>)], want: &[(String, Vec<u8>)]) {
+    let names = |v: &[(String, Vec<u8>)]| v.iter().map(|f| f.0.clone()).collect::<Vec<_>>();
+    assert_eq!(names(got), names(want), "{what}: output files differ");
+    for ((name, g), (_, w)) in got.iter().zip(want) {
+        assert!(
+            g == w,
+            "{what}: {name} differs ({} vs {} bytes)",
+            g.len(),
+            w.len()
+        );
+    }
+}
+
+/// Kills the run at each delay, then runs it again until it finishes.
+fn kill_and_finish(args: &[String], delays_ms: &[u64]) -> usize {
+    let mut killed = 0;
+    for &d in delays_ms {
+        if kill_after(args, Duration::from_millis(d)) {
+            killed += 1;
+        }
+    }
+    let (code, err) = finish(args);
+    assert_eq!(code, 0, "the restarted run failed: {err}");
+    killed
+}
+
+fn reference(l: &Layout, name: &str, workers: &str) -> Vec<(String, Vec<u8>)> {
+    let (code, err) = finish(&l.args(name, &["--workers", workers]));
+    assert_eq!(code, 0, "{err}");
+    l.outputs(name)
+}
+
+#[test]
+fn killed_at_many_moments_the_output_is_byte_identical() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("views.jsonl.gz");
+    gzip_events(&input);
+    let l = Layout {
+        dir: dir.path(),
+        input: &input,
+    };
+    let want = reference(&l, "ref", "2");
+    assert!(want[0].1.len() > 1000 && !want[1].1.is_empty() && want.len() > 2);
+
+    // How long one checkpointed run takes here, to kill the others inside
+    // it: early, late, and in between (some kills land in a checkpoint
+    // write: there is one per minute of event time).
+    let timed = l.args(
+        "t",
+        &["--workers", "2", "--checkpoint-dir", &p(&l.ckpt("t"))],
+    );
+    let start = Instant::now();
+    assert_eq!(finish(&timed).0, 0);
+    let full = start.elapsed().as_millis() as u64;
+    let delays: Vec<u64> = [12, 30, 20, 45, 25, 60, 35]
+        .iter()
+        .map(|pct| 150 + full * pct / 100)
+        .collect();
+    let ck = l.ckpt("k");
+    let args = l.args("k", &["--workers", "2", "--checkpoint-dir", &p(&ck)]);
+    let killed = kill_and_finish(&args, &delays);
+    assert!(
+        killed >= 5,
+        "only {killed} runs were still running when killed"
+    );
+    assert_same("killed 1x2", &l.outputs("k"), &want);
+    assert!(ck.join("FINISHED").exists());
+
+    // The same command again does nothing and says so.
+    let before = std::fs::metadata(dir.path().join("k.out"))
+        .unwrap()
+        .modified()
+        .unwrap();
+    let (code, err) = finish(&args);
+    assert_eq!(code, 0, "{err}");
+    assert!(err.contains("already ran to its end"), "{err}");
+    let after = std::fs::metadata(dir.path().join("k.out"))
+        .unwrap()
+        .modified()
+        .unwrap();
+    assert_eq!(before, after, "a finished job must not write again");
+}
+
+#[test]
+fn a_checkpoint_restores_at_another_worker_count() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("views.jsonl.gz");
+    gzip_events(&input);
+    let l = Layout {
+        dir: dir.path(),
+        input: &input,
+    };
+    let want = reference(&l, "ref", "1");
+    for (name, first, then) in [("a", "2", "3"), ("b", "3", "1")] {
+        let ck = l.ckpt(name);
+        let mut resumed = false;
+        // Kill at growing delays until a complete checkpoint exists.
+        for delay in [800, 1300, 2000, 3000, 4500] {
+            let args = l.args(name, &["--workers", first, "--checkpoint-dir", &p(&ck)]);
+            kill_after(&args, Duration::from_millis(delay));
+            if has_complete_epoch(&ck) {
+                resumed = true;
+                break;
+            }
+        }
+        assert!(resumed, "no checkpoint was completed to restore from");
+        let args = l.args(name, &["--workers", then, "--checkpoint-dir", &p(&ck)]);
+        let (code, err) = finish(&args);
+        assert_eq!(code, 0, "{err}");
+        assert_same(
+            &format!("{first} -> {then} workers"),
+            &l.outputs(name),
+            &want,
+        );
+    }
+}
+
+fn has_complete_epoch(ck: &Path) -> bool {
+    std::fs::read_dir(ck)
+        .map(|r| {
+            r.filter_map(|e| e.ok())
+                .any(|e| e.path().join("MANIFEST").exists())
+        })
+        .unwrap_or(false)
+}
+
+fn newest_epoch(ck: &Path) -> PathBuf {
+    let mut epochs: Vec<PathBuf> = std::fs::read_dir(ck)
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .map(|e| e.path())
+        .filter(|e| e.join("MANIFEST").exists())
+        .collect();
+    epochs.sort();
+    epochs.pop().expect("a complete epoch")
+}
+
+#[test]
+fn damage_is_an_error_naming_the_file_and_the_output_is_untouched() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("views.jsonl.gz");
+    gzip_events(&input);
+    let l = Layout {
+        dir: dir.path(),
+        input: &input,
+    };
+    let ck = l.ckpt("d");
+    let args = l.args("d", &["--checkpoint-dir", &p(&ck)]);
+    for delay in [800, 1300, 2000, 3000, 4500, 6000] {
+        kill_after(&args, Duration::from_millis(delay));
+        if has_complete_epoch(&ck) {
+            break;
+        }
+    }
+    let epoch = newest_epoch(&ck);
+    // Only the newest complete epoch is read; damage it in turn.
+    let part = epoch.join("p0-w0.part");
+    let manifest = epoch.join("MANIFEST");
+    let good_part = read(&part);
+    let good_manifest = read(&manifest);
+    let out = dir.path().join("d.out");
+    std::fs::write(&out, "an earlier complete output\n").unwrap();
+    let mut flipped = good_part.clone();
+    let at = flipped.len() - 10;
+    flipped[at] ^= 0x40;
+    let mut version = good_part.clone();
+    version[8] = 9;
+    let cases: Vec<(&str, &Path, Vec<u8>, &str)> = vec![
+        (
+            "truncated part",
+            &part,
+            good_part[..good_part.len() / 2].to_vec(),
+            "truncated",
+        ),
+        ("flipped bit", &part, flipped, "checksum"),
+        ("wrong version", &part, version, "version 9"),
+        (
+            "foreign file",
+            &part,
+            b"hello".to_vec(),
+            "not a keyflow checkpoint",
+        ),
+        (
+            "damaged manifest",
+            &manifest,
+            good_manifest[..good_manifest.len() - 3].to_vec(),
+            "MANIFEST",
+        ),
+    ];
+    for (what, file, bytes, says) in cases {
+        std::fs::write(file, &bytes).unwrap();
+        let (code, err) = finish(&args);
+        assert_ne!(code, 0, "{what}: a damaged checkpoint must not run");
+        assert!(
+            err.contains(&p(file)) && err.contains(says),
+            "{what}: {err}"
+        );
+        assert_eq!(
+            read(&out),
+            b"an earlier complete output\n",
+            "{what}: --out was touched"
+        );
+        std::fs::write(&part, &good_part).unwrap();
+        std::fs::write(&manifest, &good_manifest).unwrap();
+    }
+    // Another configuration with the same directory is refused too.
+    let other = l.args("d", &["--checkpoint-dir", &p(&ck), "--min-views", "3"]);
+    let (code, err) = finish(&other);
+    assert_ne!(code, 0);
+    assert!(err.contains("different job or configuration"), "{err}");
+    // The undamaged checkpoint still resumes, and --fresh starts over.
+    let (code, err) = finish(&args);
+    assert_eq!(code, 0, "{err}");
+    let (code, err) = finish(&[args.clone(), s(&["--fresh"])].concat());
+    assert_eq!(code, 0, "{err}");
+}
+
+#[test]
+fn a_killed_run_without_checkpoints_leaves_no_output_that_looks_complete() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("minutes.jsonl");
+    std::fs::write(&out, "the previous complete output\n").unwrap();
+    let args = s(&[
+        "run",
+        "trending",
+        "--articles",
+        "5000",
+        "--rate",
+        "400",
+        "--duration",
+        "600m",
+        "--top",
+        "0",
+        "--quiet",
+        "--out",
+    ]);
+    let args = [args, vec![p(&out)]].concat();
+    assert!(
+        kill_after(&args, Duration::from_millis(1500)),
+        "the run ended too soon"
+    );
+    assert_eq!(read(&out), b"the previous complete output\n");
+}
+
+#[test]
+fn cluster_members_killed_and_restarted_give_identical_output() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("views.jsonl.gz");
+    gzip_events(&input);
+    let l = Layout {
+        dir: dir.path(),
+        input: &input,
+    };
+    let want = reference(&l, "ref", "1");
+    let ck = l.ckpt("c");
+    let job = l.args("c", &["--checkpoint-dir", &p(&ck)]);
+    let mut args = s(&[
+        "cluster",
+        "--processes",
+        "2",
+        "--workers",
+        "1",
+        "--restart",
+        "6",
+        "--",
+    ]);
+    args.extend(job);
+    let child = cmd(&args).spawn().expect("start the cluster");
+    let launcher = child.id();
+    let mut killed = 0;
+    for delay in [1200, 1500, 1800] {
+        std::thread::sleep(Duration::from_millis(delay));
+        // Kill one member (they alternate), as a crash would.
+        let members = children_of(launcher);
+        if let Some(victim) = members.get(killed % 2.max(members.len())) {
+            let _ = Command::new("kill")
+                .args(["-9", &victim.to_string()])
+                .status();
+            killed += 1;
+        }
+    }
+    let out = wait_bounded(child, Duration::from_secs(400));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    assert!(killed >= 2 && err.contains("restart 1 of 6"), "{err}");
+    assert_same("2-process cluster with kills", &l.outputs("c"), &want);
+}
+
+/// Pids of the direct children of `pid` (Linux /proc).
+fn children_of(pid: u32) -> Vec<u32> {
+    let path = format!("/proc/{pid}/task/{pid}/children");
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .split_whitespace()
+        .filter_map(|x| x.parse().ok())
+        .collect()
+}
