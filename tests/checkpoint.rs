@@ -150,7 +150,7 @@ fn read(path: &Path) -> Vec<u8> {
 
 fn assert_same(what: &str, got: &[(String, Vec<u8>)], want: &[(String, Vec<u8>)]) {
     let names = |v: &[(String, Vec<u8>)]| v.iter().map(|f| f.0.clone()).collect::<Vec<_>>();
-    assert_eq!(names(got), names(want), "{what}: output files differ");
+    assert_eq!(names(got), names(want), "{what}: the output files differ");
     for ((name, g), (_, w)) in got.iter().zip(want) {
         assert!(
             g == w,

@@ -189,6 +189,29 @@ fn special(path: &Path) -> bool {
     std::fs::metadata(path).is_ok_and(|m| !m.is_file() && !m.is_dir())
 }
 
+/// Removes temporary files beside `path` that killed runs left behind
+/// (`.NAME.WHAT-PID-N`), except `keep`. Called on restore only: a resumed
+/// run owns its outputs.
+pub fn remove_stale_temps(path: &Path, what: &str, keep: Option<&Path>) {
+    let name = path.file_name().map(|n| n.to_string_lossy()).unwrap_or_default();
+    let dir = match path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        Some(d) => d.to_path_buf(),
+        None => PathBuf::from("."),
+    };
+    let prefix = format!(".{name}.{what}-");
+    let Ok(entries) = std::fs::read_dir(&dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let found = entry.path();
+        let stale = entry.file_name().to_string_lossy().starts_with(&prefix)
+            && keep.is_none_or(|k| k.file_name() != found.file_name());
+        if stale {
+            let _ = std::fs::remove_file(&found);
+        }
+    }
+}
+
 /// A temporary name beside `path`, unique in this process.
 pub fn temp_name(path: &Path, what: &str) -> PathBuf {
     static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
@@ -337,6 +360,7 @@ impl<T: Serialize> Sink<T> for JsonLinesSink {
         out.seek(std::io::SeekFrom::Start(len))
             .map_err(|e| Error::io(&old, e))?;
         self.out = out;
+        remove_stale_temps(&self.path, "inprogress", Some(&old));
         self.tmp = Some(old);
         self.committed = true;
         Ok(())

@@ -91,4 +91,19 @@ impl Sink<WindowResult<Article, u64>> for HourlyDumpSink {
         self.hours.retain(|hour, _| hour + HOUR + keep > time);
         Ok(())
     }
+
+    /// Each hour's file is rewritten whole, so a resumed run needs no
+    /// commit point; it only clears the temporary files of killed runs.
+    fn restore(&mut self, _point: &[u8]) -> Result<()> {
+        let Ok(entries) = std::fs::read_dir(&self.dir) else {
+            return Ok(());
+        };
+        for entry in entries.flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if name.starts_with(".pageviews-") && name.contains(".tmp-") {
+                let _ = std::fs::remove_file(entry.path());
+            }
+        }
+        Ok(())
+    }
 }
