@@ -121,6 +121,7 @@ impl TrendingArgs {
             .output("--out", self.out.as_ref())
             .output("--late-out", self.late_out.as_ref())
             .output_dir("--hourly-out", self.hourly_out.as_ref())
+            .output_dir("--checkpoint-dir", self.checkpoint.checkpoint_dir.as_ref())
     }
 }
 
