@@ -202,7 +202,7 @@ fn killed_at_many_moments_the_output_is_byte_identical() {
     let start = Instant::now();
     assert_eq!(finish(&timed).0, 0);
     let full = start.elapsed().as_millis() as u64;
-    let delays: Vec<u64> = [12, 30, 20, 45, 25, 60, 35]
+    let delays: Vec<u64> = [8, 14, 10, 16, 12, 14, 9, 12]
         .iter()
         .map(|pct| 150 + full * pct / 100)
         .collect();

@@ -193,7 +193,10 @@ fn special(path: &Path) -> bool {
 /// (`.NAME.WHAT-PID-N`), except `keep`. Called on restore only: a resumed
 /// run owns its outputs.
 pub fn remove_stale_temps(path: &Path, what: &str, keep: Option<&Path>) {
-    let name = path.file_name().map(|n| n.to_string_lossy()).unwrap_or_default();
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy())
+        .unwrap_or_default();
     let dir = match path.parent().filter(|d| !d.as_os_str().is_empty()) {
         Some(d) => d.to_path_buf(),
         None => PathBuf::from("."),

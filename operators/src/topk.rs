@@ -245,6 +245,13 @@ type PartialStream<'scope, R> = Stream<'scope, EventTime, Vec<(EventTime, TopKPa
 
 /// Per worker: counts and keeps the k best records of each event time, and
 /// sends them on once the frontiers of both inputs have passed that time.
+/// The output handle of the local top-k.
+type PartialOut<'a, R> = timely::dataflow::operators::generic::OutputBuilderSession<
+    'a,
+    EventTime,
+    timely::container::CapacityContainerBuilder<Vec<(EventTime, TopKPartial<R>)>>,
+>;
+
 fn local_top_k<'scope, R, D, F>(
     records: EventStream<'scope, R>,
     ticks: Option<EventStream<'scope, D>>,
@@ -372,11 +379,7 @@ where
             }
             let emit = |caps: &mut BTreeMap<EventTime, Capability<EventTime>>,
                         state: &mut TopKState<R>,
-                        out: &mut timely::dataflow::operators::generic::OutputBuilderSession<
-                '_,
-                EventTime,
-                timely::container::CapacityContainerBuilder<Vec<(EventTime, TopKPartial<R>)>>,
-            >,
+                        out: &mut PartialOut<'_, R>,
                         ready: &dyn Fn(EventTime) -> bool| {
                 while let Some(entry) = caps.first_entry() {
                     let t = *entry.key();

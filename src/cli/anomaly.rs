@@ -184,7 +184,10 @@ pub struct AnomalyArgs {
 
 /// Checkpoints are not built for the anomaly operator yet: say so rather
 /// than run without them.
-fn refuse_checkpoints(job: &str, args: &super::checkpoint_args::CheckpointArgs) -> anyhow::Result<()> {
+fn refuse_checkpoints(
+    job: &str,
+    args: &super::checkpoint_args::CheckpointArgs,
+) -> anyhow::Result<()> {
     if args.checkpoint_dir.is_some() {
         anyhow::bail!(
             "`run {job}` does not support --checkpoint-dir yet (its anomaly scoring keeps \

@@ -46,6 +46,10 @@ pub struct ThroughputArgs {
     /// Skip the reference loop (job only).
     #[arg(long)]
     pub no_reference: bool,
+    /// Also run the job checkpointing every this much event time (into a
+    /// temporary directory), and report its cost and checkpoint size.
+    #[arg(long, value_parser = parse_duration, value_name = "DURATION")]
+    pub checkpoint_every: Option<Duration>,
 }
 
 /// Flags of `keyflow bench latency`.
@@ -112,9 +116,9 @@ type Timed = Vec<(TrendingMinute, Instant)>;
 
 /// Runs the trending job over `config`'s events, collecting its minutes
 /// with their wall-clock write times.
-fn run_job(config: &GeneratorConfig, workers: usize) -> anyhow::Result<(Timed, Arc<Context>)> {
+fn run_job(config: &GeneratorConfig, run: RunConfig) -> anyhow::Result<(Timed, Arc<Context>)> {
     let minutes = Arc::new(Mutex::new(Vec::new()));
-    let ctx = Arc::new(Context::new(RunConfig::threads(workers)));
+    let ctx = Arc::new(Context::new(run));
     let (config, out) = (config.clone(), Arc::clone(&minutes));
     keyflow::dataflow::run::run_with_context(Arc::clone(&ctx), move |worker, ctx| {
         let src = PageviewSource::generator(config.clone())?;
@@ -154,7 +158,7 @@ pub fn throughput(args: &ThroughputArgs) -> anyhow::Result<i32> {
     let base_rss = current_rss().unwrap_or(0);
     reset_peak_rss();
     let start = Instant::now();
-    let (minutes, ctx) = run_job(&config, args.workers)?;
+    let (minutes, ctx) = run_job(&config, RunConfig::threads(args.workers))?;
     let job_secs = start.elapsed().as_secs_f64();
     let job_peak = peak_rss().unwrap_or(0);
     anyhow::ensure!(
@@ -208,8 +212,84 @@ pub fn throughput(args: &ThroughputArgs) -> anyhow::Result<i32> {
             anyhow::bail!("the job's trending minutes differ from the reference loop's");
         }
     }
+    if let Some(every) = args.checkpoint_every {
+        let (secs, bytes, same) = checkpointed(&config, args.workers, every, &minutes)?;
+        report["checkpointed"] = json!({
+            "every_ms": every.as_millis() as u64,
+            "seconds": secs,
+            "events_per_s": events as f64 / secs,
+            "throughput_vs_job": job_secs / secs,
+            "largest_checkpoint_bytes": bytes,
+            "results_match_job": same,
+        });
+    }
     println!("{}", serde_json::to_string_pretty(&report)?);
     Ok(0)
+}
+
+/// Runs the job again with checkpoints into a temporary directory; returns
+/// its seconds, the largest complete checkpoint seen, and whether its
+/// minutes equal the plain run's.
+fn checkpointed(
+    config: &GeneratorConfig,
+    workers: usize,
+    every: Duration,
+    plain: &Timed,
+) -> anyhow::Result<(f64, u64, bool)> {
+    let dir = std::env::temp_dir().join(format!("keyflow-bench-ckpt-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let run =
+        RunConfig::threads(workers).checkpointed(&dir, every.as_millis() as u64, "bench trending");
+    let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    // The job marks itself finished and drops its epochs at the end, so a
+    // watcher notes the size of each complete epoch while it runs.
+    let watcher = {
+        let (dir, done) = (dir.clone(), Arc::clone(&done));
+        std::thread::spawn(move || {
+            let mut largest = 0u64;
+            while !done.load(std::sync::atomic::Ordering::Relaxed) {
+                largest = largest.max(complete_epoch_bytes(&dir));
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            largest
+        })
+    };
+    let start = Instant::now();
+    let outcome = run_job(config, run);
+    let secs = start.elapsed().as_secs_f64();
+    done.store(true, std::sync::atomic::Ordering::Relaxed);
+    let largest = watcher.join().unwrap_or(0);
+    let _ = std::fs::remove_dir_all(&dir);
+    let (minutes, _) = outcome?;
+    let same = minutes
+        .iter()
+        .map(|(m, _)| m)
+        .eq(plain.iter().map(|(m, _)| m));
+    Ok((secs, largest, same))
+}
+
+/// Bytes of the newest complete epoch under `dir` (0 if none).
+fn complete_epoch_bytes(dir: &std::path::Path) -> u64 {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return 0;
+    };
+    let mut complete: Vec<std::path::PathBuf> = entries
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.join("MANIFEST").exists())
+        .collect();
+    complete.sort();
+    let Some(newest) = complete.pop() else {
+        return 0;
+    };
+    std::fs::read_dir(newest)
+        .map(|r| {
+            r.flatten()
+                .filter_map(|e| e.metadata().ok())
+                .map(|m| m.len())
+                .sum()
+        })
+        .unwrap_or(0)
 }
 
 fn percentile(sorted: &[f64], p: f64) -> f64 {
@@ -237,7 +317,7 @@ pub fn latency(args: &LatencyArgs) -> anyhow::Result<i32> {
         ..GeneratorConfig::default()
     };
     let start = Instant::now();
-    let (minutes, ctx) = run_job(&config, args.workers)?;
+    let (minutes, ctx) = run_job(&config, RunConfig::threads(args.workers))?;
     let events = ctx.metrics.snapshot().events;
     // A minute T closes when the watermark (newest event time minus the
     // allowed out-of-orderness) passes T: at wall time start + (T + ooo).

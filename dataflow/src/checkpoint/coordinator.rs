@@ -18,6 +18,16 @@ type Parts = BTreeMap<String, Vec<u8>>;
 struct Job {
     epoch: EventTime,
     workers: Vec<(usize, Parts)>,
+    /// Blobs the parts refer to.
+    blobs: BTreeSet<String>,
+}
+
+/// What the writer thread is asked to write.
+enum Msg {
+    /// A step's large, shared state (a base for later increments), written
+    /// at once: the epochs that refer to it are written after it.
+    Blob(String, Vec<u8>),
+    Epoch(Job),
 }
 
 #[derive(Default)]
@@ -27,6 +37,8 @@ struct Shared {
     /// Workers whose dataflows are built: their step lists are final.
     sealed: BTreeSet<usize>,
     deposits: BTreeMap<EventTime, BTreeMap<usize, Parts>>,
+    /// Blobs referred to by the deposits of each epoch.
+    refs: BTreeMap<EventTime, BTreeSet<String>>,
     /// Parts that hold for every later epoch (a finished source).
     forever: BTreeMap<usize, Parts>,
 }
@@ -40,7 +52,7 @@ pub struct Checkpointer {
     restored_epoch: Option<EventTime>,
     restored: BTreeMap<String, Vec<Vec<u8>>>,
     shared: Mutex<Shared>,
-    tx: Mutex<Option<SyncSender<Job>>>,
+    tx: Mutex<Option<SyncSender<Msg>>>,
     writer: Mutex<Option<JoinHandle<()>>>,
     failure: Arc<Mutex<Option<Error>>>,
 }
@@ -80,7 +92,7 @@ impl Checkpointer {
             ),
         };
         let failure = Arc::new(Mutex::new(None));
-        let (tx, rx) = sync_channel::<Job>(2);
+        let (tx, rx) = sync_channel::<Msg>(2);
         let writer = {
             let (config, failure) = (config.clone(), Arc::clone(&failure));
             std::thread::Builder::new()
@@ -90,7 +102,10 @@ impl Checkpointer {
                     loop {
                         let job = rx.recv_timeout(Duration::from_millis(50));
                         let outcome = match job {
-                            Ok(job) => write_job(&config, process, &job).map(|()| {
+                            Ok(Msg::Blob(name, bytes)) => {
+                                store::write_blob(&config.dir, &name, &bytes)
+                            }
+                            Ok(Msg::Epoch(job)) => write_job(&config, process, &job).map(|()| {
                                 if process == 0 {
                                     pending.insert(job.epoch);
                                 }
@@ -172,6 +187,7 @@ impl Checkpointer {
         step: &str,
         epoch: Option<EventTime>,
         bytes: Vec<u8>,
+        blobs: &[String],
     ) -> Result<()> {
         if let Some(e) = lock(&self.failure).take() {
             return Err(e);
@@ -180,6 +196,13 @@ impl Checkpointer {
             let mut shared = lock(&self.shared);
             match epoch {
                 Some(epoch) => {
+                    if !blobs.is_empty() {
+                        shared
+                            .refs
+                            .entry(epoch)
+                            .or_default()
+                            .extend(blobs.iter().cloned());
+                    }
                     shared
                         .deposits
                         .entry(epoch)
@@ -231,6 +254,11 @@ impl Checkpointer {
                 return;
             }
             let mut deposits = shared.deposits.remove(&epoch).unwrap_or_default();
+            // An older epoch that some step skipped can never complete, and
+            // is not needed once a newer one has: drop what it holds.
+            shared.deposits.retain(|e, _| *e > epoch);
+            let blobs = shared.refs.remove(&epoch).unwrap_or_default();
+            shared.refs.retain(|e, _| *e > epoch);
             let workers = local
                 .map(|w| {
                     let mut parts = deposits.remove(&w).unwrap_or_default();
@@ -240,11 +268,15 @@ impl Checkpointer {
                     (w, parts)
                 })
                 .collect();
-            Job { epoch, workers }
+            Job {
+                epoch,
+                workers,
+                blobs,
+            }
         };
         if let Some(tx) = lock(&self.tx).as_ref() {
             // Blocks while the writer is two epochs behind: backpressure.
-            let _ = tx.send(job);
+            let _ = tx.send(Msg::Epoch(job));
         }
     }
 
@@ -277,7 +309,11 @@ fn write_job(config: &CheckpointConfig, process: usize, job: &Job) -> Result<()>
         let bytes = store::encode_part(parts)?;
         store::write_atomic(&dir.join(store::part_name(process, *worker)), &bytes)?;
     }
-    store::write_atomic(&dir.join(format!("done-p{process}")), b"")
+    // The done marker lists the blobs this process's parts refer to, for
+    // the manifest (and so for pruning).
+    let blobs: Vec<&String> = job.blobs.iter().collect();
+    let text = serde_json::to_string(&blobs).map_err(|e| Error::External(e.to_string()))?;
+    store::write_atomic(&dir.join(format!("done-p{process}")), text.as_bytes())
 }
 
 fn complete(
@@ -336,11 +372,48 @@ impl StepCheckpoint {
     /// Writes this step's state as of `epoch`.
     pub fn save(&self, epoch: EventTime, bytes: Vec<u8>) -> Result<()> {
         self.ckpt
-            .deposit(self.worker, &self.step, Some(epoch), bytes)
+            .deposit(self.worker, &self.step, Some(epoch), bytes, &[])
+    }
+
+    /// Writes this step's state as of `epoch` as a part that refers to
+    /// `blobs` (see [`StepCheckpoint::save_blob`]), which are kept while a
+    /// kept checkpoint refers to them.
+    pub fn save_with(&self, epoch: EventTime, bytes: Vec<u8>, blobs: &[String]) -> Result<()> {
+        self.ckpt
+            .deposit(self.worker, &self.step, Some(epoch), bytes, blobs)
     }
 
     /// Writes this step's state for every later epoch (it will not change).
     pub fn save_forever(&self, bytes: Vec<u8>) -> Result<()> {
-        self.ckpt.deposit(self.worker, &self.step, None, bytes)
+        self.ckpt.deposit(self.worker, &self.step, None, bytes, &[])
+    }
+
+    /// Writes a large state once, under a name unique to this step, worker
+    /// and `epoch`, for later parts to refer to; returns the name.
+    pub fn save_blob(&self, epoch: EventTime, bytes: Vec<u8>) -> Result<String> {
+        if let Some(e) = lock(&self.ckpt.failure).take() {
+            return Err(e);
+        }
+        let step: String = self
+            .step
+            .chars()
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || c == '-' {
+                    c
+                } else {
+                    '_'
+                }
+            })
+            .collect();
+        let name = format!("{step}-w{}-e{epoch}", self.worker);
+        if let Some(tx) = lock(&self.ckpt.tx).as_ref() {
+            let _ = tx.send(Msg::Blob(name.clone(), bytes));
+        }
+        Ok(name)
+    }
+
+    /// A blob of the restored run, by the name a restored part gave.
+    pub fn restored_blob(&self, name: &str) -> Result<Vec<u8>> {
+        store::read_blob(&self.ckpt.config.dir, name)
     }
 }

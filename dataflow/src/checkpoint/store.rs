@@ -46,6 +46,9 @@ struct Manifest {
     processes: usize,
     workers: usize,
     parts: Vec<String>,
+    /// Blobs (under `DIR/blobs/`) the parts refer to.
+    #[serde(default)]
+    blobs: Vec<String>,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -103,7 +106,10 @@ pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
 
 /// Encodes the parts of one worker with the file header.
 pub(crate) fn encode_part(steps: &BTreeMap<String, Vec<u8>>) -> Result<Vec<u8>> {
-    let body = super::encode(steps)?;
+    framed(super::encode(steps)?)
+}
+
+fn framed(body: Vec<u8>) -> Result<Vec<u8>> {
     let mut out = Vec::with_capacity(HEADER + body.len());
     out.extend_from_slice(MAGIC);
     out.extend_from_slice(&FORMAT_VERSION.to_le_bytes());
@@ -114,7 +120,35 @@ pub(crate) fn encode_part(steps: &BTreeMap<String, Vec<u8>>) -> Result<Vec<u8>> 
 }
 
 fn decode_part(path: &Path) -> Result<BTreeMap<String, Vec<u8>>> {
-    let bytes = std::fs::read(path).map_err(|e| damaged(path, format!("cannot read: {e}")))?;
+    let body = unframe(path)?;
+    super::decode(&body, &path.display().to_string())
+}
+
+fn blob_path(dir: &Path, name: &str) -> Result<PathBuf> {
+    if name.is_empty() || name.contains('/') || name.contains("..") {
+        return Err(damaged(
+            &dir.join("blobs"),
+            format!("bad blob name `{name}`"),
+        ));
+    }
+    Ok(dir.join("blobs").join(name))
+}
+
+/// Writes a blob (framed and checksummed like a part).
+pub(crate) fn write_blob(dir: &Path, name: &str, body: &[u8]) -> Result<()> {
+    let path = blob_path(dir, name)?;
+    let blobs = dir.join("blobs");
+    std::fs::create_dir_all(&blobs).map_err(|e| Error::io(&blobs, e))?;
+    write_atomic(&path, &framed(body.to_vec())?)
+}
+
+/// Reads a blob written by [`write_blob`], checking its frame.
+pub(crate) fn read_blob(dir: &Path, name: &str) -> Result<Vec<u8>> {
+    unframe(&blob_path(dir, name)?)
+}
+
+fn unframe(path: &Path) -> Result<Vec<u8>> {
+    let mut bytes = std::fs::read(path).map_err(|e| damaged(path, format!("cannot read: {e}")))?;
     if bytes.len() < HEADER || &bytes[..8] != MAGIC {
         return Err(damaged(path, "not a keyflow checkpoint part (bad header)"));
     }
@@ -142,7 +176,7 @@ fn decode_part(path: &Path) -> Result<BTreeMap<String, Vec<u8>>> {
     if crc32fast::hash(body) != crc {
         return Err(damaged(path, "checksum mismatch (the file is damaged)"));
     }
-    super::decode(body, &path.display().to_string())
+    Ok(bytes.split_off(HEADER))
 }
 
 /// Epoch directories present, newest first.
@@ -276,6 +310,14 @@ pub(crate) fn try_complete(
     if !(0..processes).all(|p| edir.join(format!("done-p{p}")).exists()) {
         return Ok(false);
     }
+    let mut blobs = Vec::new();
+    for p in 0..processes {
+        let done = edir.join(format!("done-p{p}"));
+        let text = std::fs::read_to_string(&done).map_err(|e| Error::io(&done, e))?;
+        let listed: Vec<String> =
+            serde_json::from_str(&text).map_err(|e| damaged(&done, format!("bad marker: {e}")))?;
+        blobs.extend(listed);
+    }
     let manifest = Manifest {
         version: FORMAT_VERSION,
         fingerprint: fingerprint.to_string(),
@@ -285,6 +327,7 @@ pub(crate) fn try_complete(
         parts: (0..processes * workers)
             .map(|w| part_name(w / workers, w))
             .collect(),
+        blobs,
     };
     let json = serde_json::to_string(&manifest)
         .map_err(|e| Error::External(format!("checkpoint manifest: {e}")))?;
@@ -307,6 +350,26 @@ fn prune(dir: &Path) -> Result<()> {
             let _ = std::fs::remove_dir_all(epoch_dir(dir, *e));
         }
     }
+    // Blobs: keep those a kept epoch refers to, and any newer than the
+    // newest complete epoch (epochs in progress may refer to them).
+    let Some(&&newest) = complete.first() else {
+        return Ok(());
+    };
+    let mut keep = std::collections::BTreeSet::new();
+    for e in &complete {
+        keep.extend(read_manifest(&epoch_dir(dir, **e).join("MANIFEST"))?.blobs);
+    }
+    if let Ok(entries) = std::fs::read_dir(dir.join("blobs")) {
+        for entry in entries.flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let epoch = name
+                .rsplit_once("-e")
+                .and_then(|(_, e)| e.parse::<EventTime>().ok());
+            if !keep.contains(&name) && epoch.is_some_and(|e| e <= newest) {
+                let _ = std::fs::remove_file(entry.path());
+            }
+        }
+    }
     Ok(())
 }
 
@@ -322,6 +385,7 @@ pub(crate) fn mark_finished(dir: &Path, fingerprint: &str) -> Result<()> {
     for e in epochs(dir)? {
         let _ = std::fs::remove_dir_all(epoch_dir(dir, e));
     }
+    let _ = std::fs::remove_dir_all(dir.join("blobs"));
     Ok(())
 }
 
@@ -334,6 +398,10 @@ pub fn wipe(dir: &Path) -> Result<()> {
     let finished = dir.join("FINISHED");
     if finished.exists() {
         std::fs::remove_file(&finished).map_err(|e| Error::io(&finished, e))?;
+    }
+    let blobs = dir.join("blobs");
+    if blobs.exists() {
+        std::fs::remove_dir_all(&blobs).map_err(|e| Error::io(&blobs, e))?;
     }
     Ok(())
 }

@@ -66,6 +66,9 @@ impl<T> Reader<T> {
     }
 }
 
+/// A worker's readers, and the partitions a checkpoint found finished.
+type Opened<T> = (Vec<Reader<T>>, Vec<ReaderSnap>);
+
 /// Opens this worker's partitions, at their checkpointed positions when
 /// resuming. Returns the readers and the partitions already finished.
 fn open_readers<S: Source>(
@@ -74,7 +77,7 @@ fn open_readers<S: Source>(
     index: usize,
     config: &SourceConfig,
     restored: Option<(EventTime, &[Vec<u8>])>,
-) -> Result<(Vec<Reader<S::Item>>, Vec<ReaderSnap>)> {
+) -> Result<Opened<S::Item>> {
     let mine = |p: usize| p % peers == index;
     let Some((epoch, parts)) = restored else {
         let mut readers = Vec::new();

@@ -19,8 +19,9 @@ use timely::dataflow::operators::generic::{Operator, OutputBuilder};
 use timely::dataflow::operators::Capability;
 use timely::dataflow::Stream;
 
-use super::state::{AddError, Geometry, RiseSnapshot, RiseState};
+use super::state::{AddError, Geometry, Op, RiseSnapshot, RiseState};
 use super::{RiseTick, Rising};
+use keyflow_dataflow::checkpoint::StepCheckpoint;
 
 /// The summed weight of one key in one pane, from one worker's batch.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -98,6 +99,9 @@ type Out<'a, D> = timely::dataflow::operators::generic::OutputBuilderSession<
 
 /// Capabilities for (rising, ticks).
 type Caps = [Capability<EventTime>; 2];
+
+/// Input held back until the next epoch's snapshot, by message time.
+type Waiting<K> = BTreeMap<EventTime, (Caps, Vec<(EventTime, PaneWeight<K>)>)>;
 
 /// What the keyed half keeps between activations.
 struct Keyed<K> {
@@ -195,11 +199,86 @@ impl<K: Key> Keyed<K> {
     }
 }
 
+/// One blob of a checkpointed rise state: a full snapshot, or the changes
+/// made since the blob before it.
+#[derive(Serialize, Deserialize)]
+#[serde(bound = "K: Key")]
+enum Blob<K> {
+    Full(RiseSnapshot<K>),
+    Changes(Vec<Op<K>>),
+}
+
+/// A part names its chain of blobs, full snapshot first; each epoch adds
+/// only the changes since the one before, written at once, so a chain never
+/// misses a link even when an epoch is not completed. Rebuilds the state
+/// an old worker had, keeping only the keys `keep` accepts.
+fn read_chain<K: Key>(
+    part: &[u8],
+    id: &str,
+    read_blob: &impl Fn(&str) -> keyflow_dataflow::Result<Vec<u8>>,
+    fresh: &RiseState<K>,
+    geo: &Geometry,
+    keep: impl Fn(u64) -> bool,
+) -> keyflow_dataflow::Result<RiseSnapshot<K>> {
+    let chain: Vec<String> = keyflow_dataflow::checkpoint::decode(part, id)?;
+    let damaged = |path: &str, reason: String| keyflow_dataflow::Error::Checkpoint {
+        path: path.into(),
+        reason,
+    };
+    let mut state: Option<RiseState<K>> = None;
+    for name in &chain {
+        let blob: Blob<K> = keyflow_dataflow::checkpoint::decode(&read_blob(name)?, name)?;
+        match (blob, state.as_mut()) {
+            (Blob::Full(mut full), _) => {
+                full.keys.retain(|(k, _)| keep(stable_hash(k)));
+                full.reach = fresh.snapshot().reach;
+                state = Some(RiseState::restore(full).map_err(|r| damaged(name, r))?);
+            }
+            (Blob::Changes(ops), Some(s)) => s.replay(ops, geo, &keep),
+            (Blob::Changes(_), None) => {
+                return Err(damaged(
+                    name,
+                    "changes without the snapshot they apply to".into(),
+                ))
+            }
+        }
+    }
+    state
+        .map(|s| s.snapshot())
+        .ok_or_else(|| damaged(&format!("step {id}"), "an empty chain".into()))
+}
+
+/// Writes the state as of `epoch`: the changes since the last epoch as a
+/// new link of the chain, or a new full snapshot when the chain holds more
+/// changes than the state has keys (or is long).
+fn save_chain<K: Key>(
+    k: &StepCheckpoint,
+    state: &mut RiseState<K>,
+    chain: &mut (Vec<String>, usize),
+    epoch: EventTime,
+) -> keyflow_dataflow::Result<()> {
+    use keyflow_dataflow::checkpoint::encode;
+    let full = chain.0.is_empty() || chain.1 > 4 * state.len().max(1) || chain.0.len() >= 128;
+    if full {
+        let name = k.save_blob(epoch, encode(&Blob::Full(state.snapshot()))?)?;
+        *chain = (vec![name], 0);
+        state.track_changes();
+    } else {
+        let ops = state.take_ops();
+        chain.1 += ops.len();
+        let name = k.save_blob(epoch, encode(&Blob::Changes(ops))?)?;
+        chain.0.push(name);
+    }
+    k.save_with(epoch, encode(&chain.0)?, &chain.0)
+}
+
 /// Rebuilds this worker's share of a checkpointed state: the keys it owns
 /// under the current number of workers, from every old worker's part.
+#[allow(clippy::too_many_arguments)]
 fn restore<K: Key>(
     fresh: RiseState<K>,
     parts: &[Vec<u8>],
+    read_blob: impl Fn(&str) -> keyflow_dataflow::Result<Vec<u8>>,
     id: &str,
     epoch: EventTime,
     geo: &Geometry,
@@ -208,13 +287,10 @@ fn restore<K: Key>(
 ) -> keyflow_dataflow::Result<RiseState<K>> {
     let mut merged = fresh.snapshot();
     for part in parts {
-        let snap: RiseSnapshot<K> = keyflow_dataflow::checkpoint::decode(part, id)?;
+        let keep = |h: u64| h as usize % peers == index;
+        let snap = read_chain::<K>(part, id, &read_blob, &fresh, geo, keep)?;
         merged.last = merged.last.max(snap.last);
-        merged.keys.extend(
-            snap.keys
-                .into_iter()
-                .filter(|(k, _)| stable_hash(k) as usize % peers == index),
-        );
+        merged.keys.extend(snap.keys);
     }
     if !merged.keys.is_empty() {
         // Every boundary below the epoch was evaluated by the keys' old
@@ -254,8 +330,19 @@ where
     let mut ckpt = ctx.checkpoint_step(index, &format!("rise:{id}"), &format!("rise `{id}`"))?;
     let mut state = RiseState::<K>::new(&geo, min_first, every_window);
     if let Some(epoch) = ckpt.as_ref().and_then(|k| k.restored_epoch()) {
-        let parts = ckpt.as_ref().map(|k| k.restored_parts()).unwrap_or(&[]);
-        state = restore(state, parts, id, epoch, &geo, peers, index)?;
+        if let Some(k) = ckpt.as_ref() {
+            let read = |name: &str| k.restored_blob(name);
+            state = restore(
+                state,
+                k.restored_parts(),
+                read,
+                id,
+                epoch,
+                &geo,
+                peers,
+                index,
+            )?;
+        }
     }
     let mut builder = OperatorBuilder::new(format!("Rise({id})"), scope);
     let route = |(_, w): &(EventTime, PaneWeight<K>)| w.hash;
@@ -280,9 +367,11 @@ where
                 me.held = Some([rising_cap.delayed(&t), ticks_cap.delayed(&t)]);
             }
         }
+        // The blobs of the current checkpoint chain, with the keys their
+        // increments hold.
+        let mut chain: (Vec<String>, usize) = (Vec::new(), 0);
         // Input held back until the next epoch's snapshot, by time.
-        let mut waiting: BTreeMap<EventTime, (Caps, Vec<(EventTime, PaneWeight<K>)>)> =
-            BTreeMap::new();
+        let mut waiting: Waiting<K> = BTreeMap::new();
         move |frontiers| {
             let frontier = &frontiers[0];
             let mut rising_out = rising_out.activate();
@@ -320,9 +409,7 @@ where
                         &mut ticks_out,
                         |t| t < epoch,
                     );
-                    let saved = keyflow_dataflow::checkpoint::encode(&me.state.snapshot())
-                        .and_then(|bytes| k.save(epoch, bytes));
-                    if let Err(e) = saved {
+                    if let Err(e) = save_chain(k, &mut me.state, &mut chain, epoch) {
                         ctx.fail(e);
                         return;
                     }

@@ -98,6 +98,20 @@ pub struct RiseState<K> {
     hi: u64,
     /// The last boundary evaluated, in panes (`T / slide`).
     last: Option<u64>,
+    /// With incremental checkpoints: the changes since the last one, in
+    /// order, to be replayed over a snapshot.
+    log: Option<Vec<Op<K>>>,
+}
+
+/// One change to a [`RiseState`], as its methods were called.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Op<K> {
+    /// `add(hash, key, pane, weight)`.
+    Add(u64, K, u64, u64),
+    /// `evict_before(pane)`.
+    Evict(u64),
+    /// `finish(boundary)`.
+    Finish(u64),
 }
 
 impl<K> Default for RiseState<K> {
@@ -109,6 +123,7 @@ impl<K> Default for RiseState<K> {
             reach: None,
             hi: 0,
             last: None,
+            log: None,
         }
     }
 }
@@ -188,6 +203,9 @@ impl<K: Key> RiseState<K> {
                 r
             }
         };
+        if let Some(log) = self.log.as_mut() {
+            log.push(Op::Add(hash, key.clone(), p, w as u64));
+        }
         match self.table.find_mut(mix(hash), |s| s.key == key) {
             Some(slot) => {
                 let before = slot.panes.spread(r);
@@ -231,6 +249,13 @@ impl<K: Key> RiseState<K> {
 
     /// Drops every pane below `p`, and every key left without panes.
     pub(crate) fn evict_before(&mut self, p: u64) {
+        if let Some(log) = self.log.as_mut() {
+            log.push(Op::Evict(p));
+        }
+        self.evict(p);
+    }
+
+    fn evict(&mut self, p: u64) {
         while let Some(entry) = self.index.first_entry() {
             if *entry.key() >= p {
                 break;
@@ -337,8 +362,11 @@ impl<K: Key> RiseState<K> {
     /// Records that boundary `b` is done and drops the pane that no later
     /// boundary's span holds.
     pub(crate) fn finish(&mut self, b: u64, geo: &Geometry) {
+        if let Some(log) = self.log.as_mut() {
+            log.push(Op::Finish(b));
+        }
         self.last = Some(b);
-        self.evict_before((b + 1).saturating_sub(geo.span()));
+        self.evict((b + 1).saturating_sub(geo.span()));
     }
 
     /// A plain copy: keys sorted, with their `(pane, weight)` pairs.
@@ -376,6 +404,34 @@ impl<K: Key> RiseState<K> {
             }
         }
         Ok(state)
+    }
+}
+
+impl<K: Key> RiseState<K> {
+    /// Starts logging changes (from now on), for [`RiseState::take_ops`].
+    pub(crate) fn track_changes(&mut self) {
+        self.log = Some(Vec::new());
+    }
+
+    /// The changes since tracking started or since the last call.
+    pub(crate) fn take_ops(&mut self) -> Vec<Op<K>> {
+        self.log.as_mut().map(std::mem::take).unwrap_or_default()
+    }
+
+    /// Replays logged changes, skipping additions of keys `keep` rejects
+    /// (by stable hash): another worker owns them now.
+    pub(crate) fn replay(&mut self, ops: Vec<Op<K>>, geo: &Geometry, keep: impl Fn(u64) -> bool) {
+        for op in ops {
+            match op {
+                Op::Add(hash, key, p, w) if keep(hash) => {
+                    // The same call failed the same way when it was logged.
+                    let _ = self.add(hash, key, p, w);
+                }
+                Op::Add(..) => {}
+                Op::Evict(p) => self.evict_before(p),
+                Op::Finish(b) => self.finish(b, geo),
+            }
+        }
     }
 }
 
