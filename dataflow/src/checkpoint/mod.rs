@@ -17,6 +17,35 @@
 //! and keeps the two newest complete checkpoints. Across hosts, the
 //! checkpoint directory must be one shared file system.
 //!
+//! A job checkpoints with one call on its run configuration; a second run
+//! with the same directory resumes (here, the job had finished: nothing to
+//! do).
+//!
+//! ```
+//! use keyflow_dataflow::prelude::*;
+//! use keyflow_dataflow::sink::JsonLinesSink;
+//!
+//! let dir = std::env::temp_dir().join(format!("keyflow-ckpt-doc-{}", std::process::id()));
+//! let (ckpt, out) = (dir.join("ckpt"), dir.join("counts.jsonl"));
+//! let config = RunConfig::threads(2).checkpointed(&ckpt, MINUTE, "word counts v1");
+//! let job = move |worker: &mut timely::worker::Worker, ctx: &std::sync::Arc<Context>| {
+//!     let out = out.clone();
+//!     worker.dataflow(|scope| {
+//!         let words = IterSource::new("words", 2, |p| (0..600u64).map(move |i| (i * 1_000, (i + p as u64) % 3)));
+//!         let counts = source(scope, ctx, words, &SourceConfig::default())?
+//!             .key_by("by-word", |w| (w, ()))
+//!             .window(WindowSpec::tumbling(MINUTE))
+//!             .count(ctx, "counts")?;
+//!         sink(counts.results, ctx, "out", move || JsonLinesSink::create(&out))
+//!     })
+//! };
+//! run(&config, job.clone()).unwrap();
+//! assert!(ckpt.join("FINISHED").exists());
+//! assert_eq!(std::fs::read_to_string(dir.join("counts.jsonl")).unwrap().lines().count(), 30);
+//! assert!(run(&config, job).unwrap().is_empty()); // already finished
+//! # std::fs::remove_dir_all(&dir).unwrap();
+//! ```
+//!
 //! An operator may skip a boundary (after a long jump of the frontier it
 //! writes only the last few), because an epoch counts only when every part
 //! of it has been written.

@@ -34,6 +34,15 @@ struct Reader<T> {
     marks: Vec<(EventTime, u64, PartitionClock)>,
 }
 
+/// What stands in for a finished partition.
+struct Exhausted;
+
+impl<T> Partition<T> for Exhausted {
+    fn poll(&mut self, _batch: &mut Batch<T>) -> Result<PollStatus> {
+        Ok(PollStatus::Done)
+    }
+}
+
 /// A partition's position in a checkpoint.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 struct ReaderSnap {
@@ -353,6 +362,10 @@ pub fn source<'scope, S: Source>(
                     }
                     if status == PollStatus::Done {
                         reader.done = true;
+                        // Release the input (an open file and its place
+                        // among the open ones) now; the reader stays only
+                        // for what a checkpoint needs of it.
+                        reader.partition = Box::new(Exhausted);
                     }
                 }
                 if !late.is_empty() {
