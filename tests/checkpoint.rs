@@ -353,6 +353,30 @@ fn damage_is_an_error_naming_the_file_and_the_output_is_untouched() {
         std::fs::write(&part, &good_part).unwrap();
         std::fs::write(&manifest, &good_manifest).unwrap();
     }
+    // The rise state lives in blobs the parts refer to: damage them all.
+    let blobs: Vec<PathBuf> = std::fs::read_dir(ck.join("blobs"))
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .map(|e| e.path())
+        .collect();
+    assert!(!blobs.is_empty(), "the rise state is kept in blobs");
+    let saved: Vec<Vec<u8>> = blobs.iter().map(|b| read(b)).collect();
+    for (b, bytes) in blobs.iter().zip(&saved) {
+        let mut bad = bytes.clone();
+        let last = bad.len() - 1;
+        bad[last] ^= 0x01;
+        std::fs::write(b, bad).unwrap();
+    }
+    let (code, err) = finish(&args);
+    assert_ne!(code, 0, "a damaged blob must not run");
+    assert!(
+        err.contains("blobs") && err.contains("checksum"),
+        "damaged blob: {err}"
+    );
+    assert_eq!(read(&out), b"an earlier complete output\n");
+    for (b, bytes) in blobs.iter().zip(&saved) {
+        std::fs::write(b, bytes).unwrap();
+    }
     // Another configuration with the same directory is refused too.
     let other = l.args("d", &["--checkpoint-dir", &p(&ck), "--min-views", "3"]);
     let (code, err) = finish(&other);

@@ -87,15 +87,30 @@ impl CheckpointConfig {
     }
 }
 
+/// bincode with variable-length integers: pane indices, weights and
+/// counts are mostly small, and checkpoints are written often.
+fn options() -> impl bincode::Options {
+    use bincode::Options;
+    bincode::DefaultOptions::new()
+        .with_varint_encoding()
+        .allow_trailing_bytes()
+}
+
 /// Encodes a part with bincode.
 pub fn encode<T: serde::Serialize>(value: &T) -> crate::Result<Vec<u8>> {
-    bincode::serialize(value).map_err(|e| crate::Error::External(format!("checkpoint encode: {e}")))
+    use bincode::Options;
+    options()
+        .serialize(value)
+        .map_err(|e| crate::Error::External(format!("checkpoint encode: {e}")))
 }
 
 /// Decodes a part written by [`encode`]; `what` names it in the error.
 pub fn decode<T: serde::de::DeserializeOwned>(bytes: &[u8], what: &str) -> crate::Result<T> {
-    bincode::deserialize(bytes).map_err(|e| crate::Error::Checkpoint {
-        path: PathBuf::from(what),
-        reason: format!("cannot decode: {e}"),
-    })
+    use bincode::Options;
+    options()
+        .deserialize(bytes)
+        .map_err(|e| crate::Error::Checkpoint {
+            path: PathBuf::from(what),
+            reason: format!("cannot decode: {e}"),
+        })
 }

@@ -248,28 +248,45 @@ fn read_chain<K: Key>(
         .ok_or_else(|| damaged(&format!("step {id}"), "an empty chain".into()))
 }
 
+/// The blobs of a step's current checkpoint chain, and their sizes.
+#[derive(Default)]
+struct Chain {
+    blobs: Vec<String>,
+    full_bytes: usize,
+    change_bytes: usize,
+}
+
 /// Writes the state as of `epoch`: the changes since the last epoch as a
-/// new link of the chain, or a new full snapshot when the chain holds more
-/// changes than the state has keys (or is long).
+/// new link of the chain, or a new full snapshot once the changes outweigh
+/// twice the last snapshot (as a log is compacted), which bounds both the
+/// disk a checkpoint takes and the replay a restore does.
 fn save_chain<K: Key>(
     k: &StepCheckpoint,
     state: &mut RiseState<K>,
-    chain: &mut (Vec<String>, usize),
+    chain: &mut Chain,
     epoch: EventTime,
 ) -> keyflow_dataflow::Result<()> {
     use keyflow_dataflow::checkpoint::encode;
-    let full = chain.0.is_empty() || chain.1 > 4 * state.len().max(1) || chain.0.len() >= 128;
+    let full = chain.blobs.is_empty()
+        || chain.change_bytes > 2 * chain.full_bytes
+        || chain.blobs.len() >= 256;
     if full {
-        let name = k.save_blob(epoch, encode(&Blob::Full(state.snapshot()))?)?;
-        *chain = (vec![name], 0);
+        let bytes = encode(&Blob::Full(state.snapshot()))?;
+        let full_bytes = bytes.len();
+        let name = k.save_blob(epoch, bytes)?;
+        *chain = Chain {
+            blobs: vec![name],
+            full_bytes,
+            change_bytes: 0,
+        };
         state.track_changes();
     } else {
-        let ops = state.take_ops();
-        chain.1 += ops.len();
-        let name = k.save_blob(epoch, encode(&Blob::Changes(ops))?)?;
-        chain.0.push(name);
+        let bytes = encode(&Blob::Changes(state.take_ops()))?;
+        chain.change_bytes += bytes.len();
+        let name = k.save_blob(epoch, bytes)?;
+        chain.blobs.push(name);
     }
-    k.save_with(epoch, encode(&chain.0)?, &chain.0)
+    k.save_with(epoch, encode(&chain.blobs)?, &chain.blobs)
 }
 
 /// Rebuilds this worker's share of a checkpointed state: the keys it owns
@@ -367,9 +384,7 @@ where
                 me.held = Some([rising_cap.delayed(&t), ticks_cap.delayed(&t)]);
             }
         }
-        // The blobs of the current checkpoint chain, with the keys their
-        // increments hold.
-        let mut chain: (Vec<String>, usize) = (Vec::new(), 0);
+        let mut chain = Chain::default();
         // Input held back until the next epoch's snapshot, by time.
         let mut waiting: Waiting<K> = BTreeMap::new();
         move |frontiers| {

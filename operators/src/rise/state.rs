@@ -106,8 +106,8 @@ pub struct RiseState<K> {
 /// One change to a [`RiseState`], as its methods were called.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Op<K> {
-    /// `add(hash, key, pane, weight)`.
-    Add(u64, K, u64, u64),
+    /// `add(key, pane, weight)` (the key's hash is recomputed on replay).
+    Add(K, u64, u32),
     /// `evict_before(pane)`.
     Evict(u64),
     /// `finish(boundary)`.
@@ -204,7 +204,7 @@ impl<K: Key> RiseState<K> {
             }
         };
         if let Some(log) = self.log.as_mut() {
-            log.push(Op::Add(hash, key.clone(), p, w as u64));
+            log.push(Op::Add(key.clone(), p, w));
         }
         match self.table.find_mut(mix(hash), |s| s.key == key) {
             Some(slot) => {
@@ -423,11 +423,14 @@ impl<K: Key> RiseState<K> {
     pub(crate) fn replay(&mut self, ops: Vec<Op<K>>, geo: &Geometry, keep: impl Fn(u64) -> bool) {
         for op in ops {
             match op {
-                Op::Add(hash, key, p, w) if keep(hash) => {
-                    // The same call failed the same way when it was logged.
-                    let _ = self.add(hash, key, p, w);
+                Op::Add(key, p, w) => {
+                    let hash = stable_hash(&key);
+                    if keep(hash) {
+                        // The same call failed the same way when it was
+                        // logged.
+                        let _ = self.add(hash, key, p, w as u64);
+                    }
                 }
-                Op::Add(..) => {}
                 Op::Evict(p) => self.evict_before(p),
                 Op::Finish(b) => self.finish(b, geo),
             }
