@@ -16,11 +16,21 @@ fn stderr(out: &Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
 }
 
-/// Starts a long generator run, sends it `signal` once it runs, and returns
-/// its exit code.
-fn stopped_by(signal: &str) -> Option<i32> {
+/// Starts a long generator run writing `--out` into `dir`, sends it
+/// `signal` once it runs, and returns its exit code.
+fn stopped_by(signal: &str, dir: &Path) -> Option<i32> {
+    let out = dir.join("minutes.jsonl");
     let mut child = Command::new(KEYFLOW)
-        .args(["run", "trending", "--quiet", "--realtime", "--top", "0"])
+        .args([
+            "run",
+            "trending",
+            "--quiet",
+            "--realtime",
+            "--top",
+            "0",
+            "--out",
+            s(&out),
+        ])
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
@@ -47,9 +57,16 @@ fn stopped_by(signal: &str) -> Option<i32> {
 }
 
 #[test]
-fn sigterm_exits_143_and_sigint_130() {
-    assert_eq!(stopped_by("-TERM"), Some(143));
-    assert_eq!(stopped_by("-INT"), Some(130));
+fn sigterm_exits_143_and_sigint_130_leaving_no_file_in_progress() {
+    let dir = tempfile::tempdir().unwrap();
+    assert_eq!(stopped_by("-TERM", dir.path()), Some(143));
+    assert_eq!(stopped_by("-INT", dir.path()), Some(130));
+    let left: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name())
+        .collect();
+    assert!(left.is_empty(), "a stopped run left {left:?}");
 }
 
 #[test]

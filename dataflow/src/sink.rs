@@ -215,6 +215,27 @@ pub fn remove_stale_temps(path: &Path, what: &str, keep: Option<&Path>) {
     }
 }
 
+/// Temporary files being written that a signal handler should remove.
+static IN_FLIGHT: std::sync::Mutex<Vec<PathBuf>> = std::sync::Mutex::new(Vec::new());
+
+fn in_flight() -> std::sync::MutexGuard<'static, Vec<PathBuf>> {
+    IN_FLIGHT.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Removes the files in progress of unfinished, uncommitted outputs: a
+/// process about to exit on SIGINT or SIGTERM calls this so that none is
+/// left behind. (A file in progress that a checkpoint committed stays: the
+/// next run resumes it.)
+pub fn remove_temporary_files() {
+    for tmp in in_flight().drain(..) {
+        let _ = std::fs::remove_file(tmp);
+    }
+}
+
+fn untrack(path: &Path) {
+    in_flight().retain(|p| p != path);
+}
+
 /// A temporary name beside `path`, unique in this process.
 pub fn temp_name(path: &Path, what: &str) -> PathBuf {
     static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
@@ -249,6 +270,7 @@ impl JsonLinesSink {
         }
         let tmp = temp_name(path, "inprogress");
         let file = File::create(&tmp).map_err(|e| Error::io(&tmp, e))?;
+        in_flight().push(tmp.clone());
         Ok(JsonLinesSink {
             path: path.to_path_buf(),
             tmp: Some(tmp),
@@ -267,6 +289,9 @@ impl Drop for JsonLinesSink {
     fn drop(&mut self) {
         if let (Some(tmp), false, false) = (&self.tmp, self.closed, self.committed) {
             let _ = std::fs::remove_file(tmp);
+        }
+        if let Some(tmp) = &self.tmp {
+            untrack(tmp);
         }
     }
 }
@@ -321,6 +346,7 @@ impl<T: Serialize> Sink<T> for JsonLinesSink {
             .map_err(|e| Error::io(tmp, e))?
             .len();
         self.committed = true;
+        untrack(tmp);
         crate::checkpoint::encode(&(tmp.clone(), len))
     }
 
@@ -336,6 +362,7 @@ impl<T: Serialize> Sink<T> for JsonLinesSink {
             )));
         };
         let _ = std::fs::remove_file(&tmp);
+        untrack(&tmp);
         // Killed after the rename but before the run was marked finished:
         // the complete file goes back to being the file in progress.
         if !old.exists() && self.path.exists() {

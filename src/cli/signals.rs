@@ -26,6 +26,7 @@ pub fn install() {
                 continue;
             }
             keyflow::jobs::output_file::remove_temporary_files();
+            keyflow::dataflow::sink::remove_temporary_files();
             let name = if signal == SIGINT {
                 "SIGINT"
             } else {
