@@ -469,3 +469,96 @@ fn children_of(pid: u32) -> Vec<u32> {
         .filter_map(|x| x.parse().ok())
         .collect()
 }
+
+/// JSON lines of skewed pageviews, `per_day` events a day from `day`.
+fn days_of_events(path: &Path, day: u64, days: u64, per_day: u64) {
+    let mut text = String::new();
+    let mut x: u64 = 11;
+    for i in 0..days * per_day {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        let ts = day + i * (86_400_000 / per_day);
+        let title = (x % 3000).min((x >> 20) % 3000);
+        text.push_str(&format!(
+            "{{\"project\":\"en\",\"title\":\"T{title}\",\"ts\":{ts},\"views\":{}}}\n",
+            1 + (x >> 40) % 3
+        ));
+    }
+    std::fs::write(path, text).unwrap();
+}
+
+#[test]
+fn the_anomaly_job_killed_and_restarted_writes_the_same_scores_and_baseline() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let (day1, day2, base) = (
+        d.join("day1.jsonl"),
+        d.join("day2.jsonl"),
+        d.join("day1.baseline"),
+    );
+    days_of_events(&day1, BASE, 1, 60_000);
+    days_of_events(&day2, BASE + 86_400_000, 1, 150_000);
+    let built = finish(
+        &[
+            s(&["baseline", "--input-format", "jsonl", "--input"]),
+            vec![p(&day1), "--out".into(), p(&base)],
+        ]
+        .concat(),
+    );
+    assert_eq!(built.0, 0, "{}", built.1);
+    let job = |name: &str, extra: &[&str]| {
+        let mut a = s(&[
+            "run",
+            "anomaly",
+            "--top",
+            "5",
+            "--min-volume",
+            "10",
+            "--quiet",
+        ]);
+        a.extend(["--baseline".into(), p(&base), "--input".into(), p(&day2)]);
+        a.extend(["--out".into(), p(&d.join(format!("{name}.out")))]);
+        a.extend([
+            "--baseline-out".into(),
+            p(&d.join(format!("{name}.baseline"))),
+        ]);
+        a.extend(s(extra));
+        a
+    };
+    let (code, err) = finish(&job("ref", &["--workers", "2"]));
+    assert_eq!(code, 0, "{err}");
+    let ck = d.join("a.ckpt");
+    let timed = job(
+        "t",
+        &["--workers", "2", "--checkpoint-dir", &p(&d.join("t.ckpt"))],
+    );
+    let start = Instant::now();
+    assert_eq!(finish(&timed).0, 0);
+    let full = start.elapsed().as_millis() as u64;
+    let mut killed = 0;
+    for (i, pct) in [10, 18, 14, 22, 16].iter().enumerate() {
+        // Alternate the layout: each restore re-routes the state.
+        let workers = if i % 2 == 0 { "2" } else { "3" };
+        let args = job("a", &["--workers", workers, "--checkpoint-dir", &p(&ck)]);
+        if kill_after(&args, Duration::from_millis(150 + full * pct / 100)) {
+            killed += 1;
+        }
+    }
+    let (code, err) = finish(&job("a", &["--workers", "1", "--checkpoint-dir", &p(&ck)]));
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        killed >= 3,
+        "only {killed} runs were still running when killed"
+    );
+    for ext in ["out", "baseline"] {
+        let (got, want) = (
+            read(&d.join(format!("a.{ext}"))),
+            read(&d.join(format!("ref.{ext}"))),
+        );
+        assert!(
+            !want.is_empty() && got == want,
+            "--{ext} differs after kills"
+        );
+    }
+}

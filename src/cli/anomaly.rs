@@ -174,7 +174,7 @@ pub struct AnomalyArgs {
     /// Where events come from.
     #[command(flatten)]
     pub source: SourceArgs,
-    /// Checkpoints (not supported by this job yet: refused).
+    /// Checkpoints.
     #[command(flatten)]
     pub checkpoint: super::checkpoint_args::CheckpointArgs,
     /// Workers and processes.
@@ -182,19 +182,23 @@ pub struct AnomalyArgs {
     pub cluster: ClusterArgs,
 }
 
-/// Checkpoints are not built for the anomaly operator yet: say so rather
-/// than run without them.
-fn refuse_checkpoints(
+/// The checkpoint plan of an anomaly-scoring run: the baseline is an input
+/// like the others, and every flag but the cluster and `--quiet` counts.
+fn checkpoint_plan(
     job: &str,
-    args: &super::checkpoint_args::CheckpointArgs,
-) -> anyhow::Result<()> {
-    if args.checkpoint_dir.is_some() {
-        anyhow::bail!(
-            "`run {job}` does not support --checkpoint-dir yet (its anomaly scoring keeps \
-             state that is not checkpointed); `run trending` does"
-        );
+    checkpoint: &super::checkpoint_args::CheckpointArgs,
+    semantic: String,
+    source: &SourceArgs,
+    baseline: &std::path::Path,
+) -> anyhow::Result<Option<super::checkpoint_args::Plan>> {
+    let mut inputs = source.inputs.clone();
+    inputs.push(baseline.to_path_buf());
+    let plan = checkpoint.plan(job, &semantic, &inputs)?;
+    if let super::checkpoint_args::Plan::Finished(dir) = &plan {
+        super::checkpoint_args::report_finished(dir);
+        return Ok(None);
     }
-    Ok(())
+    Ok(Some(plan))
 }
 
 /// The readable table of one scored hour.
@@ -215,10 +219,27 @@ pub fn anomaly_table(hour: &AnomalyHour) -> String {
 
 /// `keyflow run anomaly`.
 pub fn run_anomaly(args: &AnomalyArgs) -> anyhow::Result<i32> {
-    refuse_checkpoints("anomaly", &args.checkpoint)?;
     super::validate::anomaly(args)?;
     let config = args.scoring.config(args.top, &args.source)?;
-    let run_config = args.cluster.run_config()?;
+    let mut run_config = args.cluster.run_config()?;
+    let semantic = format!(
+        "{:?} top={} {:?} out={}",
+        args.scoring,
+        args.top,
+        args.source,
+        super::checkpoint_args::output_id(&args.out)
+    );
+    match checkpoint_plan(
+        "anomaly",
+        &args.checkpoint,
+        semantic,
+        &args.source,
+        &args.scoring.baseline,
+    )? {
+        None => return Ok(0),
+        Some(super::checkpoint_args::Plan::Run(c)) => run_config.checkpoint = Some(c),
+        Some(_) => {}
+    }
     let source_config = args.source.source_config();
     source_config.validate()?;
     let make_source = pageview_source(&args.source)?;
@@ -272,14 +293,41 @@ pub struct PageviewsArgs {
 /// `keyflow run pageviews`: trending and anomalies over one source, in one
 /// dataflow.
 pub fn run_pageviews(args: &PageviewsArgs) -> anyhow::Result<i32> {
-    refuse_checkpoints("pageviews", &args.trending.checkpoint)?;
     super::validate::pageviews(args)?;
     let mut trending_config = args.trending.config()?;
     trending_config.hourly = args.trending.hourly_out.is_some();
     let anomaly_config = args
         .scoring
         .config(args.anomaly_top, &args.trending.source)?;
-    let run_config = args.trending.cluster.run_config()?;
+    let mut run_config = args.trending.cluster.run_config()?;
+    let t = &args.trending;
+    let semantic = format!(
+        "{trending_config:?} {:?} top={} {:?} trending-out={} anomaly-out={} hourly-out={}",
+        args.scoring,
+        args.anomaly_top,
+        t.source,
+        super::checkpoint_args::output_id(&args.trending_out),
+        super::checkpoint_args::output_id(&args.anomaly_out),
+        super::checkpoint_args::output_id(&t.hourly_out)
+    );
+    match checkpoint_plan(
+        "pageviews",
+        &t.checkpoint,
+        semantic,
+        &t.source,
+        &args.scoring.baseline,
+    )? {
+        None => return Ok(0),
+        Some(super::checkpoint_args::Plan::Run(c)) => {
+            if matches!(trending_config.lateness, Lateness::Allowed(_)) {
+                anyhow::bail!(
+                    "--checkpoint-dir does not support `--late allowed-lateness` yet; use drop"
+                );
+            }
+            run_config.checkpoint = Some(c);
+        }
+        Some(_) => {}
+    }
     let source_config = args.trending.source.source_config();
     source_config.validate()?;
     let make_source = pageview_source(&args.trending.source)?;

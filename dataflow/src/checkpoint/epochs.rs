@@ -4,11 +4,16 @@ use timely::progress::frontier::MutableAntichain;
 
 use crate::time::EventTime;
 
-/// After a jump of the frontier over many boundaries, only the last this
-/// many are written: the skipped ones would hold the same state over and
-/// over (a gap in the input), and an epoch that one operator skips is never
-/// complete, so skipping is always safe.
-const MAX_PER_JUMP: u64 = 4;
+/// The first jump of the frontier (from the start, or the restored epoch,
+/// to the input's first times) crosses boundaries nobody needs: only the
+/// last this many are taken. Operators may see that jump end at different
+/// times, but each takes every boundary after it, so their sets agree from
+/// the latest of their last few on.
+const FIRST_JUMP: u64 = 4;
+/// Later, a jump over a long gap in the input takes at most this many (a
+/// day of minutes): an epoch that one operator skips is never complete, so
+/// skipping is safe, and epochs after the gap complete again.
+const MAX_PER_JUMP: u64 = 1440;
 
 /// The boundaries an operator has yet to snapshot.
 #[derive(Debug, Clone)]
@@ -16,6 +21,8 @@ pub struct EpochClock {
     every: u64,
     /// Boundaries at or below this are done (or restored from).
     done: EventTime,
+    /// Whether the frontier has moved past a boundary yet.
+    started: bool,
 }
 
 impl EpochClock {
@@ -26,15 +33,18 @@ impl EpochClock {
     /// use keyflow_dataflow::checkpoint::EpochClock;
     /// let mut clock = EpochClock::new(60, 0);
     /// assert_eq!(clock.next(), 60);
-    /// assert_eq!(clock.passed(Some(250)), vec![60, 120, 180, 240]);
-    /// assert_eq!(clock.passed(Some(250)), Vec::<u64>::new());
+    /// // The first jump takes only its last four boundaries...
     /// assert_eq!(clock.passed(Some(10_000)), vec![9_780, 9_840, 9_900, 9_960]);
+    /// assert_eq!(clock.passed(Some(10_000)), Vec::<u64>::new());
+    /// // ...later ones every boundary (up to a day of them).
+    /// assert_eq!(clock.passed(Some(10_250)), vec![10_020, 10_080, 10_140, 10_200]);
     /// assert_eq!(clock.passed(None), Vec::<u64>::new());
     /// ```
     pub fn new(every: u64, restored: EventTime) -> Self {
         EpochClock {
             every,
             done: restored - restored % every,
+            started: false,
         }
     }
 
@@ -52,12 +62,16 @@ impl EpochClock {
             return Vec::new();
         }
         let last = low - low % self.every;
-        let count = (last - self.done) / self.every;
-        let first = last - (count.min(MAX_PER_JUMP) - 1) * self.every;
+        let most = if self.started {
+            MAX_PER_JUMP
+        } else {
+            FIRST_JUMP
+        };
+        self.started = true;
+        let count = ((last - self.done) / self.every).min(most);
+        let first = last - (count - 1) * self.every;
         self.done = last;
-        (0..count.min(MAX_PER_JUMP))
-            .map(|i| first + i * self.every)
-            .collect()
+        (0..count).map(|i| first + i * self.every).collect()
     }
 
     /// The same, read off a frontier.

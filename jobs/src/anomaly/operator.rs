@@ -4,12 +4,14 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use keyflow_dataflow::checkpoint::StepCheckpoint;
 use keyflow_dataflow::metrics::Metrics;
 use keyflow_dataflow::run::Context;
 use keyflow_dataflow::source::EventStream;
 use keyflow_dataflow::stable_hash;
 use keyflow_dataflow::time::{EventTime, DAY, HOUR};
 use keyflow_operators::distance::Metric;
+use serde::{Deserialize, Serialize};
 use timely::dataflow::channels::pact::{Exchange, Pipeline};
 use timely::dataflow::operators::generic::builder_rc::OperatorBuilder;
 use timely::dataflow::operators::generic::OutputBuilder;
@@ -51,6 +53,10 @@ impl Caps {
         Caps([0, 1, 2].map(|port| cap.delayed(&time, port)))
     }
 
+    fn delayed(&self, time: EventTime) -> Self {
+        Caps([0, 1, 2].map(|port| self.0[port].delayed(&time)))
+    }
+
     fn downgrade(&mut self, time: EventTime) {
         self.0.iter_mut().for_each(|c| c.downgrade(&time));
     }
@@ -70,7 +76,26 @@ pub(crate) fn score_hours<'scope>(
     params: ScoreParams,
     mut shard: Shard,
 ) -> Scored<'scope> {
-    let mut builder = OperatorBuilder::new("AnomalyScore".to_string(), counts.scope());
+    let scope = counts.scope();
+    let (peers, index) = (scope.peers(), scope.index());
+    // score_hours cannot fail in the middle of the graph: a bad step id or
+    // a damaged checkpoint stops the job through the context instead.
+    let mut ckpt = ctx
+        .checkpoint_step(index, "anomaly-score", "the anomaly scoring")
+        .unwrap_or_else(|e| {
+            ctx.fail(e);
+            None
+        });
+    let mut restored: Option<(EventTime, Saved)> = None;
+    if let Some(k) = ckpt.as_ref() {
+        if let Some(epoch) = k.restored_epoch() {
+            match restore(k, &mut shard, peers, index) {
+                Ok(saved) => restored = Some((epoch, saved)),
+                Err(e) => ctx.fail(e),
+            }
+        }
+    }
+    let mut builder = OperatorBuilder::new("AnomalyScore".to_string(), scope);
     let route = |(_, (article, _)): &(EventTime, (Article, u64))| stable_hash(article);
     let mut counts_in = builder.new_input(counts, Exchange::new(route));
     let mut hours_in = builder.new_input(data_hours, Pipeline);
@@ -81,109 +106,114 @@ pub(crate) fn score_hours<'scope>(
     let mut ticks_out = OutputBuilder::from(ticks_out);
     let mut snap_out = OutputBuilder::from(snap_out);
     let ctx = Arc::clone(ctx);
-    builder.build(move |_initial| {
-        let mut stash: BTreeMap<EventTime, Vec<(Article, u64)>> = BTreeMap::new();
-        let mut held: BTreeMap<EventTime, Caps> = BTreeMap::new();
-        let mut last_data: Option<EventTime> = None;
-        let mut cursor: Option<(EventTime, Caps)> = None;
-        let mut last_scored: Option<EventTime> = None;
+    builder.build(move |initial| {
+        let mut me = HourClock {
+            shard,
+            stash: BTreeMap::new(),
+            held: BTreeMap::new(),
+            last_data: None,
+            cursor: None,
+            last_scored: None,
+            dirty: true,
+        };
+        if let (Some((_, saved)), [a, b, c]) = (restored, &initial[..]) {
+            me.last_data = saved.last_data;
+            me.last_scored = saved.last_scored;
+            me.cursor = saved
+                .cursor
+                .map(|t| (t, Caps([a.delayed(&t), b.delayed(&t), c.delayed(&t)])));
+            me.dirty = true;
+        }
+        // Input held back until the next epoch's snapshot: per message
+        // time, capabilities, counts and data hours.
+        type Waiting =
+            BTreeMap<EventTime, (Caps, Vec<(EventTime, (Article, u64))>, Vec<EventTime>)>;
+        let mut waiting: Waiting = BTreeMap::new();
+        let mut blob: Option<String> = None;
         move |frontiers| {
             let mut late = 0;
+            let gate = ckpt.as_mut().map(|k| k.clock().next());
             counts_in.for_each(|cap, data| {
                 let Some(&time) = cap.least() else { return };
-                for (end, (article, views)) in data.drain(..) {
-                    if end < time {
-                        late += 1;
-                        continue;
-                    }
-                    held.entry(end).or_insert_with(|| Caps::new(&cap, end));
-                    stash.entry(end).or_default().push((article, views));
+                let caps = Caps::new(&cap, time);
+                if gate.is_some_and(|next| time >= next) {
+                    let w = waiting
+                        .entry(time)
+                        .or_insert_with(|| (caps, Vec::new(), Vec::new()));
+                    w.1.append(data);
+                } else {
+                    late += me.add_counts(&caps, std::mem::take(data));
                 }
             });
             hours_in.for_each(|cap, data| {
                 let Some(&time) = cap.least() else { return };
-                for (end, ()) in data.drain(..) {
-                    if end >= time {
-                        held.entry(end).or_insert_with(|| Caps::new(&cap, end));
-                        last_data = Some(last_data.map_or(end, |l| l.max(end)));
-                    }
+                let caps = Caps::new(&cap, time);
+                let ends: Vec<EventTime> = data.drain(..).map(|(t, ())| t).collect();
+                if gate.is_some_and(|next| time >= next) {
+                    let w = waiting
+                        .entry(time)
+                        .or_insert_with(|| (caps, Vec::new(), Vec::new()));
+                    w.2.extend(ends);
+                } else {
+                    me.add_hours(&caps, ends);
                 }
             });
             Metrics::add(&ctx.metrics.late_dropped, late);
             if ctx.is_aborted() {
-                (held, cursor, stash) = Default::default();
+                (me.held, me.cursor, me.stash) = Default::default();
+                waiting.clear();
                 return;
             }
-            let passed = |t: &EventTime| frontiers.iter().all(|f| !f.less_equal(t));
-            let finished = frontiers.iter().all(|f| f.is_empty());
             let mut scored_out = scored_out.activate();
             let mut ticks_out = ticks_out.activate();
             let mut snap_out = snap_out.activate();
-            loop {
-                if cursor.is_none() {
-                    // The first hour with data anywhere, once no earlier one
-                    // can arrive.
-                    match held.first_key_value() {
-                        Some((first, _)) if passed(first) => cursor = held.pop_first(),
-                        _ => break,
-                    }
-                }
-                let Some((end, mut caps)) = cursor.take() else {
-                    break;
-                };
-                if !passed(&end) || last_data.is_none_or(|last| end > last) {
-                    if finished {
-                        // Past the last hour with data, at the end of input.
-                        (held, stash) = Default::default();
-                        if params.report_partial {
-                            report_partial_day(last_scored);
+            let mut outs = Outs {
+                scored: &mut scored_out,
+                ticks: &mut ticks_out,
+                snaps: &mut snap_out,
+            };
+            let finished = frontiers.iter().all(|f| f.is_empty());
+            if let Some(k) = ckpt.as_mut() {
+                let low = frontiers
+                    .iter()
+                    .filter_map(|f| f.frontier().first().copied())
+                    .min();
+                let mut late = 0;
+                for epoch in k.clock().passed(low) {
+                    while let Some(entry) = waiting.first_entry() {
+                        if *entry.key() >= epoch {
+                            break;
                         }
-                    } else {
-                        cursor = Some((end, caps));
+                        let (caps, counts, hours) = entry.remove();
+                        late += me.add_counts(&caps, counts);
+                        me.add_hours(&caps, hours);
                     }
-                    break;
+                    if !me.run(&ctx, &params, &mut outs, |t| *t < epoch, false) {
+                        return;
+                    }
+                    if let Err(e) = me.save(k, epoch, &mut blob) {
+                        ctx.fail(e);
+                        return;
+                    }
                 }
-                let start = end - HOUR;
-                let day = start - start % DAY;
-                let hour = ((start % DAY) / HOUR) as usize;
-                for (article, views) in stash.remove(&end).unwrap_or_default() {
-                    shard.add(article, hour, views);
-                }
-                match shard.score(hour, params.metric, params.min_volume, params.top) {
-                    Ok(best) => scored_out
-                        .session(&caps.0[0])
-                        .give_iterator(best.into_iter().map(|s| (end, s))),
-                    Err(e) => {
-                        ctx.fail(e.into());
-                        (held, stash) = Default::default();
+                // Once the input is complete no epoch is taken any more.
+                let next = if low.is_none() {
+                    EventTime::MAX
+                } else {
+                    k.clock().next()
+                };
+                while let Some(entry) = waiting.first_entry() {
+                    if *entry.key() >= next {
                         break;
                     }
+                    let (caps, counts, hours) = entry.remove();
+                    late += me.add_counts(&caps, counts);
+                    me.add_hours(&caps, hours);
                 }
-                ticks_out.session(&caps.0[1]).give((end, ()));
-                last_scored = Some(end);
-                if hour + 1 == crate::baseline::HOURS {
-                    if let Some(last) = shard.last_day.filter(|&last| day <= last && !params.refold)
-                    {
-                        // Days fold in order, so only the first folded day can
-                        // be refused, before any baseline was written.
-                        ctx.fail(keyflow_dataflow::Error::Config(super::refold_error(
-                            day, last,
-                        )));
-                        (held, stash) = Default::default();
-                        break;
-                    }
-                    shard.end_day(day);
-                    if params.snapshots {
-                        snap_out.session(&caps.0[2]).give((end, shard.snapshot()));
-                    }
-                }
-                // Capabilities held for this hour (and any earlier) go.
-                while held.first_key_value().is_some_and(|(t, _)| *t <= end) {
-                    held.pop_first();
-                }
-                caps.downgrade(end + HOUR);
-                cursor = Some((end + HOUR, caps));
+                Metrics::add(&ctx.metrics.late_dropped, late);
             }
+            let passed = |t: &EventTime| frontiers.iter().all(|f| !f.less_equal(t));
+            me.run(&ctx, &params, &mut outs, passed, finished);
         }
     });
     Scored {
@@ -193,8 +223,206 @@ pub(crate) fn score_hours<'scope>(
     }
 }
 
-/// Says on stderr (as a warning) that the day of the last scored hour was
-/// not folded into the baseline, when that hour is not the day's last.
+/// The output handles of the scoring operator.
+struct Outs<'a, 'b> {
+    scored: &'a mut Out<'b, ScoredArticle>,
+    ticks: &'a mut Out<'b, ()>,
+    snaps: &'a mut Out<'b, ShardSnapshot>,
+}
+
+type Out<'a, D> = timely::dataflow::operators::generic::OutputBuilderSession<
+    'a,
+    EventTime,
+    timely::container::CapacityContainerBuilder<Vec<(EventTime, D)>>,
+>;
+
+/// What the scoring operator keeps between activations.
+struct HourClock {
+    shard: Shard,
+    stash: BTreeMap<EventTime, Vec<(Article, u64)>>,
+    held: BTreeMap<EventTime, Caps>,
+    last_data: Option<EventTime>,
+    cursor: Option<(EventTime, Caps)>,
+    last_scored: Option<EventTime>,
+    /// Whether the shard changed since it was last saved.
+    dirty: bool,
+}
+
+/// The scoring operator's checkpoint, besides its shard (kept in a blob,
+/// written again only when an hour changed it).
+#[derive(Serialize, Deserialize)]
+struct Saved {
+    shard: String,
+    last_data: Option<EventTime>,
+    cursor: Option<EventTime>,
+    last_scored: Option<EventTime>,
+}
+
+/// Rebuilds the shard from every old worker's blob, keeping the articles
+/// this worker owns now.
+fn restore(
+    k: &StepCheckpoint,
+    shard: &mut Shard,
+    peers: usize,
+    index: usize,
+) -> keyflow_dataflow::Result<Saved> {
+    use keyflow_dataflow::checkpoint::decode;
+    let mut first: Option<Saved> = None;
+    let mut keys = keyflow_dataflow::hash::StableMap::default();
+    for part in k.restored_parts() {
+        let saved: Saved = decode(part, "anomaly-score")?;
+        let old: Shard = decode(&k.restored_blob(&saved.shard)?, &saved.shard)?;
+        keys.extend(
+            old.keys
+                .into_iter()
+                .filter(|(a, _)| stable_hash(a) as usize % peers == index),
+        );
+        if first.is_none() {
+            shard.days = old.days;
+            shard.first_day = old.first_day;
+            shard.last_day = old.last_day;
+            first = Some(saved);
+        }
+    }
+    shard.keys = keys;
+    first.ok_or_else(|| keyflow_dataflow::Error::Checkpoint {
+        path: "step anomaly-score".into(),
+        reason: "no part to restore from".into(),
+    })
+}
+
+impl HourClock {
+    /// Files counts for their hour ends; returns how many were late.
+    fn add_counts(&mut self, caps: &Caps, data: Vec<(EventTime, (Article, u64))>) -> u64 {
+        let time = *caps.0[0].time();
+        let mut late = 0;
+        for (end, (article, views)) in data {
+            if end < time {
+                late += 1;
+                continue;
+            }
+            self.held.entry(end).or_insert_with(|| caps.delayed(end));
+            self.stash.entry(end).or_default().push((article, views));
+        }
+        late
+    }
+
+    /// Notes hour ends that have data on some worker.
+    fn add_hours(&mut self, caps: &Caps, ends: Vec<EventTime>) {
+        let time = *caps.0[0].time();
+        for end in ends {
+            if end >= time {
+                self.held.entry(end).or_insert_with(|| caps.delayed(end));
+                self.last_data = Some(self.last_data.map_or(end, |l| l.max(end)));
+            }
+        }
+    }
+
+    /// Writes the state as of `epoch`; the shard again only if it changed.
+    fn save(
+        &mut self,
+        k: &StepCheckpoint,
+        epoch: EventTime,
+        blob: &mut Option<String>,
+    ) -> keyflow_dataflow::Result<()> {
+        use keyflow_dataflow::checkpoint::encode;
+        if self.dirty || blob.is_none() {
+            *blob = Some(k.save_blob(epoch, encode(&self.shard)?)?);
+            self.dirty = false;
+        }
+        let name = blob.clone().unwrap_or_default();
+        let saved = Saved {
+            shard: name.clone(),
+            last_data: self.last_data,
+            cursor: self.cursor.as_ref().map(|(t, _)| *t),
+            last_scored: self.last_scored,
+        };
+        k.save_with(epoch, encode(&saved)?, &[name])
+    }
+
+    /// Scores every hour, in order, whose end `passed` accepts and that has
+    /// data; returns false when the job failed.
+    fn run(
+        &mut self,
+        ctx: &Context,
+        params: &ScoreParams,
+        outs: &mut Outs<'_, '_>,
+        passed: impl Fn(&EventTime) -> bool,
+        finished: bool,
+    ) -> bool {
+        loop {
+            if self.cursor.is_none() {
+                match self.held.first_key_value() {
+                    Some((first, _)) if passed(first) => self.cursor = self.held.pop_first(),
+                    _ => break,
+                }
+            }
+            let Some((end, mut caps)) = self.cursor.take() else {
+                break;
+            };
+            if !passed(&end) || self.last_data.is_none_or(|last| end > last) {
+                if finished {
+                    (self.held, self.stash) = Default::default();
+                    if params.report_partial {
+                        report_partial_day(self.last_scored);
+                    }
+                } else {
+                    self.cursor = Some((end, caps));
+                }
+                break;
+            }
+            let start = end - HOUR;
+            let day = start - start % DAY;
+            let hour = ((start % DAY) / HOUR) as usize;
+            for (article, views) in self.stash.remove(&end).unwrap_or_default() {
+                self.shard.add(article, hour, views);
+            }
+            self.dirty = true;
+            match self
+                .shard
+                .score(hour, params.metric, params.min_volume, params.top)
+            {
+                Ok(best) => outs
+                    .scored
+                    .session(&caps.0[0])
+                    .give_iterator(best.into_iter().map(|s| (end, s))),
+                Err(e) => {
+                    ctx.fail(e.into());
+                    (self.held, self.stash) = Default::default();
+                    return false;
+                }
+            }
+            outs.ticks.session(&caps.0[1]).give((end, ()));
+            self.last_scored = Some(end);
+            if hour + 1 == crate::baseline::HOURS {
+                if let Some(last) = self
+                    .shard
+                    .last_day
+                    .filter(|&last| day <= last && !params.refold)
+                {
+                    ctx.fail(keyflow_dataflow::Error::Config(super::refold_error(
+                        day, last,
+                    )));
+                    (self.held, self.stash) = Default::default();
+                    return false;
+                }
+                self.shard.end_day(day);
+                if params.snapshots {
+                    outs.snaps
+                        .session(&caps.0[2])
+                        .give((end, self.shard.snapshot()));
+                }
+            }
+            while self.held.first_key_value().is_some_and(|(t, _)| *t <= end) {
+                self.held.pop_first();
+            }
+            caps.downgrade(end + HOUR);
+            self.cursor = Some((end + HOUR, caps));
+        }
+        true
+    }
+}
+
 fn report_partial_day(last_scored: Option<EventTime>) {
     let Some(end) = last_scored else { return };
     let start = end - HOUR;

@@ -13,7 +13,7 @@ use crate::baseline::{Baseline, HOURS};
 use crate::pageviews::Article;
 
 /// One tracked article.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub(crate) struct Tracked {
     /// `a_0..a_23`: the baseline averages.
     pub base: [f64; HOURS],
@@ -77,7 +77,7 @@ pub(crate) struct ShardSnapshot {
 }
 
 /// One worker's articles: those whose stable hash it owns.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub(crate) struct Shard {
     /// n: days averaged (the same on every worker).
     pub days: u64,
