@@ -16,6 +16,7 @@ use std::cmp::Ordering;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use keyflow_dataflow::checkpoint::take_below;
 use keyflow_dataflow::metrics::Metrics;
 use keyflow_dataflow::run::Context;
 use keyflow_dataflow::source::EventStream;
@@ -398,11 +399,7 @@ where
                     .filter_map(|f| f.frontier().first().copied())
                     .min();
                 for epoch in k_.clock().passed(low) {
-                    while let Some(entry) = waiting.first_entry() {
-                        if *entry.key() >= epoch {
-                            break;
-                        }
-                        let (cap, records, ticks) = entry.remove();
+                    for (_, (cap, records, ticks)) in take_below(&mut waiting, epoch) {
                         add(&mut caps, &mut state, &cap, records, ticks);
                     }
                     emit(&mut caps, &mut state, &mut out, &|t| t < epoch);
@@ -413,17 +410,8 @@ where
                         return;
                     }
                 }
-                // Once the input is complete no epoch is taken any more.
-                let next = if low.is_none() {
-                    EventTime::MAX
-                } else {
-                    k_.clock().next()
-                };
-                while let Some(entry) = waiting.first_entry() {
-                    if *entry.key() >= next {
-                        break;
-                    }
-                    let (cap, records, ticks) = entry.remove();
+                let next = k_.clock().release_bound(low);
+                for (_, (cap, records, ticks)) in take_below(&mut waiting, next) {
                     add(&mut caps, &mut state, &cap, records, ticks);
                 }
             }

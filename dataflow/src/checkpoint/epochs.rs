@@ -1,5 +1,7 @@
 //! Which epoch boundaries an operator snapshots.
 
+use std::collections::BTreeMap;
+
 use timely::progress::frontier::MutableAntichain;
 
 use crate::time::EventTime;
@@ -74,9 +76,34 @@ impl EpochClock {
         (0..count).map(|i| first + i * self.every).collect()
     }
 
+    /// Up to where input held back for the next snapshot may be applied,
+    /// given the least time still possible: below the next boundary, or
+    /// everything once the input is complete (no epoch is taken any more).
+    pub fn release_bound(&self, low: Option<EventTime>) -> EventTime {
+        match low {
+            Some(_) => self.next(),
+            None => EventTime::MAX,
+        }
+    }
+
     /// The same, read off a frontier.
     pub fn passed_frontier(&mut self, frontier: &MutableAntichain<EventTime>) -> Vec<EventTime> {
         let low = frontier.frontier().iter().min().copied();
         self.passed(low)
     }
+}
+
+/// Removes from `held` (input held back by message time) the entries below
+/// `bound`, and returns them in time order.
+///
+/// ```
+/// use std::collections::BTreeMap;
+/// use keyflow_dataflow::checkpoint::take_below;
+/// let mut held = BTreeMap::from([(5, 'a'), (9, 'b'), (12, 'c')]);
+/// assert_eq!(take_below(&mut held, 10), vec![(5, 'a'), (9, 'b')]);
+/// assert_eq!(held, BTreeMap::from([(12, 'c')]));
+/// ```
+pub fn take_below<T>(held: &mut BTreeMap<EventTime, T>, bound: EventTime) -> Vec<(EventTime, T)> {
+    let rest = held.split_off(&bound);
+    std::mem::replace(held, rest).into_iter().collect()
 }

@@ -57,7 +57,7 @@ mod store;
 use std::path::PathBuf;
 
 pub use coordinator::{Checkpointer, StepCheckpoint};
-pub use epochs::EpochClock;
+pub use epochs::{take_below, EpochClock};
 pub use store::{newest_complete, status, wipe, Status, FORMAT_VERSION};
 
 /// Where and how often a job checkpoints.

@@ -11,6 +11,7 @@ use timely::dataflow::operators::Capability;
 use super::pre::PartialStream;
 use super::spec::Grid;
 use super::{Aggregator, Data, Key, LateStash, Lateness, Partial, ResultOutput, WindowResult};
+use crate::checkpoint::take_below;
 use crate::error::Result;
 use crate::hash::{stable_hash, StableMap};
 use crate::metrics::Metrics;
@@ -332,11 +333,7 @@ pub(crate) fn pane_windows<'scope, K: Key, V: Data, A: Aggregator<V>>(
 
                 if let Some(k) = ckpt.as_mut() {
                     for epoch in k.clock().passed_frontier(frontier) {
-                        while let Some(entry) = waiting.first_entry() {
-                            if *entry.key() >= epoch {
-                                break;
-                            }
-                            let (time, (cap, data)) = entry.remove_entry();
+                        for (time, (cap, data)) in take_below(&mut waiting, epoch) {
                             me.apply(&grid, &agg, &cap, time, data);
                         }
                         while let Some((t, (cap, records))) = me.late.next_below(epoch) {
@@ -357,18 +354,10 @@ pub(crate) fn pane_windows<'scope, K: Key, V: Data, A: Aggregator<V>>(
                             return;
                         }
                     }
-                    // Once the input is complete no epoch is taken any more: let
-                    // everything through.
-                    let next = if frontier.is_empty() {
-                        EventTime::MAX
-                    } else {
-                        k.clock().next()
-                    };
-                    while let Some(entry) = waiting.first_entry() {
-                        if *entry.key() >= next {
-                            break;
-                        }
-                        let (time, (cap, data)) = entry.remove_entry();
+                    let next = k
+                        .clock()
+                        .release_bound(frontier.frontier().first().copied());
+                    for (time, (cap, data)) in take_below(&mut waiting, next) {
                         me.apply(&grid, &agg, &cap, time, data);
                     }
                 }

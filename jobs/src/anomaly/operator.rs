@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use keyflow_dataflow::checkpoint::StepCheckpoint;
+use keyflow_dataflow::checkpoint::{take_below, StepCheckpoint};
 use keyflow_dataflow::metrics::Metrics;
 use keyflow_dataflow::run::Context;
 use keyflow_dataflow::source::EventStream;
@@ -180,11 +180,7 @@ pub(crate) fn score_hours<'scope>(
                     .min();
                 let mut late = 0;
                 for epoch in k.clock().passed(low) {
-                    while let Some(entry) = waiting.first_entry() {
-                        if *entry.key() >= epoch {
-                            break;
-                        }
-                        let (caps, counts, hours) = entry.remove();
+                    for (_, (caps, counts, hours)) in take_below(&mut waiting, epoch) {
                         late += me.add_counts(&caps, counts);
                         me.add_hours(&caps, hours);
                     }
@@ -196,17 +192,8 @@ pub(crate) fn score_hours<'scope>(
                         return;
                     }
                 }
-                // Once the input is complete no epoch is taken any more.
-                let next = if low.is_none() {
-                    EventTime::MAX
-                } else {
-                    k.clock().next()
-                };
-                while let Some(entry) = waiting.first_entry() {
-                    if *entry.key() >= next {
-                        break;
-                    }
-                    let (caps, counts, hours) = entry.remove();
+                let next = k.clock().release_bound(low);
+                for (_, (caps, counts, hours)) in take_below(&mut waiting, next) {
                     late += me.add_counts(&caps, counts);
                     me.add_hours(&caps, hours);
                 }

@@ -21,7 +21,7 @@ use timely::dataflow::Stream;
 
 use super::state::{AddError, Geometry, Op, RiseSnapshot, RiseState};
 use super::{RiseTick, Rising};
-use keyflow_dataflow::checkpoint::StepCheckpoint;
+use keyflow_dataflow::checkpoint::{take_below, StepCheckpoint};
 
 /// The summed weight of one key in one pane, from one worker's batch.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -409,11 +409,7 @@ where
 
             if let Some(k) = ckpt.as_mut() {
                 for epoch in k.clock().passed_frontier(frontier) {
-                    while let Some(entry) = waiting.first_entry() {
-                        if *entry.key() >= epoch {
-                            break;
-                        }
-                        let (caps, data) = entry.remove();
+                    for (_, (caps, data)) in take_below(&mut waiting, epoch) {
                         me.apply(&ctx, &id, &geo, &caps, data);
                     }
                     me.evaluate(
@@ -429,18 +425,10 @@ where
                         return;
                     }
                 }
-                // Once the input is complete no epoch is taken any more: let
-                // everything through.
-                let next = if frontier.is_empty() {
-                    EventTime::MAX
-                } else {
-                    k.clock().next()
-                };
-                while let Some(entry) = waiting.first_entry() {
-                    if *entry.key() >= next {
-                        break;
-                    }
-                    let (caps, data) = entry.remove();
+                let next = k
+                    .clock()
+                    .release_bound(frontier.frontier().first().copied());
+                for (_, (caps, data)) in take_below(&mut waiting, next) {
                     me.apply(&ctx, &id, &geo, &caps, data);
                 }
             }
