@@ -17,11 +17,11 @@
 //! ```
 
 use std::path::PathBuf;
-use std::time::Duration;
 
 use clap::Parser;
-use keyflow::dataflow::prelude::*;
+use keyflow::dataflow::args::ClusterArgs;
 use keyflow::dataflow::time::format_utc;
+use keyflow::prelude::*;
 use serde::Deserialize;
 
 #[derive(Debug, Clone, Deserialize)]
@@ -35,18 +35,8 @@ struct Click {
 struct Args {
     /// JSON-lines files of clicks; without any, a built-in sample.
     files: Vec<PathBuf>,
-    /// Worker threads per process.
-    #[arg(long, default_value_t = 1)]
-    workers: usize,
-    /// Processes in the cluster.
-    #[arg(long, default_value_t = 1)]
-    processes: usize,
-    /// This process's index.
-    #[arg(long, default_value_t = 0)]
-    process: usize,
-    /// One host:port per line, in process order.
-    #[arg(long)]
-    hostfile: Option<PathBuf>,
+    #[command(flatten)]
+    cluster: ClusterArgs,
 }
 
 fn sample() -> Vec<(u64, Click)> {
@@ -55,7 +45,7 @@ fn sample() -> Vec<(u64, Click)> {
         .iter()
         .enumerate()
         .map(|(i, page)| {
-            let ts = t0 + i as u64 * 20_000;
+            let ts = t0 + i as u64 * 20 * SECOND;
             let page = page.to_string();
             (ts, Click { page, ts })
         })
@@ -64,39 +54,27 @@ fn sample() -> Vec<(u64, Click)> {
 
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    let config = RunConfig {
-        checkpoint: None,
-        workers: args.workers,
-        processes: args.processes,
-        process: args.process,
-        hosts: match &args.hostfile {
-            Some(path) => RunConfig::read_hostfile(path)?,
-            None => Vec::new(),
-        },
-        connect_timeout: Duration::from_secs(30),
-    };
-    let files = args.files.clone();
-    run(&config, move |worker, ctx| {
-        let files = files.clone();
-        worker.dataflow(|scope| {
-            let clicks = if files.is_empty() {
-                let input = IterSource::new("sample", 1, |_| sample().into_iter());
-                source(scope, ctx, input, &SourceConfig::default())?
-            } else {
-                let input = JsonLinesSource::new("clicks", files, |c: &Click| Some(c.ts));
-                source(scope, ctx, input, &SourceConfig::default())?
-            };
-            let counts = clicks
-                .key_by("by-page", |click| (click.page, ()))
-                .window(WindowSpec::sliding(60_000, 30_000))
-                .count(ctx, "page-counts")?;
-            sink(counts.results, ctx, "stdout", || {
+    let config = args.cluster.run_config()?;
+    let files = args.files;
+    run(&config, move |flow| {
+        let clicks = if files.is_empty() {
+            let input = IterSource::new("sample", 1, |_| sample().into_iter());
+            flow.source("clicks", input, &SourceConfig::default())?
+        } else {
+            let input = JsonLinesSource::new("clicks", files.clone(), |c: &Click| Some(c.ts));
+            flow.source("clicks", input, &SourceConfig::default())?
+        };
+        clicks
+            .key_by(|click| (click.page, ()))
+            .window(WindowSpec::sliding(MINUTE, 30 * SECOND)?)
+            .count("page-counts")
+            .results
+            .sink("stdout", || {
                 Ok(StdoutSink(|_, r: &WindowResult<String, u64>| {
                     let (start, end) = (format_utc(r.start), format_utc(r.end));
                     format!("{start} .. {end}  {:<8} {}", r.key, r.value)
                 }))
             })
-        })
     })?;
     Ok(())
 }

@@ -481,7 +481,7 @@ fn watermark_bound_is_exact_and_per_file() {
 #[test]
 fn library_matches_oracle_at_1_2_4_workers() {
     use keyflow::dataflow::prelude::*;
-    use keyflow::dataflow::testing::{capture, Captured};
+    use keyflow::dataflow::testing::Captured;
     use keyflow::jobs::pageviews::{Article, DumpTime, InputFormat, PageView, PageviewSource};
     use keyflow::jobs::trending::{trending, TrendingConfig, TrendingMinute};
 
@@ -512,17 +512,15 @@ fn library_matches_oracle_at_1_2_4_workers() {
         let hours: Captured<(EventTime, Hourly)> = Captured::new();
         let lates: Captured<(EventTime, PageView)> = Captured::new();
         let (m, h, l) = (mins.clone(), hours.clone(), lates.clone());
-        run(&RunConfig::threads(workers), move |worker, ctx| {
+        run(&RunConfig::threads(workers), move |flow| {
             let (m, h, l) = (m.clone(), h.clone(), l.clone());
             let (src, config) = (src.clone(), config.clone());
-            worker.dataflow(|scope| {
-                let events = source(scope, ctx, src, &SourceConfig::default())?;
-                let out = trending(events, ctx, &config)?;
-                capture(out.minutes, &m);
-                capture(out.hourly, &h);
-                capture(out.late, &l);
-                Ok(())
-            })
+            let events = flow.source("input", src, &SourceConfig::default())?;
+            let out = trending(events, &config)?;
+            out.minutes.capture(&m);
+            out.hourly.capture(&h);
+            out.late.capture(&l);
+            Ok(())
         })
         .unwrap_or_else(|e| panic!("library run at {workers} workers: {e}"));
 

@@ -47,6 +47,14 @@ pub enum Error {
         /// What is wrong with it.
         reason: String,
     },
+    /// An error raised inside a step, with the step's id.
+    #[error("step `{step}`: {source}")]
+    Step {
+        /// The step's full id.
+        step: String,
+        /// What went wrong.
+        source: Box<Error>,
+    },
     /// Timely could not set up the workers or the process mesh.
     #[error("cannot start the workers: {0}")]
     Startup(String),
@@ -70,6 +78,26 @@ impl Error {
             | Error::External(_)
             | Error::Startup(_) => ErrorClass::External,
             Error::WorkerPanic { .. } => ErrorClass::Internal,
+            Error::Step { source, .. } => source.class(),
+        }
+    }
+
+    /// Wraps the error with the id of the step it was raised in (once).
+    pub fn in_step(self, step: &str) -> Self {
+        match self {
+            e @ Error::Step { .. } => e,
+            e => Error::Step {
+                step: step.to_string(),
+                source: Box::new(e),
+            },
+        }
+    }
+
+    /// The error without the step it was raised in.
+    pub fn root(&self) -> &Error {
+        match self {
+            Error::Step { source, .. } => source.root(),
+            e => e,
         }
     }
 

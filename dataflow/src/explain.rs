@@ -5,11 +5,10 @@ use std::collections::BTreeMap;
 use std::rc::Rc;
 use std::sync::{Arc, Mutex};
 
-use timely::logging::{TimelyEvent, TimelyEventBuilder};
-use timely::worker::Worker;
-
 use crate::error::Result;
-use crate::run::{run, Context, RunConfig};
+use crate::flow::Dataflow;
+use crate::run::{run_workers, RunConfig};
+use timely::logging::{TimelyEvent, TimelyEventBuilder};
 
 /// Builds a dataflow with `build` on one worker, without running it, and
 /// describes its operators and channels, one line each.
@@ -19,15 +18,14 @@ use crate::run::{run, Context, RunConfig};
 /// use keyflow_dataflow::explain::explain;
 /// use keyflow_dataflow::prelude::*;
 ///
-/// let text = explain(|worker, ctx| {
-///     worker.dataflow(|scope| {
-///         let input = IterSource::new("numbers", 1, |_| (0..3u64).map(|i| (i, i)));
-///         let _ = source(scope, ctx, input, &SourceConfig::default())?
-///             .key_by("parity", |i| (i % 2, i))
-///             .window(WindowSpec::tumbling(1_000))
-///             .count(ctx, "counts")?;
-///         Ok(())
-///     })
+/// let text = explain(|flow| {
+///     let input = IterSource::new("numbers", 1, |_| (0..3u64).map(|i| (i, i)));
+///     let _ = flow
+///         .source("numbers", input, &SourceConfig::default())?
+///         .key_by(|i| (i % 2, i))
+///         .window(WindowSpec::tumbling(SECOND)?)
+///         .count("counts");
+///     Ok(())
 /// })
 /// .unwrap();
 /// assert!(text.contains("Source(numbers)"));
@@ -35,11 +33,11 @@ use crate::run::{run, Context, RunConfig};
 /// ```
 pub fn explain<F>(build: F) -> Result<String>
 where
-    F: Fn(&mut Worker, &Arc<Context>) -> Result<()> + Send + Sync + 'static,
+    F: for<'s> Fn(&Dataflow<'s>) -> Result<()> + Send + Sync + 'static,
 {
     let text = Arc::new(Mutex::new(String::new()));
     let out = Arc::clone(&text);
-    run(&RunConfig::threads(1), move |worker, ctx| {
+    run_workers(&RunConfig::threads(1), move |worker, ctx| {
         let events: Rc<RefCell<Vec<TimelyEvent>>> = Rc::default();
         let sink = Rc::clone(&events);
         if let Some(mut register) = worker.log_register() {
@@ -50,7 +48,11 @@ where
                 }
             });
         }
-        build(worker, ctx)?;
+        worker.dataflow(|scope| {
+            let flow = Dataflow::new(scope, ctx);
+            build(&flow)?;
+            flow.finish()
+        })?;
         if let Some(mut register) = worker.log_register() {
             register.remove("timely");
         }

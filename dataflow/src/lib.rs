@@ -10,33 +10,37 @@
 //!
 //! ```
 //! use keyflow_dataflow::prelude::*;
-//! use keyflow_dataflow::testing::{capture, Captured};
+//! use keyflow_dataflow::testing::Captured;
 //!
 //! let out = Captured::new();
-//! let sink = out.clone();
-//! run(&RunConfig::threads(2), move |worker, ctx| {
-//!     let sink = sink.clone();
-//!     worker.dataflow(|scope| {
-//!         let words = IterSource::new("words", 2, |p| {
-//!             let text = if p == 0 { "a b a" } else { "b c" };
-//!             text.split(' ').enumerate().map(|(i, w)| (i as u64 * 4_000, w)).collect::<Vec<_>>().into_iter()
-//!         });
-//!         let counts = source(scope, ctx, words, &SourceConfig::default())?
-//!             .key_by("word", |w| (w.to_string(), ()))
-//!             .window(WindowSpec::tumbling(10_000))
-//!             .count(ctx, "counts")?;
-//!         capture(counts.results, &sink);
-//!         Ok(())
-//!     })
+//! let into = out.clone();
+//! run(&RunConfig::threads(2), move |flow| {
+//!     let words = IterSource::new("words", 2, |p| {
+//!         let text = if p == 0 { "a b a" } else { "b c" };
+//!         text.split(' ').enumerate().map(|(i, w)| (i as u64 * 4 * SECOND, w)).collect::<Vec<_>>().into_iter()
+//!     });
+//!     let counts = flow
+//!         .source("words", words, &SourceConfig::default())?
+//!         .key_by(|w| (w.to_string(), ()))
+//!         .window(WindowSpec::tumbling(10 * SECOND)?)
+//!         .count("counts");
+//!     counts.results.map(|r| (r.key, r.value)).capture(&into);
+//!     Ok(())
 //! })
 //! .unwrap();
-//! let counts: Vec<_> = out.sorted().into_iter().map(|(_, r)| (r.key, r.value)).collect();
+//! let counts: Vec<_> = out.sorted().into_iter().map(|(_, kv)| kv).collect();
 //! assert_eq!(counts, vec![("a".into(), 2), ("b".into(), 2), ("c".into(), 1)]);
 //! ```
+//!
+//! [`prelude`] holds what a job usually needs; [`timely`] is re-exported so
+//! that a job mixing raw timely operators into a chain uses the same version.
 
+#[cfg(feature = "clap")]
+pub mod args;
 pub mod checkpoint;
 pub mod error;
 pub mod explain;
+pub mod flow;
 pub mod handshake;
 pub mod hash;
 pub mod late;
@@ -49,19 +53,30 @@ pub mod time;
 pub mod window;
 
 pub use error::{Error, ErrorClass, Result};
+pub use flow::{Dataflow, Events};
 pub use hash::stable_hash;
+pub use timely;
+
+/// Records that can cross workers and processes (serializable, cloneable,
+/// printable in errors).
+pub trait Data: timely::ExchangeData + Clone + std::fmt::Debug {}
+impl<T: timely::ExchangeData + Clone + std::fmt::Debug> Data for T {}
+
+/// Key types: hashable (stably), comparable, and able to cross processes.
+pub trait Key: Data + std::hash::Hash + Eq + Ord {}
+impl<T: Data + std::hash::Hash + Eq + Ord> Key for T {}
 
 /// Everything a job definition usually needs.
 pub mod prelude {
     pub use crate::error::{Error, Result};
-    pub use crate::late::SplitLate;
+    pub use crate::flow::{Dataflow, Events};
     pub use crate::run::{run, Context, RunConfig};
-    pub use crate::sink::{sink, JsonLinesSink, Sink, StdoutSink};
-    pub use crate::source::{
-        source, BadInputPolicy, EventStream, IterSource, JsonLinesSource, Source, SourceConfig,
-    };
-    pub use crate::time::{EventTime, Window, DAY, HOUR, MINUTE};
+    pub use crate::sink::{JsonLinesSink, Sink, StdoutSink};
+    pub use crate::source::{BadInputPolicy, IterSource, JsonLinesSource, Source, SourceConfig};
+    pub use crate::time::{EventTime, Window, DAY, HOUR, MINUTE, SECOND};
     pub use crate::window::{
-        Aggregator, Count, KeyBy, Keyed, Lateness, WindowOut, WindowResult, WindowSpec, Windowed,
+        Aggregator, Count, Fold, Keyed, Lateness, Reduce, Sum, WindowOut, WindowResult, WindowSpec,
+        Windowed,
     };
+    pub use crate::{Data, Key};
 }

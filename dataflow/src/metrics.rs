@@ -4,7 +4,9 @@
 //! record is counted here, and the CLI prints these counters in its progress
 //! line and at the end of a run.
 
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 
 use serde::{Deserialize, Serialize};
 
@@ -27,6 +29,40 @@ pub struct Metrics {
     pub late_updates: AtomicU64,
     /// Largest source watermark seen in this process (event-time progress).
     pub watermark: AtomicU64,
+    steps: Mutex<BTreeMap<String, Arc<StepMetrics>>>,
+}
+
+/// The counters of one step, by its id: summed over this process's workers.
+#[derive(Debug, Default)]
+pub struct StepMetrics {
+    /// Records the step took in.
+    pub records_in: AtomicU64,
+    /// Records the step sent on.
+    pub records_out: AtomicU64,
+    /// Late records the step saw (dropped, side-output or applied).
+    pub late: AtomicU64,
+    /// Records the step dropped: late beyond its policy, or too far ahead.
+    pub dropped: AtomicU64,
+    /// Malformed records the step skipped.
+    pub bad: AtomicU64,
+}
+
+/// Reads one counter of a [`StepSnapshot`].
+type StepField = fn(&StepSnapshot) -> u64;
+
+/// A plain copy of one step's [`StepMetrics`].
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StepSnapshot {
+    /// See [`StepMetrics::records_in`].
+    pub records_in: u64,
+    /// See [`StepMetrics::records_out`].
+    pub records_out: u64,
+    /// See [`StepMetrics::late`].
+    pub late: u64,
+    /// See [`StepMetrics::dropped`].
+    pub dropped: u64,
+    /// See [`StepMetrics::bad`].
+    pub bad: u64,
 }
 
 /// A plain copy of [`Metrics`] at one moment.
@@ -63,6 +99,71 @@ impl Metrics {
     /// Raises the published watermark to at least `wm`.
     pub fn raise_watermark(&self, wm: u64) {
         self.watermark.fetch_max(wm, Ordering::Relaxed);
+    }
+
+    /// The counters of step `id`, shared by every worker of this process
+    /// that runs it.
+    pub fn step(&self, id: &str) -> Arc<StepMetrics> {
+        let mut steps = self.steps.lock().unwrap_or_else(|p| p.into_inner());
+        Arc::clone(steps.entry(id.to_string()).or_default())
+    }
+
+    /// Copies the counters of every step, by id.
+    ///
+    /// # Examples
+    /// ```
+    /// use keyflow_dataflow::metrics::Metrics;
+    /// let metrics = Metrics::default();
+    /// Metrics::add(&metrics.step("counts").late, 2);
+    /// assert_eq!(metrics.steps()[0].1.late, 2);
+    /// ```
+    pub fn steps(&self) -> Vec<(String, StepSnapshot)> {
+        let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        let steps = self.steps.lock().unwrap_or_else(|p| p.into_inner());
+        steps
+            .iter()
+            .map(|(id, m)| {
+                let snapshot = StepSnapshot {
+                    records_in: get(&m.records_in),
+                    records_out: get(&m.records_out),
+                    late: get(&m.late),
+                    dropped: get(&m.dropped),
+                    bad: get(&m.bad),
+                };
+                (id.clone(), snapshot)
+            })
+            .collect()
+    }
+
+    /// Renders the process counters and the per-step counters (labelled
+    /// `step="id"`) in Prometheus' text exposition format.
+    ///
+    /// # Examples
+    /// ```
+    /// use keyflow_dataflow::metrics::Metrics;
+    /// let metrics = Metrics::default();
+    /// Metrics::add(&metrics.step("counts").records_in, 3);
+    /// let text = metrics.prometheus();
+    /// assert!(text.contains("keyflow_step_records_in_total{step=\"counts\"} 3"));
+    /// ```
+    pub fn prometheus(&self) -> String {
+        let mut out = self.snapshot().prometheus();
+        let steps = self.steps();
+        let rows: [(&str, StepField); 5] = [
+            ("keyflow_step_records_in_total", |s| s.records_in),
+            ("keyflow_step_records_out_total", |s| s.records_out),
+            ("keyflow_step_late_total", |s| s.late),
+            ("keyflow_step_dropped_total", |s| s.dropped),
+            ("keyflow_step_bad_records_total", |s| s.bad),
+        ];
+        for (name, get) in rows {
+            out.push_str(&format!("# TYPE {name} counter\n"));
+            for (id, snapshot) in &steps {
+                let id = id.replace('\\', "\\\\").replace('"', "\\\"");
+                out.push_str(&format!("{name}{{step=\"{id}\"}} {}\n", get(snapshot)));
+            }
+        }
+        out
     }
 
     /// Copies every counter.

@@ -12,6 +12,7 @@ use timely::{CommunicationConfig, WorkerConfig};
 
 use crate::checkpoint::{CheckpointConfig, Checkpointer, StepCheckpoint};
 use crate::error::{Error, Result};
+use crate::flow::Dataflow;
 use crate::metrics::Metrics;
 
 /// How many workers and processes run a job, and how the processes find each
@@ -254,24 +255,27 @@ pub fn step_until_done(worker: &mut Worker, ctx: &Context) {
     }
 }
 
-/// Runs `build` on every worker of this process, then steps the dataflows it
-/// built to completion.
+/// Runs a job: on every worker of this process, `build` declares the
+/// dataflow on the [`Dataflow`] it is given; then the workers run it to
+/// completion.
 ///
 /// `build` returns an error to stop the job (for example a file that cannot
-/// be opened). A panicking worker becomes [`Error::WorkerPanic`]; a failing
-/// source or sink becomes its own error. Either way the other workers stop
-/// and `run` returns the first error, with the shared [`Context`] dropped.
+/// be opened); errors found while building (a duplicate step id, a bad
+/// window) stop it too. A panicking worker becomes [`Error::WorkerPanic`];
+/// a failing source or sink becomes its own error, naming the step. Either
+/// way the other workers stop and `run` returns the first error. The values
+/// `build` returns are collected over this process's workers.
 ///
 /// # Examples
 /// ```
-/// use keyflow_dataflow::run::{run, RunConfig};
-/// let indexes = run(&RunConfig::threads(2), |worker, _ctx| Ok(worker.index())).unwrap();
+/// use keyflow_dataflow::prelude::*;
+/// let indexes = run(&RunConfig::threads(2), |flow| Ok(flow.index())).unwrap();
 /// assert_eq!(indexes, vec![0, 1]);
 /// ```
 pub fn run<T, F>(config: &RunConfig, build: F) -> Result<Vec<T>>
 where
     T: Send + 'static,
-    F: Fn(&mut Worker, &Arc<Context>) -> Result<T> + Send + Sync + 'static,
+    F: for<'s> Fn(&Dataflow<'s>) -> Result<T> + Send + Sync + 'static,
 {
     run_with_context(Arc::new(Context::new(config.clone())), build)
 }
@@ -279,6 +283,41 @@ where
 /// Like [`run`], with a context the caller keeps (to read metrics from
 /// another thread while the job runs).
 pub fn run_with_context<T, F>(ctx: Arc<Context>, build: F) -> Result<Vec<T>>
+where
+    T: Send + 'static,
+    F: for<'s> Fn(&Dataflow<'s>) -> Result<T> + Send + Sync + 'static,
+{
+    run_workers_with_context(ctx, move |worker, ctx| {
+        worker.dataflow(|scope| {
+            let flow = Dataflow::new(scope, ctx);
+            let value = build(&flow)?;
+            flow.finish()?;
+            Ok(value)
+        })
+    })
+}
+
+/// The low-level form of [`run`]: `build` gets the timely worker itself,
+/// for jobs that build several dataflows or use other timestamps. Wrap a
+/// scope in [`Dataflow::new`] to use keyflow operators in it, and return
+/// [`Dataflow::finish`]'s error.
+///
+/// # Examples
+/// ```
+/// use keyflow_dataflow::run::{run_workers, RunConfig};
+/// let indexes = run_workers(&RunConfig::threads(2), |worker, _ctx| Ok(worker.index())).unwrap();
+/// assert_eq!(indexes, vec![0, 1]);
+/// ```
+pub fn run_workers<T, F>(config: &RunConfig, build: F) -> Result<Vec<T>>
+where
+    T: Send + 'static,
+    F: Fn(&mut Worker, &Arc<Context>) -> Result<T> + Send + Sync + 'static,
+{
+    run_workers_with_context(Arc::new(Context::new(config.clone())), build)
+}
+
+/// Like [`run_workers`], with a context the caller keeps.
+pub fn run_workers_with_context<T, F>(ctx: Arc<Context>, build: F) -> Result<Vec<T>>
 where
     T: Send + 'static,
     F: Fn(&mut Worker, &Arc<Context>) -> Result<T> + Send + Sync + 'static,
@@ -458,7 +497,7 @@ mod tests {
 
     #[test]
     fn a_panic_becomes_an_error() {
-        let err = run(&RunConfig::threads(2), |worker, _| {
+        let err = run_workers(&RunConfig::threads(2), |worker, _| {
             if worker.index() == 1 {
                 panic!("boom at worker {}", worker.index());
             }

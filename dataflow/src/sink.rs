@@ -15,10 +15,11 @@ use timely::dataflow::channels::pact::Exchange;
 use timely::dataflow::operators::generic::builder_rc::OperatorBuilder;
 
 use crate::error::{Error, Result};
+use crate::metrics::Metrics;
 use crate::run::Context;
 use crate::source::EventStream;
 use crate::time::EventTime;
-use crate::window::Data;
+use crate::Data;
 
 /// Something that takes a job's results.
 pub trait Sink<T>: 'static {
@@ -46,34 +47,14 @@ pub trait Sink<T>: 'static {
     }
 }
 
-/// Writes `stream` to the sink that `make` builds. Only worker 0 of the
-/// cluster calls `make` (at build time, so a bad path fails before any work)
-/// and writes; the other workers forward their records to it.
-///
-/// # Examples
-/// ```
-/// use keyflow_dataflow::prelude::*;
-/// use keyflow_dataflow::sink::{sink, JsonLinesSink};
-///
-/// let dir = std::env::temp_dir().join(format!("keyflow-sink-doc-{}", std::process::id()));
-/// std::fs::create_dir_all(&dir).unwrap();
-/// let path = dir.join("out.jsonl");
-/// let target = path.clone();
-/// run(&RunConfig::threads(2), move |worker, ctx| {
-///     let target = target.clone();
-///     worker.dataflow(|scope| {
-///         let input = IterSource::new("n", 2, |p| (0..2u64).map(move |i| (i, i + 10 * p as u64)));
-///         let events = source(scope, ctx, input, &SourceConfig::default())?;
-///         sink(events, ctx, "numbers", move || JsonLinesSink::create(&target))
-///     })
-/// })
-/// .unwrap();
-/// assert_eq!(std::fs::read_to_string(&path).unwrap(), "0\n10\n1\n11\n");
-/// ```
-pub fn sink<'scope, T, S, F>(
+/// Writes `stream` to the sink that `make` builds: the operator behind
+/// [`crate::Events::sink`]. Only worker 0 of the cluster calls `make` (at
+/// build time, so a bad path fails before any work) and writes; the other
+/// workers forward their records to it.
+pub(crate) fn sink_stream<'scope, T, S, F>(
     stream: EventStream<'scope, T>,
     ctx: &Arc<Context>,
-    name: &str,
+    step: &str,
     make: F,
 ) -> Result<()>
 where
@@ -83,7 +64,7 @@ where
 {
     let worker = stream.scope().index();
     let mut ckpt = if worker == 0 {
-        ctx.checkpoint_step(worker, &format!("sink:{name}"), &format!("sink `{name}`"))?
+        ctx.checkpoint_step(worker, step, &format!("sink `{step}`"))?
     } else {
         None
     };
@@ -97,7 +78,9 @@ where
         None
     };
     let ctx = Arc::clone(ctx);
-    let mut builder = OperatorBuilder::new(format!("Sink({name})"), stream.scope());
+    let counters = ctx.metrics.step(step);
+    let step = step.to_string();
+    let mut builder = OperatorBuilder::new(format!("Sink({step})"), stream.scope());
     let mut input = builder.new_input(stream, Exchange::new(|_: &(EventTime, T)| 0));
     builder.build(move |_| {
         let mut stash: std::collections::BTreeMap<EventTime, Vec<(EventTime, T)>> =
@@ -106,6 +89,7 @@ where
         move |frontiers| {
             input.for_each(|cap, data| {
                 if let Some(&time) = cap.least() {
+                    Metrics::add(&counters.records_in, data.len() as u64);
                     stash.entry(time).or_default().append(data);
                 }
             });
@@ -140,14 +124,14 @@ where
                 outcome = outcome.and_then(|()| commit(sink, ckpt.as_ref(), epoch));
             }
             if let Err(e) = outcome {
-                ctx.fail(e);
+                ctx.fail(e.in_step(&step));
                 target = None;
                 return;
             }
             if frontier.is_empty() && !closed {
                 closed = true;
                 if let Err(e) = sink.close() {
-                    ctx.fail(e);
+                    ctx.fail(e.in_step(&step));
                 }
             }
         }

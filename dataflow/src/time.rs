@@ -15,8 +15,10 @@ use crate::error::{Error, Result};
 /// Event time in milliseconds since the Unix epoch, UTC (also timely's time).
 pub type EventTime = u64;
 
+/// One second in milliseconds.
+pub const SECOND: u64 = 1_000;
 /// One minute in milliseconds.
-pub const MINUTE: u64 = 60_000;
+pub const MINUTE: u64 = 60 * SECOND;
 /// One hour in milliseconds.
 pub const HOUR: u64 = 60 * MINUTE;
 /// One day in milliseconds.

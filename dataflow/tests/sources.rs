@@ -7,7 +7,7 @@ use std::time::Duration;
 use keyflow_dataflow::metrics::MetricsSnapshot;
 use keyflow_dataflow::prelude::*;
 use keyflow_dataflow::run::run_with_context;
-use keyflow_dataflow::testing::{capture, capture_timed, Captured, ScriptedSource, Step};
+use keyflow_dataflow::testing::{capture_timed, Captured, ScriptedSource, Step};
 
 type Counts = Vec<(u64, WindowResult<String, u64>)>;
 type LateWords = Vec<(u64, (String, ()))>;
@@ -24,19 +24,18 @@ fn count_windows(
     let ctx = Arc::new(Context::new(RunConfig::threads(workers)));
     let (r, l) = (results.clone(), late.clone());
     let scripts = Arc::new(scripts);
-    run_with_context(Arc::clone(&ctx), move |worker, ctx| {
+    run_with_context(Arc::clone(&ctx), move |flow| {
         let (r, l, scripts) = (r.clone(), l.clone(), scripts.clone());
-        worker.dataflow(|scope| {
-            let input = ScriptedSource::new(scripts.to_vec());
-            let out = source(scope, ctx, input, &config)?
-                .key_by("word", |w: &str| (w.to_string(), ()))
-                .window(WindowSpec::tumbling(10_000))
-                .lateness(Lateness::SideOutput)
-                .count(ctx, "counts")?;
-            capture(out.results, &r);
-            capture(out.late, &l);
-            Ok(())
-        })
+        let input = ScriptedSource::new(scripts.to_vec());
+        let out = flow
+            .source("input", input, &config)?
+            .key_by(|w: &str| (w.to_string(), ()))
+            .window(WindowSpec::tumbling(10_000)?)
+            .lateness(Lateness::SideOutput)
+            .count("counts");
+        out.results.capture(&r);
+        out.late.capture(&l);
+        Ok(())
     })?;
     Ok((results.sorted(), late.sorted(), ctx.metrics.snapshot()))
 }
@@ -125,17 +124,16 @@ fn a_bounded_input_fires_every_window_at_its_end() {
 fn results_travel_at_window_end() {
     let timed = Captured::new();
     let t = timed.clone();
-    run(&RunConfig::threads(2), move |worker, ctx| {
+    run(&RunConfig::threads(2), move |flow| {
         let t = t.clone();
-        worker.dataflow(|scope| {
-            let input = ScriptedSource::new(vec![events(0, 30_000, 500, "x")]);
-            let out = source(scope, ctx, input, &SourceConfig::default())?
-                .key_by("x", |w: &str| (w.to_string(), ()))
-                .window(WindowSpec::tumbling(10_000))
-                .count(ctx, "c")?;
-            capture_timed(out.results, &t);
-            Ok(())
-        })
+        let input = ScriptedSource::new(vec![events(0, 30_000, 500, "x")]);
+        let out = flow
+            .source("input", input, &SourceConfig::default())?
+            .key_by(|w: &str| (w.to_string(), ()))
+            .window(WindowSpec::tumbling(10_000)?)
+            .count("c");
+        capture_timed(out.results.inner(), &t);
+        Ok(())
     })
     .unwrap();
     for (time, ts, r) in timed.sorted() {
@@ -178,16 +176,14 @@ fn a_failing_partition_stops_the_job_with_its_error() {
 
 #[test]
 fn missing_json_file_fails_before_any_work() {
-    let err = run(&RunConfig::threads(1), |worker, ctx| {
-        worker.dataflow(|scope| {
-            let input = JsonLinesSource::new(
-                "j",
-                vec!["/nonexistent/x.jsonl".into()],
-                |v: &serde_json::Value| v["ts"].as_u64(),
-            );
-            source(scope, ctx, input, &SourceConfig::default())?;
-            Ok(())
-        })
+    let err = run(&RunConfig::threads(1), |flow| {
+        let input = JsonLinesSource::new(
+            "j",
+            vec!["/nonexistent/x.jsonl".into()],
+            |v: &serde_json::Value| v["ts"].as_u64(),
+        );
+        flow.source("input", input, &SourceConfig::default())?;
+        Ok(())
     })
     .unwrap_err();
     assert!(err.to_string().contains("/nonexistent/x.jsonl"), "{err}");

@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use keyflow_dataflow::prelude::*;
 use keyflow_dataflow::run::run_with_context;
-use keyflow_dataflow::testing::{capture, Captured};
+use keyflow_dataflow::testing::Captured;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
@@ -212,28 +212,26 @@ fn run_windows(
     let late = Captured::new();
     let ctx = Arc::new(Context::new(RunConfig::threads(workers)));
     let (r, l) = (results.clone(), late.clone());
-    run_with_context(Arc::clone(&ctx), move |worker, ctx| {
+    run_with_context(Arc::clone(&ctx), move |flow| {
         let parts = Arc::clone(&parts);
         let (r, l) = (r.clone(), l.clone());
-        worker.dataflow(|scope| {
-            let input =
-                IterSource::new("random", parts.len(), move |p| parts[p].clone().into_iter());
-            let config = SourceConfig {
-                max_out_of_orderness: OOO,
-                idle_timeout: None,
-                max_future: None,
-                batch: 64,
-                ..SourceConfig::default()
-            };
-            let out = source(scope, ctx, input, &config)?
-                .key_by("key", |kv| kv)
-                .window(spec)
-                .lateness(lateness)
-                .sum(ctx, "sums")?;
-            capture(out.results, &r);
-            capture(out.late, &l);
-            Ok(())
-        })
+        let input = IterSource::new("random", parts.len(), move |p| parts[p].clone().into_iter());
+        let config = SourceConfig {
+            max_out_of_orderness: OOO,
+            idle_timeout: None,
+            max_future: None,
+            batch: 64,
+            ..SourceConfig::default()
+        };
+        let out = flow
+            .source("input", input, &config)?
+            .key_by(|kv| kv)
+            .window(spec)
+            .lateness(lateness)
+            .sum("sums");
+        out.results.capture(&r);
+        out.late.capture(&l);
+        Ok(())
     })
     .unwrap();
     Outcome {
@@ -252,7 +250,12 @@ fn check_grid(seed: u64, size: u64, slide: u64, lateness: Lateness) {
         expected.len()
     );
     for workers in [1, 2, 4] {
-        let got = run_windows(&parts, workers, WindowSpec::sliding(size, slide), lateness);
+        let got = run_windows(
+            &parts,
+            workers,
+            WindowSpec::sliding(size, slide).unwrap(),
+            lateness,
+        );
         assert_eq!(
             got.results.len(),
             expected.len(),
@@ -294,7 +297,12 @@ fn sessions_match_naive() {
         let parts = random_partitions(seed, 4, 300);
         let expected = naive_sessions(&parts, 3_000);
         for workers in [1, 2, 4] {
-            let got = run_windows(&parts, workers, WindowSpec::session(3_000), Lateness::Drop);
+            let got = run_windows(
+                &parts,
+                workers,
+                WindowSpec::session(3_000).unwrap(),
+                Lateness::Drop,
+            );
             assert_eq!(got.results, expected, "workers={workers} seed={seed}");
         }
     }
@@ -309,7 +317,7 @@ fn late_records_are_dropped_and_counted() {
         let got = run_windows(
             &parts,
             workers,
-            WindowSpec::tumbling(10_000),
+            WindowSpec::tumbling(10_000).unwrap(),
             Lateness::Drop,
         );
         assert_eq!(got.metrics.late_dropped, late as u64);
@@ -330,7 +338,7 @@ fn late_records_go_to_the_side_output() {
         let got = run_windows(
             &parts,
             workers,
-            WindowSpec::tumbling(10_000),
+            WindowSpec::tumbling(10_000).unwrap(),
             Lateness::SideOutput,
         );
         assert_eq!(got.late, expected, "workers={workers}");
@@ -353,7 +361,12 @@ fn allowed_lateness_re_emits_updates() {
             "no updates in the fixture"
         );
         for workers in [1, 2, 4] {
-            let got = run_windows(&parts, workers, WindowSpec::sliding(size, slide), lateness);
+            let got = run_windows(
+                &parts,
+                workers,
+                WindowSpec::sliding(size, slide).unwrap(),
+                lateness,
+            );
             assert_eq!(got.results, expected, "workers={workers} seed={seed}");
         }
     }

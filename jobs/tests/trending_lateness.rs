@@ -37,23 +37,20 @@ fn run_job(
     let out = Captured::new();
     let ctx = Arc::new(Context::new(RunConfig::threads(workers)));
     let (sink, parts, config) = (out.clone(), Arc::clone(parts), config.clone());
-    run_with_context(Arc::clone(&ctx), move |worker, ctx| {
+    run_with_context(Arc::clone(&ctx), move |flow| {
         let (sink, parts) = (sink.clone(), Arc::clone(&parts));
         let config = config.clone();
-        worker.dataflow(|scope| {
-            let input =
-                IterSource::new("views", parts.len(), move |p| parts[p].clone().into_iter());
-            let source_config = SourceConfig {
-                max_out_of_orderness: ooo,
-                idle_timeout: None,
-                max_future: None,
-                ..SourceConfig::default()
-            };
-            let events = source(scope, ctx, input, &source_config)?;
-            let out = trending(events, ctx, &config)?;
-            capture_timed(out.minutes, &sink);
-            Ok(())
-        })
+        let input = IterSource::new("views", parts.len(), move |p| parts[p].clone().into_iter());
+        let source_config = SourceConfig {
+            max_out_of_orderness: ooo,
+            idle_timeout: None,
+            max_future: None,
+            ..SourceConfig::default()
+        };
+        let events = flow.source("input", input, &source_config)?;
+        let out = trending(events, &config)?;
+        capture_timed(out.minutes.inner(), &sink);
+        Ok(())
     })
     .unwrap();
     (out.sorted(), ctx.metrics.snapshot())
@@ -133,21 +130,19 @@ fn without_late_events_it_equals_the_normal_path() {
 fn generator_minutes(workers: usize, config: &TrendingConfig) -> Timed {
     let out = Captured::new();
     let (sink, config) = (out.clone(), config.clone());
-    run(&RunConfig::threads(workers), move |worker, ctx| {
+    run(&RunConfig::threads(workers), move |flow| {
         let (sink, config) = (sink.clone(), config.clone());
-        worker.dataflow(|scope| {
-            let input = GeneratorSource::new(GeneratorConfig {
-                articles: 2_000,
-                rate: 40,
-                duration_ms: 75 * MINUTE,
-                partitions: 3,
-                bursts: 5,
-                ..GeneratorConfig::default()
-            })?;
-            let events = source(scope, ctx, input, &SourceConfig::default())?;
-            capture_timed(trending(events, ctx, &config)?.minutes, &sink);
-            Ok(())
-        })
+        let input = GeneratorSource::new(GeneratorConfig {
+            articles: 2_000,
+            rate: 40,
+            duration_ms: 75 * MINUTE,
+            partitions: 3,
+            bursts: 5,
+            ..GeneratorConfig::default()
+        })?;
+        let events = flow.source("input", input, &SourceConfig::default())?;
+        capture_timed(trending(events, &config)?.minutes.inner(), &sink);
+        Ok(())
     })
     .unwrap();
     out.sorted()

@@ -14,25 +14,20 @@
 //!
 //! ```
 //! use keyflow_dataflow::prelude::*;
-//! use keyflow_dataflow::testing::{capture, Captured};
-//! use keyflow_operators::rise::{Rise, RiseConfig, Rising};
-//! use keyflow_operators::topk::GlobalTopK;
+//! use keyflow_dataflow::testing::Captured;
+//! use keyflow_operators::prelude::*;
 //!
 //! let out = Captured::new();
-//! let sink = out.clone();
-//! run(&RunConfig::threads(2), move |worker, ctx| {
-//!     let sink = sink.clone();
-//!     worker.dataflow(|scope| {
-//!         let views = IterSource::new("views", 2, |p| {
-//!             let title = if p == 0 { "Rust" } else { "Timely" };
-//!             (0..30u64).map(move |ms| (ms, (title.to_string(), 1 + ms / 10 * (1 + p as u64))))
-//!         });
-//!         let config = RiseConfig { window: 10, slide: 10, windows: 3, ..Default::default() };
-//!         let rise = source(scope, ctx, views, &SourceConfig::default())?.rise(ctx, "rise", config)?;
-//!         let top = rise.rising.top_k_ticked(rise.ticks, ctx, "top", 10, Rising::trending_order);
-//!         capture(top, &sink);
-//!         Ok(())
-//!     })
+//! let into = out.clone();
+//! run(&RunConfig::threads(2), move |flow| {
+//!     let views = IterSource::new("views", 2, |p| {
+//!         let title = if p == 0 { "Rust" } else { "Timely" };
+//!         (0..30u64).map(move |ms| (ms, (title.to_string(), 1 + ms / 10 * (1 + p as u64))))
+//!     });
+//!     let rise = flow.source("views", views, &SourceConfig::default())?.rise("rise", RiseConfig::new(10, 10, 3)?);
+//!     let best = |a: &Rising<String>, b: &Rising<String>| b.growth().cmp(&a.growth());
+//!     rise.rising.top_k_ticked("top", rise.ticks, 10, best).capture(&into);
+//!     Ok(())
 //! })
 //! .unwrap();
 //! let at_30: Vec<_> = out
@@ -58,3 +53,10 @@ pub use error::{Error, Result};
 pub use moving_average::{CumulativeAverage, KeyedAverage};
 pub use rise::{Rise, RiseConfig, RiseOut, RiseRule, RiseTick, Rising};
 pub use topk::{GlobalTopK, TopK};
+
+/// The operator traits and their configuration types, for `use
+/// keyflow_operators::prelude::*` beside the dataflow prelude.
+pub mod prelude {
+    pub use crate::rise::{Rise, RiseConfig, RiseOut, RiseRule, RiseTick, Rising};
+    pub use crate::topk::{GlobalTopK, TopK};
+}

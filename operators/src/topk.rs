@@ -18,10 +18,9 @@ use std::sync::Arc;
 
 use keyflow_dataflow::checkpoint::take_below;
 use keyflow_dataflow::metrics::Metrics;
-use keyflow_dataflow::run::Context;
 use keyflow_dataflow::source::EventStream;
 use keyflow_dataflow::time::EventTime;
-use keyflow_dataflow::window::Data;
+use keyflow_dataflow::{Data, Dataflow, Events};
 use serde::{Deserialize, Serialize};
 use timely::dataflow::channels::pact::{Exchange, Pipeline};
 use timely::dataflow::operators::generic::builder_rc::OperatorBuilder;
@@ -119,45 +118,18 @@ pub trait GlobalTopK<'scope, R> {
     /// Emits, at every event time that has records, one [`TopK`] on worker 0
     /// with the `k` best records by `cmp` (`Less` = better; `k == 0` keeps
     /// all, sorted). Late records (event time below the time they travel at)
-    /// are dropped and counted in `late_dropped`. `id` is the stable id.
+    /// are dropped and counted. `id` is the step's stable id.
     ///
     /// # Examples
     /// ```
-    /// use keyflow_dataflow::prelude::*;
-    /// use keyflow_dataflow::testing::{capture, Captured};
-    /// use keyflow_operators::topk::{GlobalTopK, TopK};
+    /// use keyflow_dataflow::testing::example;
+    /// use keyflow_operators::topk::GlobalTopK;
     ///
-    /// let out = Captured::new();
-    /// let sink = out.clone();
-    /// run(&RunConfig::threads(2), move |worker, ctx| {
-    ///     let sink = sink.clone();
-    ///     worker.dataflow(|scope| {
-    ///         let scores = IterSource::new("scores", 2, |p| {
-    ///             let p = p as u64;
-    ///             vec![(10, 1 + p), (10, 5 + p), (20, 7 + p)].into_iter()
-    ///         });
-    ///         let best = source(scope, ctx, scores, &SourceConfig::default())?
-    ///             .top_k(ctx, "best", 2, |a: &u64, b: &u64| b.cmp(a));
-    ///         capture(best, &sink);
-    ///         Ok(())
-    ///     })
-    /// })
-    /// .unwrap();
-    /// assert_eq!(
-    ///     out.sorted(),
-    ///     vec![
-    ///         (10, TopK { t: 10, total: 4, top: vec![6, 5] }),
-    ///         (20, TopK { t: 20, total: 2, top: vec![8, 7] }),
-    ///     ]
-    /// );
+    /// let scores = vec![(10, 1u64), (10, 5), (10, 6), (20, 7)];
+    /// let out = example(scores, |s| Ok(s.top_k("best", 2, |a, b| b.cmp(a)).map(|t| (t.total, t.top))));
+    /// assert_eq!(out.unwrap(), vec![(10, (3, vec![6, 5])), (20, (1, vec![7]))]);
     /// ```
-    fn top_k<F>(
-        self,
-        ctx: &Arc<Context>,
-        id: &str,
-        k: usize,
-        cmp: F,
-    ) -> EventStream<'scope, TopK<R>>
+    fn top_k<F>(self, id: &str, k: usize, cmp: F) -> Events<'scope, TopK<R>>
     where
         F: Fn(&R, &R) -> Ordering + Clone + 'static;
 
@@ -168,77 +140,65 @@ pub trait GlobalTopK<'scope, R> {
     ///
     /// # Examples
     /// ```
-    /// use keyflow_dataflow::prelude::*;
-    /// use keyflow_dataflow::testing::{capture, Captured};
-    /// use keyflow_operators::rise::{Rise, RiseConfig, Rising};
-    /// use keyflow_operators::topk::{GlobalTopK, TopK};
+    /// use keyflow_dataflow::testing::example;
+    /// use keyflow_operators::rise::{Rise, RiseConfig};
+    /// use keyflow_operators::topk::GlobalTopK;
     ///
-    /// let out = Captured::new();
-    /// let sink = out.clone();
-    /// run(&RunConfig::threads(2), move |worker, ctx| {
-    ///     let sink = sink.clone();
-    ///     worker.dataflow(|scope| {
-    ///         let events = IterSource::new("views", 1, |_| {
-    ///             [(0, 'a', 1), (0, 'b', 1), (10, 'a', 3), (10, 'b', 2)].into_iter().map(|(t, k, v)| (t, (k, v)))
-    ///         });
-    ///         let config = RiseConfig { window: 10, slide: 10, windows: 2, ..Default::default() };
-    ///         let rise = source(scope, ctx, events, &SourceConfig::default())?
-    ///             .rise(ctx, "rise", config)?;
-    ///         let top = rise.rising.top_k_ticked(rise.ticks, ctx, "top", 1, Rising::trending_order);
-    ///         capture(top, &sink);
-    ///         Ok(())
-    ///     })
-    /// })
-    /// .unwrap();
-    /// let minutes: Vec<_> = out
-    ///     .sorted()
-    ///     .into_iter()
-    ///     .map(|(_, k)| (k.t, k.total, k.top.into_iter().map(|r| r.key).collect::<Vec<_>>()))
-    ///     .collect();
-    /// assert_eq!(minutes, vec![(10, 0, vec![]), (20, 2, vec!['a']), (30, 0, vec![])]);
+    /// let views = vec![(0, ('a', 1)), (0, ('b', 1)), (10, ('a', 3)), (10, ('b', 2))];
+    /// let out = example(views, |views| {
+    ///     let rise = views.rise("rise", RiseConfig::new(10, 10, 2)?);
+    ///     let top = rise.rising.top_k_ticked("top", rise.ticks, 1, |a, b| b.growth().cmp(&a.growth()));
+    ///     Ok(top.map(|t| (t.total, t.top.into_iter().map(|r| r.key).collect::<Vec<_>>())))
+    /// });
+    /// assert_eq!(out.unwrap(), vec![(10, (0, vec![])), (20, (2, vec!['a'])), (30, (0, vec![]))]);
     /// ```
     fn top_k_ticked<D, F>(
         self,
-        ticks: EventStream<'scope, D>,
-        ctx: &Arc<Context>,
         id: &str,
+        ticks: Events<'scope, D>,
         k: usize,
         cmp: F,
-    ) -> EventStream<'scope, TopK<R>>
+    ) -> Events<'scope, TopK<R>>
     where
         D: Data,
         F: Fn(&R, &R) -> Ordering + Clone + 'static;
 }
 
-impl<'scope, R: Data + Ord> GlobalTopK<'scope, R> for EventStream<'scope, R> {
-    fn top_k<F>(
-        self,
-        ctx: &Arc<Context>,
-        id: &str,
-        k: usize,
-        cmp: F,
-    ) -> EventStream<'scope, TopK<R>>
+impl<'scope, R: Data + Ord> GlobalTopK<'scope, R> for Events<'scope, R> {
+    #[track_caller]
+    fn top_k<F>(self, id: &str, k: usize, cmp: F) -> Events<'scope, TopK<R>>
     where
         F: Fn(&R, &R) -> Ordering + Clone + 'static,
     {
-        let partials = local_top_k::<R, (), F>(self, None, ctx, id, k, cmp.clone());
-        global_top_k(partials, id, k, cmp)
+        let flow = self.flow().clone();
+        let step = flow.step(id);
+        let partials = local_top_k::<R, (), F>(self.inner(), None, &flow, &step, k, cmp.clone());
+        flow.wrap(global_top_k(partials, &step, k, cmp))
     }
 
+    #[track_caller]
     fn top_k_ticked<D, F>(
         self,
-        ticks: EventStream<'scope, D>,
-        ctx: &Arc<Context>,
         id: &str,
+        ticks: Events<'scope, D>,
         k: usize,
         cmp: F,
-    ) -> EventStream<'scope, TopK<R>>
+    ) -> Events<'scope, TopK<R>>
     where
         D: Data,
         F: Fn(&R, &R) -> Ordering + Clone + 'static,
     {
-        let partials = local_top_k(self, Some(ticks), ctx, id, k, cmp.clone());
-        global_top_k(partials, id, k, cmp)
+        let flow = self.flow().clone();
+        let step = flow.step(id);
+        let partials = local_top_k(
+            self.inner(),
+            Some(ticks.inner()),
+            &flow,
+            &step,
+            k,
+            cmp.clone(),
+        );
+        flow.wrap(global_top_k(partials, &step, k, cmp))
     }
 }
 
@@ -256,7 +216,7 @@ type PartialOut<'a, R> = timely::dataflow::operators::generic::OutputBuilderSess
 fn local_top_k<'scope, R, D, F>(
     records: EventStream<'scope, R>,
     ticks: Option<EventStream<'scope, D>>,
-    ctx: &Arc<Context>,
+    flow: &Dataflow<'scope>,
     id: &str,
     k: usize,
     cmp: F,
@@ -268,12 +228,13 @@ where
 {
     let scope = records.scope();
     let (peers, index) = (scope.peers(), scope.index());
-    // top_k cannot fail in the middle of a chain: a bad step id or a
-    // damaged part stops the job through the context instead.
+    let ctx = flow.context();
+    // top_k cannot fail in the middle of a chain: a damaged part stops the
+    // dataflow from running instead.
     let mut ckpt = ctx
-        .checkpoint_step(index, &format!("topk:{id}"), &format!("top-k `{id}`"))
+        .checkpoint_step(index, id, &format!("top-k `{id}`"))
         .unwrap_or_else(|e| {
-            ctx.fail(e);
+            flow.fail(e);
             None
         });
     let mut restored = TopKState::<R>::default();
@@ -294,7 +255,7 @@ where
                     }
                 }
                 Ok(_) => {}
-                Err(e) => ctx.fail(e),
+                Err(e) => flow.fail(e),
             }
         }
     }

@@ -9,8 +9,8 @@ use std::sync::Arc;
 
 use keyflow_dataflow::prelude::*;
 use keyflow_dataflow::run::run_with_context;
-use keyflow_dataflow::testing::{capture, Captured};
-use keyflow_dataflow::window::Key;
+use keyflow_dataflow::testing::Captured;
+use keyflow_dataflow::Key;
 use keyflow_operators::rise::{Rise, RiseConfig, RiseRule, RiseTick, Rising};
 use keyflow_operators::topk::{GlobalTopK, TopK};
 use rand::rngs::StdRng;
@@ -168,7 +168,7 @@ fn oracle<K: Key>(
             },
         ));
         let mut ranked = passing.clone();
-        ranked.sort_by(Rising::trending_order);
+        ranked.sort_by(growth_order);
         ranked.truncate(TOP);
         expected.top.push((
             t,
@@ -182,6 +182,14 @@ fn oracle<K: Key>(
     }
     expected.rising.sort();
     expected
+}
+
+/// Growth descending, then the newest count descending, then key.
+fn growth_order<K: Ord>(a: &Rising<K>, b: &Rising<K>) -> std::cmp::Ordering {
+    b.growth()
+        .cmp(&a.growth())
+        .then_with(|| b.last().cmp(&a.last()))
+        .then_with(|| a.key.cmp(&b.key))
 }
 
 /// Runs rise (with `predicate` if given) and top-k on `workers` workers.
@@ -199,36 +207,30 @@ fn run_dataflow<K: Key + Send + Sync>(
     let ctx = Arc::new(keyflow_dataflow::run::Context::new(RunConfig::threads(
         workers,
     )));
-    run_with_context(Arc::clone(&ctx), move |worker, ctx| {
+    run_with_context(Arc::clone(&ctx), move |flow| {
         let (r, t, k) = (r.clone(), t.clone(), k.clone());
         let data = Arc::clone(&data);
-        worker.dataflow(|scope| {
-            let src = IterSource::new("random", data.len(), move |p| data[p].clone().into_iter());
-            let source_config = SourceConfig {
-                max_out_of_orderness: OOO,
-                idle_timeout: None,
-                max_future: None,
-                batch: 37,
-                ..SourceConfig::default()
-            };
-            let events = source(scope, ctx, src, &source_config)?;
-            let out = match predicate {
-                Some(p) => events.rise_by(ctx, "rise", config, p)?,
-                None => events.rise(ctx, "rise", config)?,
-            };
-            let rising = out.rising;
-            let ranked = rising.clone().top_k_ticked(
-                out.ticks.clone(),
-                ctx,
-                "top",
-                TOP,
-                Rising::trending_order,
-            );
-            capture(rising, &r);
-            capture(out.ticks, &t);
-            capture(ranked, &k);
-            Ok(())
-        })
+        let src = IterSource::new("random", data.len(), move |p| data[p].clone().into_iter());
+        let source_config = SourceConfig {
+            max_out_of_orderness: OOO,
+            idle_timeout: None,
+            max_future: None,
+            batch: 37,
+            ..SourceConfig::default()
+        };
+        let events = flow.source("input", src, &source_config)?;
+        let out = match predicate {
+            Some(p) => events.rise_by("rise", config, p),
+            None => events.rise("rise", config),
+        };
+        let rising = out.rising;
+        let ranked = rising
+            .clone()
+            .top_k_ticked("top", out.ticks.clone(), TOP, growth_order);
+        rising.capture(&r);
+        out.ticks.capture(&t);
+        ranked.capture(&k);
+        Ok(())
     })
     .unwrap();
     let late = ctx.metrics.snapshot().late_dropped;
@@ -384,23 +386,21 @@ fn top_k_matches_the_oracle() {
             let out = Captured::new();
             let sink = out.clone();
             let data = Arc::new(partitions.clone());
-            run(&RunConfig::threads(workers), move |worker, ctx| {
+            run(&RunConfig::threads(workers), move |flow| {
                 let sink = sink.clone();
                 let data = Arc::clone(&data);
-                worker.dataflow(|scope| {
-                    let src =
-                        IterSource::new("random", data.len(), move |p| data[p].clone().into_iter());
-                    let config = SourceConfig {
-                        max_out_of_orderness: OOO,
-                        idle_timeout: None,
-                        max_future: None,
-                        batch: 53,
-                        ..SourceConfig::default()
-                    };
-                    let top = source(scope, ctx, src, &config)?.top_k(ctx, "top", k, cmp);
-                    capture(top, &sink);
-                    Ok(())
-                })
+                let src =
+                    IterSource::new("random", data.len(), move |p| data[p].clone().into_iter());
+                let config = SourceConfig {
+                    max_out_of_orderness: OOO,
+                    idle_timeout: None,
+                    max_future: None,
+                    batch: 53,
+                    ..SourceConfig::default()
+                };
+                let top = flow.source("input", src, &config)?.top_k("top", k, cmp);
+                top.capture(&sink);
+                Ok(())
             })
             .unwrap();
             assert_eq!(out.sorted(), expected, "k = {k} at {workers} workers");

@@ -6,14 +6,12 @@ use std::sync::Arc;
 use clap::Args;
 use keyflow::dataflow::prelude::*;
 use keyflow::dataflow::run::run_with_context;
-use keyflow::dataflow::source::source;
 use keyflow::jobs::anomaly::{anomaly, check_fold_days, AnomalyConfig, AnomalyHour, Metric};
 use keyflow::jobs::baseline::{run_baseline, Baseline, BaselineConfig};
 use keyflow::jobs::pageviews::{
     hour_from_file_name, input_files, DumpTime, InputFormat, PageviewSource,
 };
 use keyflow::jobs::trending::{trending, TrendingMinute};
-use timely::dataflow::operators::vec::Filter;
 
 use super::progress::Progress;
 use super::run_args::{ClusterArgs, DumpTimeArg, InputFormat as FormatArg, SourceArgs};
@@ -247,22 +245,20 @@ pub fn run_anomaly(args: &AnomalyArgs) -> anyhow::Result<i32> {
     let ctx = Arc::new(Context::new(run_config));
     let progress = Progress::start(&ctx, args.quiet);
     let (quiet, out) = (args.quiet, args.out.clone());
-    run_with_context(Arc::clone(&ctx), move |worker, ctx| {
+    run_with_context(Arc::clone(&ctx), move |flow| {
         let src: PageviewSource = make_source()?;
         let (config, source_config, out) = (config.clone(), source_config.clone(), out.clone());
-        worker.dataflow(|scope| {
-            let events = source(scope, ctx, src, &source_config)?;
-            let hours = anomaly(events, ctx, &config)?;
-            if !quiet {
-                sink(hours.clone(), ctx, "table", || {
-                    Ok(StdoutSink(|_, h: &AnomalyHour| anomaly_table(h)))
-                })?;
-            }
-            if let Some(path) = &out {
-                sink(hours, ctx, "out", || JsonLinesSink::create(path))?;
-            }
-            Ok(())
-        })
+        let events = flow.source("pageviews", src, &source_config)?;
+        let hours = anomaly(events, &config)?;
+        if !quiet {
+            hours.clone().sink("table", || {
+                Ok(StdoutSink(|_, h: &AnomalyHour| anomaly_table(h)))
+            })?;
+        }
+        if let Some(path) = &out {
+            hours.sink("out", || JsonLinesSink::create(path))?;
+        }
+        Ok(())
     })?;
     drop(progress);
     super::progress::summary(&ctx, quiet);
@@ -336,7 +332,7 @@ pub fn run_pageviews(args: &PageviewsArgs) -> anyhow::Result<i32> {
     let quiet = args.trending.quiet;
     let progress = Progress::start(&ctx, quiet);
     let args = args.clone();
-    run_with_context(Arc::clone(&ctx), move |worker, ctx| {
+    run_with_context(Arc::clone(&ctx), move |flow| {
         let src: PageviewSource = make_source()?;
         let (tc, ac, sc, args) = (
             trending_config.clone(),
@@ -344,41 +340,39 @@ pub fn run_pageviews(args: &PageviewsArgs) -> anyhow::Result<i32> {
             source_config.clone(),
             args.clone(),
         );
-        worker.dataflow(|scope| {
-            let events = source(scope, ctx, src, &sc)?;
-            let minutes = trending(events.clone(), ctx, &tc)?;
-            let hours = anomaly(events, ctx, &ac)?;
-            if !quiet {
-                let shown = minutes
-                    .minutes
-                    .clone()
-                    .filter(|(_, m)| m.trending > 0 || m.update);
-                sink(shown, ctx, "trending-table", || {
-                    Ok(StdoutSink(|_, m: &TrendingMinute| trending_table(m)))
-                })?;
-                sink(hours.clone(), ctx, "anomaly-table", || {
-                    Ok(StdoutSink(|_, h: &AnomalyHour| anomaly_table(h)))
-                })?;
-            }
-            if let Some(path) = &args.trending_out {
-                sink(minutes.minutes, ctx, "trending-out", || {
-                    JsonLinesSink::create(path)
-                })?;
-            }
-            if let Some(path) = &args.anomaly_out {
-                sink(hours, ctx, "anomaly-out", || JsonLinesSink::create(path))?;
-            }
-            if let Some(dir) = &args.trending.hourly_out {
-                let keep = match tc.lateness {
-                    Lateness::Allowed(d) => d,
-                    _ => 0,
-                };
-                sink(minutes.hourly, ctx, "hourly", || {
-                    keyflow::jobs::trending::HourlyDumpSink::create(dir, keep)
-                })?;
-            }
-            Ok(())
-        })
+        let events = flow.source("pageviews", src, &sc)?;
+        let minutes = trending(events.clone(), &tc)?;
+        let hours = anomaly(events, &ac)?;
+        if !quiet {
+            let shown = minutes
+                .minutes
+                .clone()
+                .filter(|m| m.trending > 0 || m.update);
+            shown.sink("trending-table", || {
+                Ok(StdoutSink(|_, m: &TrendingMinute| trending_table(m)))
+            })?;
+            hours.clone().sink("anomaly-table", || {
+                Ok(StdoutSink(|_, h: &AnomalyHour| anomaly_table(h)))
+            })?;
+        }
+        if let Some(path) = &args.trending_out {
+            minutes
+                .minutes
+                .sink("trending-out", || JsonLinesSink::create(path))?;
+        }
+        if let Some(path) = &args.anomaly_out {
+            hours.sink("anomaly-out", || JsonLinesSink::create(path))?;
+        }
+        if let Some(dir) = &args.trending.hourly_out {
+            let keep = match tc.lateness {
+                Lateness::Allowed(d) => d,
+                _ => 0,
+            };
+            minutes.hourly.sink("hourly", || {
+                keyflow::jobs::trending::HourlyDumpSink::create(dir, keep)
+            })?;
+        }
+        Ok(())
     })?;
     drop(progress);
     super::progress::summary(&ctx, quiet);

@@ -6,7 +6,6 @@ use std::time::{Duration, Instant};
 
 use clap::{Args, Subcommand};
 use keyflow::dataflow::prelude::*;
-use keyflow::dataflow::source::source;
 use keyflow::dataflow::time::MINUTE;
 use keyflow::jobs::pageviews::{
     GeneratorConfig, GeneratorSource, PageviewSource, DEFAULT_START_MS,
@@ -120,14 +119,12 @@ fn run_job(config: &GeneratorConfig, run: RunConfig) -> anyhow::Result<(Timed, A
     let minutes = Arc::new(Mutex::new(Vec::new()));
     let ctx = Arc::new(Context::new(run));
     let (config, out) = (config.clone(), Arc::clone(&minutes));
-    keyflow::dataflow::run::run_with_context(Arc::clone(&ctx), move |worker, ctx| {
+    keyflow::dataflow::run::run_with_context(Arc::clone(&ctx), move |flow| {
         let src = PageviewSource::generator(config.clone())?;
         let out = Arc::clone(&out);
-        worker.dataflow(|scope| {
-            let events = source(scope, ctx, src, &SourceConfig::default())?;
-            let job = trending(events, ctx, &job_config())?;
-            sink(job.minutes, ctx, "collect", move || Ok(Collect(out)))
-        })
+        let events = flow.source("pageviews", src, &SourceConfig::default())?;
+        let job = trending(events, &job_config())?;
+        job.minutes.sink("collect", move || Ok(Collect(out)))
     })?;
     let minutes = std::mem::take(&mut *minutes.lock().unwrap_or_else(|p| p.into_inner()));
     Ok((minutes, ctx))

@@ -7,54 +7,7 @@ use clap::{Args, ValueEnum};
 use keyflow::dataflow::prelude::*;
 use keyflow::dataflow::time::parse_duration_ms;
 
-/// Where the workers run.
-#[derive(Debug, Clone, Args)]
-pub struct ClusterArgs {
-    /// Worker threads per process.
-    #[arg(long, short = 'w', default_value_t = 1)]
-    pub workers: usize,
-    /// Number of processes in the cluster.
-    #[arg(long, default_value_t = 1)]
-    pub processes: usize,
-    /// Index of this process, 0..processes.
-    #[arg(long, default_value_t = 0)]
-    pub process: usize,
-    /// File with one host:port per line, in process order (needed when
-    /// --processes > 1).
-    #[arg(long)]
-    pub hostfile: Option<PathBuf>,
-    /// How long to wait for the other processes at start-up.
-    #[arg(long, default_value = "30s", value_parser = parse_duration)]
-    pub connect_timeout: Duration,
-}
-
-impl ClusterArgs {
-    /// The run configuration, checked.
-    pub fn run_config(&self) -> anyhow::Result<RunConfig> {
-        if let (Some(path), 1) = (&self.hostfile, self.processes) {
-            anyhow::bail!(
-                "--hostfile {} does nothing with --processes 1: a single process needs no \
-                 addresses; give --processes N to run N processes",
-                path.display()
-            );
-        }
-        let hosts = match (&self.hostfile, self.processes) {
-            (Some(path), _) => RunConfig::read_hostfile(path)?,
-            (None, 1) => Vec::new(),
-            (None, n) => anyhow::bail!("--processes {n} needs --hostfile with {n} host:port lines"),
-        };
-        let config = RunConfig {
-            checkpoint: None,
-            workers: self.workers,
-            processes: self.processes,
-            process: self.process,
-            hosts,
-            connect_timeout: self.connect_timeout,
-        };
-        config.validate()?;
-        Ok(config)
-    }
-}
+pub use keyflow::dataflow::args::ClusterArgs;
 
 /// Input file formats.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -264,12 +217,7 @@ fn dump_time_name(time: DumpTimeArg) -> &'static str {
     }
 }
 
-/// Parses a duration flag such as `10m`, naming the bad text.
-pub fn parse_duration(text: &str) -> Result<Duration, String> {
-    parse_duration_ms("duration", text)
-        .map(Duration::from_millis)
-        .map_err(|e| e.to_string())
-}
+pub use keyflow::dataflow::args::parse_duration;
 
 fn parse_bad_input(text: &str) -> Result<BadInputPolicy, String> {
     text.parse()

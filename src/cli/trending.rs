@@ -11,7 +11,6 @@ use keyflow::jobs::pageviews::{PageView, PageviewSource};
 use keyflow::jobs::trending::{
     trending, HourlyDumpSink, RiseRuleArg, TrendingConfig, TrendingMinute,
 };
-use timely::dataflow::operators::vec::Filter;
 
 use super::checkpoint_args::{output_id, report_finished, CheckpointArgs, Plan};
 use super::progress::Progress;
@@ -266,40 +265,33 @@ pub fn run(args: &TrendingArgs) -> anyhow::Result<i32> {
         Lateness::Allowed(d) => d,
         _ => 0,
     };
-    run_with_context(Arc::clone(&ctx), move |worker, ctx| {
+    run_with_context(Arc::clone(&ctx), move |flow| {
         let source: PageviewSource = make_source()?;
         let (config, source_config, args) = (config.clone(), source_config.clone(), args.clone());
-        worker.dataflow(|scope| {
-            let events = keyflow::dataflow::source::source(scope, ctx, source, &source_config)?;
-            let out = trending(events, ctx, &config)?;
-            if !args.quiet {
-                // Minutes where nothing trends stay out of the table (they are
-                // in --out); the table is for people.
-                let shown = out
-                    .minutes
-                    .clone()
-                    .filter(|(_, m)| m.trending > 0 || m.update);
-                sink(shown, ctx, "table", || {
-                    Ok(StdoutSink(|_, m: &TrendingMinute| table(m)))
-                })?;
-            }
-            if let Some(path) = &args.out {
-                sink(out.minutes.clone(), ctx, "out", || {
-                    JsonLinesSink::create(path)
-                })?;
-            }
-            if let Some(dir) = &args.hourly_out {
-                sink(out.hourly.clone(), ctx, "hourly", || {
-                    HourlyDumpSink::create(dir, keep)
-                })?;
-            }
-            if let Some(path) = &args.late_out {
-                sink(out.late.clone(), ctx, "late", || {
-                    Ok(LateSink(JsonLinesSink::create(path)?))
-                })?;
-            }
-            Ok(())
-        })
+        let events = flow.source("pageviews", source, &source_config)?;
+        let out = trending(events, &config)?;
+        if !args.quiet {
+            // Minutes where nothing trends stay out of the table (they are
+            // in --out); the table is for people.
+            let shown = out.minutes.clone().filter(|m| m.trending > 0 || m.update);
+            shown.sink("table", || Ok(StdoutSink(|_, m: &TrendingMinute| table(m))))?;
+        }
+        if let Some(path) = &args.out {
+            out.minutes
+                .clone()
+                .sink("out", || JsonLinesSink::create(path))?;
+        }
+        if let Some(dir) = &args.hourly_out {
+            out.hourly
+                .clone()
+                .sink("hourly", || HourlyDumpSink::create(dir, keep))?;
+        }
+        if let Some(path) = &args.late_out {
+            out.late
+                .clone()
+                .sink("late", || Ok(LateSink(JsonLinesSink::create(path)?)))?;
+        }
+        Ok(())
     })?;
     drop(progress);
     super::progress::summary(&ctx, quiet);

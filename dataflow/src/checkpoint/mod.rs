@@ -23,21 +23,19 @@
 //!
 //! ```
 //! use keyflow_dataflow::prelude::*;
-//! use keyflow_dataflow::sink::JsonLinesSink;
 //!
 //! let dir = std::env::temp_dir().join(format!("keyflow-ckpt-doc-{}", std::process::id()));
 //! let (ckpt, out) = (dir.join("ckpt"), dir.join("counts.jsonl"));
 //! let config = RunConfig::threads(2).checkpointed(&ckpt, MINUTE, "word counts v1");
-//! let job = move |worker: &mut timely::worker::Worker, ctx: &std::sync::Arc<Context>| {
+//! let job = move |flow: &Dataflow<'_>| {
+//!     let words = IterSource::new("words", 2, |p| (0..600u64).map(move |i| (i * SECOND, (i + p as u64) % 3)));
 //!     let out = out.clone();
-//!     worker.dataflow(|scope| {
-//!         let words = IterSource::new("words", 2, |p| (0..600u64).map(move |i| (i * 1_000, (i + p as u64) % 3)));
-//!         let counts = source(scope, ctx, words, &SourceConfig::default())?
-//!             .key_by("by-word", |w| (w, ()))
-//!             .window(WindowSpec::tumbling(MINUTE))
-//!             .count(ctx, "counts")?;
-//!         sink(counts.results, ctx, "out", move || JsonLinesSink::create(&out))
-//!     })
+//!     flow.source("words", words, &SourceConfig::default())?
+//!         .key_by(|w| (w, ()))
+//!         .window(WindowSpec::tumbling(MINUTE)?)
+//!         .count("counts")
+//!         .results
+//!         .sink("out", move || JsonLinesSink::create(&out))
 //! };
 //! run(&config, job.clone()).unwrap();
 //! assert!(ckpt.join("FINISHED").exists());

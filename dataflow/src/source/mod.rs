@@ -23,7 +23,7 @@ pub use iter::IterSource;
 pub use jsonl::{
     check_exists, open_lines, InputFile, JsonLinesSource, LineReader, NextLine, MAX_OPEN_INPUTS,
 };
-pub use operator::source;
+pub(crate) use operator::source_stream;
 pub use watermark::PartitionClock;
 
 /// A stream of `(event time, data)` records. Each record travels at a timely

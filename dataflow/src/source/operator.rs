@@ -147,7 +147,8 @@ fn open_readers<S: Source>(
     Ok((readers, finished))
 }
 
-/// Reads `src` on every worker of the dataflow and returns its event stream.
+/// The operator behind [`crate::Dataflow::source`]: reads `src` on every
+/// worker of the dataflow and returns its event stream.
 ///
 /// Each worker opens the partitions `p` with `p % peers == index`. The
 /// operator holds a capability at the least watermark of its partitions that
@@ -156,29 +157,10 @@ fn open_readers<S: Source>(
 /// window of a bounded input fire. Late records travel at their partition's
 /// watermark, which is above their event time: that is how every later
 /// operator recognizes them.
-///
-/// # Examples
-/// ```
-/// use keyflow_dataflow::prelude::*;
-/// use keyflow_dataflow::testing::{capture, Captured};
-///
-/// let out = Captured::new();
-/// let sink = out.clone();
-/// run(&RunConfig::threads(1), move |worker, ctx| {
-///     let sink = sink.clone();
-///     worker.dataflow(|scope| {
-///         let input = IterSource::new("numbers", 1, |_| (0..3u64).map(|i| (i * 1000, i)));
-///         let events = source(scope, ctx, input, &SourceConfig::default())?;
-///         capture(events, &sink);
-///         Ok(())
-///     })
-/// })
-/// .unwrap();
-/// assert_eq!(out.sorted(), vec![(0, 0), (1000, 1), (2000, 2)]);
-/// ```
-pub fn source<'scope, S: Source>(
+pub(crate) fn source_stream<'scope, S: Source>(
     scope: Scope<'scope, EventTime>,
     ctx: &Arc<Context>,
+    step: &str,
     src: S,
     config: &SourceConfig,
 ) -> Result<EventStream<'scope, S::Item>> {
@@ -186,19 +168,17 @@ pub fn source<'scope, S: Source>(
     let peers = scope.peers();
     let index = scope.index();
     let name = src.name();
-    let mut ckpt = ctx.checkpoint_step(
-        index,
-        &format!("source:{name}"),
-        &format!("source `{name}`"),
-    )?;
+    let mut ckpt = ctx.checkpoint_step(index, step, &format!("source `{name}`"))?;
     let restored = ckpt
         .as_ref()
         .and_then(|c| c.restored_epoch().map(|e| (e, c.restored_parts())));
     let (mut readers, finished) = open_readers(&src, peers, index, config, restored)?;
     let resume_at = restored.map(|(e, _)| e);
     let ctx = Arc::clone(ctx);
+    let counters = ctx.metrics.step(step);
+    let step = step.to_string();
     let config = config.clone();
-    let op_name = format!("Source({name})");
+    let op_name = format!("Source({step})");
     let stream = timely_source::<_, CapacityContainerBuilder<Vec<(EventTime, S::Item)>>, _, _>(
         scope,
         &op_name,
@@ -227,9 +207,9 @@ pub fn source<'scope, S: Source>(
                         // batch per activation (files may wait for a place).
                         let (n, status) =
                             match reader.partition.skip(reader.skip_to - reader.consumed) {
-                                Ok(step) => step,
+                                Ok(done) => done,
                                 Err(e) => {
-                                    ctx.fail(e);
+                                    ctx.fail(e.in_step(&step));
                                     cap = None;
                                     return;
                                 }
@@ -260,7 +240,7 @@ pub fn source<'scope, S: Source>(
                     let status = match reader.partition.poll(&mut batch) {
                         Ok(status) => status,
                         Err(e) => {
-                            ctx.fail(e);
+                            ctx.fail(e.in_step(&step));
                             cap = None;
                             return;
                         }
@@ -273,16 +253,18 @@ pub fn source<'scope, S: Source>(
                         for bad in batch.bad.drain(..) {
                             match config.bad_input {
                                 BadInputPolicy::Fail => {
-                                    ctx.fail(Error::BadInput {
+                                    let e = Error::BadInput {
                                         location: bad.location,
                                         reason: bad.reason,
-                                    });
+                                    };
+                                    ctx.fail(e.in_step(&step));
                                     cap = None;
                                     return;
                                 }
                                 BadInputPolicy::Drop => {
                                     bad_seen += 1;
                                     Metrics::add(&ctx.metrics.bad, 1);
+                                    Metrics::add(&counters.bad, 1);
                                     // A sample, not a flood: the first few, then
                                     // one in ten thousand.
                                     if bad_seen <= 5 || bad_seen.is_multiple_of(10_000) {
@@ -304,6 +286,7 @@ pub fn source<'scope, S: Source>(
                         busy = true;
                         reader.clock.note_active(*c.time());
                         Metrics::add(&ctx.metrics.events, batch.records.len() as u64);
+                        Metrics::add(&counters.records_out, batch.records.len() as u64);
                     } else if status == PollStatus::Idle {
                         reader.clock.note_idle(now);
                     }
@@ -337,6 +320,7 @@ pub fn source<'scope, S: Source>(
                     drop(session);
                     if future > 0 {
                         Metrics::add(&ctx.metrics.future, future);
+                        Metrics::add(&counters.dropped, future);
                         tracing::warn!(
                             source = %name,
                             partition = reader.index,
@@ -402,7 +386,7 @@ pub fn source<'scope, S: Source>(
                         if let Err(e) =
                             crate::checkpoint::encode(&snaps).and_then(|b| k.save_forever(b))
                         {
-                            ctx.fail(e);
+                            ctx.fail(e.in_step(&step));
                         }
                     }
                     cap = None;
@@ -437,7 +421,7 @@ pub fn source<'scope, S: Source>(
                             if let Err(e) =
                                 crate::checkpoint::encode(&snaps).and_then(|b| k.save(epoch, b))
                             {
-                                ctx.fail(e);
+                                ctx.fail(e.in_step(&step));
                                 cap = None;
                                 return;
                             }

@@ -10,11 +10,8 @@ use std::ops::AddAssign;
 
 use serde::de::DeserializeOwned;
 use serde::Serialize;
-use timely::ExchangeData;
 
-/// Data that can cross the keyed exchange.
-pub trait Data: ExchangeData + Clone + std::fmt::Debug {}
-impl<T: ExchangeData + Clone + std::fmt::Debug> Data for T {}
+use crate::Data;
 
 /// A general aggregation over the values `V` of one key and window.
 ///

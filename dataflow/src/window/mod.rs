@@ -17,20 +17,20 @@ mod pre;
 mod session;
 mod spec;
 
-use std::hash::Hash;
-
 use serde::{Deserialize, Serialize};
 use timely::dataflow::channels::pact::Exchange;
+use timely::dataflow::operators::core::Inspect as _;
+use timely::dataflow::operators::generic::operator::empty;
 use timely::dataflow::operators::generic::Operator;
-use timely::dataflow::operators::vec::Map as _;
 
-pub use aggregate::{Aggregator, Count, Data, Fold, Reduce, Sum};
+pub use aggregate::{Aggregator, Count, Fold, Reduce, Sum};
 pub use spec::WindowSpec;
 
-use crate::error::Result;
+pub use crate::{Data, Key};
+
+use crate::flow::Events;
 use crate::hash::stable_hash;
-use crate::run::Context;
-use crate::source::EventStream;
+use crate::metrics::Metrics;
 use crate::time::EventTime;
 use std::sync::Arc;
 
@@ -67,9 +67,9 @@ pub struct WindowResult<K, O> {
 /// (empty unless [`Lateness::SideOutput`] is chosen).
 pub struct WindowOut<'scope, K, O, V> {
     /// Window results at time `end`, with event time `end`.
-    pub results: EventStream<'scope, WindowResult<K, O>>,
+    pub results: Events<'scope, WindowResult<K, O>>,
     /// Late records, at the time they were read.
-    pub late: EventStream<'scope, (K, V)>,
+    pub late: LateRecords<'scope, K, V>,
 }
 
 /// Partial aggregates crossing the exchange.
@@ -163,88 +163,56 @@ impl<K, V> LateStash<K, V> {
     }
 }
 
-/// Key types: hashable (stably), comparable, and able to cross processes.
-pub trait Key: Data + Hash + Eq + Ord {}
-impl<T: Data + Hash + Eq + Ord> Key for T {}
+/// Late records that a windowed step sent to its side output.
+pub(crate) type LateRecords<'scope, K, V> = Events<'scope, (K, V)>;
 
-/// Extension trait that keys an event stream.
-pub trait KeyBy<'scope, D> {
-    /// Splits each record into `(key, value)`. The exchange that routes keys
-    /// to workers happens later, after local pre-aggregation.
-    ///
-    /// # Examples
-    /// ```
-    /// use keyflow_dataflow::prelude::*;
-    /// use keyflow_dataflow::testing::{capture, Captured};
-    ///
-    /// let out = Captured::new();
-    /// let sink = out.clone();
-    /// run(&RunConfig::threads(2), move |worker, ctx| {
-    ///     let sink = sink.clone();
-    ///     worker.dataflow(|scope| {
-    ///         let words = IterSource::new("words", 1, |_| {
-    ///             vec![(1, "a"), (2, "b"), (3, "a")].into_iter()
-    ///         });
-    ///         let counts = source(scope, ctx, words, &SourceConfig::default())?
-    ///             .key_by("by-word", |w| (w.to_string(), ()))
-    ///             .window(WindowSpec::tumbling(10))
-    ///             .count(ctx, "word-counts")?;
-    ///         capture(counts.results, &sink);
-    ///         Ok(())
-    ///     })
-    /// })
-    /// .unwrap();
-    /// let values: Vec<_> = out.sorted().into_iter().map(|(_, r)| (r.key, r.value)).collect();
-    /// assert_eq!(values, vec![("a".to_string(), 2), ("b".to_string(), 1)]);
-    /// ```
-    fn key_by<K, V, F>(self, name: &str, f: F) -> Keyed<'scope, K, V>
-    where
-        K: Key,
-        V: Data,
-        F: FnMut(D) -> (K, V) + 'static;
-}
-
-impl<'scope, D: 'static> KeyBy<'scope, D> for EventStream<'scope, D> {
-    fn key_by<K, V, F>(self, name: &str, mut f: F) -> Keyed<'scope, K, V>
-    where
-        K: Key,
-        V: Data,
-        F: FnMut(D) -> (K, V) + 'static,
-    {
-        let stream = self.map(move |(ts, d)| (ts, f(d))).container::<Vec<_>>();
-        Keyed {
-            stream,
-            name: name.to_string(),
-        }
-    }
-}
-
-/// A stream of `(key, value)` records, not yet exchanged.
+/// A stream of `(key, value)` records, not yet exchanged; made by
+/// [`Events::key_by`].
 pub struct Keyed<'scope, K, V> {
-    stream: EventStream<'scope, (K, V)>,
+    events: Events<'scope, (K, V)>,
     name: String,
 }
 
 impl<'scope, K: Key, V: Data> Keyed<'scope, K, V> {
-    /// The underlying event stream, for raw timely operators.
-    pub fn stream(self) -> EventStream<'scope, (K, V)> {
-        self.stream
+    pub(crate) fn new(events: Events<'scope, (K, V)>, name: &str) -> Self {
+        Keyed {
+            events,
+            name: name.to_string(),
+        }
+    }
+
+    /// The `(key, value)` records as a plain event stream.
+    pub fn events(self) -> Events<'scope, (K, V)> {
+        self.events
     }
 
     /// Routes every record to the worker that owns its key (stable hash), for
     /// custom keyed operators.
-    pub fn exchange(self) -> EventStream<'scope, (K, V)> {
-        self.stream.unary(
-            Exchange::new(|(_, (k, _)): &(EventTime, (K, V))| stable_hash(k)),
-            &format!("Exchange({})", self.name),
-            |_, _| {
-                move |input, output| {
-                    input.for_each(|cap, data| {
-                        output.session(&cap).give_container(data);
-                    });
-                }
-            },
-        )
+    ///
+    /// # Examples
+    /// ```
+    /// use keyflow_dataflow::testing::example;
+    ///
+    /// let out = example(vec![(1, ("a", 1u64)), (2, ("b", 2))], |pairs| {
+    ///     Ok(pairs.key_by(|(k, v)| (k.to_string(), v)).exchange())
+    /// });
+    /// assert_eq!(out.unwrap(), vec![(1, ("a".into(), 1)), (2, ("b".into(), 2))]);
+    /// ```
+    pub fn exchange(self) -> Events<'scope, (K, V)> {
+        let name = format!("Exchange({})", self.name);
+        self.events.apply(|stream| {
+            stream.unary(
+                Exchange::new(|(_, (k, _)): &(EventTime, (K, V))| stable_hash(k)),
+                &name,
+                |_, _| {
+                    move |input, output| {
+                        input.for_each(|cap, data| {
+                            output.session(&cap).give_container(data);
+                        });
+                    }
+                },
+            )
+        })
     }
 
     /// Groups the records into windows.
@@ -266,76 +234,177 @@ pub struct Windowed<'scope, K, V> {
 
 impl<'scope, K: Key, V: Data> Windowed<'scope, K, V> {
     /// Sets the late-record policy (default: drop and count).
+    ///
+    /// # Examples
+    /// ```
+    /// use keyflow_dataflow::prelude::*;
+    /// use keyflow_dataflow::testing::example;
+    ///
+    /// // 5 s of allowed out-of-orderness: `b` at 2 s arrives after 20 s
+    /// // moved the watermark to 15 s, so it is late: to the side output.
+    /// let out = example(vec![(1_000, 'a'), (20_000, 'c'), (2_000, 'b')], |chars| {
+    ///     let counts = chars
+    ///         .key_by(|c| (c, ()))
+    ///         .window(WindowSpec::tumbling(10 * SECOND)?)
+    ///         .lateness(Lateness::SideOutput)
+    ///         .count("counts");
+    ///     Ok(counts.late.map(|(c, ())| c))
+    /// });
+    /// assert_eq!(out.unwrap(), vec![(2_000, 'b')]);
+    /// ```
     pub fn lateness(mut self, lateness: Lateness) -> Self {
         self.lateness = lateness;
         self
     }
 
     /// Aggregates each key's values per window with `agg`. `id` is the
-    /// operator's stable id (names it in logs and keys its checkpoints).
+    /// step's stable id (it names the step in logs and metrics and keys its
+    /// checkpoints).
+    ///
+    /// # Examples
+    /// ```
+    /// use keyflow_dataflow::prelude::*;
+    /// use keyflow_dataflow::testing::example;
+    ///
+    /// let out = example(vec![(1, 3u64), (2, 4), (12, 5)], |n| {
+    ///     let sums = n.key_by(|n| ((), n)).window(WindowSpec::tumbling(10)?).aggregate("sums", Sum::new());
+    ///     Ok(sums.results.map(|r| r.value))
+    /// });
+    /// assert_eq!(out.unwrap(), vec![(10, 7), (20, 5)]);
+    /// ```
+    #[track_caller]
     pub fn aggregate<A: Aggregator<V>>(
         self,
-        ctx: &Arc<Context>,
         id: &str,
         agg: A,
-    ) -> Result<WindowOut<'scope, K, A::Output, V>> {
-        self.spec.validate()?;
+    ) -> WindowOut<'scope, K, A::Output, V> {
+        let flow = self.keyed.events.flow().clone();
+        let step = flow.step(id);
+        let ctx = Arc::clone(flow.context());
+        if let Err(e) = self.spec.validate() {
+            flow.fail(e);
+        }
         let (partials, late) = pre::pre_aggregate(
-            self.keyed.stream,
-            ctx,
-            id,
+            self.keyed.events.inner(),
+            &ctx,
+            &step,
             self.spec,
             self.lateness,
             agg.clone(),
         );
         let results = match self.spec.grid() {
-            Some(grid) => panes::pane_windows(partials, ctx, id, grid, self.lateness, agg)?,
+            Some(grid) => panes::pane_windows(partials, &ctx, &step, grid, self.lateness, agg),
             None => {
                 let WindowSpec::Session { gap } = self.spec else {
                     unreachable!("a spec without a grid is a session spec: {:?}", self.spec)
                 };
-                ctx.refuse_checkpoints(&format!("session window `{id}`"))?;
-                session::session_windows(partials, ctx, id, gap, self.lateness, agg)
+                ctx.refuse_checkpoints(&format!("session window `{step}`"))
+                    .map(|()| {
+                        session::session_windows(partials, &ctx, &step, gap, self.lateness, agg)
+                    })
             }
         };
-        Ok(WindowOut { results, late })
+        let results = results.unwrap_or_else(|e| {
+            flow.fail(e);
+            empty(flow.scope())
+        });
+        let counters = ctx.metrics.step(&step);
+        let results = results.inspect_core(move |event| {
+            if let Ok((_, data)) = event {
+                Metrics::add(&counters.records_out, data.len() as u64);
+            }
+        });
+        WindowOut {
+            results: flow.wrap(results),
+            late: flow.wrap(late),
+        }
     }
 
     /// Counts records per key and window.
-    pub fn count(self, ctx: &Arc<Context>, id: &str) -> Result<WindowOut<'scope, K, u64, V>> {
-        self.aggregate(ctx, id, Count)
+    ///
+    /// # Examples
+    /// ```
+    /// use keyflow_dataflow::prelude::*;
+    /// use keyflow_dataflow::testing::example;
+    ///
+    /// let out = example(vec![(1, 'a'), (2, 'a'), (3, 'b')], |w| {
+    ///     let counts = w.key_by(|w| (w, ())).window(WindowSpec::sliding(4, 2)?).count("counts");
+    ///     Ok(counts.results.map(|r| (r.start, r.key, r.value)))
+    /// });
+    /// assert_eq!(
+    ///     out.unwrap(),
+    ///     vec![(2, (0, 'a', 1)), (4, (0, 'a', 2)), (4, (0, 'b', 1)), (6, (2, 'a', 1)), (6, (2, 'b', 1))]
+    /// );
+    /// ```
+    #[track_caller]
+    pub fn count(self, id: &str) -> WindowOut<'scope, K, u64, V> {
+        self.aggregate(id, Count)
     }
 
     /// Sums values per key and window.
-    pub fn sum(self, ctx: &Arc<Context>, id: &str) -> Result<WindowOut<'scope, K, V, V>>
+    ///
+    /// # Examples
+    /// ```
+    /// use keyflow_dataflow::prelude::*;
+    /// use keyflow_dataflow::testing::example;
+    ///
+    /// let out = example(vec![(1, ('a', 2u64)), (2, ('a', 3))], |v| {
+    ///     let sums = v.key_by(|kv| kv).window(WindowSpec::tumbling(MINUTE)?).sum("sums");
+    ///     Ok(sums.results.map(|r| (r.key, r.value)))
+    /// });
+    /// assert_eq!(out.unwrap(), vec![(MINUTE, ('a', 5))]);
+    /// ```
+    #[track_caller]
+    pub fn sum(self, id: &str) -> WindowOut<'scope, K, V, V>
     where
         V: Default + std::ops::AddAssign,
         for<'a> V: std::ops::AddAssign<&'a V>,
     {
-        self.aggregate(ctx, id, Sum::new())
+        self.aggregate(id, Sum::new())
     }
 
     /// Combines values with an associative, commutative `f`.
-    pub fn reduce<F>(self, ctx: &Arc<Context>, id: &str, f: F) -> Result<WindowOut<'scope, K, V, V>>
+    ///
+    /// # Examples
+    /// ```
+    /// use keyflow_dataflow::prelude::*;
+    /// use keyflow_dataflow::testing::example;
+    ///
+    /// let out = example(vec![(1, 4u64), (2, 9), (3, 1)], |n| {
+    ///     let max = n.key_by(|n| ((), n)).window(WindowSpec::tumbling(10)?).reduce("max", |a, b| *a.max(b));
+    ///     Ok(max.results.map(|r| r.value))
+    /// });
+    /// assert_eq!(out.unwrap(), vec![(10, 9)]);
+    /// ```
+    #[track_caller]
+    pub fn reduce<F>(self, id: &str, f: F) -> WindowOut<'scope, K, V, V>
     where
         F: Fn(&V, &V) -> V + Clone + 'static,
     {
-        self.aggregate(ctx, id, Reduce(f))
+        self.aggregate(id, Reduce(f))
     }
 
     /// Folds values, in sorted order, from `init`.
-    pub fn fold<R, F>(
-        self,
-        ctx: &Arc<Context>,
-        id: &str,
-        init: R,
-        f: F,
-    ) -> Result<WindowOut<'scope, K, R, V>>
+    ///
+    /// # Examples
+    /// ```
+    /// use keyflow_dataflow::prelude::*;
+    /// use keyflow_dataflow::testing::example;
+    ///
+    /// let out = example(vec![(2, 'b'), (1, 'a'), (3, 'c')], |c| {
+    ///     let text = c.key_by(|c| ((), c)).window(WindowSpec::tumbling(10)?)
+    ///         .fold("text", String::new(), |s, c| s + &c.to_string());
+    ///     Ok(text.results.map(|r| r.value))
+    /// });
+    /// assert_eq!(out.unwrap(), vec![(10, "abc".to_string())]);
+    /// ```
+    #[track_caller]
+    pub fn fold<R, F>(self, id: &str, init: R, f: F) -> WindowOut<'scope, K, R, V>
     where
         V: Ord,
         R: Data,
         F: Fn(R, &V) -> R + Clone + 'static,
     {
-        self.aggregate(ctx, id, Fold::new(init, f))
+        self.aggregate(id, Fold::new(init, f))
     }
 }

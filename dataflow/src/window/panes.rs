@@ -14,7 +14,7 @@ use super::{Aggregator, Data, Key, LateStash, Lateness, Partial, ResultOutput, W
 use crate::checkpoint::take_below;
 use crate::error::Result;
 use crate::hash::{stable_hash, StableMap};
-use crate::metrics::Metrics;
+use crate::metrics::{Metrics, StepMetrics};
 use crate::run::Context;
 use crate::source::EventStream;
 use crate::time::EventTime;
@@ -181,7 +181,7 @@ impl<K: Key, V: Data, A: Data> Windows<K, V, A> {
     #[allow(clippy::too_many_arguments)]
     fn apply_late<G: Aggregator<V, Acc = A>>(
         &mut self,
-        ctx: &Context,
+        (ctx, counters): (&Context, &StepMetrics),
         grid: &Grid,
         agg: &G,
         keep: u64,
@@ -221,6 +221,7 @@ impl<K: Key, V: Data, A: Data> Windows<K, V, A> {
             }
         }
         Metrics::add(&ctx.metrics.late_dropped, dropped);
+        Metrics::add(&counters.dropped, dropped);
         Metrics::add(&ctx.metrics.late_updates, updates.len() as u64);
         let mut session = output.session(&cap);
         for (end, key) in updates {
@@ -283,8 +284,7 @@ pub(crate) fn pane_windows<'scope, K: Key, V: Data, A: Aggregator<V>>(
     };
     let scope = partials.scope();
     let (peers, index) = (scope.peers(), scope.index());
-    let mut ckpt =
-        ctx.checkpoint_step(index, &format!("window:{id}"), &format!("window `{id}`"))?;
+    let mut ckpt = ctx.checkpoint_step(index, id, &format!("window `{id}`"))?;
     let restored = match ckpt.as_ref() {
         Some(k) if k.restored_epoch().is_some() => Some((
             k.restored_epoch().unwrap_or(0),
@@ -293,6 +293,7 @@ pub(crate) fn pane_windows<'scope, K: Key, V: Data, A: Aggregator<V>>(
         _ => None,
     };
     let ctx = Arc::clone(ctx);
+    let counters = ctx.metrics.step(id);
     let route = |(_, p): &(EventTime, Partial<K, V, A::Acc>)| stable_hash(p.key());
     Ok(partials.unary_frontier(
         Exchange::new(route),
@@ -337,7 +338,16 @@ pub(crate) fn pane_windows<'scope, K: Key, V: Data, A: Aggregator<V>>(
                             me.apply(&grid, &agg, &cap, time, data);
                         }
                         while let Some((t, (cap, records))) = me.late.next_below(epoch) {
-                            me.apply_late(&ctx, &grid, &agg, keep, t, cap, records, output);
+                            me.apply_late(
+                                (&ctx, &counters),
+                                &grid,
+                                &agg,
+                                keep,
+                                t,
+                                cap,
+                                records,
+                                output,
+                            );
                         }
                         fire(
                             &mut me.pending,
@@ -363,7 +373,16 @@ pub(crate) fn pane_windows<'scope, K: Key, V: Data, A: Aggregator<V>>(
                 }
 
                 while let Some((t, (cap, records))) = me.late.next_complete(frontier) {
-                    me.apply_late(&ctx, &grid, &agg, keep, t, cap, records, output);
+                    me.apply_late(
+                        (&ctx, &counters),
+                        &grid,
+                        &agg,
+                        keep,
+                        t,
+                        cap,
+                        records,
+                        output,
+                    );
                 }
 
                 fire(

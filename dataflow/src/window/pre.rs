@@ -38,6 +38,7 @@ pub(crate) fn pre_aggregate<'scope, K: Key, V: Data, A: Aggregator<V>>(
     let mut partials_out = OutputBuilder::from(partials_out);
     let mut late_out = OutputBuilder::from(late_out);
     let ctx = Arc::clone(ctx);
+    let counters = ctx.metrics.step(id);
     let grid = spec.grid();
     let gap = match spec {
         WindowSpec::Session { gap } => gap,
@@ -53,9 +54,11 @@ pub(crate) fn pre_aggregate<'scope, K: Key, V: Data, A: Aggregator<V>>(
             input.for_each_stamp(|cap, data| {
                 let time = cap.least().copied().unwrap_or(0);
                 let mut late_count = 0;
+                let mut records = 0;
                 let mut late_session = late_out.session(&cap);
                 let mut partial_session = partials_out.session(&cap);
                 for (ts, (key, value)) in data.flat_map(|d| d.drain(..)) {
+                    records += 1;
                     if ts < time {
                         late_count += 1;
                         match lateness {
@@ -78,8 +81,13 @@ pub(crate) fn pre_aggregate<'scope, K: Key, V: Data, A: Aggregator<V>>(
                         None => pieces.entry(key).or_default().push((ts, value)),
                     }
                 }
+                Metrics::add(&counters.records_in, records);
+                Metrics::add(&counters.late, late_count);
                 match lateness {
-                    Lateness::Drop => Metrics::add(&ctx.metrics.late_dropped, late_count),
+                    Lateness::Drop => {
+                        Metrics::add(&ctx.metrics.late_dropped, late_count);
+                        Metrics::add(&counters.dropped, late_count);
+                    }
                     Lateness::SideOutput => Metrics::add(&ctx.metrics.late_side, late_count),
                     Lateness::Allowed(_) => {}
                 }

@@ -46,23 +46,48 @@ fn gcd(a: u64, b: u64) -> u64 {
 }
 
 impl WindowSpec {
-    /// Tumbling windows of `size` ms.
-    pub fn tumbling(size: u64) -> Self {
-        WindowSpec::Tumbling { size, offset: 0 }
+    /// Tumbling windows of `size` ms; a size of 0 is an error.
+    ///
+    /// # Examples
+    /// ```
+    /// use keyflow_dataflow::prelude::*;
+    /// assert!(WindowSpec::tumbling(HOUR).is_ok());
+    /// assert!(WindowSpec::tumbling(0).unwrap_err().to_string().contains("size 0"));
+    /// ```
+    pub fn tumbling(size: u64) -> Result<Self> {
+        let spec = WindowSpec::Tumbling { size, offset: 0 };
+        spec.validate().map(|()| spec)
     }
 
-    /// Sliding windows of `size` ms every `slide` ms.
-    pub fn sliding(size: u64, slide: u64) -> Self {
-        WindowSpec::Sliding {
+    /// Sliding windows of `size` ms every `slide` ms; both must be positive.
+    ///
+    /// # Examples
+    /// ```
+    /// use keyflow_dataflow::prelude::*;
+    /// let spec = WindowSpec::sliding(10 * MINUTE, MINUTE).unwrap();
+    /// assert_eq!(spec, WindowSpec::Sliding { size: 600_000, slide: 60_000, offset: 0 });
+    /// ```
+    pub fn sliding(size: u64, slide: u64) -> Result<Self> {
+        let spec = WindowSpec::Sliding {
             size,
             slide,
             offset: 0,
-        }
+        };
+        spec.validate().map(|()| spec)
     }
 
-    /// Session windows closed by `gap` ms of inactivity.
-    pub fn session(gap: u64) -> Self {
-        WindowSpec::Session { gap }
+    /// Session windows closed by `gap` ms of inactivity; the gap must be
+    /// positive.
+    ///
+    /// # Examples
+    /// ```
+    /// use keyflow_dataflow::prelude::*;
+    /// assert!(WindowSpec::session(30 * MINUTE).is_ok());
+    /// assert!(WindowSpec::session(0).is_err());
+    /// ```
+    pub fn session(gap: u64) -> Result<Self> {
+        let spec = WindowSpec::Session { gap };
+        spec.validate().map(|()| spec)
     }
 
     /// The same spec with its grid shifted by `offset` ms (not for sessions).

@@ -222,7 +222,7 @@ fn named(article: Article) -> Article {
 /// ```
 /// use std::sync::Arc;
 /// use keyflow_dataflow::prelude::*;
-/// use keyflow_dataflow::testing::{capture, Captured};
+/// use keyflow_dataflow::testing::Captured;
 /// use keyflow_jobs::anomaly::{anomaly, AnomalyConfig};
 /// use keyflow_jobs::baseline::Baseline;
 /// use keyflow_jobs::pageviews::{Article, PageView};
@@ -241,18 +241,15 @@ fn named(article: Article) -> Article {
 ///
 /// let out = Captured::new();
 /// let sink = out.clone();
-/// run(&RunConfig::threads(2), move |worker, ctx| {
-///     let (sink, config) = (sink.clone(), config.clone());
-///     worker.dataflow(|scope| {
-///         // Day 1 (86_400_000 ms on): "Calm" gets 10 views, "Spike" 30.
-///         let views = vec![(86_400_000, ("Calm", 10)), (86_400_000, ("Spike", 30))];
-///         let input = IterSource::new("views", 1, move |_| {
-///             views.clone().into_iter().map(|(ts, (t, n))| (ts, PageView::new(Article::named("en", t), n)))
-///         });
-///         let events = source(scope, ctx, input, &SourceConfig::default())?;
-///         capture(anomaly(events, ctx, &config)?, &sink);
-///         Ok(())
-///     })
+/// run(&RunConfig::threads(2), move |flow| {
+///     // Day 1 (86_400_000 ms on): "Calm" gets 10 views, "Spike" 30.
+///     let views = vec![(86_400_000, ("Calm", 10)), (86_400_000, ("Spike", 30))];
+///     let input = IterSource::new("views", 1, move |_| {
+///         views.clone().into_iter().map(|(ts, (t, n))| (ts, PageView::new(Article::named("en", t), n)))
+///     });
+///     let events = flow.source("views", input, &SourceConfig::default())?;
+///     anomaly(events, &config)?.capture(&sink);
+///     Ok(())
 /// })
 /// .unwrap();
 /// let hours = out.sorted();
@@ -263,12 +260,13 @@ fn named(article: Article) -> Article {
 /// assert_eq!((hours[0].1.day.as_str(), hours[0].1.hour), ("1970-01-02", 0));
 /// ```
 pub fn anomaly<'scope>(
-    events: EventStream<'scope, PageView>,
-    ctx: &Arc<Context>,
+    events: Events<'scope, PageView>,
     config: &AnomalyConfig,
-) -> Result<EventStream<'scope, AnomalyHour>> {
+) -> Result<Events<'scope, AnomalyHour>> {
     config.validate()?;
-    let (index, peers) = (events.scope().index(), events.scope().peers() as u64);
+    let flow = events.flow().clone();
+    let ctx = flow.context();
+    let (index, peers) = (flow.index(), flow.peers() as u64);
     let shard = Shard::from_baseline(&config.baseline, |article| {
         stable_hash(article) % peers == index as u64
     })
@@ -278,10 +276,11 @@ pub fn anomaly<'scope>(
         .check()
         .map_err(|reason| Error::Config(format!("the baseline cannot be used: {reason}")))?;
     let hourly = events
-        .key_by("article", |view| (view.article, view.views))
-        .window(WindowSpec::tumbling(HOUR))
-        .sum(ctx, "anomaly-hourly")?
-        .results;
+        .key_by(|view| (view.article, view.views))
+        .window(WindowSpec::tumbling(HOUR)?)
+        .sum("anomaly-hourly")
+        .results
+        .inner();
     // Every worker learns every hour end that has views somewhere.
     let data_hours = hourly
         .clone()
@@ -313,16 +312,14 @@ pub fn anomaly<'scope>(
     if let Some(path) = &config.baseline_out {
         writer::write_baselines(scored.snapshots, ctx, path.clone());
     }
-    let hours = scored
-        .scored
+    let hours = flow
+        .wrap(scored.scored)
         .top_k_ticked(
-            scored.ticks,
-            ctx,
             "anomaly-top",
+            flow.wrap(scored.ticks),
             config.top,
             ScoredArticle::cmp,
         )
-        .map(|(t, top)| (t, AnomalyHour::from_top(t, top)))
-        .container::<Vec<_>>();
+        .map(move |top| AnomalyHour::from_top(top.t, top));
     Ok(hours)
 }

@@ -27,7 +27,7 @@ use std::path::PathBuf;
 
 use std::sync::Arc;
 
-use keyflow_dataflow::run::{run_with_context, Context, RunConfig};
+use keyflow_dataflow::run::{run_workers_with_context, Context, RunConfig};
 use keyflow_dataflow::source::BadInputPolicy;
 use keyflow_dataflow::time::DAY;
 use serde::{Deserialize, Serialize};
@@ -172,7 +172,7 @@ pub fn run_baseline(run_config: &RunConfig, config: &BaselineConfig) -> Result<B
         bad_input: config.bad_input,
     };
     let ctx = Arc::new(Context::new(run_config.clone()));
-    let gathered = run_with_context(Arc::clone(&ctx), move |worker, ctx| {
+    let gathered = run_workers_with_context(Arc::clone(&ctx), move |worker, ctx| {
         run_worker(worker, ctx, &spec)
     })?;
     let metrics = ctx.metrics.snapshot();

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use keyflow_dataflow::prelude::*;
 use keyflow_dataflow::source::{Batch, PollStatus};
-use keyflow_dataflow::testing::{capture, Captured};
+use keyflow_dataflow::testing::Captured;
 
 use super::*;
 
@@ -67,14 +67,13 @@ fn partitions_emit_in_time_order_and_agree_with_event() {
 fn run_workers(workers: usize) -> Vec<(u64, PageView)> {
     let out = Captured::new();
     let sink = out.clone();
-    run(&RunConfig::threads(workers), move |worker, ctx| {
+    run(&RunConfig::threads(workers), move |flow| {
         let sink = sink.clone();
-        worker.dataflow(|scope| {
-            let src = PageviewSource::generator(small(8))
-                .map_err(|e| keyflow_dataflow::Error::Config(e.to_string()))?;
-            capture(source(scope, ctx, src, &SourceConfig::default())?, &sink);
-            Ok(())
-        })
+        let src = PageviewSource::generator(small(8))
+            .map_err(|e| keyflow_dataflow::Error::Config(e.to_string()))?;
+        flow.source("input", src, &SourceConfig::default())?
+            .capture(&sink);
+        Ok(())
     })
     .unwrap();
     out.sorted()

@@ -39,6 +39,7 @@ mod tests;
 use std::sync::Arc;
 
 use keyflow_dataflow::prelude::*;
+use keyflow_dataflow::source::EventStream;
 use keyflow_operators::rise::RiseRule;
 
 use super::{TrendingConfig, TrendingMinute};

@@ -19,15 +19,12 @@ mod lateness;
 
 use std::sync::Arc;
 
-use keyflow_dataflow::late::SplitLate;
 use keyflow_dataflow::metrics::Metrics;
 use keyflow_dataflow::prelude::*;
 use keyflow_dataflow::time::{HOUR, MINUTE};
 use keyflow_operators::rise::{Rise, RiseConfig, RiseRule, Rising};
 use keyflow_operators::topk::{GlobalTopK, TopK};
 use serde::{Deserialize, Serialize};
-use timely::dataflow::operators::vec::{Filter, Map};
-use timely::dataflow::operators::Inspect;
 
 pub use hourly::{hourly_file_name, HourlyDumpSink};
 
@@ -138,11 +135,32 @@ pub struct TrendingMinute {
 /// The job's output streams.
 pub struct TrendingStreams<'scope> {
     /// One record per evaluated minute.
-    pub minutes: EventStream<'scope, TrendingMinute>,
+    pub minutes: Events<'scope, TrendingMinute>,
     /// Per-article totals per hour (window results of a 1-hour tumbling sum).
-    pub hourly: EventStream<'scope, WindowResult<Article, u64>>,
+    pub hourly: Events<'scope, WindowResult<Article, u64>>,
     /// Late events (only with [`Lateness::SideOutput`]).
-    pub late: EventStream<'scope, PageView>,
+    pub late: Events<'scope, PageView>,
+}
+
+/// The trending ranking: `cN - c1` descending, then `cN` descending, then
+/// the article ascending. `Less` means ranked higher.
+///
+/// # Examples
+/// ```
+/// use keyflow_jobs::pageviews::Article;
+/// use keyflow_jobs::trending::trending_order;
+/// use keyflow_operators::rise::Rising;
+/// let rising = |title, counts| Rising { key: Article::named("en", title), t: 0, counts };
+/// let (a, b, c) = (rising("a", vec![1, 5]), rising("b", vec![2, 6]), rising("c", vec![0, 4]));
+/// let mut all = vec![c.clone(), b.clone(), a.clone()];
+/// all.sort_by(trending_order);
+/// assert_eq!(all, vec![b, a, c]);
+/// ```
+pub fn trending_order(a: &Rising<Article>, b: &Rising<Article>) -> std::cmp::Ordering {
+    b.growth()
+        .cmp(&a.growth())
+        .then_with(|| b.last().cmp(&a.last()))
+        .then_with(|| a.key.cmp(&b.key))
 }
 
 impl TrendingConfig {
@@ -183,25 +201,15 @@ fn minute_of(top: TopK<Rising<Article>>) -> TrendingMinute {
 
 /// The per-minute ranking from the rise and top-k operators.
 fn ranked_minutes<'scope>(
-    events: EventStream<'scope, PageView>,
-    ctx: &Arc<Context>,
+    events: Events<'scope, PageView>,
     config: &TrendingConfig,
-) -> Result<EventStream<'scope, TrendingMinute>> {
+) -> Events<'scope, TrendingMinute> {
     let rise = events
-        .map(|(ts, view)| (ts, (view.article, view.views)))
-        .container::<Vec<_>>()
-        .rise(ctx, "trending-rise", config.rise_config())?;
-    Ok(rise
-        .rising
-        .top_k_ticked(
-            rise.ticks,
-            ctx,
-            "trending-top",
-            config.top,
-            Rising::trending_order,
-        )
-        .map(|(ts, top)| (ts, minute_of(top)))
-        .container::<Vec<_>>())
+        .map(|view| (view.article, view.views))
+        .rise("trending-rise", config.rise_config());
+    rise.rising
+        .top_k_ticked("trending-top", rise.ticks, config.top, trending_order)
+        .map(minute_of)
 }
 
 /// Builds the trending job over `events`.
@@ -213,81 +221,72 @@ fn ranked_minutes<'scope>(
 /// # Examples
 /// ```
 /// use keyflow_dataflow::prelude::*;
-/// use keyflow_dataflow::testing::{capture, Captured};
+/// use keyflow_dataflow::testing::Captured;
 /// use keyflow_jobs::pageviews::{Article, PageView};
 /// use keyflow_jobs::trending::{trending, TrendingConfig};
 ///
 /// let out = Captured::new();
-/// let sink = out.clone();
-/// run(&RunConfig::threads(2), move |worker, ctx| {
-///     let sink = sink.clone();
-///     worker.dataflow(|scope| {
-///         // "Rising" gets 1, 2, .., 6 views in six consecutive 10-minute windows.
-///         let events: Vec<_> = (0..6u64)
-///             .flat_map(|w| (0..=w).map(move |i| (w * 600_000 + i, PageView::new(Article::named("en", "Rising"), 1))))
-///             .collect();
-///         let input = IterSource::new("views", 1, move |_| events.clone().into_iter());
-///         let events = source(scope, ctx, input, &SourceConfig::default())?;
-///         let out = trending(events, ctx, &TrendingConfig::default())?;
-///         capture(out.minutes, &sink);
-///         Ok(())
-///     })
+/// let into = out.clone();
+/// run(&RunConfig::threads(2), move |flow| {
+///     // "Rising" gets 1, 2, .., 6 views in six consecutive 10-minute windows.
+///     let views: Vec<_> = (0..6u64)
+///         .flat_map(|w| (0..=w).map(move |i| (w * 10 * MINUTE + i, PageView::new(Article::named("en", "Rising"), 1))))
+///         .collect();
+///     let input = IterSource::new("views", 1, move |_| views.clone().into_iter());
+///     let events = flow.source("views", input, &SourceConfig::default())?;
+///     trending(events, &TrendingConfig::default())?.minutes.capture(&into);
+///     Ok(())
 /// })
 /// .unwrap();
 /// let minutes = out.sorted();
-/// let at_hour = minutes.iter().find(|(_, m)| m.t == 3_600_000).unwrap();
+/// let at_hour = minutes.iter().find(|(_, m)| m.t == HOUR).unwrap();
 /// assert_eq!(at_hour.1.trending, 1);
 /// assert_eq!(at_hour.1.top[0].counts, vec![1, 2, 3, 4, 5, 6]);
 /// ```
 pub fn trending<'scope>(
-    events: EventStream<'scope, PageView>,
-    ctx: &Arc<Context>,
+    events: Events<'scope, PageView>,
     config: &TrendingConfig,
 ) -> Result<TrendingStreams<'scope>> {
     config.validate()?;
+    let flow = events.flow().clone();
     if config.lateness == Lateness::Drop && !config.hourly {
         // The rise operator drops and counts late events itself; with no
         // second consumer there is nothing to split.
-        let scope = events.scope();
         return Ok(TrendingStreams {
-            minutes: ranked_minutes(events, ctx, config)?,
-            hourly: timely::dataflow::operators::generic::operator::empty(scope),
-            late: timely::dataflow::operators::generic::operator::empty(scope),
+            minutes: ranked_minutes(events, config),
+            hourly: flow.empty(),
+            late: flow.empty(),
         });
     }
     let (on_time, late) = events.clone().split_late();
-    let counter = Arc::clone(ctx);
+    let counter = Arc::clone(flow.context());
     let (minutes, hourly_input, late_out) = match config.lateness {
         Lateness::Drop | Lateness::SideOutput => {
             let side = config.lateness == Lateness::SideOutput;
-            let late = late.inspect(move |_| {
+            let late = late.inspect(move |_, _| {
                 let m = &counter.metrics;
                 Metrics::add(if side { &m.late_side } else { &m.late_dropped }, 1)
             });
             let late_out = if side { late } else { late.filter(|_| false) };
-            (
-                ranked_minutes(on_time.clone(), ctx, config)?,
-                on_time,
-                late_out,
-            )
+            (ranked_minutes(on_time.clone(), config), on_time, late_out)
         }
         // Late events within the allowed lateness update both outputs; the
         // window operators apply the policy themselves.
-        Lateness::Allowed(_) => (
-            lateness::minutes_with_updates(events.clone(), ctx, config)?,
-            events,
-            late.filter(|_| false),
-        ),
+        Lateness::Allowed(_) => {
+            let minutes =
+                lateness::minutes_with_updates(events.clone().inner(), flow.context(), config)?;
+            (flow.wrap(minutes), events, late.filter(|_| false))
+        }
     };
     let hourly = if config.hourly {
         hourly_input
-            .key_by("article", |view| (view.article, view.views))
-            .window(WindowSpec::tumbling(HOUR))
+            .key_by(|view| (view.article, view.views))
+            .window(WindowSpec::tumbling(HOUR)?)
             .lateness(config.lateness)
-            .sum(ctx, "hourly-totals")?
+            .sum("hourly-totals")
             .results
     } else {
-        timely::dataflow::operators::generic::operator::empty(hourly_input.scope())
+        flow.empty()
     };
     Ok(TrendingStreams {
         minutes,

@@ -10,7 +10,7 @@ use keyflow_dataflow::metrics::MetricsSnapshot;
 use keyflow_dataflow::prelude::*;
 use keyflow_dataflow::run::run_with_context;
 use keyflow_dataflow::source::Source;
-use keyflow_dataflow::testing::{capture, Captured};
+use keyflow_dataflow::testing::Captured;
 use keyflow_dataflow::time::{civil, DAY, HOUR};
 use keyflow_jobs::anomaly::{anomaly, AnomalyConfig, AnomalyEntry, AnomalyHour, Metric};
 use keyflow_jobs::baseline::Baseline;
@@ -34,16 +34,13 @@ where
     let sink = out.clone();
     let config = config.clone();
     let ctx = Arc::new(Context::new(RunConfig::threads(workers)));
-    run_with_context(Arc::clone(&ctx), move |worker, ctx| {
+    run_with_context(Arc::clone(&ctx), move |flow| {
         let (sink, config) = (sink.clone(), config.clone());
         let src = make();
-        worker.dataflow(|scope| {
-            let events = source(scope, ctx, src, &SourceConfig::default())?;
-            let hours =
-                anomaly(events, ctx, &config).map_err(|e| Error::External(e.to_string()))?;
-            capture(hours, &sink);
-            Ok(())
-        })
+        let events = flow.source("input", src, &SourceConfig::default())?;
+        let hours = anomaly(events, &config).map_err(|e| Error::External(e.to_string()))?;
+        hours.capture(&sink);
+        Ok(())
     })
     .expect("the anomaly job runs");
     let items = out.sorted();
@@ -71,14 +68,11 @@ pub fn run_job_to_file<S, F>(
 {
     let config = config.clone();
     let path = path.to_path_buf();
-    keyflow_dataflow::run::run(&RunConfig::threads(workers), move |worker, ctx| {
+    keyflow_dataflow::run::run(&RunConfig::threads(workers), move |flow| {
         let (config, path, src) = (config.clone(), path.clone(), make());
-        worker.dataflow(|scope| {
-            let events = source(scope, ctx, src, &SourceConfig::default())?;
-            let hours =
-                anomaly(events, ctx, &config).map_err(|e| Error::External(e.to_string()))?;
-            sink(hours, ctx, "out", move || JsonLinesSink::create(&path))
-        })
+        let events = flow.source("input", src, &SourceConfig::default())?;
+        let hours = anomaly(events, &config).map_err(|e| Error::External(e.to_string()))?;
+        hours.sink("out", move || JsonLinesSink::create(&path))
     })
     .expect("the anomaly job runs");
 }

@@ -35,15 +35,12 @@ mod operator;
 mod panes;
 mod state;
 
-use std::cmp::Ordering;
 use std::fmt;
 use std::str::FromStr;
 use std::sync::Arc;
 
-use keyflow_dataflow::run::Context;
-use keyflow_dataflow::source::EventStream;
 use keyflow_dataflow::time::{EventTime, MINUTE};
-use keyflow_dataflow::window::Key;
+use keyflow_dataflow::{Events, Key};
 use serde::{Deserialize, Serialize};
 
 pub use state::{RiseSnapshot, RiseState};
@@ -143,6 +140,38 @@ impl Default for RiseConfig {
 }
 
 impl RiseConfig {
+    /// `windows` disjoint windows of `window` ms, evaluated every `slide`
+    /// ms, with the default rule (non-decreasing) and `min_first` 1; checked
+    /// here, so a bad value fails where the job is declared.
+    ///
+    /// # Examples
+    /// ```
+    /// use keyflow_dataflow::time::MINUTE;
+    /// use keyflow_operators::rise::{RiseConfig, RiseRule};
+    /// let config = RiseConfig::new(10 * MINUTE, MINUTE, 6).unwrap().with_rule(RiseRule::Strict);
+    /// assert_eq!(config.rule, RiseRule::Strict);
+    /// assert!(RiseConfig::new(90_000, MINUTE, 6).unwrap_err().to_string().contains("multiple"));
+    /// ```
+    pub fn new(window: u64, slide: u64, windows: usize) -> Result<Self> {
+        let config = RiseConfig {
+            window,
+            slide,
+            windows,
+            ..RiseConfig::default()
+        };
+        config.validate().map(|()| config)
+    }
+
+    /// The same config with another rule.
+    pub fn with_rule(self, rule: RiseRule) -> Self {
+        RiseConfig { rule, ..self }
+    }
+
+    /// The same config with another least `c1` of a passing key.
+    pub fn with_min_first(self, min_first: u64) -> Self {
+        RiseConfig { min_first, ..self }
+    }
+
     /// Checks the values, naming the first bad one.
     ///
     /// # Examples
@@ -212,26 +241,6 @@ impl<K: Ord> Rising<K> {
     pub fn last(&self) -> u64 {
         self.counts.last().copied().unwrap_or(0)
     }
-
-    /// The trending ranking: `cN - c1` descending, then `cN` descending,
-    /// then key ascending. `Less` means ranked higher.
-    ///
-    /// # Examples
-    /// ```
-    /// use keyflow_operators::rise::Rising;
-    /// let a = Rising { key: "a", t: 0, counts: vec![1, 5] };
-    /// let b = Rising { key: "b", t: 0, counts: vec![2, 6] };
-    /// let c = Rising { key: "c", t: 0, counts: vec![0, 4] };
-    /// let mut all = vec![c.clone(), b.clone(), a.clone()];
-    /// all.sort_by(Rising::trending_order);
-    /// assert_eq!(all, vec![b, a, c]);
-    /// ```
-    pub fn trending_order(a: &Self, b: &Self) -> Ordering {
-        b.growth()
-            .cmp(&a.growth())
-            .then_with(|| b.last().cmp(&a.last()))
-            .then_with(|| a.key.cmp(&b.key))
-    }
 }
 
 /// The end of one evaluated boundary: how many keys passed at `t`.
@@ -247,50 +256,30 @@ pub struct RiseTick {
 pub struct RiseOut<'scope, K> {
     /// Passing keys, at time `t` with event time `t`, on the worker that
     /// owns the key.
-    pub rising: EventStream<'scope, Rising<K>>,
+    pub rising: Events<'scope, Rising<K>>,
     /// One tick per evaluated boundary, at time `t`, on worker 0.
-    pub ticks: EventStream<'scope, RiseTick>,
+    pub ticks: Events<'scope, RiseTick>,
 }
 
 /// Extension trait: rise detection on a stream of `(key, weight)` events.
 pub trait Rise<'scope, K: Key> {
     /// Detects keys whose weights rose over the last `config.windows`
-    /// windows, by `config.rule`. `id` is the operator's stable id.
+    /// windows, by `config.rule`. `id` is the step's stable id.
     ///
     /// # Examples
     /// ```
-    /// use keyflow_dataflow::prelude::*;
-    /// use keyflow_dataflow::testing::{capture, Captured};
-    /// use keyflow_operators::rise::{Rise, RiseConfig, RiseTick, Rising};
+    /// use keyflow_dataflow::testing::example;
+    /// use keyflow_operators::rise::{Rise, RiseConfig};
     ///
-    /// let (rising, ticks) = (Captured::new(), Captured::new());
-    /// let (r, t) = (rising.clone(), ticks.clone());
-    /// run(&RunConfig::threads(2), move |worker, ctx| {
-    ///     let (r, t) = (r.clone(), t.clone());
-    ///     worker.dataflow(|scope| {
-    ///         // Three 10 ms windows sliding by 10 ms; "up" grows 1, 2, 3.
-    ///         let events = IterSource::new("views", 1, |_| {
-    ///             [(0, "up", 1), (10, "up", 2), (15, "flat", 2), (20, "up", 3), (25, "flat", 2)]
-    ///                 .into_iter()
-    ///                 .map(|(ts, key, views)| (ts, (key.to_string(), views)))
-    ///         });
-    ///         let config = RiseConfig { window: 10, slide: 10, windows: 3, ..Default::default() };
-    ///         let out = source(scope, ctx, events, &SourceConfig::default())?
-    ///             .rise(ctx, "rise", config)?;
-    ///         capture(out.rising, &r);
-    ///         capture(out.ticks, &t);
-    ///         Ok(())
-    ///     })
-    /// })
-    /// .unwrap();
-    /// assert_eq!(
-    ///     rising.sorted(),
-    ///     vec![(30, Rising { key: "up".to_string(), t: 30, counts: vec![1, 2, 3] })]
-    /// );
-    /// let trending: Vec<_> = ticks.sorted().into_iter().map(|(_, t)| (t.t, t.trending)).collect();
-    /// assert_eq!(trending, vec![(10, 0), (20, 0), (30, 1), (40, 0), (50, 0)]);
+    /// // Three 10 ms windows sliding by 10 ms; "up" grows 1, 2, 3.
+    /// let views = vec![(0, ('u', 1)), (10, ('u', 2)), (15, ('f', 2)), (20, ('u', 3)), (25, ('f', 2))];
+    /// let out = example(views, |views| {
+    ///     let rise = views.rise("rise", RiseConfig::new(10, 10, 3)?);
+    ///     Ok(rise.rising.map(|r| (r.key, r.counts)))
+    /// });
+    /// assert_eq!(out.unwrap(), vec![(30, ('u', vec![1, 2, 3]))]);
     /// ```
-    fn rise(self, ctx: &Arc<Context>, id: &str, config: RiseConfig) -> Result<RiseOut<'scope, K>>;
+    fn rise(self, id: &str, config: RiseConfig) -> RiseOut<'scope, K>;
 
     /// Like [`Rise::rise`] with a custom predicate over `c1..cN` in place of
     /// `config.rule`. Only keys with `c1 >= config.min_first` and some
@@ -298,86 +287,84 @@ pub trait Rise<'scope, K: Key> {
     ///
     /// # Examples
     /// ```
-    /// use keyflow_dataflow::prelude::*;
-    /// use keyflow_dataflow::testing::{capture, Captured};
+    /// use keyflow_dataflow::testing::example;
     /// use keyflow_operators::rise::{Rise, RiseConfig};
     ///
-    /// let doubled = Captured::new();
-    /// let sink = doubled.clone();
-    /// run(&RunConfig::threads(1), move |worker, ctx| {
-    ///     let sink = sink.clone();
-    ///     worker.dataflow(|scope| {
-    ///         let events = IterSource::new("views", 1, |_| {
-    ///             vec![(0, (1u32, 2)), (0, (2, 3)), (5, (1, 4)), (5, (2, 4))].into_iter()
-    ///         });
-    ///         let config = RiseConfig { window: 5, slide: 5, windows: 2, ..Default::default() };
-    ///         let out = source(scope, ctx, events, &SourceConfig::default())?
-    ///             .rise_by(ctx, "doubling", config, |c: &[u64]| c[1] >= 2 * c[0])?;
-    ///         capture(out.rising, &sink);
-    ///         Ok(())
-    ///     })
-    /// })
-    /// .unwrap();
-    /// let keys: Vec<_> = doubled.sorted().into_iter().map(|(t, r)| (t, r.key, r.counts)).collect();
-    /// assert_eq!(keys, vec![(10, 1, vec![2, 4])]);
+    /// let views = vec![(0, (1u32, 2)), (0, (2, 3)), (5, (1, 4)), (5, (2, 4))];
+    /// let out = example(views, |views| {
+    ///     let doubled = views.rise_by("doubling", RiseConfig::new(5, 5, 2)?, |c| c[1] >= 2 * c[0]);
+    ///     Ok(doubled.rising.map(|r| (r.key, r.counts)))
+    /// });
+    /// assert_eq!(out.unwrap(), vec![(10, (1, vec![2, 4]))]);
     /// ```
-    fn rise_by<P>(
-        self,
-        ctx: &Arc<Context>,
-        id: &str,
-        config: RiseConfig,
-        predicate: P,
-    ) -> Result<RiseOut<'scope, K>>
+    fn rise_by<P>(self, id: &str, config: RiseConfig, predicate: P) -> RiseOut<'scope, K>
     where
         P: Fn(&[u64]) -> bool + 'static;
 }
 
-impl<'scope, K: Key> Rise<'scope, K> for EventStream<'scope, (K, u64)> {
-    fn rise(self, ctx: &Arc<Context>, id: &str, config: RiseConfig) -> Result<RiseOut<'scope, K>> {
+impl<'scope, K: Key> Rise<'scope, K> for Events<'scope, (K, u64)> {
+    #[track_caller]
+    fn rise(self, id: &str, config: RiseConfig) -> RiseOut<'scope, K> {
         let rule = config.rule;
         let predicate = move |counts: &[u64]| rule.holds(counts);
-        build(self, ctx, id, config, true, predicate)
+        let step = self.flow().step(id);
+        build(self, &step, config, true, predicate)
     }
 
-    fn rise_by<P>(
-        self,
-        ctx: &Arc<Context>,
-        id: &str,
-        config: RiseConfig,
-        predicate: P,
-    ) -> Result<RiseOut<'scope, K>>
+    #[track_caller]
+    fn rise_by<P>(self, id: &str, config: RiseConfig, predicate: P) -> RiseOut<'scope, K>
     where
         P: Fn(&[u64]) -> bool + 'static,
     {
-        build(self, ctx, id, config, false, predicate)
+        let step = self.flow().step(id);
+        build(self, &step, config, false, predicate)
     }
 }
 
 /// Wires the three operators; `every_window` says that `predicate` fails
-/// unless every window holds at least `c1`.
+/// unless every window holds at least `c1`. Errors (a bad config, a damaged
+/// checkpoint) are recorded on the dataflow, which then does not run.
 fn build<'scope, K: Key, P>(
-    events: EventStream<'scope, (K, u64)>,
-    ctx: &Arc<Context>,
-    id: &str,
+    events: Events<'scope, (K, u64)>,
+    step: &str,
     config: RiseConfig,
     every_window: bool,
     predicate: P,
-) -> Result<RiseOut<'scope, K>>
+) -> RiseOut<'scope, K>
 where
     P: Fn(&[u64]) -> bool + 'static,
 {
-    config.validate()?;
+    let flow = events.flow().clone();
+    if let Err(e) = config.validate() {
+        flow.fail(e.into());
+        return RiseOut {
+            rising: flow.empty(),
+            ticks: flow.empty(),
+        };
+    }
+    let ctx = Arc::clone(flow.context());
     let geo = config.geometry();
-    let partials = operator::pre_aggregate(events, ctx, id, geo.slide);
-    let (rising, local_ticks) = operator::rise_panes(
+    let partials = operator::pre_aggregate(events.inner(), &ctx, step, geo.slide);
+    let panes = operator::rise_panes(
         partials,
-        ctx,
-        id,
+        &ctx,
+        step,
         geo,
         config.min_first,
         every_window,
         predicate,
-    )?;
-    let ticks = operator::gather_ticks(local_ticks, id);
-    Ok(RiseOut { rising, ticks })
+    );
+    match panes {
+        Ok((rising, local_ticks)) => RiseOut {
+            rising: flow.wrap(rising),
+            ticks: flow.wrap(operator::gather_ticks(local_ticks, step)),
+        },
+        Err(e) => {
+            flow.fail(e);
+            RiseOut {
+                rising: flow.empty(),
+                ticks: flow.empty(),
+            }
+        }
+    }
 }

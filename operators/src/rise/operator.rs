@@ -11,7 +11,7 @@ use keyflow_dataflow::run::Context;
 use keyflow_dataflow::source::EventStream;
 use keyflow_dataflow::stable_hash;
 use keyflow_dataflow::time::EventTime;
-use keyflow_dataflow::window::Key;
+use keyflow_dataflow::Key;
 use serde::{Deserialize, Serialize};
 use timely::dataflow::channels::pact::{Exchange, Pipeline};
 use timely::dataflow::operators::generic::builder_rc::OperatorBuilder;
@@ -344,7 +344,7 @@ where
 {
     let scope = partials.scope();
     let (peers, index) = (scope.peers(), scope.index());
-    let mut ckpt = ctx.checkpoint_step(index, &format!("rise:{id}"), &format!("rise `{id}`"))?;
+    let mut ckpt = ctx.checkpoint_step(index, id, &format!("rise `{id}`"))?;
     let mut state = RiseState::<K>::new(&geo, min_first, every_window);
     if let Some(epoch) = ckpt.as_ref().and_then(|k| k.restored_epoch()) {
         if let Some(k) = ckpt.as_ref() {

@@ -29,7 +29,7 @@ use std::collections::BTreeMap;
 
 use hashbrown::HashTable;
 use keyflow_dataflow::stable_hash;
-use keyflow_dataflow::window::Key;
+use keyflow_dataflow::Key;
 use serde::{Deserialize, Serialize};
 
 use super::panes::{Overflow, Panes};

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use keyflow_dataflow::hash::StableMap;
 use keyflow_dataflow::metrics::Metrics;
 use keyflow_dataflow::prelude::*;
+use keyflow_dataflow::source::EventStream;
 use keyflow_dataflow::stable_hash;
 use serde::{Deserialize, Serialize};
 use timely::dataflow::channels::pact::{Exchange, Pipeline};

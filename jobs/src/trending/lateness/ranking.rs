@@ -75,7 +75,7 @@ impl Rankings {
             total += rank.total;
             top.extend(rank.top.iter().cloned());
         }
-        top.sort_by(Rising::trending_order);
+        top.sort_by(crate::trending::trending_order);
         if self.params.top > 0 {
             top.truncate(self.params.top);
         }

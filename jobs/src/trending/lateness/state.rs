@@ -324,7 +324,7 @@ impl KeyedMinutes {
     }
 }
 
-/// [`Rising::trending_order`] on borrowed parts: growth `cN - c1`
+/// [`crate::trending::trending_order`] on borrowed parts: growth `cN - c1`
 /// descending, then `cN` descending, then article ascending.
 fn trending_order(a: (&Article, &[u64]), b: (&Article, &[u64])) -> std::cmp::Ordering {
     let growth = |c: &[u64]| c[c.len() - 1].saturating_sub(c[0]);
