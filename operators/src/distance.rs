@@ -105,6 +105,45 @@ impl Metric {
             Metric::BrayCurtis => bray_curtis(a, b),
         }
     }
+
+    /// Scores `key`'s current vector `c` against its baseline `a`: `None`
+    /// when the volume `sum_j (c_j + a_j)` is below `min_volume`, else the
+    /// distance with the volume.
+    ///
+    /// The volume is summed in index order, one `c_j + a_j` at a time, and
+    /// comes first: a key below `min_volume` is skipped without its values
+    /// being checked or its distance computed. Vectors of different lengths
+    /// are always an error.
+    ///
+    /// # Examples
+    /// ```
+    /// use keyflow_operators::distance::Metric;
+    /// let s = Metric::Canberra.score("spike", &[3.0, 0.0], &[1.0, 0.0], 4.0).unwrap();
+    /// let s = s.unwrap();
+    /// assert_eq!((s.key, s.score, s.volume), ("spike", 0.5, 4.0));
+    /// assert!(Metric::Canberra.score("tiny", &[1.0], &[1.0], 4.0).unwrap().is_none());
+    /// assert!(Metric::Canberra.score("bad", &[1.0], &[], 0.0).is_err());
+    /// ```
+    pub fn score<K>(
+        &self,
+        key: K,
+        c: &[f64],
+        a: &[f64],
+        min_volume: f64,
+    ) -> Result<Option<Scored<K>>> {
+        if c.len() != a.len() {
+            return Err(Error::LengthMismatch {
+                left: c.len(),
+                right: a.len(),
+            });
+        }
+        let volume = c.iter().zip(a).fold(0.0, |v, (x, y)| v + (x + y));
+        if volume < min_volume {
+            return Ok(None);
+        }
+        let score = self.distance(c, a)?;
+        Ok(Some(Scored { key, score, volume }))
+    }
 }
 
 impl FromStr for Metric {
@@ -140,9 +179,74 @@ pub struct Scored<K> {
     pub volume: f64,
 }
 
-/// Best first: score descending, then key ascending.
+/// The ranking order, best first: score descending (by
+/// [`f64::total_cmp`]), then key ascending.
+///
+/// # Examples
+/// ```
+/// use std::cmp::Ordering;
+/// use keyflow_operators::distance::best_first;
+/// assert_eq!(best_first((2.0, &"b"), (1.0, &"a")), Ordering::Less);
+/// assert_eq!(best_first((1.0, &"b"), (1.0, &"a")), Ordering::Greater);
+/// ```
+pub fn best_first<K: Ord + ?Sized>(a: (f64, &K), b: (f64, &K)) -> Ordering {
+    b.0.total_cmp(&a.0).then_with(|| a.1.cmp(b.1))
+}
+
 fn rank<K: Ord>(a: &Scored<K>, b: &Scored<K>) -> Ordering {
-    b.score.total_cmp(&a.score).then_with(|| a.key.cmp(&b.key))
+    best_first((a.score, &a.key), (b.score, &b.key))
+}
+
+/// The `k` best of the scored keys pushed into it (all when `k` is 0), in
+/// [`best_first`] order. Keys are expected to be distinct: entries with the
+/// same score and key come out in no particular order.
+///
+/// While keys are pushed it holds at most `max(2k, 64)` of them, cutting
+/// back to the best `k` whenever it reaches that.
+///
+/// # Examples
+/// ```
+/// use keyflow_operators::distance::{BestScores, Scored};
+/// let mut best = BestScores::new(2);
+/// for (key, score) in [("a", 1.0), ("b", 3.0), ("c", 3.0), ("d", 2.0)] {
+///     best.push(Scored { key, score, volume: 0.0 });
+/// }
+/// let keys: Vec<_> = best.into_sorted().into_iter().map(|s| s.key).collect();
+/// assert_eq!(keys, vec!["b", "c"]);
+/// ```
+#[derive(Debug, Clone)]
+pub struct BestScores<K> {
+    k: usize,
+    best: Vec<Scored<K>>,
+}
+
+impl<K: Ord> BestScores<K> {
+    /// Keeps the best `k`; all when `k` is 0.
+    pub fn new(k: usize) -> Self {
+        BestScores {
+            k,
+            best: Vec::new(),
+        }
+    }
+
+    /// Adds one scored key.
+    pub fn push(&mut self, scored: Scored<K>) {
+        self.best.push(scored);
+        let k = self.k;
+        if k > 0 && self.best.len() >= (2 * k).max(64) {
+            self.best.select_nth_unstable_by(k, rank);
+            self.best.truncate(k);
+        }
+    }
+
+    /// The best `k`, best first.
+    pub fn into_sorted(mut self) -> Vec<Scored<K>> {
+        self.best.sort_unstable_by(rank);
+        if self.k > 0 {
+            self.best.truncate(self.k);
+        }
+        self.best
+    }
 }
 
 /// Scores each key's current vector `c` against its baseline and returns the
@@ -151,8 +255,11 @@ fn rank<K: Ord>(a: &Scored<K>, b: &Scored<K>) -> Ordering {
 /// `baseline(key)` gives the key's baseline vector; only its first
 /// `c.len()` entries are compared (so hours `0..=h` of a day compare with
 /// the same hours of a 24-hour baseline). A key without a baseline compares
-/// with zeros. Keys whose volume `sum(c_j + a_j)` is below `min_volume` are
-/// skipped. Errors on NaN, infinite values, or a baseline shorter than `c`.
+/// with zeros. Each key is scored by [`Metric::score`]: keys whose volume
+/// `sum(c_j + a_j)` is below `min_volume` are skipped before their values
+/// are checked; any other key with a NaN or infinite value is an error, as
+/// is a baseline shorter than `c`. Ranking is by [`BestScores`], so keys are
+/// expected to be distinct.
 ///
 /// # Examples
 /// ```
@@ -195,7 +302,7 @@ where
     F: FnMut(&K) -> Option<&'b [f64]>,
 {
     let mut zeros: Vec<f64> = Vec::new();
-    let mut best: Vec<Scored<K>> = Vec::new();
+    let mut best = BestScores::new(k);
     for (key, c) in current {
         let c = c.as_ref();
         let a: &[f64] = match baseline(&key) {
@@ -211,22 +318,11 @@ where
                 &zeros[..c.len()]
             }
         };
-        let score = metric.distance(c, a)?;
-        let volume: f64 = c.iter().chain(a).sum();
-        if volume < min_volume {
-            continue;
-        }
-        best.push(Scored { key, score, volume });
-        if k > 0 && best.len() >= (2 * k).max(64) {
-            best.select_nth_unstable_by(k, rank);
-            best.truncate(k);
+        if let Some(scored) = metric.score(key, c, a, min_volume)? {
+            best.push(scored);
         }
     }
-    best.sort_by(rank);
-    if k > 0 {
-        best.truncate(k);
-    }
-    Ok(best)
+    Ok(best.into_sorted())
 }
 
 #[cfg(test)]
@@ -255,6 +351,25 @@ mod tests {
         ));
         assert!(matches!(
             bray_curtis(&[0.0], &[0.0, 0.0]),
+            Err(Error::LengthMismatch { left: 1, right: 2 })
+        ));
+    }
+
+    #[test]
+    fn volume_adds_each_pair_in_index_order() {
+        // Summing all of c and then all of a rounds this to 1e16.
+        let s = Metric::BrayCurtis
+            .score((), &[1e16, 1.0], &[0.0, 1.0], 0.0)
+            .unwrap()
+            .unwrap();
+        assert_eq!(s.volume, 1e16 + 2.0);
+        // Below the volume, values are not looked at; lengths always are.
+        assert!(Metric::Canberra
+            .score((), &[f64::NEG_INFINITY], &[0.0], 0.0)
+            .unwrap()
+            .is_none());
+        assert!(matches!(
+            Metric::Canberra.score((), &[0.0], &[0.0, 0.0], 1.0),
             Err(Error::LengthMismatch { left: 1, right: 2 })
         ));
     }

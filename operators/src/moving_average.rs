@@ -30,6 +30,31 @@ fn check(expected: usize, x: &[f64]) -> Result<()> {
     Ok(())
 }
 
+/// Averages the `n`-th vector `x` into `values`, the averages of the
+/// `n - 1` before it: `a_i <- a_i + (x_i - a_i) / n`, in place. `values`
+/// and `x` are paired in order, and entries past the shorter of the two are
+/// left alone; nothing is checked, so callers that take outside input check
+/// it first (as [`CumulativeAverage::update`] does).
+///
+/// Code whose averages must agree to the bit with [`CumulativeAverage`] and
+/// [`KeyedAverage`] calls this rather than restating the formula: the
+/// mathematically equal `(a_i * (n - 1) + x_i) / n` can round differently.
+///
+/// # Examples
+/// ```
+/// use keyflow_operators::moving_average::average_in;
+/// let mut a = [2.0, 10.0];
+/// average_in(&mut a, [4.0, 0.0], 2);
+/// average_in(&mut a, [9.0, 5.0], 3);
+/// assert_eq!(a, [5.0, 5.0]);
+/// ```
+pub fn average_in(values: &mut [f64], x: impl IntoIterator<Item = f64>, n: u64) {
+    let n = n as f64;
+    for (a, x) in values.iter_mut().zip(x) {
+        *a += (x - *a) / n;
+    }
+}
+
 /// The elementwise average of the `n` vectors seen so far.
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 pub struct CumulativeAverage {
@@ -67,10 +92,7 @@ impl CumulativeAverage {
     pub fn update(&mut self, x: &[f64]) -> Result<()> {
         check(self.values.len(), x)?;
         self.n += 1;
-        let n = self.n as f64;
-        for (a, x) in self.values.iter_mut().zip(x) {
-            *a += (x - *a) / n;
-        }
+        average_in(&mut self.values, x.iter().copied(), self.n);
         Ok(())
     }
 }
@@ -147,7 +169,7 @@ impl<K: Eq + Hash + Clone> KeyedAverage<K> {
         let n1 = n + 1.0;
         for (key, a) in self.values.iter_mut() {
             match day.get(key) {
-                Some(x) => a.iter_mut().zip(x).for_each(|(a, x)| *a += (x - *a) / n1),
+                Some(x) => average_in(a, x.iter().copied(), self.n + 1),
                 None => a.iter_mut().for_each(|a| *a = *a * n / n1),
             }
         }

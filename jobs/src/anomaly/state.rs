@@ -6,7 +6,8 @@ use std::cmp::Ordering;
 
 use keyflow_dataflow::hash::StableMap;
 use keyflow_dataflow::time::EventTime;
-use keyflow_operators::distance::Metric;
+use keyflow_operators::distance::{best_first, BestScores, Metric};
+use keyflow_operators::moving_average::average_in;
 use serde::{Deserialize, Serialize};
 
 use crate::baseline::{Baseline, HOURS};
@@ -30,8 +31,8 @@ impl Tracked {
     }
 }
 
-/// An article's score for one hour, ordered best first: score descending,
-/// then article (project, then title) ascending.
+/// An article's score for one hour, ordered best first ([`best_first`]):
+/// score descending, then article (project, then title) ascending.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub(crate) struct ScoredArticle {
     /// The distance of today's counts from the baseline.
@@ -42,10 +43,7 @@ pub(crate) struct ScoredArticle {
 
 impl Ord for ScoredArticle {
     fn cmp(&self, other: &Self) -> Ordering {
-        other
-            .score
-            .total_cmp(&self.score)
-            .then_with(|| self.article.cmp(&other.article))
+        best_first((self.score, &self.article), (other.score, &other.article))
     }
 }
 
@@ -151,37 +149,24 @@ impl Shard {
         k: usize,
     ) -> keyflow_operators::Result<Vec<ScoredArticle>> {
         let len = hour + 1;
-        let mut best: Vec<(f64, &Article)> = Vec::new();
-        let order = |a: &(f64, &Article), b: &(f64, &Article)| {
-            b.0.total_cmp(&a.0).then_with(|| a.1.cmp(b.1))
-        };
+        let mut best = BestScores::new(k);
         let mut c = [0.0; HOURS];
         for (article, tracked) in &self.keys {
-            let mut volume = 0.0;
-            let pairs = tracked.today[..len].iter().zip(&tracked.base[..len]);
-            for (cj, (&x, &a)) in c[..len].iter_mut().zip(pairs) {
+            for (cj, &x) in c[..len].iter_mut().zip(&tracked.today[..len]) {
                 *cj = x as f64;
-                volume += *cj + a;
             }
-            if volume < min_volume {
-                continue;
+            if let Some(scored) =
+                metric.score(article, &c[..len], &tracked.base[..len], min_volume)?
+            {
+                best.push(scored);
             }
-            let score = metric.distance(&c[..len], &tracked.base[..len])?;
-            best.push((score, article));
-            if k > 0 && best.len() >= (2 * k).max(64) {
-                best.select_nth_unstable_by(k - 1, order);
-                best.truncate(k);
-            }
-        }
-        best.sort_unstable_by(order);
-        if k > 0 {
-            best.truncate(k);
         }
         Ok(best
+            .into_sorted()
             .into_iter()
-            .map(|(score, article)| ScoredArticle {
-                score,
-                article: article.clone(),
+            .map(|scored| ScoredArticle {
+                score: scored.score,
+                article: scored.key.clone(),
             })
             .collect())
     }
@@ -191,12 +176,10 @@ impl Shard {
     /// without views); today's counts are cleared.
     pub fn end_day(&mut self, day: EventTime) {
         self.days += 1;
-        let n = self.days as f64;
         for tracked in self.keys.values_mut() {
-            for (a, x) in tracked.base.iter_mut().zip(tracked.today.iter_mut()) {
-                *a += (*x as f64 - *a) / n;
-                *x = 0;
-            }
+            let today = tracked.today.iter().map(|&x| x as f64);
+            average_in(&mut tracked.base, today, self.days);
+            tracked.today = [0; HOURS];
         }
         self.first_day = Some(self.first_day.map_or(day, |d| d.min(day)));
         self.last_day = Some(self.last_day.map_or(day, |d| d.max(day)));
