@@ -6,6 +6,7 @@
 //! records are late, so results are the same at any worker count. Partition
 //! `p` is read by worker `p % peers`, over all workers of all processes.
 
+mod csv;
 mod iter;
 mod jsonl;
 mod operator;
@@ -19,6 +20,7 @@ use timely::dataflow::Stream;
 use crate::error::{Error, Result};
 use crate::time::EventTime;
 
+pub use self::csv::CsvSource;
 pub use iter::IterSource;
 pub use jsonl::{
     check_exists, open_lines, InputFile, JsonLinesSource, LineReader, NextLine, MAX_OPEN_INPUTS,
