@@ -72,7 +72,9 @@ pub mod prelude {
     pub use crate::flow::{Dataflow, Events};
     pub use crate::run::{run, Context, RunConfig};
     pub use crate::sink::{JsonLinesSink, Sink, StdoutSink};
-    pub use crate::source::{BadInputPolicy, IterSource, JsonLinesSource, Source, SourceConfig};
+    pub use crate::source::{
+        BadInputPolicy, CsvSource, IterSource, JsonLinesSource, Source, SourceConfig,
+    };
     pub use crate::time::{EventTime, Window, DAY, HOUR, MINUTE, SECOND};
     pub use crate::window::{
         Aggregator, Count, Fold, Keyed, Lateness, Reduce, Sum, WindowOut, WindowResult, WindowSpec,
