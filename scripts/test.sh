@@ -8,4 +8,7 @@ cd "$(dirname "$0")/.."
 bash scripts/install-deps.sh gcc procps
 # Tests that need an example or the CLI binary build it themselves.
 cargo test --workspace --all-targets
+# A custom job's light dependency: the DSL and operators without the bundled
+# jobs and the command-line tool still build.
+cargo build -p keyflow --lib --no-default-features --features args
 cargo test --workspace --doc

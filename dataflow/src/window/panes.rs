@@ -294,6 +294,7 @@ pub(crate) fn pane_windows<'scope, K: Key, V: Data, A: Aggregator<V>>(
     };
     let ctx = Arc::clone(ctx);
     let counters = ctx.metrics.step(id);
+    let step = id.to_string();
     let route = |(_, p): &(EventTime, Partial<K, V, A::Acc>)| stable_hash(p.key());
     Ok(partials.unary_frontier(
         Exchange::new(route),
@@ -360,7 +361,7 @@ pub(crate) fn pane_windows<'scope, K: Key, V: Data, A: Aggregator<V>>(
                         let saved =
                             crate::checkpoint::encode(&me.state).and_then(|b| k.save(epoch, b));
                         if let Err(e) = saved {
-                            ctx.fail(e);
+                            ctx.fail(e.in_step(&step));
                             return;
                         }
                     }
