@@ -158,6 +158,21 @@ fn commit<T, S: Sink<T>>(
 /// With checkpoints, the file in progress is cut back to its commit point on
 /// restore, so the finished file equals an uninterrupted run byte for byte.
 /// Special files (`/dev/stdout`, a FIFO) are written directly.
+///
+/// # Examples
+/// ```
+/// use keyflow_dataflow::prelude::*;
+///
+/// let path = std::env::temp_dir().join(format!("keyflow-jsonl-sink-{}.jsonl", std::process::id()));
+/// let target = path.clone();
+/// run(&RunConfig::threads(2), move |flow| {
+///     let input = IterSource::new("n", 1, |_| (1..=3u64).map(|i| (i, i * i)));
+///     let target = target.clone();
+///     flow.source("n", input, &SourceConfig::default())?.sink("squares", move || JsonLinesSink::create(&target))
+/// })
+/// .unwrap();
+/// assert_eq!(std::fs::read_to_string(&path).unwrap(), "1\n4\n9\n");
+/// ```
 pub struct JsonLinesSink {
     path: PathBuf,
     /// The file in progress; `None` when writing `path` directly.
@@ -381,7 +396,20 @@ impl<T: Serialize> Sink<T> for JsonLinesSink {
     }
 }
 
-/// Prints each record on stdout with a formatting function.
+/// Prints each record on stdout with a formatting function of its event
+/// time and the record.
+///
+/// # Examples
+/// ```
+/// use keyflow_dataflow::prelude::*;
+///
+/// run(&RunConfig::threads(2), |flow| {
+///     let input = IterSource::new("n", 1, |_| (1..=3u64).map(|i| (i * SECOND, i)));
+///     flow.source("n", input, &SourceConfig::default())?
+///         .sink("print", || Ok(StdoutSink(|ts, n: &u64| format!("{ts} ms: {n}"))))
+/// })
+/// .unwrap();
+/// ```
 pub struct StdoutSink<F>(pub F);
 
 impl<T, F> Sink<T> for StdoutSink<F>

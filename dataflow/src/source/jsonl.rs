@@ -235,11 +235,22 @@ type TimeOf<T> = Rc<dyn Fn(&T) -> Option<EventTime>>;
 ///
 /// # Examples
 /// ```
-/// use keyflow_dataflow::source::{JsonLinesSource, Source};
-/// #[derive(serde::Deserialize)]
-/// struct Click { ts: u64 }
-/// let src = JsonLinesSource::new("clicks", vec!["a.jsonl".into()], |c: &Click| Some(c.ts));
-/// assert_eq!(src.partitions(), 1);
+/// use keyflow_dataflow::prelude::*;
+/// use keyflow_dataflow::testing::Captured;
+///
+/// #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, serde::Deserialize)]
+/// struct Click { page: String, ts: u64 }
+/// let path = std::env::temp_dir().join(format!("keyflow-jsonl-doc-{}.jsonl", std::process::id()));
+/// std::fs::write(&path, "{\"page\":\"/\",\"ts\":5}\nnot json\n").unwrap();
+/// let out = Captured::new();
+/// let into = out.clone();
+/// run(&RunConfig::threads(1), move |flow| {
+///     let clicks = JsonLinesSource::new("clicks", vec![path.clone()], |c: &Click| Some(c.ts));
+///     flow.source("clicks", clicks, &SourceConfig::default())?.map(|c| c.page).capture(&into);
+///     Ok(())
+/// })
+/// .unwrap();
+/// assert_eq!(out.items(), vec![(5, "/".to_string())]); // the bad line is counted and skipped
 /// ```
 pub struct JsonLinesSource<T> {
     name: String,

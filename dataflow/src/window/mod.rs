@@ -226,6 +226,23 @@ impl<'scope, K: Key, V: Data> Keyed<'scope, K, V> {
 }
 
 /// A keyed stream with a window spec, ready to aggregate.
+///
+/// # Examples
+/// Session windows: one per burst of a key's records, closed by 10 s
+/// without any.
+/// ```
+/// use keyflow_dataflow::prelude::*;
+/// use keyflow_dataflow::testing::example;
+///
+/// let clicks = vec![(0, "ann"), (2_000, "bob"), (4_000, "ann"), (30_000, "ann")];
+/// let out = example(clicks, |c| {
+///     let sessions = c.key_by(|u| (u.to_string(), ())).window(WindowSpec::session(10 * SECOND)?).count("sessions");
+///     Ok(sessions.results.map(|s| (s.key, s.start, s.value)))
+/// });
+/// let got: Vec<_> = out.unwrap().into_iter().map(|(_, s)| s).collect();
+/// // Sorted by session end: 12 s, 14 s, 40 s.
+/// assert_eq!(got, vec![("bob".into(), 2_000, 1), ("ann".into(), 0, 2), ("ann".into(), 30_000, 1)]);
+/// ```
 pub struct Windowed<'scope, K, V> {
     keyed: Keyed<'scope, K, V>,
     spec: WindowSpec,
