@@ -14,9 +14,25 @@ use std::net::{TcpListener, TcpStream, ToSocketAddrs};
 use std::time::{Duration, Instant};
 
 use crate::error::{Error, Result};
-use crate::run::RunConfig;
 
-fn hello(config: &RunConfig) -> String {
+/// What the handshake checks that every process agrees on: the cluster's
+/// layout. It is its own type so that this module does not depend on the
+/// run module that calls it.
+#[derive(Debug, Clone, Copy)]
+pub struct Mesh<'a> {
+    /// This process's index.
+    pub process: usize,
+    /// Number of processes.
+    pub processes: usize,
+    /// Worker threads per process.
+    pub workers: usize,
+    /// `host:port` of every process, in process order.
+    pub hosts: &'a [String],
+    /// How long to wait for the other processes.
+    pub connect_timeout: Duration,
+}
+
+fn hello(config: &Mesh<'_>) -> String {
     format!(
         "keyflow-hello v1 process={} processes={} workers={} hosts={}\n",
         config.process,
@@ -43,7 +59,7 @@ fn describe(settings: &str) -> String {
 
 /// Runs the handshake for this process; returns once every process of the
 /// cluster has been seen with the same settings.
-pub fn handshake(config: &RunConfig) -> Result<()> {
+pub fn handshake(config: &Mesh<'_>) -> Result<()> {
     if config.processes <= 1 {
         return Ok(());
     }
@@ -55,7 +71,7 @@ pub fn handshake(config: &RunConfig) -> Result<()> {
     }
 }
 
-fn coordinate(config: &RunConfig, deadline: Instant) -> Result<()> {
+fn coordinate(config: &Mesh<'_>, deadline: Instant) -> Result<()> {
     let address = &config.hosts[0];
     let listener = TcpListener::bind(address)
         .map_err(|e| Error::Startup(format!("process 0 cannot listen on {address}: {e}")))?;
@@ -132,7 +148,7 @@ fn coordinate(config: &RunConfig, deadline: Instant) -> Result<()> {
     }
 }
 
-fn report(config: &RunConfig, deadline: Instant) -> Result<()> {
+fn report(config: &Mesh<'_>, deadline: Instant) -> Result<()> {
     let address = &config.hosts[0];
     let timeout_error = || {
         Error::Startup(format!(

@@ -374,7 +374,14 @@ where
         })
     };
     let guards = if ctx.config.processes > 1 {
-        crate::handshake::handshake(&ctx.config)?;
+        let c = &ctx.config;
+        crate::handshake::handshake(&crate::handshake::Mesh {
+            process: c.process,
+            processes: c.processes,
+            workers: c.workers,
+            hosts: &c.hosts,
+            connect_timeout: c.connect_timeout,
+        })?;
         watch_network_threads(&ctx);
         connect_within(&ctx.config, start)?
     } else {
