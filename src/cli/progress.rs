@@ -98,5 +98,15 @@ pub fn summary(ctx: &Context, _quiet: bool) {
         if m.skipped > 0 {
             eprintln!("skipped: {} records with no views", m.skipped);
         }
+        // Which steps the late, dropped and bad records were counted at,
+        // when there were any: two windowed steps can differ.
+        for (id, s) in ctx.metrics.steps() {
+            if s.late + s.dropped + s.bad > 0 {
+                eprintln!(
+                    "  step {id}: {} in, {} out, {} late, {} dropped, {} bad",
+                    s.records_in, s.records_out, s.late, s.dropped, s.bad
+                );
+            }
+        }
     }
 }
