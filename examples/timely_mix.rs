@@ -9,8 +9,11 @@
 //!
 //! ```text
 //! cargo run --example timely_mix                     # a built-in sample
+//! cargo run --example timely_mix -- visits.jsonl      # {"page":"/","agent":"Mozilla/5.0","ts":1700000000000}
 //! cargo run --example timely_mix -- --workers 2
 //! ```
+
+use std::path::PathBuf;
 
 use clap::Parser;
 use keyflow::dataflow::args::ClusterArgs;
@@ -23,8 +26,18 @@ use keyflow::timely::dataflow::operators::generic::Operator;
 /// Page views per minute, without bots.
 #[derive(Debug, Parser)]
 struct Args {
+    /// JSON-lines files of visits; without any, a built-in sample.
+    files: Vec<PathBuf>,
     #[command(flatten)]
     cluster: ClusterArgs,
+}
+
+/// One visit in a JSON-lines file.
+#[derive(Debug, Clone, serde::Deserialize)]
+struct Visit {
+    page: String,
+    agent: String,
+    ts: u64,
 }
 
 /// `(time, (page, user agent))`: three minutes of visits, one in four by a
@@ -45,10 +58,17 @@ fn sample(partition: usize) -> impl Iterator<Item = (u64, (String, String))> {
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     let config = args.cluster.run_config()?;
-    run(&config, |flow| {
-        let visits = IterSource::new("visits", 2, sample);
-        let humans = flow
-            .source("visits", visits, &SourceConfig::default())?
+    let files = args.files;
+    run(&config, move |flow| {
+        let visits = if files.is_empty() {
+            let visits = IterSource::new("visits", 2, sample);
+            flow.source("visits", visits, &SourceConfig::default())?
+        } else {
+            let visits = JsonLinesSource::new("visits", files.clone(), |v: &Visit| Some(v.ts));
+            flow.source("visits", visits, &SourceConfig::default())?
+                .map(|v| (v.page, v.agent))
+        };
+        let humans = visits
             // A raw timely operator, on the stream of (event time, record)
             // pairs: records keep their event time and travel at the same
             // timely time, so keyflow's windows stay exact.

@@ -292,4 +292,25 @@ fn the_timely_mix_example_drops_bots_in_its_raw_timely_operator() {
     }
     assert_eq!(got, expected);
     assert_eq!(stdout_of("timely_mix", &[]), out);
+
+    // The same visits from a user's file give the same counts.
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("visits.jsonl");
+    let mut lines = String::new();
+    for i in 0..90u64 {
+        for p in 0..2u64 {
+            let page = ["/", "/docs", "/blog"][((i + p) % 3) as usize];
+            let agent = if i % 4 == 0 {
+                "crawler-bot/2.1"
+            } else {
+                "Mozilla/5.0"
+            };
+            let ts = 1_700_000_040_000 + i * 2_000;
+            lines.push_str(&format!(
+                "{{\"page\":\"{page}\",\"agent\":\"{agent}\",\"ts\":{ts}}}\n"
+            ));
+        }
+    }
+    std::fs::write(&path, lines).unwrap();
+    assert_eq!(stdout_of("timely_mix", &[&path.display().to_string()]), out);
 }

@@ -1,6 +1,6 @@
 //! Sinks: where results go, written exactly once and in a stable order.
 //!
-//! The [`sink`] operator gathers a stream on worker 0 of the cluster and
+//! The [`crate::Events::sink`] operator gathers a stream on worker 0 of the cluster and
 //! hands it over one complete timestamp at a time, sorted, once the frontier
 //! has passed that time. So every result is written once, by one writer, and
 //! the file is byte for byte the same at any number of workers and processes.
