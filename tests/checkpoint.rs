@@ -460,6 +460,87 @@ fn cluster_members_killed_and_restarted_give_identical_output() {
     assert_same("2-process cluster with kills", &l.outputs("c"), &want);
 }
 
+#[test]
+fn the_pageviews_job_killed_and_restarted_writes_every_output_the_same() {
+    // Trending and anomaly in one dataflow: the minutes, the hourly files,
+    // the scores and the folded baseline all survive kills and rescaling.
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let (day1, day2, base) = (
+        d.join("day1.jsonl"),
+        d.join("day2.jsonl"),
+        d.join("day1.baseline"),
+    );
+    days_of_events(&day1, BASE, 1, 20_000);
+    days_of_events(&day2, BASE + 86_400_000, 1, 60_000);
+    let built = finish(
+        &[
+            s(&["baseline", "--input-format", "jsonl", "--input"]),
+            vec![p(&day1), "--out".into(), p(&base)],
+        ]
+        .concat(),
+    );
+    assert_eq!(built.0, 0, "{}", built.1);
+    let job = |name: &str, extra: &[&str]| {
+        let mut a = s(&["run", "pageviews", "--quiet", "--min-volume", "10"]);
+        a.extend(["--baseline".into(), p(&base), "--input".into(), p(&day2)]);
+        for (flag, ext) in [
+            ("--trending-out", "minutes"),
+            ("--anomaly-out", "scores"),
+            ("--baseline-out", "baseline"),
+        ] {
+            a.extend([flag.into(), p(&d.join(format!("{name}.{ext}")))]);
+        }
+        let hourly = d.join(format!("{name}.hourly"));
+        std::fs::create_dir_all(&hourly).unwrap();
+        a.extend(["--hourly-out".into(), p(&hourly)]);
+        a.extend(s(extra));
+        a
+    };
+    let outputs = |name: &str| -> Vec<(String, Vec<u8>)> {
+        let mut all: Vec<(String, Vec<u8>)> = ["minutes", "scores", "baseline"]
+            .iter()
+            .map(|ext| (ext.to_string(), read(&d.join(format!("{name}.{ext}")))))
+            .collect();
+        let mut hours: Vec<_> = std::fs::read_dir(d.join(format!("{name}.hourly")))
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .collect();
+        hours.sort();
+        for h in hours {
+            all.push((h.file_name().unwrap().to_string_lossy().into(), read(&h)));
+        }
+        all
+    };
+    let (code, err) = finish(&job("ref", &["--workers", "2"]));
+    assert_eq!(code, 0, "{err}");
+    let want = outputs("ref");
+    assert!(want.len() > 3 && want.iter().all(|(_, b)| !b.is_empty()));
+    let start = Instant::now();
+    let timed = job(
+        "t",
+        &["--workers", "2", "--checkpoint-dir", &p(&d.join("t.ckpt"))],
+    );
+    assert_eq!(finish(&timed).0, 0);
+    let full = start.elapsed().as_millis() as u64;
+    let ck = d.join("a.ckpt");
+    let mut killed = 0;
+    for (i, pct) in [15, 30, 20].iter().enumerate() {
+        let workers = if i % 2 == 0 { "3" } else { "2" };
+        let args = job("a", &["--workers", workers, "--checkpoint-dir", &p(&ck)]);
+        if kill_after(&args, Duration::from_millis(150 + full * pct / 100)) {
+            killed += 1;
+        }
+    }
+    let (code, err) = finish(&job("a", &["--workers", "1", "--checkpoint-dir", &p(&ck)]));
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        killed >= 2,
+        "only {killed} runs were still running when killed"
+    );
+    assert_same("pageviews outputs", &outputs("a"), &want);
+}
+
 /// Pids of the direct children of `pid` (Linux /proc).
 fn children_of(pid: u32) -> Vec<u32> {
     let path = format!("/proc/{pid}/task/{pid}/children");
