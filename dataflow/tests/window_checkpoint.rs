@@ -1,7 +1,9 @@
 //! Session windows under checkpoints: a job whose source fails part way
 //! through, started again with the same checkpoint directory (at the same
 //! or another worker count), writes the same bytes as a run that was never
-//! interrupted, with and without allowed lateness.
+//! interrupted, with and without allowed lateness. Late records read
+//! together update sessions the same way whatever order they arrive in,
+//! which such a comparison relies on.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -11,6 +13,7 @@ use keyflow_dataflow::checkpoint::{newest_complete, status, Status};
 use keyflow_dataflow::prelude::*;
 use keyflow_dataflow::run::run_with_context;
 use keyflow_dataflow::source::{Batch, Partition, PollStatus};
+use keyflow_dataflow::testing::{Captured, ScriptedSource, Step};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
@@ -187,9 +190,9 @@ fn checkpointed(workers: usize, ckpt: &Path) -> RunConfig {
     RunConfig::threads(workers).checkpointed(ckpt, EVERY, FINGERPRINT)
 }
 
-/// Runs with checkpoints until partition 0 fails after `after` records
-/// (once a checkpoint as far as its watermark then is complete); returns
-/// the epoch the next run resumes from.
+/// Runs with checkpoints until partition 0 fails after `after` records,
+/// once the checkpoint at the last boundary at or below its watermark is
+/// complete; returns the epoch the next run resumes from.
 fn interrupted(
     parts: &Partitions,
     lateness: Lateness,
@@ -368,4 +371,81 @@ fn a_restored_run_can_fail_and_resume_again() {
         &want,
     );
     std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// Late records read at one time update sessions the same way whatever
+/// order they arrive in (which varies with the worker count), so that a
+/// resumed run can repeat them: taken in event-time order per key, and one
+/// update per session and read time.
+#[test]
+fn late_records_read_together_give_one_result_in_any_order() {
+    // Both partitions reach watermark 10 s, then read late records: they
+    // all travel at 10 s. Gap 1 s, 5 s of allowed lateness.
+    let scripts = vec![
+        vec![
+            Step::Event(0, 1),
+            Step::Event(7_000, 2),
+            Step::Event(10_000, 9),
+            Step::Event(4_500, 1),
+            Step::Event(7_200, 2),
+        ],
+        vec![
+            Step::Event(10_000, 8),
+            Step::Event(3_800, 1),
+            Step::Event(7_300, 2),
+        ],
+    ];
+    let result = |end, key, start, value, update| {
+        (
+            end,
+            WindowResult {
+                key,
+                start,
+                end,
+                value,
+                update,
+            },
+        )
+    };
+    let want = vec![
+        result(1_000, 1, 0, 1, false),
+        // 3.8 s on its own ends at 4.8 s, past the lateness by 10 s: dropped
+        // before 4.5 s (a session of its own, ending at 5.5 s) is read.
+        result(5_500, 1, 4_500, 1, true),
+        result(8_000, 2, 7_000, 1, false),
+        // Both late records of key 2 in one update.
+        result(8_300, 2, 7_000, 3, true),
+        result(11_000, 8, 10_000, 1, false),
+        result(11_000, 9, 10_000, 1, false),
+    ];
+    for workers in [1, 2, 3] {
+        let got = Captured::new();
+        let into = got.clone();
+        let scripts = Arc::new(scripts.clone());
+        let ctx = Arc::new(Context::new(RunConfig::threads(workers)));
+        run_with_context(Arc::clone(&ctx), move |flow| {
+            let config = SourceConfig {
+                max_out_of_orderness: 0,
+                idle_timeout: None,
+                max_future: None,
+                ..SourceConfig::default()
+            };
+            flow.source("keys", ScriptedSource::new(scripts.to_vec()), &config)?
+                .key_by(|key: u32| (key, ()))
+                .window(WindowSpec::session(1_000)?)
+                .lateness(Lateness::Allowed(5_000))
+                .count("sessions")
+                .results
+                .capture(&into);
+            Ok(())
+        })
+        .unwrap();
+        assert_eq!(got.sorted(), want, "workers={workers}");
+        let metrics = ctx.metrics.snapshot();
+        assert_eq!(
+            (metrics.late_dropped, metrics.late_updates),
+            (1, 2),
+            "workers={workers}"
+        );
+    }
 }
