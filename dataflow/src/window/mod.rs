@@ -315,10 +315,7 @@ impl<'scope, K: Key, V: Data> Windowed<'scope, K, V> {
                 let WindowSpec::Session { gap } = self.spec else {
                     unreachable!("a spec without a grid is a session spec: {:?}", self.spec)
                 };
-                ctx.refuse_checkpoints(&format!("session window `{step}`"))
-                    .map(|()| {
-                        session::session_windows(partials, &ctx, &step, gap, self.lateness, agg)
-                    })
+                session::session_windows(partials, &ctx, &step, gap, self.lateness, agg)
             }
         };
         let results = results.unwrap_or_else(|e| {
