@@ -43,8 +43,10 @@ pub enum Lateness {
     Drop,
     /// Send them, unaggregated, to the operator's `late` output.
     SideOutput,
-    /// Keep window state until the watermark passes `end + ms`; each late
-    /// record inside that bound re-emits its windows' results as updates.
+    /// Keep window state until the watermark passes `end + ms`; late records
+    /// inside that bound are applied once the time they were read at is
+    /// complete, and each window (or session) they changed is re-emitted
+    /// once for that time, as an update.
     Allowed(u64),
 }
 
