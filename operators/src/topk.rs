@@ -37,9 +37,9 @@ pub struct TopK<R> {
     pub total: u64,
     /// The best records, best first: at most k of them (all when k is 0).
     pub top: Vec<R>,
-    /// `true` when this ranks `t` again because late records changed it
-    /// (see [`crate::rise::RiseOut::top_k`]); always `false` from
-    /// [`GlobalTopK`].
+    /// `true` when this ranks `t` again, at a later time, because late
+    /// records counted there (see [`crate::rise::RiseOut::top_k`]); always
+    /// `false` from [`GlobalTopK`].
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub update: bool,
 }

@@ -95,7 +95,8 @@ fn script(records: &[Record]) -> Vec<Step<(u32, u64)>> {
 fn without_late_records_it_emits_what_rise_without_lateness_does() {
     let parts = Arc::new(partitions(3, false));
     let outputs = |workers: usize, lateness: Option<u64>| {
-        let (rising, ticks) = (Captured::new(), Captured::new());
+        let rising = Captured::<(u64, Rising<u32>)>::new();
+        let ticks = Captured::<(u64, RiseTick)>::new();
         let (r, t, parts) = (rising.clone(), ticks.clone(), Arc::clone(&parts));
         run(&RunConfig::threads(workers), move |flow| {
             let parts = Arc::clone(&parts);
@@ -112,9 +113,7 @@ fn without_late_records_it_emits_what_rise_without_lateness_does() {
             Ok(())
         })
         .unwrap();
-        let (rising, ticks): (Vec<(u64, Rising<u32>)>, Vec<(u64, RiseTick)>) =
-            (rising.sorted(), ticks.sorted());
-        (rising, ticks)
+        (rising.sorted(), ticks.sorted())
     };
     let plain = outputs(1, None);
     assert!(plain.0.len() > 100, "only {} keys passed", plain.0.len());

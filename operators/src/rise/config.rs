@@ -144,10 +144,11 @@ impl RiseConfig {
     /// still counts for the boundaries `T` of its span that are ahead of
     /// that time or no more than `ms` behind it (`T + ms` above it); a
     /// record that counts for none is dropped and counted in
-    /// `late_dropped`. Every boundary already evaluated that a late record
-    /// counts for is evaluated again, and [`super::RiseOut::top_k`] ranks
-    /// it again as an update. With lateness 0 a late record still counts
-    /// for the boundaries ahead, which without this option it would not.
+    /// `late_dropped`. Every boundary at or below that time that a late
+    /// record counts for is evaluated again (for the first time, if nothing
+    /// counted there before), and [`super::RiseOut::top_k`] ranks it again
+    /// as an update. With lateness 0 a late record still counts for the
+    /// boundaries ahead, which without this option it would not.
     ///
     /// # Examples
     /// ```

@@ -39,6 +39,7 @@ mod config;
 mod late;
 mod operator;
 mod panes;
+mod pre;
 mod state;
 
 use std::cmp::Ordering;
@@ -236,7 +237,7 @@ where
     let built = match config.allowed_lateness {
         Some(lateness) => late::build(events, &ctx, step, geo, lateness, min_first, predicate),
         None => {
-            let partials = operator::pre_aggregate(events.inner(), &ctx, step, geo.slide, false);
+            let partials = pre::pre_aggregate(events.inner(), &ctx, step, geo.slide, false);
             let panes = operator::rise_panes(
                 partials,
                 &ctx,

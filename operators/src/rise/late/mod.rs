@@ -56,7 +56,7 @@ use serde::{Deserialize, Serialize};
 
 pub(crate) use ranking::rank;
 
-use super::operator::pre_aggregate;
+use super::pre::pre_aggregate;
 use super::state::Geometry;
 use super::{RiseOut, Rising};
 

@@ -19,7 +19,7 @@ use timely::progress::frontier::MutableAntichain;
 use super::state::LateState;
 use super::{LocalTick, Reason, Revision};
 use crate::rise::chain::{read_chain, save_chain, Chain};
-use crate::rise::operator::{PaneWeight, PartialStream};
+use crate::rise::pre::{PaneWeight, PartialStream};
 use crate::rise::state::Geometry;
 use crate::rise::RiseTick;
 

@@ -1,7 +1,7 @@
 //! The ranking of rise results under allowed lateness: each worker's latest
 //! passing set of every open boundary, cut to its best `k` where it is
 //! computed and merged on worker 0 into one [`TopK`] per boundary and time
-//! it changed at.
+//! it was evaluated at.
 //!
 //! The ranking keeps no checkpoint of its own: after a restore every worker
 //! restates its passing sets of the open boundaries
