@@ -15,15 +15,17 @@
 //! consumer knows that `T` is complete. Boundaries whose span holds no
 //! weight at all (a gap in the input longer than `N*window`) are not
 //! evaluated and get no tick. [`crate::topk::GlobalTopK::top_k_ticked`]
-//! takes the ticks, so it emits a ranking for every evaluated `T`.
+//! takes the ticks, so it emits a ranking for every evaluated `T`. (Under
+//! allowed lateness, a `T` whose span gets weight only from late records
+//! read at or after `T` is evaluated only for them, without a tick;
+//! [`RiseOut::top_k`] still ranks it.)
 //!
 //! **Late records** (event time below the time they travel at, decided per
 //! source partition) are dropped and counted in `late_dropped`, since a
 //! boundary's result is final once emitted; unless the config allows
 //! lateness ([`RiseConfig::with_allowed_lateness`]): then they still count
 //! for the boundaries they can change, and [`RiseOut::top_k`] ranks those
-//! again as updates (see the `late` module). Records of weight 0 carry
-//! nothing and are ignored.
+//! again as updates. Records of weight 0 carry nothing and are ignored.
 //!
 //! **Cost.** Records are summed per key and pane on each worker before the
 //! keyed exchange. Each key keeps only the panes of the span that hold
@@ -125,8 +127,8 @@ impl<'scope, K: Key> RiseOut<'scope, K> {
     /// use keyflow_dataflow::time::SECOND;
     /// use keyflow_operators::rise::{Rise, RiseConfig};
     ///
-    /// // "b" at 1.5 s is read 6 s behind, after the boundary at 2 s: late, but
-    /// // within 10 s of it, so the boundary is ranked again.
+    /// // "b" at 1.5 s comes after 9 s: with 5 s of out-of-orderness it is late,
+    /// // read at 4 s, after the boundary at 2 s but within 10 s of it.
     /// let views = vec![(0, ('a', 1)), (500, ('b', 1)), (1_000, ('a', 2)), (9_000, ('c', 1)), (1_500, ('b', 3))];
     /// let out = example(views, |views| {
     ///     let config = RiseConfig::new(SECOND, SECOND, 2)?.with_allowed_lateness(10 * SECOND);

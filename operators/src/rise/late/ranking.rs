@@ -171,3 +171,76 @@ where
         },
     )
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn best(a: &(u32, u64), b: &(u32, u64)) -> Ordering {
+        b.1.cmp(&a.1)
+    }
+
+    fn news(
+        t: u64,
+        worker: usize,
+        reason: Reason,
+        top: Option<&[(u32, u64)]>,
+    ) -> (u64, Ranked<(u32, u64)>) {
+        let rank = top.map(|top| TopKPartial {
+            total: top.len() as u64,
+            top: top.to_vec(),
+        });
+        (
+            t,
+            Ranked {
+                worker,
+                reason,
+                rank,
+            },
+        )
+    }
+
+    fn keys(top: &TopK<(u32, u64)>) -> (u64, u64, Vec<u32>, bool) {
+        let keys = top.top.iter().map(|r| r.0).collect();
+        (top.t, top.total, keys, top.update)
+    }
+
+    #[test]
+    fn rankings_merge_workers_and_keep_the_latest() {
+        use Reason::{First, Restate, Update};
+        let mut r = Rankings {
+            lateness: 2,
+            k: 2,
+            boundaries: BTreeMap::new(),
+        };
+        let apply = |r: &mut Rankings<_>, at, news| -> Vec<_> {
+            r.apply(at, news, &best).iter().map(keys).collect()
+        };
+        let first = vec![
+            news(10, 1, First, Some(&[(1, 5)])),
+            news(10, 0, First, Some(&[(2, 3), (3, 1)])),
+        ];
+        assert_eq!(apply(&mut r, 10, first), vec![(10, 3, vec![1, 2], false)]);
+        // At time 12 worker 0 re-ranks 10; worker 1's ranking stays.
+        let later = vec![news(10, 0, Update, Some(&[(3, 9)]))];
+        assert_eq!(apply(&mut r, 12, later), vec![(10, 2, vec![3, 1], true)]);
+        // An update that changed nothing only re-emits the boundary.
+        let same = vec![news(10, 1, Update, None)];
+        assert_eq!(apply(&mut r, 13, same), vec![(10, 2, vec![3, 1], true)]);
+        // At one time, a re-evaluation wins over a first evaluation, and a
+        // restated set is taken in without being emitted.
+        let mixed = vec![
+            news(20, 0, Update, Some(&[])),
+            news(20, 0, First, Some(&[(4, 1)])),
+            news(11, 1, Restate, Some(&[(5, 1)])),
+        ];
+        assert_eq!(apply(&mut r, 20, mixed), vec![(20, 0, vec![], false)]);
+        let after = vec![news(11, 0, Update, Some(&[(6, 2)]))];
+        assert_eq!(apply(&mut r, 21, after), vec![(11, 2, vec![6, 5], true)]);
+        assert_eq!(r.boundaries.len(), 3);
+        r.evict(Some(13)); // 10 + 2 <= 13 and 11 + 2 <= 13
+        assert_eq!(r.boundaries.len(), 1);
+        r.evict(None);
+        assert!(r.boundaries.is_empty());
+    }
+}
