@@ -5,100 +5,13 @@
 //! restores at another worker count; and every kind of damage is an error
 //! that names a checkpoint file and leaves the output alone.
 
-use std::io::Write;
+mod checkpoint_support;
+
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
-const KEYFLOW: &str = env!("CARGO_BIN_EXE_keyflow");
-/// 2016-08-01T00:00:00Z.
-const BASE: u64 = 1_470_009_600_000;
-
-fn cmd(args: &[String]) -> Command {
-    let mut c = Command::new(KEYFLOW);
-    c.args(args)
-        .env_remove("RUST_LOG")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped());
-    c
-}
-
-/// Runs to the end (bounded); returns the exit code and stderr.
-fn finish(args: &[String]) -> (i32, String) {
-    let child = cmd(args).spawn().expect("start keyflow");
-    let out = wait_bounded(child, Duration::from_secs(240));
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
-
-fn wait_bounded(mut child: Child, limit: Duration) -> std::process::Output {
-    let start = Instant::now();
-    while child.try_wait().expect("wait").is_none() {
-        if start.elapsed() > limit {
-            let _ = child.kill();
-            panic!("keyflow ran longer than {limit:?}");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    child.wait_with_output().expect("output")
-}
-
-/// Starts the run and SIGKILLs it after `delay` (if it is still running).
-/// Returns whether it was killed.
-fn kill_after(args: &[String], delay: Duration) -> bool {
-    let mut child = cmd(args).stderr(Stdio::null()).spawn().expect("start");
-    let start = Instant::now();
-    while start.elapsed() < delay {
-        if child.try_wait().expect("wait").is_some() {
-            return false;
-        }
-        std::thread::sleep(Duration::from_millis(5));
-    }
-    let _ = child.kill();
-    let _ = child.wait();
-    true
-}
-
-fn s(items: &[&str]) -> Vec<String> {
-    items.iter().map(|x| x.to_string()).collect()
-}
-
-fn p(path: &Path) -> String {
-    path.display().to_string()
-}
-
-/// A gzip JSON-lines file with skewed titles, out-of-order and late events.
-fn gzip_events(path: &Path) {
-    let file = std::fs::File::create(path).unwrap();
-    let mut gz = flate2::write::GzEncoder::new(file, flate2::Compression::fast());
-    let mut x: u64 = 7;
-    let mut next = || {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        x
-    };
-    for i in 0..240_000u64 {
-        let r = next();
-        // 200 minutes of event time; every 50th event is 20 s late, every
-        // 7th a little out of order.
-        let mut ts = BASE + i * 50;
-        if i % 50 == 0 {
-            ts -= 20_000;
-        } else if i % 7 == 0 {
-            ts -= r % 3_000;
-        }
-        let title = (r % 64).min(r % 1500);
-        let line = format!(
-            "{{\"project\":\"en\",\"title\":\"T{title}\",\"ts\":{ts},\"views\":{}}}\n",
-            1 + (r >> 40) % 3
-        );
-        gz.write_all(line.as_bytes()).unwrap();
-    }
-    gz.finish().unwrap();
-}
+use checkpoint_support::*;
 
 struct Layout<'a> {
     dir: &'a Path,
@@ -142,36 +55,6 @@ impl Layout<'_> {
         }
         files
     }
-}
-
-fn read(path: &Path) -> Vec<u8> {
-    std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
-}
-
-fn assert_same(what: &str, got: &[(String, Vec<u8>)], want: &[(String, Vec<u8>)]) {
-    let names = |v: &[(String, Vec<u8>)]| v.iter().map(|f| f.0.clone()).collect::<Vec<_>>();
-    assert_eq!(names(got), names(want), "{what}: the output files differ");
-    for ((name, g), (_, w)) in got.iter().zip(want) {
-        assert!(
-            g == w,
-            "{what}: {name} differs ({} vs {} bytes)",
-            g.len(),
-            w.len()
-        );
-    }
-}
-
-/// Kills the run at each delay, then runs it again until it finishes.
-fn kill_and_finish(args: &[String], delays_ms: &[u64]) -> usize {
-    let mut killed = 0;
-    for &d in delays_ms {
-        if kill_after(args, Duration::from_millis(d)) {
-            killed += 1;
-        }
-    }
-    let (code, err) = finish(args);
-    assert_eq!(code, 0, "the restarted run failed: {err}");
-    killed
 }
 
 fn reference(l: &Layout, name: &str, workers: &str) -> Vec<(String, Vec<u8>)> {
@@ -263,15 +146,6 @@ fn a_checkpoint_restores_at_another_worker_count() {
             &want,
         );
     }
-}
-
-fn has_complete_epoch(ck: &Path) -> bool {
-    std::fs::read_dir(ck)
-        .map(|r| {
-            r.filter_map(|e| e.ok())
-                .any(|e| e.path().join("MANIFEST").exists())
-        })
-        .unwrap_or(false)
 }
 
 fn newest_epoch(ck: &Path) -> PathBuf {

@@ -2,7 +2,8 @@
 //! No job-specific code lives here.
 //!
 //! - [`rise`]: N-window rise detection per key, with a tick per evaluated
-//!   boundary;
+//!   boundary, and optionally allowed lateness, under which late records
+//!   update the boundaries they change and [`RiseOut::top_k`] re-ranks them;
 //! - [`topk`]: the global top-k of each event time, combined per worker
 //!   before it is gathered;
 //! - [`distance`]: Canberra and Bray-Curtis distances, and ranking keys by

@@ -37,6 +37,11 @@ pub struct TopK<R> {
     pub total: u64,
     /// The best records, best first: at most k of them (all when k is 0).
     pub top: Vec<R>,
+    /// `true` when this ranks `t` again, at a later time, because late
+    /// records counted there (see [`crate::rise::RiseOut::top_k`]); always
+    /// `false` from [`GlobalTopK`].
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub update: bool,
 }
 
 /// One worker's part of the ranking of one time: its record count and its
@@ -79,14 +84,14 @@ fn total_order<R: Ord, F: Fn(&R, &R) -> Ordering>(cmp: &F) -> impl Fn(&R, &R) ->
 }
 
 impl<R: Ord> TopKPartial<R> {
-    fn prune<F: Fn(&R, &R) -> Ordering>(&mut self, k: usize, cmp: &F) {
+    pub(crate) fn prune<F: Fn(&R, &R) -> Ordering>(&mut self, k: usize, cmp: &F) {
         if k > 0 && self.top.len() > k {
             self.top.select_nth_unstable_by(k, total_order(cmp));
             self.top.truncate(k);
         }
     }
 
-    fn push<F: Fn(&R, &R) -> Ordering>(&mut self, record: R, k: usize, cmp: &F) {
+    pub(crate) fn push<F: Fn(&R, &R) -> Ordering>(&mut self, record: R, k: usize, cmp: &F) {
         self.total += 1;
         self.top.push(record);
         if k > 0 && self.top.len() >= (2 * k).max(64) {
@@ -94,7 +99,12 @@ impl<R: Ord> TopKPartial<R> {
         }
     }
 
-    fn merge<F: Fn(&R, &R) -> Ordering>(&mut self, other: TopKPartial<R>, k: usize, cmp: &F) {
+    pub(crate) fn merge<F: Fn(&R, &R) -> Ordering>(
+        &mut self,
+        other: TopKPartial<R>,
+        k: usize,
+        cmp: &F,
+    ) {
         self.total += other.total;
         self.top.extend(other.top);
         if k > 0 && self.top.len() >= (2 * k).max(64) {
@@ -102,13 +112,19 @@ impl<R: Ord> TopKPartial<R> {
         }
     }
 
-    fn finish<F: Fn(&R, &R) -> Ordering>(mut self, t: EventTime, k: usize, cmp: &F) -> TopK<R> {
+    pub(crate) fn finish<F: Fn(&R, &R) -> Ordering>(
+        mut self,
+        t: EventTime,
+        k: usize,
+        cmp: &F,
+    ) -> TopK<R> {
         self.prune(k, cmp);
         self.top.sort_by(total_order(cmp));
         TopK {
             t,
             total: self.total,
             top: self.top,
+            update: false,
         }
     }
 }

@@ -176,6 +176,7 @@ fn oracle<K: Key>(
                 t,
                 total: passing.len() as u64,
                 top: ranked,
+                update: false,
             },
         ));
         expected.rising.extend(passing.into_iter().map(|r| (t, r)));
@@ -301,6 +302,7 @@ fn strict_and_flat_rules_match_the_oracle() {
         windows: 3,
         rule: RiseRule::Strict,
         min_first: 2,
+        ..RiseConfig::default()
     };
     check(random_partitions(11, 4, 1_500), strict, None);
     let flat = RiseConfig {
@@ -309,6 +311,7 @@ fn strict_and_flat_rules_match_the_oracle() {
         windows: 6,
         rule: RiseRule::AllowFlat,
         min_first: 1,
+        ..RiseConfig::default()
     };
     check(random_partitions(12, 2, 2_000), flat, None);
 }
@@ -321,6 +324,7 @@ fn min_first_zero_reads_every_key_of_the_span() {
         windows: 3,
         rule: RiseRule::AllowFlat,
         min_first: 0,
+        ..RiseConfig::default()
     };
     check(random_partitions(21, 3, 1_500), config, None);
     // A custom predicate that passes series with an empty first window.
@@ -378,6 +382,7 @@ fn top_k_matches_the_oracle() {
                         t,
                         total,
                         top: records,
+                        update: false,
                     },
                 )
             })

@@ -245,15 +245,7 @@ pub fn run(args: &TrendingArgs) -> anyhow::Result<i32> {
             report_finished(&dir);
             return Ok(0);
         }
-        Plan::Run(checkpoint) => {
-            if matches!(config.lateness, Lateness::Allowed(_)) {
-                anyhow::bail!(
-                    "--checkpoint-dir does not support `--late allowed-lateness` yet; \
-                     use drop or side-output"
-                );
-            }
-            run_config.checkpoint = Some(checkpoint);
-        }
+        Plan::Run(checkpoint) => run_config.checkpoint = Some(checkpoint),
     }
     let make_source = pageview_source(&args.source)?;
     let processes = run_config.processes;

@@ -15,7 +15,6 @@
 //! module only wires it to pageviews.
 
 mod hourly;
-mod lateness;
 
 use std::sync::Arc;
 
@@ -23,7 +22,7 @@ use keyflow_dataflow::metrics::Metrics;
 use keyflow_dataflow::prelude::*;
 use keyflow_dataflow::time::{HOUR, MINUTE};
 use keyflow_operators::rise::{Rise, RiseConfig, RiseRule, Rising};
-use keyflow_operators::topk::{GlobalTopK, TopK};
+use keyflow_operators::topk::TopK;
 use serde::{Deserialize, Serialize};
 
 pub use hourly::{hourly_file_name, HourlyDumpSink};
@@ -175,6 +174,10 @@ impl TrendingConfig {
                 RiseRuleArg::AllowFlat => RiseRule::AllowFlat,
             },
             min_first: self.min_views,
+            allowed_lateness: match self.lateness {
+                Lateness::Allowed(d) => Some(d),
+                Lateness::Drop | Lateness::SideOutput => None,
+            },
         }
     }
 }
@@ -195,20 +198,20 @@ fn minute_of(top: TopK<Rising<Article>>) -> TrendingMinute {
                 counts: r.counts,
             })
             .collect(),
-        update: false,
+        update: top.update,
     }
 }
 
-/// The per-minute ranking from the rise and top-k operators.
+/// The per-minute ranking from the rise operator and its top-k (which,
+/// under allowed lateness, re-ranks the minutes late events change).
 fn ranked_minutes<'scope>(
     events: Events<'scope, PageView>,
     config: &TrendingConfig,
 ) -> Events<'scope, TrendingMinute> {
-    let rise = events
+    events
         .map(|view| (view.article, view.views))
-        .rise("trending-rise", config.rise_config());
-    rise.rising
-        .top_k_ticked("trending-top", rise.ticks, config.top, trending_order)
+        .rise("trending-rise", config.rise_config())
+        .top_k("trending-top", config.top, trending_order)
         .map(minute_of)
 }
 
@@ -271,12 +274,12 @@ pub fn trending<'scope>(
             (ranked_minutes(on_time.clone(), config), on_time, late_out)
         }
         // Late events within the allowed lateness update both outputs; the
-        // window operators apply the policy themselves.
-        Lateness::Allowed(_) => {
-            let minutes =
-                lateness::minutes_with_updates(events.clone().inner(), flow.context(), config)?;
-            (flow.wrap(minutes), events, late.filter(|_| false))
-        }
+        // rise and window operators apply the policy themselves.
+        Lateness::Allowed(_) => (
+            ranked_minutes(events.clone(), config),
+            events,
+            late.filter(|_| false),
+        ),
     };
     let hourly = if config.hourly {
         hourly_input

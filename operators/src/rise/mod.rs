@@ -15,12 +15,17 @@
 //! consumer knows that `T` is complete. Boundaries whose span holds no
 //! weight at all (a gap in the input longer than `N*window`) are not
 //! evaluated and get no tick. [`crate::topk::GlobalTopK::top_k_ticked`]
-//! takes the ticks, so it emits a ranking for every evaluated `T`.
+//! takes the ticks, so it emits a ranking for every evaluated `T`. (Under
+//! allowed lateness, a `T` whose span gets weight only from late records
+//! read at or after `T` is evaluated only for them, without a tick;
+//! [`RiseOut::top_k`] still ranks it.)
 //!
 //! **Late records** (event time below the time they travel at, decided per
-//! source partition) are dropped and counted in `late_dropped`; the operator
-//! has no allowed lateness, since a boundary's result is final once emitted.
-//! Records of weight 0 carry nothing and are ignored.
+//! source partition) are dropped and counted in `late_dropped`, since a
+//! boundary's result is final once emitted; unless the config allows
+//! lateness ([`RiseConfig::with_allowed_lateness`]): then they still count
+//! for the boundaries they can change, and [`RiseOut::top_k`] ranks those
+//! again as updates. Records of weight 0 carry nothing and are ignored.
 //!
 //! **Cost.** Records are summed per key and pane on each worker before the
 //! keyed exchange. Each key keeps only the panes of the span that hold
@@ -31,189 +36,25 @@
 //! window, since such a rule needs weight in every window. See
 //! [`RiseState`].
 
+mod chain;
+mod config;
+mod late;
 mod operator;
 mod panes;
+mod pre;
 mod state;
 
-use std::fmt;
-use std::str::FromStr;
+use std::cmp::Ordering;
 use std::sync::Arc;
 
-use keyflow_dataflow::time::{EventTime, MINUTE};
+use keyflow_dataflow::time::EventTime;
 use keyflow_dataflow::{Events, Key};
 use serde::{Deserialize, Serialize};
 
+pub use config::{RiseConfig, RiseRule};
 pub use state::{RiseSnapshot, RiseState};
 
-use crate::error::{Error, Result};
-use state::Geometry;
-
-/// The built-in rise rules over the window counts `c1..cN`.
-///
-/// None of them lets a count fall below `c1`, so with `min_first >= 1` a
-/// passing key has weight in every window; the operator uses this to read
-/// only keys whose panes spread from the first window to the last.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
-pub enum RiseRule {
-    /// `c1 <= c2 <= ... <= cN` and `cN > c1`: never falling, and grown.
-    #[default]
-    NonDecreasing,
-    /// `c1 < c2 < ... < cN`.
-    Strict,
-    /// `c1 <= c2 <= ... <= cN`; a flat series passes.
-    AllowFlat,
-}
-
-impl RiseRule {
-    /// Whether `counts` (`c1..cN`) satisfy the rule.
-    ///
-    /// # Examples
-    /// ```
-    /// use keyflow_operators::rise::RiseRule;
-    /// assert!(RiseRule::NonDecreasing.holds(&[1, 1, 2]));
-    /// assert!(!RiseRule::NonDecreasing.holds(&[2, 2, 2]));
-    /// assert!(!RiseRule::Strict.holds(&[1, 1, 2]));
-    /// assert!(RiseRule::AllowFlat.holds(&[2, 2, 2]));
-    /// ```
-    pub fn holds(&self, counts: &[u64]) -> bool {
-        let (Some(first), Some(last)) = (counts.first(), counts.last()) else {
-            return false;
-        };
-        match self {
-            RiseRule::NonDecreasing => counts.windows(2).all(|w| w[0] <= w[1]) && last > first,
-            RiseRule::Strict => counts.windows(2).all(|w| w[0] < w[1]),
-            RiseRule::AllowFlat => counts.windows(2).all(|w| w[0] <= w[1]),
-        }
-    }
-}
-
-impl FromStr for RiseRule {
-    type Err = Error;
-    fn from_str(s: &str) -> Result<Self> {
-        match s {
-            "non-decreasing" | "default" => Ok(RiseRule::NonDecreasing),
-            "strict" => Ok(RiseRule::Strict),
-            "allow-flat" | "flat" => Ok(RiseRule::AllowFlat),
-            other => Err(Error::Config(format!(
-                "rise rule `{other}` is not one of: non-decreasing, strict, allow-flat"
-            ))),
-        }
-    }
-}
-
-impl fmt::Display for RiseRule {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            RiseRule::NonDecreasing => "non-decreasing",
-            RiseRule::Strict => "strict",
-            RiseRule::AllowFlat => "allow-flat",
-        })
-    }
-}
-
-/// Parameters of the rise operator.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub struct RiseConfig {
-    /// Length of each of the N windows, in ms (default 10 minutes); a
-    /// positive multiple of `slide`.
-    pub window: u64,
-    /// Distance between evaluated boundaries, in ms (default 1 minute).
-    pub slide: u64,
-    /// Number N of disjoint windows (default 6).
-    pub windows: usize,
-    /// The rule the counts must satisfy (default non-decreasing).
-    pub rule: RiseRule,
-    /// The least `c1` of a passing key (default 1).
-    pub min_first: u64,
-}
-
-impl Default for RiseConfig {
-    fn default() -> Self {
-        RiseConfig {
-            window: 10 * MINUTE,
-            slide: MINUTE,
-            windows: 6,
-            rule: RiseRule::NonDecreasing,
-            min_first: 1,
-        }
-    }
-}
-
-impl RiseConfig {
-    /// `windows` disjoint windows of `window` ms, evaluated every `slide`
-    /// ms, with the default rule (non-decreasing) and `min_first` 1; checked
-    /// here, so a bad value fails where the job is declared.
-    ///
-    /// # Examples
-    /// ```
-    /// use keyflow_dataflow::time::MINUTE;
-    /// use keyflow_operators::rise::{RiseConfig, RiseRule};
-    /// let config = RiseConfig::new(10 * MINUTE, MINUTE, 6).unwrap().with_rule(RiseRule::Strict);
-    /// assert_eq!(config.rule, RiseRule::Strict);
-    /// assert!(RiseConfig::new(90_000, MINUTE, 6).unwrap_err().to_string().contains("multiple"));
-    /// ```
-    pub fn new(window: u64, slide: u64, windows: usize) -> Result<Self> {
-        let config = RiseConfig {
-            window,
-            slide,
-            windows,
-            ..RiseConfig::default()
-        };
-        config.validate().map(|()| config)
-    }
-
-    /// The same config with another rule.
-    pub fn with_rule(self, rule: RiseRule) -> Self {
-        RiseConfig { rule, ..self }
-    }
-
-    /// The same config with another least `c1` of a passing key.
-    pub fn with_min_first(self, min_first: u64) -> Self {
-        RiseConfig { min_first, ..self }
-    }
-
-    /// Checks the values, naming the first bad one.
-    ///
-    /// # Examples
-    /// ```
-    /// use keyflow_operators::rise::RiseConfig;
-    /// assert!(RiseConfig::default().validate().is_ok());
-    /// let bad = RiseConfig { window: 90_000, slide: 60_000, ..Default::default() };
-    /// assert!(bad.validate().unwrap_err().to_string().contains("multiple"));
-    /// ```
-    pub fn validate(&self) -> Result<()> {
-        if self.slide == 0 {
-            return Err(Error::Config("rise slide 0 ms must be positive".into()));
-        }
-        if self.window == 0 || !self.window.is_multiple_of(self.slide) {
-            return Err(Error::Config(format!(
-                "rise window {} ms must be a positive multiple of the slide {} ms",
-                self.window, self.slide
-            )));
-        }
-        if self.windows == 0 {
-            return Err(Error::Config("rise needs at least 1 window, not 0".into()));
-        }
-        let span = (self.window / self.slide).checked_mul(self.windows as u64);
-        if span.is_none_or(|s| s > 1 << 30)
-            || self.window.checked_mul(self.windows as u64).is_none()
-        {
-            return Err(Error::Config(format!(
-                "rise span of {} windows of {} ms at slide {} ms is too long",
-                self.windows, self.window, self.slide
-            )));
-        }
-        Ok(())
-    }
-
-    fn geometry(&self) -> Geometry {
-        Geometry {
-            slide: self.slide,
-            per_window: self.window / self.slide,
-            windows: self.windows,
-        }
-    }
-}
+use crate::topk::{GlobalTopK, TopK};
 
 /// A key that passed at boundary `t`, with its window counts.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -255,10 +96,61 @@ pub struct RiseTick {
 /// What the rise operator returns.
 pub struct RiseOut<'scope, K> {
     /// Passing keys, at time `t` with event time `t`, on the worker that
-    /// owns the key.
+    /// owns the key: the first evaluation of each boundary.
     pub rising: Events<'scope, Rising<K>>,
-    /// One tick per evaluated boundary, at time `t`, on worker 0.
+    /// One tick per boundary's first evaluation, at time `t`, on worker 0.
     pub ticks: Events<'scope, RiseTick>,
+    /// Under allowed lateness, every evaluation, for [`RiseOut::top_k`].
+    late: Option<late::Corrections<'scope, K>>,
+}
+
+impl<'scope, K: Key> RiseOut<'scope, K> {
+    fn empty(flow: &keyflow_dataflow::Dataflow<'scope>) -> Self {
+        RiseOut {
+            rising: flow.empty(),
+            ticks: flow.empty(),
+            late: None,
+        }
+    }
+
+    /// The `k` best passing keys of every evaluated boundary by `cmp`
+    /// (`Less` = better; `k == 0` keeps all), one [`TopK`] per boundary on
+    /// worker 0, with the number of keys that passed. Without allowed
+    /// lateness this is `rising.top_k_ticked(id, ticks, k, cmp)`. With it,
+    /// a boundary that late records re-evaluated is ranked again, over
+    /// every record counted so far, at the time they were read, with
+    /// `update: true`. `id` is the step's stable id.
+    ///
+    /// # Examples
+    /// ```
+    /// use keyflow_dataflow::testing::example;
+    /// use keyflow_dataflow::time::SECOND;
+    /// use keyflow_operators::rise::{Rise, RiseConfig};
+    ///
+    /// // "b" at 1.5 s comes after 9 s: with 5 s of out-of-orderness it is late,
+    /// // read at 4 s, after the boundary at 2 s but within 10 s of it.
+    /// let views = vec![(0, ('a', 1)), (500, ('b', 1)), (1_000, ('a', 2)), (9_000, ('c', 1)), (1_500, ('b', 3))];
+    /// let out = example(views, |views| {
+    ///     let config = RiseConfig::new(SECOND, SECOND, 2)?.with_allowed_lateness(10 * SECOND);
+    ///     let top = views.rise("rise", config).top_k("top", 1, |a, b| b.growth().cmp(&a.growth()));
+    ///     Ok(top.filter(|t| t.total > 0).map(|t| (t.update, t.total, t.top[0].key)))
+    /// });
+    /// assert_eq!(out.unwrap(), vec![(2_000, (false, 1, 'a')), (2_000, (true, 2, 'b'))]);
+    /// ```
+    #[track_caller]
+    pub fn top_k<F>(self, id: &str, k: usize, cmp: F) -> Events<'scope, TopK<Rising<K>>>
+    where
+        F: Fn(&Rising<K>, &Rising<K>) -> Ordering + Clone + 'static,
+    {
+        match self.late {
+            None => self.rising.top_k_ticked(id, self.ticks, k, cmp),
+            Some(late) => {
+                let flow = self.rising.flow().clone();
+                let step = flow.step(id);
+                flow.wrap(late::rank(late, &step, k, cmp))
+            }
+        }
+    }
 }
 
 /// Extension trait: rise detection on a stream of `(key, weight)` events.
@@ -321,7 +213,9 @@ impl<'scope, K: Key> Rise<'scope, K> for Events<'scope, (K, u64)> {
     }
 }
 
-/// Wires the three operators; `every_window` says that `predicate` fails
+/// Wires the operators: without allowed lateness, local pre-aggregation,
+/// the keyed evaluation and the gathering of ticks; with it, the same
+/// stages of the `late` module. `every_window` says that `predicate` fails
 /// unless every window holds at least `c1`. Errors (a bad config, a damaged
 /// checkpoint) are recorded on the dataflow, which then does not run.
 fn build<'scope, K: Key, P>(
@@ -337,34 +231,33 @@ where
     let flow = events.flow().clone();
     if let Err(e) = config.validate() {
         flow.fail(e.into());
-        return RiseOut {
-            rising: flow.empty(),
-            ticks: flow.empty(),
-        };
+        return RiseOut::empty(&flow);
     }
     let ctx = Arc::clone(flow.context());
     let geo = config.geometry();
-    let partials = operator::pre_aggregate(events.inner(), &ctx, step, geo.slide);
-    let panes = operator::rise_panes(
-        partials,
-        &ctx,
-        step,
-        geo,
-        config.min_first,
-        every_window,
-        predicate,
-    );
-    match panes {
-        Ok((rising, local_ticks)) => RiseOut {
-            rising: flow.wrap(rising),
-            ticks: flow.wrap(operator::gather_ticks(local_ticks, step)),
-        },
-        Err(e) => {
-            flow.fail(e);
-            RiseOut {
-                rising: flow.empty(),
-                ticks: flow.empty(),
-            }
+    let min_first = config.min_first;
+    let built = match config.allowed_lateness {
+        Some(lateness) => late::build(events, &ctx, step, geo, lateness, min_first, predicate),
+        None => {
+            let partials = pre::pre_aggregate(events.inner(), &ctx, step, geo.slide, false);
+            let panes = operator::rise_panes(
+                partials,
+                &ctx,
+                step,
+                geo,
+                min_first,
+                every_window,
+                predicate,
+            );
+            panes.map(|(rising, local_ticks)| RiseOut {
+                rising: flow.wrap(rising),
+                ticks: flow.wrap(operator::gather_ticks(local_ticks, step)),
+                late: None,
+            })
         }
-    }
+    };
+    built.unwrap_or_else(|e| {
+        flow.fail(e);
+        RiseOut::empty(&flow)
+    })
 }

@@ -1,94 +1,26 @@
-//! The three timely operators of rise detection: local pre-aggregation per
-//! key and pane, the keyed stateful evaluation, and the gathering of
-//! per-worker tick counts on worker 0.
+//! The keyed stateful evaluation of rise detection without allowed
+//! lateness, and the gathering of per-worker tick counts on worker 0; the
+//! local pre-aggregation before them is in `pre`.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use keyflow_dataflow::hash::StableMap;
+use keyflow_dataflow::checkpoint::take_below;
 use keyflow_dataflow::metrics::Metrics;
 use keyflow_dataflow::run::Context;
 use keyflow_dataflow::source::EventStream;
 use keyflow_dataflow::stable_hash;
 use keyflow_dataflow::time::EventTime;
 use keyflow_dataflow::Key;
-use serde::{Deserialize, Serialize};
-use timely::dataflow::channels::pact::{Exchange, Pipeline};
+use timely::dataflow::channels::pact::Exchange;
 use timely::dataflow::operators::generic::builder_rc::OperatorBuilder;
 use timely::dataflow::operators::generic::{Operator, OutputBuilder};
 use timely::dataflow::operators::Capability;
-use timely::dataflow::Stream;
 
-use super::state::{AddError, Geometry, Op, RiseSnapshot, RiseState};
+use super::chain::{read_chain, save_chain, Chain};
+use super::pre::{PaneWeight, PartialStream};
+use super::state::{AddError, Geometry, RiseSnapshot, RiseState};
 use super::{RiseTick, Rising};
-use keyflow_dataflow::checkpoint::{take_below, StepCheckpoint};
-
-/// The summed weight of one key in one pane, from one worker's batch.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub(crate) struct PaneWeight<K> {
-    /// `stable_hash(&key)`, computed once before the exchange.
-    hash: u64,
-    key: K,
-    /// Pane index: event time / slide.
-    pane: u64,
-    weight: u64,
-}
-
-type PartialStream<'scope, K> = Stream<'scope, EventTime, Vec<(EventTime, PaneWeight<K>)>>;
-
-/// Sums, per activation, the on-time weight of each key and pane; drops and
-/// counts late records. Partials travel at the least message time of the
-/// activation, which is at or below every record's event time.
-pub(crate) fn pre_aggregate<'scope, K: Key>(
-    stream: EventStream<'scope, (K, u64)>,
-    ctx: &Arc<Context>,
-    id: &str,
-    slide: u64,
-) -> PartialStream<'scope, K> {
-    let ctx = Arc::clone(ctx);
-    stream.unary(Pipeline, &format!("RisePreAggregate({id})"), move |_, _| {
-        let mut panes: StableMap<(K, u64), (EventTime, u64)> = StableMap::default();
-        move |input, output| {
-            let mut least: Option<Capability<EventTime>> = None;
-            let mut late = 0;
-            input.for_each(|cap, data| {
-                let Some(&time) = cap.least() else { return };
-                if least.as_ref().is_none_or(|c| *c.time() > time) {
-                    least = Some(cap.delayed(&time, 0));
-                }
-                for (ts, (key, weight)) in data.drain(..) {
-                    if ts < time {
-                        late += 1;
-                        continue;
-                    }
-                    if weight == 0 {
-                        continue;
-                    }
-                    let entry = panes.entry((key, ts / slide)).or_insert((ts, 0));
-                    entry.0 = entry.0.min(ts);
-                    entry.1 += weight;
-                }
-            });
-            Metrics::add(&ctx.metrics.late_dropped, late);
-            if let Some(cap) = least {
-                output.session(&cap).give_iterator(panes.drain().map(
-                    |((key, pane), (ts, weight))| {
-                        let hash = stable_hash(&key);
-                        (
-                            ts,
-                            PaneWeight {
-                                hash,
-                                key,
-                                pane,
-                                weight,
-                            },
-                        )
-                    },
-                ));
-            }
-        }
-    })
-}
 
 /// Output handles of the keyed half.
 type Out<'a, D> = timely::dataflow::operators::generic::OutputBuilderSession<
@@ -199,96 +131,6 @@ impl<K: Key> Keyed<K> {
     }
 }
 
-/// One blob of a checkpointed rise state: a full snapshot, or the changes
-/// made since the blob before it.
-#[derive(Serialize, Deserialize)]
-#[serde(bound = "K: Key")]
-enum Blob<K> {
-    Full(RiseSnapshot<K>),
-    Changes(Vec<Op<K>>),
-}
-
-/// A part names its chain of blobs, full snapshot first; each epoch adds
-/// only the changes since the one before, written at once, so a chain never
-/// misses a link even when an epoch is not completed. Rebuilds the state
-/// an old worker had, keeping only the keys `keep` accepts.
-fn read_chain<K: Key>(
-    part: &[u8],
-    id: &str,
-    read_blob: &impl Fn(&str) -> keyflow_dataflow::Result<Vec<u8>>,
-    fresh: &RiseState<K>,
-    geo: &Geometry,
-    keep: impl Fn(u64) -> bool,
-) -> keyflow_dataflow::Result<RiseSnapshot<K>> {
-    let chain: Vec<String> = keyflow_dataflow::checkpoint::decode(part, id)?;
-    let damaged = |path: &str, reason: String| keyflow_dataflow::Error::Checkpoint {
-        path: path.into(),
-        reason,
-    };
-    let mut state: Option<RiseState<K>> = None;
-    for name in &chain {
-        let blob: Blob<K> = keyflow_dataflow::checkpoint::decode(&read_blob(name)?, name)?;
-        match (blob, state.as_mut()) {
-            (Blob::Full(mut full), _) => {
-                full.keys.retain(|(k, _)| keep(stable_hash(k)));
-                full.reach = fresh.snapshot().reach;
-                state = Some(RiseState::restore(full).map_err(|r| damaged(name, r))?);
-            }
-            (Blob::Changes(ops), Some(s)) => s.replay(ops, geo, &keep),
-            (Blob::Changes(_), None) => {
-                return Err(damaged(
-                    name,
-                    "changes without the snapshot they apply to".into(),
-                ))
-            }
-        }
-    }
-    state
-        .map(|s| s.snapshot())
-        .ok_or_else(|| damaged(&format!("step {id}"), "an empty chain".into()))
-}
-
-/// The blobs of a step's current checkpoint chain, and their sizes.
-#[derive(Default)]
-struct Chain {
-    blobs: Vec<String>,
-    full_bytes: usize,
-    change_bytes: usize,
-}
-
-/// Writes the state as of `epoch`: the changes since the last epoch as a
-/// new link of the chain, or a new full snapshot once the changes outweigh
-/// twice the last snapshot (as a log is compacted), which bounds both the
-/// disk a checkpoint takes and the replay a restore does.
-fn save_chain<K: Key>(
-    k: &StepCheckpoint,
-    state: &mut RiseState<K>,
-    chain: &mut Chain,
-    epoch: EventTime,
-) -> keyflow_dataflow::Result<()> {
-    use keyflow_dataflow::checkpoint::encode;
-    let full = chain.blobs.is_empty()
-        || chain.change_bytes > 2 * chain.full_bytes
-        || chain.blobs.len() >= 256;
-    if full {
-        let bytes = encode(&Blob::Full(state.snapshot()))?;
-        let full_bytes = bytes.len();
-        let name = k.save_blob(epoch, bytes)?;
-        *chain = Chain {
-            blobs: vec![name],
-            full_bytes,
-            change_bytes: 0,
-        };
-        state.track_changes();
-    } else {
-        let bytes = encode(&Blob::Changes(state.take_ops()))?;
-        chain.change_bytes += bytes.len();
-        let name = k.save_blob(epoch, bytes)?;
-        chain.blobs.push(name);
-    }
-    k.save_with(epoch, encode(&chain.blobs)?, &chain.blobs)
-}
-
 /// Rebuilds this worker's share of a checkpointed state: the keys it owns
 /// under the current number of workers, from every old worker's part.
 #[allow(clippy::too_many_arguments)]
@@ -303,9 +145,18 @@ fn restore<K: Key>(
     index: usize,
 ) -> keyflow_dataflow::Result<RiseState<K>> {
     let mut merged = fresh.snapshot();
+    let keep = |h: u64| h as usize % peers == index;
     for part in parts {
-        let keep = |h: u64| h as usize % peers == index;
-        let snap = read_chain::<K>(part, id, &read_blob, &fresh, geo, keep)?;
+        let restore = |mut full: RiseSnapshot<K>| {
+            full.keys.retain(|(k, _)| keep(stable_hash(k)));
+            full.reach = merged.reach;
+            RiseState::restore(full)
+        };
+        let replay = |s: &mut RiseState<K>, ops| {
+            s.replay(ops, geo, keep);
+            Ok(())
+        };
+        let snap = read_chain(part, id, &read_blob, restore, replay)?.snapshot();
         merged.last = merged.last.max(snap.last);
         merged.keys.extend(snap.keys);
     }

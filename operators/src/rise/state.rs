@@ -32,6 +32,7 @@ use keyflow_dataflow::stable_hash;
 use keyflow_dataflow::Key;
 use serde::{Deserialize, Serialize};
 
+use super::chain::ChangeLog;
 use super::panes::{Overflow, Panes};
 
 /// The shape of the rise span, in panes (a pane is one slide long).
@@ -407,17 +408,24 @@ impl<K: Key> RiseState<K> {
     }
 }
 
-impl<K: Key> RiseState<K> {
-    /// Starts logging changes (from now on), for [`RiseState::take_ops`].
-    pub(crate) fn track_changes(&mut self) {
+impl<K: Key> ChangeLog for RiseState<K> {
+    type Full = RiseSnapshot<K>;
+    type Change = Op<K>;
+
+    fn full(&self) -> RiseSnapshot<K> {
+        self.snapshot()
+    }
+
+    fn track_changes(&mut self) {
         self.log = Some(Vec::new());
     }
 
-    /// The changes since tracking started or since the last call.
-    pub(crate) fn take_ops(&mut self) -> Vec<Op<K>> {
+    fn take_changes(&mut self) -> Vec<Op<K>> {
         self.log.as_mut().map(std::mem::take).unwrap_or_default()
     }
+}
 
+impl<K: Key> RiseState<K> {
     /// Replays logged changes, skipping additions of keys `keep` rejects
     /// (by stable hash): another worker owns them now.
     pub(crate) fn replay(&mut self, ops: Vec<Op<K>>, geo: &Geometry, keep: impl Fn(u64) -> bool) {
