@@ -109,6 +109,24 @@ pub fn temp_name(path: &Path, what: &str) -> PathBuf {
 }
 
 impl JsonLinesSink {
+    /// Starts writing part `part` of a partitioned output in `dir`
+    /// ([`JsonLinesSink::part_path`]), for
+    /// [`crate::Events::sink_partitioned`].
+    pub fn part(dir: &Path, part: usize) -> Result<Self> {
+        Self::create(&Self::part_path(dir, part))
+    }
+
+    /// The file of part `part` in `dir`: `DIR/part-W.jsonl`.
+    ///
+    /// ```
+    /// use std::path::Path;
+    /// use keyflow_dataflow::sink::JsonLinesSink;
+    /// assert_eq!(JsonLinesSink::part_path(Path::new("out"), 3), Path::new("out/part-3.jsonl"));
+    /// ```
+    pub fn part_path(dir: &Path, part: usize) -> PathBuf {
+        dir.join(format!("part-{part}.jsonl"))
+    }
+
     /// Starts writing `path` (creating its directory). The file appears
     /// under its name when the stream ends.
     pub fn create(path: &Path) -> Result<Self> {

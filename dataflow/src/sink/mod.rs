@@ -1,30 +1,45 @@
 //! Sinks: where results go, written exactly once and in a stable order.
 //!
-//! The [`sink`] operator gathers a stream on worker 0 of the cluster and
-//! hands it over one complete timestamp at a time, sorted, once the frontier
-//! has passed that time. So every result is written once, by one writer, and
-//! the file is byte for byte the same at any number of workers and processes.
+//! Two operators hand a stream to [`Sink`]s, one complete timestamp at a
+//! time, once the frontier has passed that time:
+//!
+//! - [`crate::Events::sink`] has a single writer, worker 0 of the cluster.
+//!   Each worker sorts its own records of a complete time into one run and
+//!   sends the run to worker 0, which merges the runs. So every result is
+//!   written once, by one writer, and the file is byte for byte the same at
+//!   any number of workers and processes.
+//! - [`crate::Events::sink_partitioned`] has one writer per worker, each
+//!   writing its own records, sorted within each time, to its own part (as
+//!   Flink's file sink writes part files). Nothing crosses workers.
+//!
+//! Both save a commit point per writer at each checkpoint epoch, so that a
+//! restored run cuts its output back to what the checkpoint covers.
 
 mod jsonl;
+mod ordered;
+mod partitioned;
 
+use std::collections::BTreeMap;
 use std::io::Write;
 use std::sync::Arc;
 
-use timely::dataflow::channels::pact::Exchange;
-use timely::dataflow::operators::generic::builder_rc::OperatorBuilder;
+use timely::progress::frontier::MutableAntichain;
 
+use crate::checkpoint::StepCheckpoint;
 use crate::error::Result;
-use crate::metrics::Metrics;
 use crate::run::Context;
-use crate::source::EventStream;
 use crate::time::EventTime;
-use crate::Data;
 
 pub use jsonl::{remove_stale_temps, remove_temporary_files, temp_name, JsonLinesSink};
+pub(crate) use ordered::sink_stream;
+pub(crate) use partitioned::sink_partitioned;
 
 /// Something that takes a job's results.
 pub trait Sink<T>: 'static {
-    /// Takes every record of one complete event time, sorted.
+    /// Takes every record of one complete event time, sorted: all of the
+    /// stream's records for [`crate::Events::sink`], this worker's for
+    /// [`crate::Events::sink_partitioned`]. Each time comes once, in
+    /// increasing order.
     fn write(&mut self, time: EventTime, records: &[(EventTime, T)]) -> Result<()>;
 
     /// Called once when the stream ends: flush and close.
@@ -48,107 +63,120 @@ pub trait Sink<T>: 'static {
     }
 }
 
-/// Writes `stream` to the sink that `make` builds: the operator behind
-/// [`crate::Events::sink`]. Only worker 0 of the cluster calls `make` (at
-/// build time, so a bad path fails before any work) and writes; the other
-/// workers forward their records to it.
-pub(crate) fn sink_stream<'scope, T, S, F>(
-    stream: EventStream<'scope, T>,
-    ctx: &Arc<Context>,
-    step: &str,
-    make: F,
-) -> Result<()>
-where
-    T: Data + Ord,
-    S: Sink<T>,
-    F: FnOnce() -> Result<S>,
-{
-    let worker = stream.scope().index();
-    let mut ckpt = if worker == 0 {
-        ctx.checkpoint_step(worker, step, &format!("sink `{step}`"))?
-    } else {
-        None
-    };
-    let mut target = if worker == 0 {
-        let mut target = make()?;
-        if let Some(point) = ckpt.as_ref().and_then(|k| k.restored_parts().first()) {
-            target.restore(point)?;
+/// How a writer's commit point is stored in its checkpoint part.
+enum Points {
+    /// The sink's own point, as it returned it (the single writer).
+    Single,
+    /// A list of `(part, point)`: this writer's part first, then the parts
+    /// of a larger earlier run that it finished on restore (see
+    /// [`partitioned`]), carried on so that a later restore finds them.
+    Parts {
+        part: u64,
+        adopted: Vec<(u64, Vec<u8>)>,
+    },
+}
+
+/// One writer of a sink: writes complete times in order and saves its
+/// commit point at every checkpoint epoch the frontier passes.
+struct Writer<T, S> {
+    /// `None` on workers that do not write, and after a failure.
+    sink: Option<S>,
+    ckpt: Option<StepCheckpoint>,
+    points: Points,
+    ctx: Arc<Context>,
+    step: String,
+    closed: bool,
+    _records: std::marker::PhantomData<fn(T)>,
+}
+
+impl<T, S: Sink<T>> Writer<T, S> {
+    fn new(
+        sink: Option<S>,
+        ckpt: Option<StepCheckpoint>,
+        points: Points,
+        ctx: &Arc<Context>,
+        step: &str,
+    ) -> Self {
+        Writer {
+            sink,
+            ckpt,
+            points,
+            ctx: Arc::clone(ctx),
+            step: step.to_string(),
+            closed: false,
+            _records: std::marker::PhantomData,
         }
-        Some(target)
-    } else {
-        None
-    };
-    let ctx = Arc::clone(ctx);
-    let counters = ctx.metrics.step(step);
-    let step = step.to_string();
-    let mut builder = OperatorBuilder::new(format!("Sink({step})"), stream.scope());
-    let mut input = builder.new_input(stream, Exchange::new(|_: &(EventTime, T)| 0));
-    builder.build(move |_| {
-        let mut stash: std::collections::BTreeMap<EventTime, Vec<(EventTime, T)>> =
-            std::collections::BTreeMap::new();
-        let mut closed = false;
-        move |frontiers| {
-            input.for_each(|cap, data| {
-                if let Some(&time) = cap.least() {
-                    Metrics::add(&counters.records_in, data.len() as u64);
-                    stash.entry(time).or_default().append(data);
-                }
-            });
-            let Some(sink) = target.as_mut() else {
-                stash.clear();
-                return;
-            };
-            let frontier = &frontiers[0];
-            let mut epochs = ckpt
-                .as_mut()
-                .map(|k| k.clock().passed_frontier(frontier))
-                .unwrap_or_default()
-                .into_iter()
-                .peekable();
-            let mut outcome = Ok(());
-            while let Some(entry) = stash.first_entry() {
-                if frontier.less_equal(entry.key()) {
-                    break;
-                }
-                let time = *entry.key();
-                while let Some(epoch) = epochs.next_if(|e| *e <= time) {
-                    outcome = outcome.and_then(|()| commit(sink, ckpt.as_ref(), epoch));
-                }
-                let mut records = entry.remove();
-                records.sort();
-                outcome = outcome.and_then(|()| sink.write(time, &records));
-                if outcome.is_err() {
-                    break;
-                }
+    }
+
+    /// Writes the stashed times that `frontier` has passed, in order, each
+    /// as the records `records` makes of its entry; commits at the epochs
+    /// passed on the way; closes the sink once the frontier is empty. A
+    /// failure is reported to the job and drops the sink.
+    fn advance<X>(
+        &mut self,
+        frontier: &MutableAntichain<EventTime>,
+        stash: &mut BTreeMap<EventTime, X>,
+        mut records: impl FnMut(X) -> Vec<(EventTime, T)>,
+    ) {
+        let Some(sink) = self.sink.as_mut() else {
+            stash.clear();
+            return;
+        };
+        let ckpt = self.ckpt.as_mut();
+        let mut epochs = match ckpt {
+            Some(k) => k.clock().passed_frontier(frontier),
+            None => Vec::new(),
+        }
+        .into_iter()
+        .peekable();
+        let (ckpt, points) = (self.ckpt.as_ref(), &self.points);
+        let mut outcome = Ok(());
+        while let Some(entry) = stash.first_entry() {
+            if frontier.less_equal(entry.key()) {
+                break;
             }
-            for epoch in epochs {
-                outcome = outcome.and_then(|()| commit(sink, ckpt.as_ref(), epoch));
+            let time = *entry.key();
+            while let Some(epoch) = epochs.next_if(|e| *e <= time) {
+                outcome = outcome.and_then(|()| commit(sink, ckpt, points, epoch));
             }
-            if let Err(e) = outcome {
-                ctx.fail(e.in_step(&step));
-                target = None;
-                return;
-            }
-            if frontier.is_empty() && !closed {
-                closed = true;
-                if let Err(e) = sink.close() {
-                    ctx.fail(e.in_step(&step));
-                }
+            let batch = records(entry.remove());
+            outcome = outcome.and_then(|()| sink.write(time, &batch));
+            if outcome.is_err() {
+                break;
             }
         }
-    });
-    Ok(())
+        for epoch in epochs {
+            outcome = outcome.and_then(|()| commit(sink, ckpt, points, epoch));
+        }
+        if frontier.is_empty() && !self.closed && outcome.is_ok() {
+            self.closed = true;
+            outcome = sink.close();
+        }
+        if let Err(e) = outcome {
+            self.ctx.fail(e.in_step(&self.step));
+            self.sink = None;
+        }
+    }
 }
 
 fn commit<T, S: Sink<T>>(
     sink: &mut S,
-    ckpt: Option<&crate::checkpoint::StepCheckpoint>,
+    ckpt: Option<&StepCheckpoint>,
+    points: &Points,
     epoch: EventTime,
 ) -> Result<()> {
-    match ckpt {
-        Some(k) => k.save(epoch, sink.commit()?),
-        None => Ok(()),
-    }
+    let Some(k) = ckpt else { return Ok(()) };
+    let point = sink.commit()?;
+    let bytes = match points {
+        Points::Single => point,
+        Points::Parts { part, adopted } => {
+            let mut all = Vec::with_capacity(adopted.len() + 1);
+            all.push((*part, point));
+            all.extend(adopted.iter().cloned());
+            crate::checkpoint::encode(&all)?
+        }
+    };
+    k.save(epoch, bytes)
 }
 
 /// Prints each record on stdout with a formatting function of its event
