@@ -2,9 +2,9 @@
 //!
 //! Sorting is the expensive part of ordered output, so every worker sorts
 //! its own records of each complete time, and worker 0 only merges the
-//! runs. A run crosses workers as one record of the exchange (one
-//! allocation moved between threads, one bincode value between
-//! processes), not as one record per result.
+//! runs. A run crosses workers as one record of the exchange (its vector
+//! is moved between threads of a process, and serialized whole inside one
+//! message between processes), not as one exchanged record per result.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;

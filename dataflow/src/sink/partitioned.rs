@@ -9,9 +9,10 @@
 //!   to its commit point, then appended to;
 //! - a part at or above the new count is finished by worker 0 as it was
 //!   committed (cut back to its commit point and closed, which for a file
-//!   sink means renamed into place), as Flink finishes the in-progress part
-//!   files of subtasks that a rescale removed. Its point stays in worker
-//!   0's checkpoints, so a later restore at more workers resumes it.
+//!   sink means renamed into place), much as Flink's file sink commits the
+//!   in-progress files that a scale-down hands to the remaining subtasks.
+//!   Its point stays in worker 0's checkpoints, so a later restore at more
+//!   workers resumes it.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
