@@ -178,14 +178,27 @@ fn reduce(results: EventStream<'_, Counted>, total: Arc<Mutex<Tally>>) {
     });
 }
 
-/// One run of `path`: events per second and what it saw.
-fn measure(args: &Args, path: &str, workers: usize) -> Result<(f64, Tally)> {
+/// CPU seconds this process has used, user and system (Linux; `None`
+/// elsewhere). On a shared machine, CPU time moves less with other
+/// processes' load than wall time does.
+fn cpu_seconds() -> Option<f64> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    // Fields after the command name, which is in parentheses: utime and
+    // stime are the 12th and 13th, in clock ticks (100 a second on Linux).
+    let rest = stat.rsplit_once(')')?.1;
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks: u64 = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
+    Some(ticks as f64 / 100.0)
+}
+
+/// One run of `path`: events per second, CPU seconds and what it saw.
+fn measure(args: &Args, path: &str, workers: usize) -> Result<(f64, Option<f64>, Tally)> {
     let total = Arc::new(Mutex::new(Tally::default()));
     let (n, keys, span) = (args.events, args.keys, args.minutes * MINUTE);
     let per_partition = n / PARTITIONS as u64;
     let path = path.to_string();
     let into = Arc::clone(&total);
-    let start = Instant::now();
+    let (start, cpu) = (Instant::now(), cpu_seconds());
     run(&RunConfig::threads(workers), move |flow| {
         let input = IterSource::new("zipf", PARTITIONS, move |p| {
             events(p, per_partition, keys, span)
@@ -214,8 +227,13 @@ fn measure(args: &Args, path: &str, workers: usize) -> Result<(f64, Tally)> {
         Ok(())
     })?;
     let seconds = start.elapsed().as_secs_f64();
+    let cpu = cpu_seconds().zip(cpu).map(|(end, start)| end - start);
     let tally = *total.lock().unwrap();
-    Ok(((per_partition * PARTITIONS as u64) as f64 / seconds, tally))
+    Ok((
+        (per_partition * PARTITIONS as u64) as f64 / seconds,
+        cpu,
+        tally,
+    ))
 }
 
 fn median(values: &[f64]) -> f64 {
@@ -232,15 +250,20 @@ fn median(values: &[f64]) -> f64 {
 fn main() -> Result<()> {
     let args = Args::parse();
     let mut rates: BTreeMap<(usize, String), Vec<f64>> = BTreeMap::new();
+    let mut cpus: BTreeMap<(usize, String), Vec<f64>> = BTreeMap::new();
     let mut seen: Option<Tally> = None;
     for round in 1..=args.repeat {
         for &workers in &args.workers {
             for path in &args.paths {
-                let (rate, tally) = measure(&args, path, workers)?;
+                let (rate, cpu, tally) = measure(&args, path, workers)?;
                 println!(
-                    "round {round} workers {workers} {path:<11} {rate:>12.0} events/s  ({} results)",
+                    "round {round} workers {workers} {path:<11} {rate:>12.0} events/s  {} CPU s  ({} results)",
+                    cpu.map_or("-".into(), |c| format!("{c:.2}")),
                     tally.records
                 );
+                if let Some(cpu) = cpu {
+                    cpus.entry((workers, path.clone())).or_default().push(cpu);
+                }
                 if *seen.get_or_insert(tally) != tally {
                     return Err(Error::External(format!(
                         "{path} at {workers} workers saw {tally:?}, earlier runs {seen:?}"
@@ -250,7 +273,10 @@ fn main() -> Result<()> {
             }
         }
     }
-    println!("\nmedians of {} runs, events/s:", args.repeat);
+    println!(
+        "\nmedians of {} runs: events/s, against reduce and 1 worker; CPU seconds",
+        args.repeat
+    );
     for &workers in &args.workers {
         let reference = rates
             .get(&(workers, "reduce".to_string()))
@@ -262,7 +288,12 @@ fn main() -> Result<()> {
                 Some(one) if workers > 1 => format!("{:.2}x 1 worker", rate / median(one)),
                 _ => String::new(),
             };
-            println!("workers {workers} {path:<11} {rate:>12.0}  {vs_reduce:>12}  {vs_one}");
+            let cpu = cpus
+                .get(&(workers, path.clone()))
+                .map_or("-".into(), |c| format!("{:.2}", median(c)));
+            println!(
+                "workers {workers} {path:<11} {rate:>12.0}  {vs_reduce:>12}  {vs_one:>14}  {cpu:>7}"
+            );
         }
     }
     Ok(())

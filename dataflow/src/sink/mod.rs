@@ -86,7 +86,9 @@ struct Writer<T, S> {
     ctx: Arc<Context>,
     step: String,
     closed: bool,
-    _records: std::marker::PhantomData<fn(T)>,
+    /// The records of the time being written; kept between times so that
+    /// its allocation is reused.
+    batch: Vec<(EventTime, T)>,
 }
 
 impl<T, S: Sink<T>> Writer<T, S> {
@@ -104,19 +106,20 @@ impl<T, S: Sink<T>> Writer<T, S> {
             ctx: Arc::clone(ctx),
             step: step.to_string(),
             closed: false,
-            _records: std::marker::PhantomData,
+            batch: Vec::new(),
         }
     }
 
     /// Writes the stashed times that `frontier` has passed, in order, each
-    /// as the records `records` makes of its entry; commits at the epochs
-    /// passed on the way; closes the sink once the frontier is empty. A
-    /// failure is reported to the job and drops the sink.
+    /// as the records `records` puts into the (empty) batch from its
+    /// entry; commits at the epochs passed on the way; closes the sink
+    /// once the frontier is empty. A failure is reported to the job and
+    /// drops the sink.
     fn advance<X>(
         &mut self,
         frontier: &MutableAntichain<EventTime>,
         stash: &mut BTreeMap<EventTime, X>,
-        mut records: impl FnMut(X) -> Vec<(EventTime, T)>,
+        mut records: impl FnMut(X, &mut Vec<(EventTime, T)>),
     ) {
         let Some(sink) = self.sink.as_mut() else {
             stash.clear();
@@ -129,7 +132,7 @@ impl<T, S: Sink<T>> Writer<T, S> {
         }
         .into_iter()
         .peekable();
-        let (ckpt, points) = (self.ckpt.as_ref(), &self.points);
+        let (ckpt, points, batch) = (self.ckpt.as_ref(), &self.points, &mut self.batch);
         let mut outcome = Ok(());
         while let Some(entry) = stash.first_entry() {
             if frontier.less_equal(entry.key()) {
@@ -139,8 +142,9 @@ impl<T, S: Sink<T>> Writer<T, S> {
             while let Some(epoch) = epochs.next_if(|e| *e <= time) {
                 outcome = outcome.and_then(|()| commit(sink, ckpt, points, epoch));
             }
-            let batch = records(entry.remove());
-            outcome = outcome.and_then(|()| sink.write(time, &batch));
+            records(entry.remove(), batch);
+            outcome = outcome.and_then(|()| sink.write(time, batch));
+            batch.clear();
             if outcome.is_err() {
                 break;
             }

@@ -122,37 +122,49 @@ fn sorted_runs<'scope, T: Data + Ord>(
     )
 }
 
-/// Merges sorted runs into one sorted run, moving every record (never
-/// cloning). Runs are merged pairwise, level by level, so each record moves
-/// once per level: `ceil(log2(k))` times for `k` runs, and not at all for a
-/// single run.
-pub(super) fn merge_runs<R: Ord>(mut runs: Vec<Vec<R>>) -> Vec<R> {
-    while runs.len() > 1 {
+/// Merges sorted runs into `out` (empty), moving every record, never
+/// cloning one. A single run is moved whole; more are merged pairwise,
+/// level by level, so each record moves once per level: `ceil(log2(k))`
+/// times for `k` runs.
+pub(super) fn merge_runs<R: Ord>(mut runs: Vec<Vec<R>>, out: &mut Vec<R>) {
+    while runs.len() > 2 {
         let mut next = Vec::with_capacity(runs.len().div_ceil(2));
         let mut pairs = runs.into_iter();
         while let Some(a) = pairs.next() {
             next.push(match pairs.next() {
-                Some(b) => merge_two(a, b),
+                Some(b) => {
+                    let mut merged = Vec::new();
+                    merge_two(a, b, &mut merged);
+                    merged
+                }
                 None => a,
             });
         }
         runs = next;
     }
-    runs.pop().unwrap_or_default()
+    let second = runs.pop();
+    match (runs.pop(), second) {
+        (Some(a), Some(b)) => merge_two(a, b, out),
+        (Some(only), None) | (None, Some(only)) => *out = only,
+        (None, None) => {}
+    }
 }
 
-/// Merges two sorted runs; on ties, `a`'s records come first.
-fn merge_two<R: Ord>(a: Vec<R>, b: Vec<R>) -> Vec<R> {
-    let mut out = Vec::with_capacity(a.len() + b.len());
-    let mut a = a.into_iter().peekable();
-    let mut b = b.into_iter().peekable();
-    while let (Some(x), Some(y)) = (a.peek(), b.peek()) {
+/// Appends the merge of two sorted runs to `out`; on ties, `a`'s records
+/// come first.
+fn merge_two<R: Ord>(a: Vec<R>, b: Vec<R>, out: &mut Vec<R>) {
+    out.reserve(a.len() + b.len());
+    let (mut a, mut b) = (a.into_iter(), b.into_iter());
+    // Comparing the heads in place and moving only the one taken keeps
+    // this to one move per record.
+    while let (Some(x), Some(y)) = (a.as_slice().first(), b.as_slice().first()) {
         let next = if y < x { b.next() } else { a.next() };
-        out.extend(next);
+        if let Some(record) = next {
+            out.push(record);
+        }
     }
     out.extend(a);
     out.extend(b);
-    out
 }
 
 #[cfg(test)]
@@ -177,7 +189,9 @@ mod tests {
                 .collect();
             let mut want: Vec<_> = runs.iter().flatten().copied().collect();
             want.sort();
-            assert_eq!(merge_runs(runs), want, "{k} runs");
+            let mut got = Vec::new();
+            merge_runs(runs, &mut got);
+            assert_eq!(got, want, "{k} runs");
         }
     }
 }

@@ -87,11 +87,11 @@ where
                     records.append(data);
                 }
             });
-            writer.advance(frontier, &mut stash, |mut records| {
+            writer.advance(frontier, &mut stash, |mut records, batch| {
                 // Records equal under `Ord` are interchangeable: an
                 // unstable sort writes the same bytes as a stable one.
                 records.sort_unstable();
-                records
+                *batch = records;
             });
         },
     );
