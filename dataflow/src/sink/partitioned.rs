@@ -88,8 +88,9 @@ where
                 }
             });
             writer.advance(frontier, &mut stash, |mut records, batch| {
-                // Records equal under `Ord` are interchangeable: an
-                // unstable sort writes the same bytes as a stable one.
+                // With an `Ord` under which equal records are identical
+                // (a derived one), an unstable sort writes the same bytes
+                // as a stable one, and it is faster.
                 records.sort_unstable();
                 *batch = records;
             });
