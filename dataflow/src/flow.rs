@@ -30,7 +30,7 @@ use timely::dataflow::Scope;
 use crate::error::{Error, Result};
 use crate::late::split_late;
 use crate::run::Context;
-use crate::sink::{sink_stream, Sink};
+use crate::sink::{sink_partitioned, sink_stream, Sink};
 use crate::source::{source_stream, EventStream, Source, SourceConfig};
 use crate::time::EventTime;
 use crate::window::{Data, Key, Keyed};
@@ -466,6 +466,73 @@ impl<'scope, D: 'static> Events<'scope, D> {
         let step = self.flow.step(id);
         self.flow.finish()?;
         sink_stream(self.stream, &self.flow.ctx, &step, make)
+    }
+
+    /// Writes the stream as one part per worker, as Flink's file sink
+    /// writes part files: every worker `W` (global index) calls `make(W)`
+    /// and writes its own records to that sink, one complete event time at
+    /// a time, sorted within the time. Nothing crosses workers, so this
+    /// scales with the workers where [`Events::sink`] has one writer; which
+    /// records land in which part depends on the layout, but the parts
+    /// together always hold the same records.
+    /// [`JsonLinesSink::part`](crate::sink::JsonLinesSink::part) writes
+    /// `DIR/part-W.jsonl`.
+    ///
+    /// `id` keys each part's commit point in checkpoints: a restore cuts
+    /// every part back to it, so the parts of a restored run hold what an
+    /// uninterrupted run's hold, each record once.
+    ///
+    /// # Restoring at another worker count
+    /// Worker `W` resumes part `W` if the checkpoint has it, and starts it
+    /// afresh otherwise (at more workers). Parts numbered at or above the
+    /// new worker count (at fewer workers) are finished by worker 0 at
+    /// build time as they were committed: `make(W)` is called for each,
+    /// the sink is restored and closed, so a JSON-lines part is cut back to
+    /// the checkpoint and renamed into place. The records that the old
+    /// worker would have written after the checkpoint go to the new
+    /// workers' parts. Worker 0 keeps the commit points of the parts it
+    /// finished in its own checkpoints, so that a later restore at more
+    /// workers again resumes them. All parts must therefore be reachable
+    /// from every process (one shared file system, as for checkpoints).
+    ///
+    /// The sink deletes no file it did not write: a fresh run at fewer
+    /// workers into a directory that holds the parts of an earlier run
+    /// leaves that run's higher-numbered parts in place. Write each job to
+    /// its own directory.
+    ///
+    /// # Examples
+    /// Partition `p` of a source is read by worker `p % workers`, so here
+    /// each part holds one partition, sorted within each time.
+    /// ```
+    /// use keyflow_dataflow::prelude::*;
+    ///
+    /// let dir = std::env::temp_dir().join(format!("keyflow-parts-doc-{}", std::process::id()));
+    /// let target = dir.clone();
+    /// run(&RunConfig::threads(2), move |flow| {
+    ///     let input = IterSource::new("n", 2, |p| {
+    ///         let p = 10 * p as u64;
+    ///         vec![(1, p + 5), (1, p + 3), (2, p + 4)].into_iter()
+    ///     });
+    ///     let target = target.clone();
+    ///     flow.source("n", input, &SourceConfig::default())?
+    ///         .sink_partitioned("numbers", move |part| JsonLinesSink::part(&target, part))
+    /// })
+    /// .unwrap();
+    /// let part = |w| std::fs::read_to_string(JsonLinesSink::part_path(&dir, w)).unwrap();
+    /// assert_eq!(part(0), "3\n5\n4\n");
+    /// assert_eq!(part(1), "13\n15\n14\n");
+    /// # std::fs::remove_dir_all(&dir).unwrap();
+    /// ```
+    #[track_caller]
+    pub fn sink_partitioned<S, F>(self, id: &str, make: F) -> Result<()>
+    where
+        D: Data + Ord,
+        S: Sink<D>,
+        F: FnMut(usize) -> Result<S>,
+    {
+        let step = self.flow.step(id);
+        self.flow.finish()?;
+        sink_partitioned(self.stream, &self.flow.ctx, &step, make)
     }
 
     /// Copies every `(event time, record)` into `into` (for tests).

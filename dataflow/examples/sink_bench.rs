@@ -1,0 +1,300 @@
+//! What ordered output costs: a sliding 10-minute / 1-minute keyed count
+//! over generated Zipf-like events, with its results
+//!
+//! - `reduce`: folded into a checksum on each worker and dropped (the
+//!   reference: no sink at all);
+//! - `gather`: the sink as it was before sorted runs: every record sent to
+//!   worker 0, which sorts each complete time (a copy of that operator);
+//! - `ordered`: [`Events::sink`]: every worker sorts its runs, worker 0
+//!   merges them;
+//! - `partitioned`: [`Events::sink_partitioned`]: one writer per worker.
+//!
+//! Every sink folds the records it is given into the same checksum, so the
+//! figures measure the path to the writer, not a file system. Every path
+//! runs at every worker count in one process, interleaved, `--repeat`
+//! times; the run fails unless every path saw the same results.
+//!
+//! ```text
+//! cargo run --release -p keyflow-dataflow --example sink_bench -- --events 10000000 --repeat 3
+//! ```
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use clap::Parser;
+use keyflow_dataflow::prelude::*;
+use keyflow_dataflow::source::EventStream;
+use keyflow_dataflow::timely::dataflow::channels::pact::{Exchange, Pipeline};
+use keyflow_dataflow::timely::dataflow::operators::generic::Operator;
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+
+/// Sink throughput of a sliding keyed count.
+#[derive(Debug, Parser)]
+struct Args {
+    /// Events in all.
+    #[arg(long, default_value_t = 10_000_000)]
+    events: u64,
+    /// Distinct keys; key `k` is drawn with weight about `1 / (k + 1)`.
+    #[arg(long, default_value_t = 1_000_000)]
+    keys: u64,
+    /// Event time the events span, in minutes.
+    #[arg(long, default_value_t = 120)]
+    minutes: u64,
+    /// Worker counts to run at.
+    #[arg(long, value_delimiter = ',', default_value = "1,2")]
+    workers: Vec<usize>,
+    /// Paths to run: reduce, gather, ordered, partitioned.
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "reduce,gather,ordered,partitioned"
+    )]
+    paths: Vec<String>,
+    /// Runs of each path at each worker count; medians are reported.
+    #[arg(long, default_value_t = 3)]
+    repeat: usize,
+}
+
+/// Source partitions: fixed, so every worker count reads the same events.
+const PARTITIONS: usize = 2;
+
+type Counted = WindowResult<u64, u64>;
+
+/// How many records a path saw and their checksum, summed over workers.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+struct Tally {
+    records: u64,
+    sum: u64,
+}
+
+impl Tally {
+    fn add(&mut self, ts: EventTime, r: &Counted) {
+        let mut x = ts ^ r.key.rotate_left(17) ^ r.value.rotate_left(41) ^ r.start;
+        // splitmix64's finalizer: order-independent sums of mixed values.
+        x = (x ^ (x >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        x = (x ^ (x >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        self.records += 1;
+        self.sum = self.sum.wrapping_add(x ^ (x >> 31));
+    }
+}
+
+/// A sink that folds what it is given into a shared [`Tally`].
+struct Checksum {
+    mine: Tally,
+    total: Arc<Mutex<Tally>>,
+}
+
+impl Checksum {
+    fn new(total: &Arc<Mutex<Tally>>) -> Self {
+        Checksum {
+            mine: Tally::default(),
+            total: Arc::clone(total),
+        }
+    }
+}
+
+impl Sink<Counted> for Checksum {
+    fn write(&mut self, _: EventTime, records: &[(EventTime, Counted)]) -> Result<()> {
+        for (ts, r) in records {
+            self.mine.add(*ts, r);
+        }
+        Ok(())
+    }
+
+    fn close(&mut self) -> Result<()> {
+        let mut total = self.total.lock().unwrap();
+        total.records += self.mine.records;
+        total.sum = total.sum.wrapping_add(self.mine.sum);
+        Ok(())
+    }
+}
+
+/// Partition `p`'s events: keys drawn as `floor(keys^u) - 1` for uniform
+/// `u` (a log-uniform law, Zipf's with exponent 1), at evenly spaced
+/// times over `span` ms.
+fn events(p: usize, n: u64, keys: u64, span: u64) -> impl Iterator<Item = (EventTime, u64)> {
+    let mut rng = StdRng::seed_from_u64(42 + p as u64);
+    let ln_keys = (keys as f64).ln();
+    (0..n).map(move |i| {
+        let u: f64 = rng.gen();
+        let key = ((u * ln_keys).exp() as u64).saturating_sub(1).min(keys - 1);
+        (i * span / n, key)
+    })
+}
+
+/// The sink operator as it was before sorted runs: every record goes to
+/// worker 0, which sorts each complete time and writes it.
+fn gather(results: EventStream<'_, Counted>, mut sink: Option<Checksum>) {
+    let mut stash: BTreeMap<EventTime, Vec<(EventTime, Counted)>> = BTreeMap::new();
+    let mut closed = false;
+    results.sink(
+        Exchange::new(|_: &(EventTime, Counted)| 0),
+        "Gather",
+        move |(input, frontier)| {
+            input.for_each(|cap, data| {
+                if let Some(&time) = cap.least() {
+                    stash.entry(time).or_default().append(data);
+                }
+            });
+            let Some(sink) = sink.as_mut() else {
+                stash.clear();
+                return;
+            };
+            while let Some(entry) = stash.first_entry() {
+                if frontier.less_equal(entry.key()) {
+                    break;
+                }
+                let time = *entry.key();
+                let mut records = entry.remove();
+                records.sort();
+                sink.write(time, &records).unwrap();
+            }
+            if frontier.is_empty() && !closed {
+                closed = true;
+                sink.close().unwrap();
+            }
+        },
+    );
+}
+
+/// The reference: each worker folds its own results and drops them.
+fn reduce(results: EventStream<'_, Counted>, total: Arc<Mutex<Tally>>) {
+    let mut mine = Some(Checksum::new(&total));
+    results.sink(Pipeline, "Reduce", move |(input, frontier)| {
+        input.for_each(|_, data| {
+            if let Some(sink) = mine.as_mut() {
+                for (ts, r) in data.iter() {
+                    sink.mine.add(*ts, r);
+                }
+            }
+        });
+        if frontier.is_empty() {
+            if let Some(mut sink) = mine.take() {
+                sink.close().unwrap();
+            }
+        }
+    });
+}
+
+/// CPU seconds this process has used, user and system (Linux; `None`
+/// elsewhere). On a shared machine, CPU time moves less with other
+/// processes' load than wall time does.
+fn cpu_seconds() -> Option<f64> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    // Fields after the command name, which is in parentheses: utime and
+    // stime are the 12th and 13th, in clock ticks (100 a second on Linux).
+    let rest = stat.rsplit_once(')')?.1;
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks: u64 = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
+    Some(ticks as f64 / 100.0)
+}
+
+/// One run of `path`: events per second, CPU seconds and what it saw.
+fn measure(args: &Args, path: &str, workers: usize) -> Result<(f64, Option<f64>, Tally)> {
+    let total = Arc::new(Mutex::new(Tally::default()));
+    let (n, keys, span) = (args.events, args.keys, args.minutes * MINUTE);
+    let per_partition = n / PARTITIONS as u64;
+    let path = path.to_string();
+    let into = Arc::clone(&total);
+    let (start, cpu) = (Instant::now(), cpu_seconds());
+    run(&RunConfig::threads(workers), move |flow| {
+        let input = IterSource::new("zipf", PARTITIONS, move |p| {
+            events(p, per_partition, keys, span)
+        });
+        let results = flow
+            .source("events", input, &SourceConfig::default())?
+            .key_by(|k| (k, ()))
+            .window(WindowSpec::sliding(10 * MINUTE, MINUTE)?)
+            .count("counts")
+            .results;
+        let total = Arc::clone(&into);
+        match path.as_str() {
+            "reduce" => reduce(results.inner(), total),
+            "gather" => {
+                let sink = (flow.index() == 0).then(|| Checksum::new(&total));
+                gather(results.inner(), sink);
+            }
+            "ordered" => results.sink("out", move || Ok(Checksum::new(&total)))?,
+            "partitioned" => results.sink_partitioned("out", move |_| Ok(Checksum::new(&total)))?,
+            other => {
+                return Err(Error::Config(format!(
+                    "unknown path `{other}`: use reduce, gather, ordered or partitioned"
+                )))
+            }
+        }
+        Ok(())
+    })?;
+    let seconds = start.elapsed().as_secs_f64();
+    let cpu = cpu_seconds().zip(cpu).map(|(end, start)| end - start);
+    let tally = *total.lock().unwrap();
+    Ok((
+        (per_partition * PARTITIONS as u64) as f64 / seconds,
+        cpu,
+        tally,
+    ))
+}
+
+fn median(values: &[f64]) -> f64 {
+    let mut v = values.to_vec();
+    v.sort_by(f64::total_cmp);
+    let mid = v.len() / 2;
+    if v.len() % 2 == 1 {
+        v[mid]
+    } else {
+        (v[mid - 1] + v[mid]) / 2.0
+    }
+}
+
+fn main() -> Result<()> {
+    let args = Args::parse();
+    let mut rates: BTreeMap<(usize, String), Vec<f64>> = BTreeMap::new();
+    let mut cpus: BTreeMap<(usize, String), Vec<f64>> = BTreeMap::new();
+    let mut seen: Option<Tally> = None;
+    for round in 1..=args.repeat {
+        for &workers in &args.workers {
+            for path in &args.paths {
+                let (rate, cpu, tally) = measure(&args, path, workers)?;
+                println!(
+                    "round {round} workers {workers} {path:<11} {rate:>12.0} events/s  {} CPU s  ({} results)",
+                    cpu.map_or("-".into(), |c| format!("{c:.2}")),
+                    tally.records
+                );
+                if let Some(cpu) = cpu {
+                    cpus.entry((workers, path.clone())).or_default().push(cpu);
+                }
+                if *seen.get_or_insert(tally) != tally {
+                    return Err(Error::External(format!(
+                        "{path} at {workers} workers saw {tally:?}, earlier runs {seen:?}"
+                    )));
+                }
+                rates.entry((workers, path.clone())).or_default().push(rate);
+            }
+        }
+    }
+    println!(
+        "\nmedians of {} runs: events/s, against reduce and 1 worker; CPU seconds",
+        args.repeat
+    );
+    for &workers in &args.workers {
+        let reference = rates
+            .get(&(workers, "reduce".to_string()))
+            .map(|r| median(r));
+        for path in &args.paths {
+            let rate = median(&rates[&(workers, path.clone())]);
+            let vs_reduce = reference.map_or(String::new(), |r| format!("{:.2}x reduce", rate / r));
+            let vs_one = match rates.get(&(1, path.clone())) {
+                Some(one) if workers > 1 => format!("{:.2}x 1 worker", rate / median(one)),
+                _ => String::new(),
+            };
+            let cpu = cpus
+                .get(&(workers, path.clone()))
+                .map_or("-".into(), |c| format!("{:.2}", median(c)));
+            println!(
+                "workers {workers} {path:<11} {rate:>12.0}  {vs_reduce:>12}  {vs_one:>14}  {cpu:>7}"
+            );
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,198 @@
+//! The single-writer sink: sorted runs on every worker, merged on worker 0.
+//!
+//! Sorting is the expensive part of ordered output, so every worker sorts
+//! its own records of each complete time, and worker 0 only merges the
+//! runs. A run crosses workers as one record of the exchange (its vector
+//! is moved between threads of a process, and serialized whole inside one
+//! message between processes), not as one exchanged record per result.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use timely::container::CapacityContainerBuilder;
+use timely::dataflow::channels::pact::{Exchange, Pipeline};
+use timely::dataflow::operators::generic::Operator;
+use timely::dataflow::operators::Capability;
+use timely::dataflow::Stream;
+
+use super::{Points, Sink, Writer};
+use crate::error::Result;
+use crate::metrics::{Metrics, StepMetrics};
+use crate::run::Context;
+use crate::source::EventStream;
+use crate::time::EventTime;
+use crate::Data;
+
+/// One worker's records of one complete time, sorted.
+type Run<T> = Vec<(EventTime, T)>;
+
+/// Writes `stream` to the sink that `make` builds: the operator behind
+/// [`crate::Events::sink`]. Only worker 0 of the cluster calls `make` (at
+/// build time, so a bad path fails before any work) and writes; every
+/// worker sorts its records of each complete time and sends them to worker
+/// 0 as one run.
+pub(crate) fn sink_stream<'scope, T, S, F>(
+    stream: EventStream<'scope, T>,
+    ctx: &Arc<Context>,
+    step: &str,
+    make: F,
+) -> Result<()>
+where
+    T: Data + Ord,
+    S: Sink<T>,
+    F: FnOnce() -> Result<S>,
+{
+    let worker = stream.scope().index();
+    let ckpt = if worker == 0 {
+        ctx.checkpoint_step(worker, step, &format!("sink `{step}`"))?
+    } else {
+        None
+    };
+    let target = if worker == 0 {
+        let mut target = make()?;
+        if let Some(point) = ckpt.as_ref().and_then(|k| k.restored_parts().first()) {
+            target.restore(point)?;
+        }
+        Some(target)
+    } else {
+        None
+    };
+    let runs = sorted_runs(stream, ctx.metrics.step(step), step);
+    let mut writer = Writer::new(target, ckpt, Points::Single, ctx, step);
+    // Runs by time, until the frontier passes it: then every worker's run
+    // of that time is here.
+    let mut stash: BTreeMap<EventTime, Vec<Run<T>>> = BTreeMap::new();
+    runs.sink(
+        Exchange::new(|_: &Run<T>| 0),
+        &format!("Sink({step})"),
+        move |(input, frontier)| {
+            input.for_each(|cap, data| {
+                if let Some(&time) = cap.least() {
+                    let runs = stash.entry(time).or_default();
+                    runs.extend(data.drain(..).filter(|r| !r.is_empty()));
+                }
+            });
+            writer.advance(frontier, &mut stash, merge_runs);
+        },
+    );
+    Ok(())
+}
+
+/// Every worker's local stage: holds its records by time and, once the
+/// frontier has passed a time, sends that time's records on as one sorted
+/// run, at that time.
+fn sorted_runs<'scope, T: Data + Ord>(
+    stream: EventStream<'scope, T>,
+    counters: Arc<StepMetrics>,
+    step: &str,
+) -> Stream<'scope, EventTime, Vec<Run<T>>> {
+    stream.unary_frontier::<CapacityContainerBuilder<Vec<Run<T>>>, _, _, _>(
+        Pipeline,
+        &format!("SortRuns({step})"),
+        move |_, _| {
+            let mut stash: BTreeMap<EventTime, (Capability<EventTime>, Run<T>)> = BTreeMap::new();
+            move |(input, frontier), output| {
+                input.for_each(|cap, data| {
+                    let Some(&time) = cap.least() else { return };
+                    Metrics::add(&counters.records_in, data.len() as u64);
+                    let (_, run) = stash
+                        .entry(time)
+                        .or_insert_with(|| (cap.delayed(&time, 0), Vec::new()));
+                    if run.is_empty() {
+                        std::mem::swap(run, data);
+                    } else {
+                        run.append(data);
+                    }
+                });
+                while let Some(entry) = stash.first_entry() {
+                    if frontier.less_equal(entry.key()) {
+                        break;
+                    }
+                    let (cap, mut run) = entry.remove();
+                    if run.is_empty() {
+                        continue;
+                    }
+                    // With an `Ord` under which equal records are identical
+                    // (a derived one), an unstable sort writes the same
+                    // bytes as a stable one, and it is faster.
+                    run.sort_unstable();
+                    output.session(&cap).give(run);
+                }
+            }
+        },
+    )
+}
+
+/// Merges sorted runs into `out` (empty), moving every record, never
+/// cloning one. A single run is moved whole; more are merged pairwise,
+/// level by level, so each record moves once per level: `ceil(log2(k))`
+/// times for `k` runs.
+pub(super) fn merge_runs<R: Ord>(mut runs: Vec<Vec<R>>, out: &mut Vec<R>) {
+    while runs.len() > 2 {
+        let mut next = Vec::with_capacity(runs.len().div_ceil(2));
+        let mut pairs = runs.into_iter();
+        while let Some(a) = pairs.next() {
+            next.push(match pairs.next() {
+                Some(b) => {
+                    let mut merged = Vec::new();
+                    merge_two(a, b, &mut merged);
+                    merged
+                }
+                None => a,
+            });
+        }
+        runs = next;
+    }
+    let second = runs.pop();
+    match (runs.pop(), second) {
+        (Some(a), Some(b)) => merge_two(a, b, out),
+        (Some(only), None) | (None, Some(only)) => *out = only,
+        (None, None) => {}
+    }
+}
+
+/// Appends the merge of two sorted runs to `out`; on ties, `a`'s records
+/// come first.
+fn merge_two<R: Ord>(a: Vec<R>, b: Vec<R>, out: &mut Vec<R>) {
+    out.reserve(a.len() + b.len());
+    let (mut a, mut b) = (a.into_iter(), b.into_iter());
+    // Comparing the heads in place and moving only the one taken keeps
+    // this to one move per record.
+    while let (Some(x), Some(y)) = (a.as_slice().first(), b.as_slice().first()) {
+        let next = if y < x { b.next() } else { a.next() };
+        if let Some(record) = next {
+            out.push(record);
+        }
+    }
+    out.extend(a);
+    out.extend(b);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::merge_runs;
+    use rand::rngs::StdRng;
+    use rand::{Rng, SeedableRng};
+
+    #[test]
+    fn merging_sorted_runs_equals_sorting_their_union() {
+        let mut rng = StdRng::seed_from_u64(7);
+        for k in 0..9 {
+            let runs: Vec<Vec<(u8, u16)>> = (0..k)
+                .map(|_| {
+                    let len = rng.gen_range(0..40);
+                    let mut run: Vec<_> = (0..len)
+                        .map(|_| (rng.gen_range(0..4), rng.gen_range(0..50)))
+                        .collect();
+                    run.sort();
+                    run
+                })
+                .collect();
+            let mut want: Vec<_> = runs.iter().flatten().copied().collect();
+            want.sort();
+            let mut got = Vec::new();
+            merge_runs(runs, &mut got);
+            assert_eq!(got, want, "{k} runs");
+        }
+    }
+}
