@@ -443,17 +443,20 @@ fn days_of_events(path: &Path, day: u64, days: u64, per_day: u64) {
     std::fs::write(path, text).unwrap();
 }
 
-#[test]
-fn the_anomaly_job_killed_and_restarted_writes_the_same_scores_and_baseline() {
-    let dir = tempfile::tempdir().unwrap();
-    let d = dir.path();
+/// Writes a day of events and its baseline, and a second day to score;
+/// returns the `run anomaly` arguments for outputs named `name`.
+fn anomaly_job(
+    d: &Path,
+    day1_events: u64,
+    day2_events: u64,
+) -> impl Fn(&str, &[&str]) -> Vec<String> {
     let (day1, day2, base) = (
         d.join("day1.jsonl"),
         d.join("day2.jsonl"),
         d.join("day1.baseline"),
     );
-    days_of_events(&day1, BASE, 1, 60_000);
-    days_of_events(&day2, BASE + 86_400_000, 1, 150_000);
+    days_of_events(&day1, BASE, 1, day1_events);
+    days_of_events(&day2, BASE + 86_400_000, 1, day2_events);
     let built = finish(
         &[
             s(&["baseline", "--input-format", "jsonl", "--input"]),
@@ -462,7 +465,8 @@ fn the_anomaly_job_killed_and_restarted_writes_the_same_scores_and_baseline() {
         .concat(),
     );
     assert_eq!(built.0, 0, "{}", built.1);
-    let job = |name: &str, extra: &[&str]| {
+    let d = d.to_path_buf();
+    move |name: &str, extra: &[&str]| {
         let mut a = s(&[
             "run",
             "anomaly",
@@ -480,7 +484,63 @@ fn the_anomaly_job_killed_and_restarted_writes_the_same_scores_and_baseline() {
         ]);
         a.extend(s(extra));
         a
-    };
+    }
+}
+
+#[test]
+fn the_anomaly_job_in_a_cluster_with_members_killed_writes_the_same_scores() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let job = anomaly_job(d, 40_000, 120_000);
+    let (code, err) = finish(&job("ref", &["--workers", "1"]));
+    assert_eq!(code, 0, "{err}");
+    let ck = d.join("c.ckpt");
+    let mut args = s(&[
+        "cluster",
+        "--processes",
+        "2",
+        "--workers",
+        "1",
+        "--restart",
+        "6",
+        "--",
+    ]);
+    args.extend(job("c", &["--checkpoint-dir", &p(&ck)]));
+    let child = cmd(&args).spawn().expect("start the cluster");
+    let launcher = child.id();
+    let mut killed = 0;
+    for delay in [1200, 1500, 1800] {
+        std::thread::sleep(Duration::from_millis(delay));
+        // Kill one member (they alternate), as a crash would.
+        let members = children_of(launcher);
+        if let Some(victim) = members.get(killed % 2.max(members.len())) {
+            let _ = Command::new("kill")
+                .args(["-9", &victim.to_string()])
+                .status();
+            killed += 1;
+        }
+    }
+    let out = wait_bounded(child, Duration::from_secs(400));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    assert!(killed >= 1 && err.contains("restart 1 of 6"), "{err}");
+    for ext in ["out", "baseline"] {
+        let (got, want) = (
+            read(&d.join(format!("c.{ext}"))),
+            read(&d.join(format!("ref.{ext}"))),
+        );
+        assert!(
+            !want.is_empty() && got == want,
+            "--{ext} differs after kills in a cluster"
+        );
+    }
+}
+
+#[test]
+fn the_anomaly_job_killed_and_restarted_writes_the_same_scores_and_baseline() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let job = anomaly_job(d, 60_000, 150_000);
     let (code, err) = finish(&job("ref", &["--workers", "2"]));
     assert_eq!(code, 0, "{err}");
     let ck = d.join("a.ckpt");
