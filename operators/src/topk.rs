@@ -281,6 +281,7 @@ where
     let (out, partials) = builder.new_output();
     let mut out = OutputBuilder::from(out);
     let ctx = Arc::clone(ctx);
+    let counters = ctx.metrics.step(id);
     let id = id.to_string();
     builder.build(move |initial| {
         let mut state = restored;
@@ -383,7 +384,7 @@ where
                     let saved = keyflow_dataflow::checkpoint::encode(&(index, &state))
                         .and_then(|bytes| k_.save(epoch, bytes));
                     if let Err(e) = saved {
-                        ctx.fail(e);
+                        ctx.fail(e.in_step(&id));
                         return;
                     }
                 }
@@ -393,10 +394,11 @@ where
                 }
             }
             Metrics::add(&ctx.metrics.late_dropped, late);
+            Metrics::add(&counters.late, late);
+            Metrics::add(&counters.dropped, late);
             emit(&mut caps, &mut state, &mut out, &|t| {
                 !frontiers.iter().any(|f| f.less_equal(&t))
             });
-            let _ = &id;
         }
     });
     partials

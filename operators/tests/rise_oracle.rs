@@ -235,6 +235,10 @@ fn run_dataflow<K: Key + Send + Sync>(
     })
     .unwrap();
     let late = ctx.metrics.snapshot().late_dropped;
+    // The rise step's own counters account for every late record it saw.
+    let steps: std::collections::BTreeMap<_, _> = ctx.metrics.steps().into_iter().collect();
+    assert_eq!((steps["rise"].late, steps["rise"].dropped), (late, late));
+    assert_eq!(steps["top"].dropped, 0);
     (
         Expected {
             rising: rising.sorted(),

@@ -46,11 +46,12 @@ pub(crate) fn pre_aggregate<'scope, K: Key>(
     keep_late: bool,
 ) -> PartialStream<'scope, K> {
     let ctx = Arc::clone(ctx);
+    let counters = ctx.metrics.step(id);
     stream.unary(Pipeline, &format!("RisePreAggregate({id})"), move |_, _| {
         let mut panes: StableMap<(K, u64), (EventTime, u64)> = StableMap::default();
         move |input, output| {
             let mut least: Option<Capability<EventTime>> = None;
-            let mut dropped = 0;
+            let (mut dropped, mut records, mut late_seen) = (0, 0, 0);
             input.for_each(|cap, data| {
                 let Some(&time) = cap.least() else { return };
                 if least.as_ref().is_none_or(|c| *c.time() > time) {
@@ -58,6 +59,10 @@ pub(crate) fn pre_aggregate<'scope, K: Key>(
                 }
                 let mut late = Vec::new();
                 for (ts, (key, weight)) in data.drain(..) {
+                    records += 1;
+                    if ts < time {
+                        late_seen += 1;
+                    }
                     if ts < time && !keep_late {
                         dropped += 1;
                         continue;
@@ -87,6 +92,9 @@ pub(crate) fn pre_aggregate<'scope, K: Key>(
                 }
             });
             Metrics::add(&ctx.metrics.late_dropped, dropped);
+            Metrics::add(&counters.dropped, dropped);
+            Metrics::add(&counters.records_in, records);
+            Metrics::add(&counters.late, late_seen);
             if let Some(cap) = least {
                 output.session(&cap).give_iterator(panes.drain().map(
                     |((key, pane), (ts, weight))| {
