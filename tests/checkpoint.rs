@@ -313,21 +313,7 @@ fn cluster_members_killed_and_restarted_give_identical_output() {
         "--",
     ]);
     args.extend(job);
-    let child = cmd(&args).spawn().expect("start the cluster");
-    let launcher = child.id();
-    let mut killed = 0;
-    for delay in [1200, 1500, 1800] {
-        std::thread::sleep(Duration::from_millis(delay));
-        // Kill one member (they alternate), as a crash would.
-        let members = children_of(launcher);
-        if let Some(victim) = members.get(killed % 2.max(members.len())) {
-            let _ = Command::new("kill")
-                .args(["-9", &victim.to_string()])
-                .status();
-            killed += 1;
-        }
-    }
-    let out = wait_bounded(child, Duration::from_secs(400));
+    let (killed, out) = run_cluster_killing_members(&args);
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(0), "{err}");
     assert!(killed >= 2 && err.contains("restart 1 of 6"), "{err}");
@@ -413,6 +399,26 @@ fn the_pageviews_job_killed_and_restarted_writes_every_output_the_same() {
         "only {killed} runs were still running when killed"
     );
     assert_same("pageviews outputs", &outputs("a"), &want);
+}
+
+/// Starts `keyflow cluster` with `args` and SIGKILLs one member (they
+/// alternate) at 1.2 s, 2.7 s and 4.5 s, as crashes would; returns how many
+/// kills were sent and the launcher's output once it ends.
+fn run_cluster_killing_members(args: &[String]) -> (usize, std::process::Output) {
+    let child = cmd(args).spawn().expect("start the cluster");
+    let launcher = child.id();
+    let mut killed = 0;
+    for delay in [1200, 1500, 1800] {
+        std::thread::sleep(Duration::from_millis(delay));
+        let members = children_of(launcher);
+        if let Some(victim) = members.get(killed % 2.max(members.len())) {
+            let _ = Command::new("kill")
+                .args(["-9", &victim.to_string()])
+                .status();
+            killed += 1;
+        }
+    }
+    (killed, wait_bounded(child, Duration::from_secs(400)))
 }
 
 /// Pids of the direct children of `pid` (Linux /proc).
@@ -506,21 +512,7 @@ fn the_anomaly_job_in_a_cluster_with_members_killed_writes_the_same_scores() {
         "--",
     ]);
     args.extend(job("c", &["--checkpoint-dir", &p(&ck)]));
-    let child = cmd(&args).spawn().expect("start the cluster");
-    let launcher = child.id();
-    let mut killed = 0;
-    for delay in [1200, 1500, 1800] {
-        std::thread::sleep(Duration::from_millis(delay));
-        // Kill one member (they alternate), as a crash would.
-        let members = children_of(launcher);
-        if let Some(victim) = members.get(killed % 2.max(members.len())) {
-            let _ = Command::new("kill")
-                .args(["-9", &victim.to_string()])
-                .status();
-            killed += 1;
-        }
-    }
-    let out = wait_bounded(child, Duration::from_secs(400));
+    let (killed, out) = run_cluster_killing_members(&args);
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(0), "{err}");
     assert!(killed >= 1 && err.contains("restart 1 of 6"), "{err}");

@@ -1,17 +1,16 @@
 //! CSV files, one partition per file, gzip or plain: typed rows through
 //! serde, event time from one column.
 
-use std::fs::File;
-use std::io::{BufReader, Read};
+use std::io::Read;
 use std::marker::PhantomData;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::UNIX_EPOCH;
 
 use csv::{ByteRecord, ErrorKind, Position};
 use serde::de::DeserializeOwned;
 
-use super::{shorten, Batch, Partition, PollStatus, Source, MAX_OPEN_INPUTS};
+use super::jsonl::{open_bytes, OpenSlot};
+use super::{shorten, Batch, Partition, PollStatus, Source};
 use crate::error::{Error, Result};
 use crate::time::EventTime;
 
@@ -21,30 +20,6 @@ const SKIP_CHUNK: u64 = 1 << 16;
 
 /// The CSV reader's buffer, in bytes.
 const BUFFER: usize = 1 << 16;
-
-/// CSV files open at once in this process, over all workers and sources.
-static OPEN_CSV: AtomicUsize = AtomicUsize::new(0);
-
-/// One of the [`MAX_OPEN_INPUTS`] places for open CSV files, given back when
-/// dropped.
-struct CsvSlot;
-
-impl CsvSlot {
-    fn take() -> Option<CsvSlot> {
-        OPEN_CSV
-            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
-                (n < MAX_OPEN_INPUTS).then_some(n + 1)
-            })
-            .ok()
-            .map(|_| CsvSlot)
-    }
-}
-
-impl Drop for CsvSlot {
-    fn drop(&mut self) {
-        OPEN_CSV.fetch_sub(1, Ordering::AcqRel);
-    }
-}
 
 /// A CSV reader over a file's (decompressed) bytes.
 type Reader = csv::Reader<Box<dyn Read>>;
@@ -117,41 +92,6 @@ impl Format {
     }
 }
 
-/// Opens `path` for reading bytes, decompressing it when it starts with the
-/// gzip magic bytes (`1f 8b`), whatever its name.
-fn open_bytes(path: &Path) -> Result<Box<dyn Read>> {
-    let file = File::open(path).map_err(|e| Error::io(path, e))?;
-    let (head, file) = with_head(file).map_err(|e| Error::io(path, e))?;
-    if head.starts_with(&[0x1f, 0x8b]) {
-        let gz = flate2::bufread::MultiGzDecoder::new(BufReader::new(file));
-        let (_, gz) = with_head(gz).map_err(|e| Error::io(path, e))?;
-        Ok(Box::new(gz))
-    } else {
-        Ok(Box::new(file))
-    }
-}
-
-/// Reads the first four bytes of `input` (fewer at its end) and returns
-/// them with a reader that yields them in one piece before the rest. The
-/// CSV reader drops a UTF-8 byte order mark only when its first read holds
-/// all three of its bytes, and takes a first read that holds nothing else
-/// for the end of the input.
-fn with_head<R: Read>(mut input: R) -> std::io::Result<(Vec<u8>, impl Read)> {
-    let mut head = [0u8; 4];
-    let mut got = 0;
-    // One `read` may return fewer bytes than asked (pipes, decoders).
-    while got < head.len() {
-        match input.read(&mut head[got..]) {
-            Ok(0) => break,
-            Ok(n) => got += n,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-    }
-    let head = head[..got].to_vec();
-    Ok((head.clone(), std::io::Cursor::new(head).chain(input)))
-}
-
 /// A reader error that ends the partition: I/O (including damaged gzip
 /// data) as [`Error::Io`], anything else as [`Error::External`].
 fn csv_error(path: &Path, err: csv::Error) -> Error {
@@ -209,7 +149,7 @@ fn parse_time(field: &[u8]) -> std::result::Result<EventTime, String> {
 /// file lacks is an [`Error::Config`], each naming the file, before any
 /// record is read; a file that is empty (or holds only blank
 /// lines) has no rows and no columns to check. The file is then read from
-/// its start on the partition's first poll, at most [`MAX_OPEN_INPUTS`] CSV
+/// its start on the partition's first poll, at most [`MAX_OPEN_INPUTS`](super::MAX_OPEN_INPUTS)
 /// files per process at once, and closed at its end. A partition's
 /// [`Partition::offset`] is the number of bytes it has read (after
 /// decompression); [`Partition::skip`] reads the rows it skips without
@@ -285,7 +225,7 @@ struct OpenCsv {
     reader: Reader,
     time_index: usize,
     headers: Option<ByteRecord>,
-    _slot: CsvSlot,
+    _slot: OpenSlot,
 }
 
 /// Where a partition's file is.
@@ -304,7 +244,7 @@ enum Row {
     Record,
     /// A row that the reader rejected, with its location and why.
     Bad(String, String),
-    /// The file is not open yet because [`MAX_OPEN_INPUTS`] others are.
+    /// The file is not open yet because [`MAX_OPEN_INPUTS`](super::MAX_OPEN_INPUTS) others are.
     Wait,
     /// The file is read to its end.
     End,
@@ -332,7 +272,7 @@ impl<T> CsvPartition<T> {
     /// place is free.
     fn next_row(&mut self) -> Result<Row> {
         if let FileState::Closed = self.file {
-            let Some(slot) = CsvSlot::take() else {
+            let Some(slot) = OpenSlot::take() else {
                 return Ok(Row::Wait);
             };
             let (mut reader, time_index) = self.format.open(&self.path)?;

@@ -18,33 +18,47 @@ use crate::time::EventTime;
 /// gzip magic bytes (`1f 8b`), whatever its name. A missing file is an
 /// error that names it.
 pub fn open_lines(path: &Path) -> Result<LineReader> {
-    let mut file = File::open(path).map_err(|e| Error::io(path, e))?;
-    // Read the first two bytes by hand: one `read` may return fewer (pipes).
-    let mut head = [0u8; 2];
-    let mut got = 0;
-    while got < head.len() {
-        match file.read(&mut head[got..]) {
-            Ok(0) => break,
-            Ok(n) => got += n,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(Error::io(path, e)),
-        }
-    }
-    let raw = std::io::Cursor::new(head[..got].to_vec()).chain(file);
-    let inner: Box<dyn BufRead> = if head[..got] == [0x1f, 0x8b] {
-        Box::new(BufReader::with_capacity(
-            1 << 16,
-            flate2::bufread::MultiGzDecoder::new(BufReader::new(raw)),
-        ))
-    } else {
-        Box::new(BufReader::with_capacity(1 << 16, raw))
-    };
     Ok(LineReader {
         path: path.to_path_buf(),
-        inner,
+        inner: Box::new(BufReader::with_capacity(1 << 16, open_bytes(path)?)),
         line: 0,
         buf: Vec::new(),
     })
+}
+
+/// Opens `path` for reading bytes, decompressing it when it starts with the
+/// gzip magic bytes (`1f 8b`), whatever its name.
+pub(crate) fn open_bytes(path: &Path) -> Result<Box<dyn Read>> {
+    let file = File::open(path).map_err(|e| Error::io(path, e))?;
+    let (head, file) = with_head(file).map_err(|e| Error::io(path, e))?;
+    if head.starts_with(&[0x1f, 0x8b]) {
+        let gz = flate2::bufread::MultiGzDecoder::new(BufReader::new(file));
+        let (_, gz) = with_head(gz).map_err(|e| Error::io(path, e))?;
+        Ok(Box::new(gz))
+    } else {
+        Ok(Box::new(file))
+    }
+}
+
+/// Reads the first four bytes of `input` (fewer at its end) and returns
+/// them with a reader that yields them in one piece before the rest. The
+/// CSV reader drops a UTF-8 byte order mark only when its first read holds
+/// all three of its bytes, and takes a first read that holds nothing else
+/// for the end of the input.
+fn with_head<R: Read>(mut input: R) -> std::io::Result<(Vec<u8>, impl Read)> {
+    let mut head = [0u8; 4];
+    let mut got = 0;
+    // One `read` may return fewer bytes than asked (pipes, decoders).
+    while got < head.len() {
+        match input.read(&mut head[got..]) {
+            Ok(0) => break,
+            Ok(n) => got += n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    let head = head[..got].to_vec();
+    Ok((head.clone(), std::io::Cursor::new(head).chain(input)))
 }
 
 /// Reads a file line by line, tracking the line number for error messages.
@@ -104,11 +118,12 @@ pub const MAX_OPEN_INPUTS: usize = 64;
 
 static OPEN_INPUTS: AtomicUsize = AtomicUsize::new(0);
 
-/// One of the [`MAX_OPEN_INPUTS`] places, given back when dropped.
-struct OpenSlot;
+/// One of the [`MAX_OPEN_INPUTS`] places, shared by every file source,
+/// given back when dropped.
+pub(crate) struct OpenSlot;
 
 impl OpenSlot {
-    fn take() -> Option<OpenSlot> {
+    pub(crate) fn take() -> Option<OpenSlot> {
         OPEN_INPUTS
             .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
                 (n < MAX_OPEN_INPUTS).then_some(n + 1)
