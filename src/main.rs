@@ -4,11 +4,17 @@ mod cli;
 
 use std::io::IsTerminal;
 
-use clap::Parser;
+use clap::{CommandFactory, FromArgMatches};
 use cli::{Cli, Command, RunJob};
 
 fn main() {
-    let cli = Cli::parse();
+    let matches = Cli::command().get_matches();
+    let mut cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
+    if let Command::Run { job } = &mut cli.command {
+        // Every process of a cluster compares these when they connect.
+        job.cluster_mut().settings =
+            keyflow::dataflow::args::agreed_settings(&matches, cli::WRITTEN_BY_ONE);
+    }
     let filter = std::env::var("RUST_LOG").unwrap_or_else(|_| cli.log.clone());
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
@@ -17,6 +23,7 @@ fn main() {
         .with_ansi(std::io::stderr().is_terminal())
         .init();
     cli::signals::install();
+    cli::signals::die_with_launcher();
     let code = match dispatch(cli.command) {
         Ok(code) => code,
         Err(e) => {
@@ -64,6 +71,7 @@ fn dispatch(command: Command) -> anyhow::Result<i32> {
         },
         Command::Baseline(args) => cli::anomaly::baseline(&args),
         Command::Cluster(cmd) => cli::cluster::launch(&cmd),
+        Command::Ready { file } => Ok(if file.exists() { 0 } else { 1 }),
         Command::Bench { what } => match what {
             cli::bench::BenchCmd::Trending(args) => cli::bench::throughput(&args),
             cli::bench::BenchCmd::Latency(args) => cli::bench::latency(&args),

@@ -256,7 +256,10 @@ fn an_unreachable_peer_is_a_clear_error_after_the_timeout() {
     );
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("could not reach process 0"), "{stderr}");
+    assert!(
+        stderr.contains("could not connect to processes 0"),
+        "{stderr}"
+    );
 }
 
 #[test]

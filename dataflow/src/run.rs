@@ -32,6 +32,26 @@ pub struct RunConfig {
     pub hosts: Vec<String>,
     /// How long to wait for peers at start-up.
     pub connect_timeout: Duration,
+    /// How long a peer may stay silent before this process gives up on it.
+    pub peer_timeout: Duration,
+    /// Settings every process of a cluster must share, as `(flag, value)`,
+    /// compared when the processes connect (the layout is always compared).
+    pub settings: Vec<(String, String)>,
+    /// The secret that processes of one cluster prove they hold.
+    pub secret: Option<ClusterSecret>,
+    /// A file created once this process has joined its cluster (a readiness
+    /// signal for orchestrators).
+    pub ready_file: Option<std::path::PathBuf>,
+}
+
+/// A cluster secret; never printed.
+#[derive(Clone, PartialEq, Eq)]
+pub struct ClusterSecret(pub Vec<u8>);
+
+impl std::fmt::Debug for ClusterSecret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ClusterSecret(..)")
+    }
 }
 
 impl RunConfig {
@@ -44,6 +64,10 @@ impl RunConfig {
             process: 0,
             hosts: Vec::new(),
             connect_timeout: Duration::from_secs(30),
+            peer_timeout: Duration::from_secs(30),
+            settings: Vec::new(),
+            secret: None,
+            ready_file: None,
         }
     }
 
@@ -345,47 +369,42 @@ where
             }
         }
     }
-    let timely_config = ctx.config.timely_config();
     let shared = Arc::clone(&ctx);
-    let start = move || {
-        timely::execute(timely_config, move |worker| {
-            let index = worker.index();
-            let outcome = catch_unwind(AssertUnwindSafe(|| {
-                let value = build(worker, &shared)?;
-                if let Some(c) = shared.checkpointer() {
-                    c.seal(worker.index());
-                }
-                step_until_done(worker, &shared);
-                Ok(value)
-            }));
-            let error = match outcome {
-                Ok(Ok(value)) => return Some(value),
-                Ok(Err(error)) => error,
-                Err(payload) => Error::WorkerPanic {
-                    worker: index,
-                    message: panic_message(&*payload),
-                },
-            };
-            shared.fail(error);
-            for id in worker.installed_dataflows() {
-                worker.drop_dataflow(id);
+    let work = move |worker: &mut Worker| {
+        let index = worker.index();
+        let outcome = catch_unwind(AssertUnwindSafe(|| {
+            let value = build(worker, &shared)?;
+            if let Some(c) = shared.checkpointer() {
+                c.seal(worker.index());
             }
-            None
-        })
+            step_until_done(worker, &shared);
+            Ok(value)
+        }));
+        let error = match outcome {
+            Ok(Ok(value)) => return Some(value),
+            Ok(Err(error)) => error,
+            Err(payload) => Error::WorkerPanic {
+                worker: index,
+                message: panic_message(&*payload),
+            },
+        };
+        shared.fail(error);
+        for id in worker.installed_dataflows() {
+            worker.drop_dataflow(id);
+        }
+        None
     };
+    let mut watch = None;
     let guards = if ctx.config.processes > 1 {
-        let c = &ctx.config;
-        crate::handshake::handshake(&crate::handshake::Mesh {
-            process: c.process,
-            processes: c.processes,
-            workers: c.workers,
-            hosts: &c.hosts,
-            connect_timeout: c.connect_timeout,
-        })?;
+        let (builders, comms, heartbeat) = join_cluster(&ctx.config)?;
+        watch = Some(heartbeat);
         watch_network_threads(&ctx);
-        connect_within(&ctx.config, start)?
+        mark_ready(&ctx.config)?;
+        timely::execute::execute_from(builders, comms, WorkerConfig::default(), work)
+            .map_err(Error::Startup)?
     } else {
-        start().map_err(Error::Startup)?
+        mark_ready(&ctx.config)?;
+        timely::execute(ctx.config.timely_config(), work).map_err(Error::Startup)?
     };
     let mut values = Vec::new();
     for joined in guards.join() {
@@ -396,6 +415,11 @@ where
         }
     }
     let failure = ctx.take_failure();
+    if let (Some(watch), None) = (watch, &failure) {
+        // Only a process that ended well says so: after a failure, its
+        // peers should see the link close and stop too.
+        watch.bye();
+    }
     if let Some(c) = ctx.checkpointer() {
         let finished = c.finish(failure.is_none());
         if let (None, Err(e)) = (&failure, finished) {
@@ -441,37 +465,63 @@ fn watch_network_threads(ctx: &Arc<Context>) {
     }));
 }
 
-/// Starts a cluster process, giving up with a clear error if its peers are
-/// not all connected within the configured timeout (timely itself would
-/// retry forever). On a timeout the connecting thread is left behind: the
-/// caller is expected to exit the process.
-fn connect_within<G: Send + 'static>(
+/// Forms the mesh with this process's peers (see [`crate::mesh`]), starts
+/// the heartbeat on its control links, and builds timely's allocators over
+/// its data links.
+fn join_cluster(
     config: &RunConfig,
-    start: impl FnOnce() -> std::result::Result<G, String> + Send + 'static,
-) -> Result<G> {
-    let (tx, rx) = std::sync::mpsc::channel();
-    let me = config.hosts[config.process].clone();
-    std::thread::Builder::new()
-        .name("keyflow-connect".into())
-        .spawn(move || {
-            let _ = tx.send(start());
-        })
-        .map_err(|e| Error::Startup(e.to_string()))?;
-    match rx.recv_timeout(config.connect_timeout) {
-        Ok(Ok(guards)) => Ok(guards),
-        Ok(Err(message)) => Err(Error::Startup(format!(
-            "process {} (listening on {me}): {message}",
-            config.process
-        ))),
-        Err(_) => Err(Error::Startup(format!(
-            "process {} (listening on {me}) could not reach all of its {} peers {:?} within {}; \
-             check that every process was started with the same --processes/--workers and host file, \
-             and that the ports are open",
-            config.process,
-            config.processes - 1,
-            config.hosts,
-            humantime::format_duration(config.connect_timeout)
-        ))),
+) -> Result<(
+    Vec<timely::communication::AllocatorBuilder>,
+    Box<dyn Any + Send>,
+    crate::mesh::Watch,
+)> {
+    use timely::communication::allocator::zero_copy::initialize::initialize_networking_from_sockets;
+    use timely::communication::allocator::ProcessBuilder;
+    use timely::communication::{AllocatorBuilder, Hooks};
+
+    let secret = config
+        .secret
+        .as_ref()
+        .map(|s| s.0.as_slice())
+        .unwrap_or(&[]);
+    let links = crate::mesh::form(&crate::mesh::Mesh {
+        process: config.process,
+        processes: config.processes,
+        workers: config.workers,
+        hosts: &config.hosts,
+        connect_timeout: config.connect_timeout,
+        settings: &config.settings,
+        secret,
+    })?;
+    let watch = crate::mesh::Watch::start(
+        config.process,
+        &config.hosts,
+        links.control,
+        config.peer_timeout,
+        crate::mesh::watch::exit_on_lost(),
+    )
+    .map_err(|e| Error::Startup(format!("cannot start the heartbeat: {e}")))?;
+    let hooks = Hooks::default();
+    let local =
+        ProcessBuilder::new_typed_vector(config.workers, hooks.refill.clone(), hooks.spill.clone());
+    let (builders, comms) = initialize_networking_from_sockets(
+        local,
+        links.data,
+        config.process,
+        config.workers,
+        hooks,
+    )
+    .map_err(|e| Error::Startup(format!("cannot start timely's network threads: {e}")))?;
+    let builders = builders.into_iter().map(AllocatorBuilder::Tcp).collect();
+    Ok((builders, Box::new(comms), watch))
+}
+
+/// Creates the ready file, if one is asked for, once the process has joined
+/// its cluster.
+fn mark_ready(config: &RunConfig) -> Result<()> {
+    match &config.ready_file {
+        Some(path) => std::fs::write(path, b"ready\n").map_err(|e| Error::io(path, e)),
+        None => Ok(()),
     }
 }
 

@@ -156,7 +156,7 @@ fn checkpoint_dir(command: &[String]) -> Option<PathBuf> {
 
 /// Starts every process once and watches them until they all end or one
 /// fails.
-fn run_once(cmd: &ClusterCmd, dir: &std::path::Path) -> anyhow::Result<Outcome> {
+fn run_once(cmd: &ClusterCmd, dir: &std::path::Path, secret: &str) -> anyhow::Result<Outcome> {
     let ports = pick_ports(cmd.processes, cmd.base_port)?;
     let hostfile = dir.join("hosts");
     let hosts: String = ports.iter().map(|p| format!("127.0.0.1:{p}\n")).collect();
@@ -174,6 +174,12 @@ fn run_once(cmd: &ClusterCmd, dir: &std::path::Path) -> anyhow::Result<Outcome> 
         // A single process takes no host file (the job refuses one).
         if cmd.processes > 1 {
             command.arg("--hostfile").arg(&hostfile);
+        }
+        // Members die with the launcher, and prove to each other that they
+        // were started by it (a fresh secret per launch, unless one is given).
+        command.env(super::signals::LAUNCHER_PID, std::process::id().to_string());
+        if !secret.is_empty() {
+            command.env("KEYFLOW_CLUSTER_SECRET", secret);
         }
         let spawned = command
             .stdout(Stdio::piped())
@@ -251,7 +257,13 @@ pub fn launch(cmd: &ClusterCmd) -> anyhow::Result<i32> {
             "after `--` give the job command, e.g. `keyflow cluster --processes 2 -- run trending`"
         );
     }
-    for flag in ["--workers", "--processes", "--process", "--hostfile"] {
+    for flag in [
+        "--workers",
+        "--processes",
+        "--process",
+        "--hostfile",
+        "--peers",
+    ] {
         if cmd
             .command
             .iter()
@@ -266,9 +278,22 @@ pub fn launch(cmd: &ClusterCmd) -> anyhow::Result<i32> {
     let checkpoints = checkpoint_dir(&cmd.command);
     let dir: PathBuf = std::env::temp_dir().join(format!("keyflow-cluster-{}", std::process::id()));
     std::fs::create_dir_all(&dir)?;
+    let given = std::env::var_os("KEYFLOW_CLUSTER_SECRET").is_some()
+        || cmd
+            .command
+            .iter()
+            .any(|a| a.starts_with("--cluster-secret-file"));
+    let secret = if given {
+        String::new()
+    } else {
+        use rand::RngCore;
+        let mut bytes = [0u8; 32];
+        rand::rngs::OsRng.fill_bytes(&mut bytes);
+        bytes.iter().map(|b| format!("{b:02x}")).collect()
+    };
     let mut attempt = 0;
     let code = loop {
-        let outcome = run_once(cmd, &dir);
+        let outcome = run_once(cmd, &dir, &secret);
         let (code, cause) = match outcome {
             Ok(Outcome::Done(code)) => break code,
             Ok(Outcome::Failed(code, cause)) => (code, cause),

@@ -47,6 +47,12 @@ pub enum Command {
     Baseline(Box<anomaly::BaselineArgs>),
     /// Start a local multi-process cluster running one job.
     Cluster(cluster::ClusterCmd),
+    /// Exit 0 when FILE exists, 1 otherwise: a readiness probe for a
+    /// process started with `--ready-file FILE`, for images without a shell.
+    Ready {
+        /// The file a job's `--ready-file` names.
+        file: std::path::PathBuf,
+    },
     /// Measure the trending job (use a release build).
     Bench {
         /// What to measure.
@@ -54,6 +60,21 @@ pub enum Command {
         what: bench::BenchCmd,
     },
 }
+
+/// Output flags whose files one process writes: the processes of a cluster
+/// must agree on whether they are given, not on their paths.
+pub const WRITTEN_BY_ONE: &[&str] = &[
+    "out",
+    "late_out",
+    "hourly_out",
+    "baseline_out",
+    "trending_out",
+    "anomaly_out",
+    "alerts_out",
+    "stats_out",
+    "parquet_out",
+    "checkpoint_dir",
+];
 
 /// The bundled jobs `keyflow run` can start.
 #[derive(Debug, Subcommand)]
@@ -85,3 +106,14 @@ pub const JOBS: &[(&str, &str)] = &[
         "trending and anomaly together over one source, in one dataflow",
     ),
 ];
+
+impl RunJob {
+    /// The job's cluster flags.
+    pub fn cluster_mut(&mut self) -> &mut run_args::ClusterArgs {
+        match self {
+            RunJob::Trending(args) => &mut args.cluster,
+            RunJob::Anomaly(args) => &mut args.cluster,
+            RunJob::Pageviews(args) => &mut args.trending.cluster,
+        }
+    }
+}

@@ -52,3 +52,27 @@ pub fn received() -> Option<i32> {
         signal => Some(signal),
     }
 }
+
+/// The environment variable through which `keyflow cluster` tells its
+/// members its process id.
+pub const LAUNCHER_PID: &str = "KEYFLOW_LAUNCHER_PID";
+
+/// A member of `keyflow cluster` asks the kernel for SIGTERM when its
+/// launcher dies, however it dies (SIGKILL included), so no member is left
+/// running as an orphan. If the launcher died before the request, the
+/// member has already been re-parented and stops at once.
+pub fn die_with_launcher() {
+    let Ok(launcher) = std::env::var(LAUNCHER_PID) else {
+        return;
+    };
+    if rustix::process::set_parent_process_death_signal(Some(rustix::process::Signal::TERM))
+        .is_err()
+    {
+        return;
+    }
+    let parent = rustix::process::getppid().map(|p| p.as_raw_pid().to_string());
+    if parent.as_deref() != Some(launcher.as_str()) {
+        eprintln!("keyflow: error: the launcher (process {launcher}) is gone; stopping");
+        std::process::exit(143);
+    }
+}

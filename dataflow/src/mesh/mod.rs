@@ -1,0 +1,88 @@
+//! How the processes of a cluster find each other before timely starts.
+//!
+//! timely can connect its processes itself, but it trusts whatever connects
+//! to its port: random bytes make it panic, any client can claim to be a
+//! process, and it waits forever for a peer that never comes. keyflow
+//! therefore forms the mesh itself and hands timely only connections that
+//! passed a handshake:
+//! - process `j` dials every process `i < j` twice, once for timely's data
+//!   and once for keyflow's control link; process `i` accepts them;
+//! - every connection starts with a handshake (see [`greet`]) that bounds
+//!   what it reads (frames of at most 64 KiB) and how long it waits, checks
+//!   an HMAC over fresh nonces under the cluster secret (empty when none is
+//!   given, which keeps out strangers that do not speak the protocol but not
+//!   an attacker who does), and compares every setting that changes results,
+//!   naming the first difference;
+//! - once a process holds all its connections it tells process 0 on its
+//!   control link, and process 0 answers `go` when everyone has, or `abort`
+//!   naming who failed, so no process starts a cluster that cannot run;
+//! - afterwards the control links carry heartbeats ([`watch`]).
+//!
+//! Each process listens on its own host file address only while the mesh
+//! forms, and resolves host names again on every attempt, because pods start
+//! in any order and their DNS names appear late.
+
+mod barrier;
+mod frame;
+mod greet;
+mod hello;
+mod links;
+pub mod watch;
+
+use std::net::TcpStream;
+use std::time::Duration;
+
+pub use hello::Channel;
+pub use watch::Watch;
+
+use crate::error::Result;
+
+/// What the mesh needs to know about this process and its cluster.
+#[derive(Debug, Clone, Copy)]
+pub struct Mesh<'a> {
+    /// This process's index.
+    pub process: usize,
+    /// Number of processes.
+    pub processes: usize,
+    /// Worker threads per process.
+    pub workers: usize,
+    /// `host:port` of every process, in process order.
+    pub hosts: &'a [String],
+    /// How long forming the mesh may take in all.
+    pub connect_timeout: Duration,
+    /// Settings every process must share, as `(flag, value)`.
+    pub settings: &'a [(String, String)],
+    /// The cluster secret (empty for none).
+    pub secret: &'a [u8],
+}
+
+impl Mesh<'_> {
+    /// The layout, then the job's own settings: what the hellos compare.
+    fn agreed(&self) -> Vec<(String, String)> {
+        let mut all = vec![
+            ("--processes".to_string(), self.processes.to_string()),
+            ("--workers".to_string(), self.workers.to_string()),
+            ("host list".to_string(), self.hosts.join(",")),
+        ];
+        all.extend(self.settings.iter().cloned());
+        all
+    }
+}
+
+/// The connections of a formed mesh, indexed by process (`None` at this
+/// process's own index).
+#[derive(Debug)]
+pub struct Links {
+    /// One per peer, for timely.
+    pub data: Vec<Option<TcpStream>>,
+    /// One per peer, for heartbeats.
+    pub control: Vec<Option<TcpStream>>,
+}
+
+/// Forms the mesh: returns once this process is connected to every other
+/// and every process has said it is, or fails naming what went wrong.
+pub fn form(mesh: &Mesh<'_>) -> Result<Links> {
+    let mut links = links::connect(mesh)?;
+    barrier::cross(mesh, &mut links)?;
+    Ok(links)
+}
