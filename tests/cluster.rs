@@ -2,57 +2,13 @@
 //! clean failure when a member dies, clear errors for bad host files and
 //! mismatched settings.
 
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::path::Path;
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-const KEYFLOW: &str = env!("CARGO_BIN_EXE_keyflow");
+mod cluster_support;
 
-fn data(name: &str) -> PathBuf {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("data")
-        .join(name);
-    assert!(path.exists(), "test data {} is missing", path.display());
-    path
-}
-
-/// Waits for `child` at most `limit`, killing it after that.
-fn wait_bounded(mut child: Child, limit: Duration) -> (Output, Duration) {
-    let start = Instant::now();
-    loop {
-        if child.try_wait().unwrap().is_some() || start.elapsed() > limit {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    let elapsed = start.elapsed();
-    let _ = child.kill();
-    (child.wait_with_output().unwrap(), elapsed)
-}
-
-fn run(args: &[&str], limit: Duration) -> Output {
-    let child = Command::new(KEYFLOW)
-        .args(args)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let (out, elapsed) = wait_bounded(child, limit);
-    assert!(elapsed < limit, "keyflow {args:?} ran past {limit:?}");
-    out
-}
-
-fn dump_inputs() -> Vec<String> {
-    (10..14)
-        .map(|h| {
-            data(&format!(
-                "pagecounts-2016-08/pagecounts-20160801-{h:02}0000.gz"
-            ))
-            .display()
-            .to_string()
-        })
-        .collect()
-}
+use cluster_support::*;
 
 /// `run JOB` on `processes x workers`: through `keyflow cluster` when there
 /// are several processes, with `--workers` alone otherwise.
@@ -213,25 +169,6 @@ fn a_short_hostfile_is_rejected_before_any_work() {
         stderr.contains("the host file lists 1 addresses but --processes is 2"),
         "{stderr}"
     );
-}
-
-fn free_ports(n: usize) -> Vec<u16> {
-    let listeners: Vec<_> = (0..n)
-        .map(|_| std::net::TcpListener::bind("127.0.0.1:0").unwrap())
-        .collect();
-    listeners
-        .iter()
-        .map(|l| l.local_addr().unwrap().port())
-        .collect()
-}
-
-/// A host file naming two free loopback ports; returns its path.
-fn two_free_hosts(dir: &Path) -> String {
-    let hosts = dir.join("hosts");
-    let ports = free_ports(2);
-    let text = format!("127.0.0.1:{}\n127.0.0.1:{}\n", ports[0], ports[1]);
-    std::fs::write(&hosts, text).unwrap();
-    hosts.display().to_string()
 }
 
 #[test]

@@ -2,6 +2,7 @@
 //! (130 for Ctrl-C, 143 for SIGTERM), as a shell reports a process killed
 //! by it, after removing the temporary files of unfinished writes.
 
+use std::io::Write;
 use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
 
 use signal_hook::consts::{SIGINT, SIGTERM};
@@ -32,7 +33,9 @@ pub fn install() {
             } else {
                 "SIGTERM"
             };
-            eprintln!("keyflow: stopped by {name}");
+            // Not eprintln!, which panics when stderr is a pipe whose reader
+            // is gone (a killed launcher) and would leave this process running.
+            let _ = writeln!(std::io::stderr(), "keyflow: stopped by {name}");
             std::process::exit(128 + signal);
         }
     });
@@ -72,7 +75,10 @@ pub fn die_with_launcher() {
     }
     let parent = rustix::process::getppid().map(|p| p.as_raw_pid().to_string());
     if parent.as_deref() != Some(launcher.as_str()) {
-        eprintln!("keyflow: error: the launcher (process {launcher}) is gone; stopping");
+        let _ = writeln!(
+            std::io::stderr(),
+            "keyflow: error: the launcher (process {launcher}) is gone; stopping"
+        );
         std::process::exit(143);
     }
 }

@@ -27,7 +27,9 @@ pub type OnLost = Arc<dyn Fn(String) + Send + Sync>;
 /// The default [`OnLost`]: report and exit.
 pub fn exit_on_lost() -> OnLost {
     Arc::new(|message| {
-        eprintln!("keyflow: error: {message}");
+        use std::io::Write;
+        // Not eprintln!, which panics when stderr is a closed pipe.
+        let _ = writeln!(std::io::stderr(), "keyflow: error: {message}");
         std::process::exit(1);
     })
 }
