@@ -34,8 +34,8 @@ pub struct ClusterArgs {
     /// Worker threads per process.
     #[arg(long, short = 'w', default_value_t = 1)]
     pub workers: usize,
-    /// Number of processes in the cluster [default: 1, or the number of
-    /// --peers]
+    /// Number of processes in the cluster [default: the number of
+    /// addresses in --hostfile or --peers, else 1]
     #[arg(long)]
     pub processes: Option<usize>,
     /// Index of this process, 0..processes, or `auto`: the number after the
@@ -162,7 +162,14 @@ impl ClusterArgs {
                 _ => None,
             },
         };
-        let processes = self.processes.or(peers.as_ref().map(Vec::len)).unwrap_or(1);
+        let listed = match (&self.hostfile, peers) {
+            (Some(path), _) => Some(RunConfig::read_hostfile(path)?),
+            (None, peers) => peers,
+        };
+        let processes = self
+            .processes
+            .or(listed.as_ref().map(Vec::len))
+            .unwrap_or(1);
         if let (Some(path), 1) = (&self.hostfile, processes) {
             return Err(Error::Config(format!(
                 "--hostfile {} does nothing with --processes 1: a single process needs no \
@@ -170,11 +177,10 @@ impl ClusterArgs {
                 path.display()
             )));
         }
-        let hosts = match (&self.hostfile, peers, processes) {
-            (Some(path), _, _) => RunConfig::read_hostfile(path)?,
-            (None, Some(peers), _) => peers,
-            (None, None, 1) => Vec::new(),
-            (None, None, n) => {
+        let hosts = match (listed, processes) {
+            (Some(hosts), _) => hosts,
+            (None, 1) => Vec::new(),
+            (None, n) => {
                 return Err(Error::Config(format!(
                     "--processes {n} needs --hostfile with {n} host:port lines, or --peers"
                 )))
