@@ -4,8 +4,18 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 # Beyond the Rust toolchain (1.95), the tests need a C linker for rustc
-# (gcc) and, in the cluster tests, pgrep and kill (procps).
-bash scripts/install-deps.sh gcc procps
+# (gcc), in the cluster tests pgrep and kill (procps), and for the
+# multi-host test ip (iproute2) and podman to build the container image.
+bash scripts/install-deps.sh gcc procps iproute2 podman
+# The container image, built from this checkout's binary (a debug build,
+# to keep the test run short; deploy/build-image.sh packages the release
+# binary by default). The multi-host test runs the pods from its exported
+# filesystem.
+cargo build --bin keyflow
+rm -rf target/image-rootfs
+bash deploy/build-image.sh --binary target/debug/keyflow --tag localhost/keyflow:test \
+  --export target/image-rootfs
+export KEYFLOW_IMAGE_ROOTFS="$PWD/target/image-rootfs"
 # Tests that need an example or the CLI binary build it themselves.
 cargo test --workspace --all-targets
 # A custom job's light dependency: the DSL and operators without the bundled

@@ -321,6 +321,39 @@ fn cluster_members_killed_and_restarted_give_identical_output() {
 }
 
 #[test]
+fn a_stopped_member_is_noticed_and_the_cluster_resumes_from_its_checkpoint() {
+    // SIGSTOP leaves a member's sockets open, as a partition does: only the
+    // heartbeat notices. The launcher then restarts both from the checkpoint.
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("views.jsonl.gz");
+    gzip_events(&input);
+    let l = Layout {
+        dir: dir.path(),
+        input: &input,
+    };
+    let want = reference(&l, "ref", "1");
+    let ck = l.ckpt("s");
+    let job = l.args("s", &["--checkpoint-dir", &p(&ck), "--peer-timeout", "2s"]);
+    let mut args = s(&["cluster", "--processes", "2", "--restart", "3", "--"]);
+    args.extend(job);
+    let child = cmd(&args).spawn().expect("start the cluster");
+    std::thread::sleep(Duration::from_millis(1500));
+    let members = children_of(child.id());
+    assert_eq!(members.len(), 2, "the run ended too soon");
+    let _ = Command::new("kill")
+        .args(["-STOP", &members[1].to_string()])
+        .status();
+    let out = wait_bounded(child, Duration::from_secs(400));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    assert!(
+        err.contains("lost process 1") && err.contains("restart 1 of 3"),
+        "{err}"
+    );
+    assert_same("a stopped member", &l.outputs("s"), &want);
+}
+
+#[test]
 fn the_pageviews_job_killed_and_restarted_writes_every_output_the_same() {
     // Trending and anomaly in one dataflow: the minutes, the hourly files,
     // the scores and the folded baseline all survive kills and rescaling.
