@@ -440,6 +440,7 @@ where
 fn watch_network_threads(ctx: &Arc<Context>) {
     let process = ctx.config.process;
     let workers = ctx.config.workers;
+    let hosts = ctx.config.hosts.clone();
     let ctx = Arc::downgrade(ctx);
     let previous = std::panic::take_hook();
     std::panic::set_hook(Box::new(move |info| {
@@ -454,9 +455,18 @@ fn watch_network_threads(ctx: &Arc<Context>) {
             if done {
                 return;
             }
-            eprintln!(
-                "keyflow: error: process {process} lost the connection to a peer process \
-                 ({}); a process of the cluster has stopped",
+            // timely names these threads after the peer's index.
+            let peer = name
+                .rsplit_once('-')
+                .and_then(|(_, i)| i.parse::<usize>().ok())
+                .filter(|&i| i < hosts.len())
+                .map(|i| format!("process {i} ({})", hosts[i]))
+                .unwrap_or_else(|| "a peer process".to_string());
+            use std::io::Write;
+            let _ = writeln!(
+                std::io::stderr(),
+                "keyflow: error: process {process} lost {peer}: {}; a process of the cluster \
+                 has stopped",
                 panic_message(info.payload())
             );
             std::process::exit(1);
