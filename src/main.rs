@@ -71,6 +71,7 @@ fn dispatch(command: Command) -> anyhow::Result<i32> {
         },
         Command::Baseline(args) => cli::anomaly::baseline(&args),
         Command::Cluster(cmd) => cli::cluster::launch(&cmd),
+        Command::Generate(args) => cli::generate::generate(&args),
         Command::Ready { file } => Ok(if file.exists() { 0 } else { 1 }),
         Command::Bench { what } => match what {
             cli::bench::BenchCmd::Trending(args) => cli::bench::throughput(&args),

@@ -55,6 +55,9 @@ pub mod window;
 pub use error::{Error, ErrorClass, Result};
 pub use flow::{Dataflow, Events};
 pub use hash::stable_hash;
+/// The Redis client the Redis sink and stream source use.
+#[cfg(feature = "redis")]
+pub use redis;
 pub use timely;
 
 /// Records that can cross workers and processes (serializable, cloneable,

@@ -49,7 +49,8 @@ fn parse_bad_input(text: &str) -> Result<BadInputPolicy, String> {
 fn format(arg: FormatArg) -> InputFormat {
     match arg {
         FormatArg::Jsonl => InputFormat::Jsonl,
-        FormatArg::Dump => InputFormat::Dump,
+        // Refused before this is reached (see `baseline`).
+        FormatArg::Dump | FormatArg::RedisStream => InputFormat::Dump,
     }
 }
 
@@ -62,6 +63,11 @@ fn dump_time(arg: DumpTimeArg) -> DumpTime {
 
 /// `keyflow baseline`.
 pub fn baseline(args: &BaselineArgs) -> anyhow::Result<i32> {
+    if args.input_format == FormatArg::RedisStream {
+        anyhow::bail!(
+            "keyflow baseline reads files: --input-format redis-stream is for `keyflow run`"
+        );
+    }
     let run = args.cluster.run_config()?;
     super::validate::baseline(args)?;
     let config = BaselineConfig {
@@ -172,6 +178,9 @@ pub struct AnomalyArgs {
     /// Where events come from.
     #[command(flatten)]
     pub source: SourceArgs,
+    /// Results in Redis.
+    #[command(flatten)]
+    pub redis: super::redis_out::RedisArgs,
     /// Checkpoints.
     #[command(flatten)]
     pub checkpoint: super::checkpoint_args::CheckpointArgs,
@@ -189,7 +198,7 @@ fn checkpoint_plan(
     source: &SourceArgs,
     baseline: &std::path::Path,
 ) -> anyhow::Result<Option<super::checkpoint_args::Plan>> {
-    let mut inputs = source.inputs.clone();
+    let mut inputs = source.files().to_vec();
     inputs.push(baseline.to_path_buf());
     let plan = checkpoint.plan(job, &semantic, &inputs)?;
     if let super::checkpoint_args::Plan::Finished(dir) = &plan {
@@ -240,7 +249,9 @@ pub fn run_anomaly(args: &AnomalyArgs) -> anyhow::Result<i32> {
     }
     let source_config = args.source.source_config();
     source_config.validate()?;
-    let make_source = pageview_source(&args.source)?;
+    let (make_source, acker) = pageview_source(&args.source)?;
+    acker.refuse_checkpoints(run_config.checkpoint.is_some())?;
+    let redis = args.redis.config()?;
     let processes = run_config.processes;
     let ctx = Arc::new(Context::new(run_config));
     let progress = Progress::start(&ctx, args.quiet);
@@ -255,11 +266,17 @@ pub fn run_anomaly(args: &AnomalyArgs) -> anyhow::Result<i32> {
                 Ok(StdoutSink(|_, h: &AnomalyHour| anomaly_table(h)))
             })?;
         }
+        if let Some(config) = &redis {
+            hours
+                .clone()
+                .sink("redis", || super::redis_out::anomaly_sink(config.clone()))?;
+        }
         if let Some(path) = &out {
             hours.sink("out", || JsonLinesSink::create(path))?;
         }
         Ok(())
     })?;
+    acker.acknowledge()?;
     drop(progress);
     super::progress::summary(&ctx, quiet);
     super::validate::some_input_was_good(&ctx, processes)?;
@@ -319,7 +336,9 @@ pub fn run_pageviews(args: &PageviewsArgs) -> anyhow::Result<i32> {
     }
     let source_config = args.trending.source.source_config();
     source_config.validate()?;
-    let make_source = pageview_source(&args.trending.source)?;
+    let (make_source, acker) = pageview_source(&args.trending.source)?;
+    acker.refuse_checkpoints(run_config.checkpoint.is_some())?;
+    let redis = args.trending.redis.config()?;
     let processes = run_config.processes;
     let ctx = Arc::new(Context::new(run_config));
     let quiet = args.trending.quiet;
@@ -351,7 +370,16 @@ pub fn run_pageviews(args: &PageviewsArgs) -> anyhow::Result<i32> {
         if let Some(path) = &args.trending_out {
             minutes
                 .minutes
+                .clone()
                 .sink("trending-out", || JsonLinesSink::create(path))?;
+        }
+        if let Some(config) = &redis {
+            minutes.minutes.clone().sink("trending-redis", || {
+                super::redis_out::trending_sink(config.clone())
+            })?;
+            hours.clone().sink("anomaly-redis", || {
+                super::redis_out::anomaly_sink(config.clone())
+            })?;
         }
         if let Some(path) = &args.anomaly_out {
             hours.sink("anomaly-out", || JsonLinesSink::create(path))?;
@@ -367,6 +395,7 @@ pub fn run_pageviews(args: &PageviewsArgs) -> anyhow::Result<i32> {
         }
         Ok(())
     })?;
+    acker.acknowledge()?;
     drop(progress);
     super::progress::summary(&ctx, quiet);
     super::validate::some_input_was_good(&ctx, processes)?;

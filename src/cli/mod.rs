@@ -5,7 +5,9 @@ pub mod bench;
 pub mod checkpoint_args;
 pub mod cluster;
 pub mod explain;
+pub mod generate;
 pub mod progress;
+pub mod redis_out;
 pub mod reference;
 pub mod run_args;
 pub mod signals;
@@ -45,6 +47,9 @@ pub enum Command {
     },
     /// Build a baseline of hourly averages from historical dump files.
     Baseline(Box<anomaly::BaselineArgs>),
+    /// Write the generator's pageview events as JSON lines or into a Redis
+    /// stream.
+    Generate(Box<generate::GenerateArgs>),
     /// Start a local multi-process cluster running one job.
     Cluster(cluster::ClusterCmd),
     /// Exit 0 when FILE exists, 1 otherwise: a readiness probe for a

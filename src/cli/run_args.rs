@@ -16,6 +16,8 @@ pub enum InputFormat {
     Jsonl,
     /// Wikimedia pagecounts/pageviews dump files.
     Dump,
+    /// A Redis stream (--input redis://HOST:PORT/DB --stream NAME).
+    RedisStream,
 }
 
 /// Whether a dump file's hour stamp marks the start or the end of its hour.
@@ -37,7 +39,7 @@ pub struct TypedDuration {
     pub text: String,
 }
 
-fn parse_typed_duration(text: &str) -> Result<TypedDuration, String> {
+pub(crate) fn parse_typed_duration(text: &str) -> Result<TypedDuration, String> {
     Ok(TypedDuration {
         value: parse_duration(text)?,
         text: text.to_string(),
@@ -45,10 +47,10 @@ fn parse_typed_duration(text: &str) -> Result<TypedDuration, String> {
 }
 
 /// The generator's defaults, shown in `--help`.
-const DEFAULT_ARTICLES: u32 = 6_000_000;
-const DEFAULT_SEED: u64 = 42;
-const DEFAULT_RATE: u64 = 1_000;
-const DEFAULT_DURATION: &str = "75m";
+pub(crate) const DEFAULT_ARTICLES: u32 = 6_000_000;
+pub(crate) const DEFAULT_SEED: u64 = 42;
+pub(crate) const DEFAULT_RATE: u64 = 1_000;
+pub(crate) const DEFAULT_DURATION: &str = "75m";
 
 /// Where events come from and how their time is judged.
 #[derive(Debug, Clone, Args)]
@@ -94,6 +96,17 @@ pub struct SourceArgs {
     /// Records this far ahead of the watermark are rejected and counted.
     #[arg(long, default_value = "7days", value_parser = parse_typed_duration, value_name = "DURATION")]
     pub max_future: TypedDuration,
+    /// With --input-format redis-stream: the stream (several, comma-separated,
+    /// are one partition each).
+    #[arg(long, value_name = "NAME")]
+    pub stream: Option<String>,
+    /// With --input-format redis-stream: the consumer group [default: keyflow]
+    #[arg(long, value_name = "NAME")]
+    pub group: Option<String>,
+    /// With --input-format redis-stream: read up to the last entry present
+    /// at start, then end.
+    #[arg(long)]
+    pub bounded: bool,
     /// Malformed input: drop (count and skip; a run in which every record
     /// was malformed still fails) or fail (stop, naming file and line).
     #[arg(long, default_value = "drop", value_parser = parse_bad_input)]
@@ -146,6 +159,7 @@ impl SourceArgs {
                 future.text
             );
         }
+        self.check_stream_flags()?;
         if self.inputs.is_empty() {
             if let Some(format) = self.input_format {
                 anyhow::bail!(
@@ -192,9 +206,73 @@ impl SourceArgs {
         Ok(())
     }
 
+    fn check_stream_flags(&self) -> anyhow::Result<()> {
+        if self.format() != InputFormat::RedisStream {
+            for (flag, given) in [
+                ("--stream", self.stream.is_some()),
+                ("--group", self.group.is_some()),
+                ("--bounded", self.bounded),
+            ] {
+                if given {
+                    anyhow::bail!("{flag} needs --input-format redis-stream");
+                }
+            }
+            return Ok(());
+        }
+        match self.inputs.as_slice() {
+            [url]
+                if url.to_string_lossy().starts_with("redis://")
+                    || url.to_string_lossy().starts_with("rediss://") => {}
+            _ => anyhow::bail!(
+                "--input-format redis-stream needs one --input redis://HOST:PORT/DB, not {:?}",
+                self.inputs
+            ),
+        }
+        if self.stream.as_deref().is_none_or(|s| s.trim().is_empty()) {
+            anyhow::bail!("--input-format redis-stream needs --stream NAME");
+        }
+        if let Some(time) = self.dump_time {
+            anyhow::bail!(
+                "--dump-time {} does nothing with a Redis stream, whose entries carry their own `ts`",
+                dump_time_name(time)
+            );
+        }
+        Ok(())
+    }
+
+    /// The input files (none for a Redis stream, whose --input is a URL).
+    pub fn files(&self) -> &[PathBuf] {
+        if self.format() == InputFormat::RedisStream {
+            &[]
+        } else {
+            &self.inputs
+        }
+    }
+
+    /// The Redis stream source's configuration, for --input-format
+    /// redis-stream.
+    pub fn stream_config(&self) -> Option<keyflow::dataflow::source::RedisStreamConfig> {
+        if self.format() != InputFormat::RedisStream {
+            return None;
+        }
+        Some(keyflow::dataflow::source::RedisStreamConfig {
+            url: self.inputs.first()?.to_string_lossy().into_owned(),
+            streams: self
+                .stream
+                .as_deref()?
+                .split(',')
+                .map(|s| s.trim().to_string())
+                .filter(|s| !s.is_empty())
+                .collect(),
+            group: self.group.clone().unwrap_or_else(|| "keyflow".to_string()),
+            bounded: self.bounded,
+            retry_for: std::time::Duration::from_secs(60),
+        })
+    }
+
     /// Fails fast on a missing input file, naming it.
     pub fn check_inputs(&self) -> anyhow::Result<()> {
-        for path in &self.inputs {
+        for path in self.files() {
             if !path.exists() {
                 anyhow::bail!("input {} does not exist", path.display());
             }
@@ -207,6 +285,7 @@ fn format_name(format: InputFormat) -> &'static str {
     match format {
         InputFormat::Jsonl => "jsonl",
         InputFormat::Dump => "dump",
+        InputFormat::RedisStream => "redis-stream",
     }
 }
 

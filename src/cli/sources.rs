@@ -9,16 +9,20 @@ use super::run_args::{DumpTimeArg, InputFormat as FormatArg, SourceArgs};
 /// worker.
 pub fn pageview_source(
     args: &SourceArgs,
-) -> anyhow::Result<impl Fn() -> keyflow::dataflow::Result<PageviewSource> + Send + Sync + 'static>
-{
+) -> anyhow::Result<(
+    impl Fn() -> keyflow::dataflow::Result<PageviewSource> + Send + Sync + 'static,
+    Acker,
+)> {
     args.check_flags()?;
-    let source = if args.inputs.is_empty() {
+    let source = if let Some(config) = args.stream_config() {
+        PageviewSource::RedisStream(keyflow::jobs::pageviews::stream_source(config)?)
+    } else if args.inputs.is_empty() {
         PageviewSource::generator(args.generator())?
     } else {
         args.check_inputs()?;
         let format = match args.format() {
             FormatArg::Jsonl => InputFormat::Jsonl,
-            FormatArg::Dump => InputFormat::Dump,
+            FormatArg::Dump | FormatArg::RedisStream => InputFormat::Dump,
         };
         let dump_time = match args.dump_time.unwrap_or(DumpTimeArg::Start) {
             DumpTimeArg::Start => DumpTime::Start,
@@ -26,7 +30,41 @@ pub fn pageview_source(
         };
         PageviewSource::from_files(format, &args.inputs, dump_time)?
     };
+    let acker = Acker(match &source {
+        PageviewSource::RedisStream(s) => Some(s.clone()),
+        _ => None,
+    });
     // The source is cheap to clone: workers get their own copy.
     let shared = std::sync::Mutex::new(source);
-    Ok(move || Ok(shared.lock().unwrap_or_else(|p| p.into_inner()).clone()))
+    let make = move || Ok(shared.lock().unwrap_or_else(|p| p.into_inner()).clone());
+    Ok((make, acker))
+}
+
+/// Acknowledges a Redis stream's entries once the run that read them has
+/// ended well (a no-op for other sources).
+pub struct Acker(
+    Option<keyflow::dataflow::source::RedisStreamSource<keyflow::jobs::pageviews::PageView>>,
+);
+
+impl Acker {
+    /// Call after the run returned successfully: its results are written.
+    pub fn acknowledge(&self) -> anyhow::Result<()> {
+        if let Some(source) = &self.0 {
+            let n = source.acknowledge()?;
+            tracing::info!("acknowledged {n} stream entries");
+        }
+        Ok(())
+    }
+
+    /// Refuses checkpoints for a Redis stream input.
+    pub fn refuse_checkpoints(&self, checkpointing: bool) -> anyhow::Result<()> {
+        if checkpointing && self.0.is_some() {
+            anyhow::bail!(
+                "--checkpoint-dir with --input-format redis-stream is not supported yet: the \
+                 stream is read at least once through its consumer group (entries are \
+                 acknowledged when a run ends well), not restored from a checkpoint"
+            );
+        }
+        Ok(())
+    }
 }

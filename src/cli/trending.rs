@@ -63,6 +63,9 @@ pub struct TrendingArgs {
     /// Where events come from.
     #[command(flatten)]
     pub source: SourceArgs,
+    /// Results in Redis.
+    #[command(flatten)]
+    pub redis: super::redis_out::RedisArgs,
     /// Checkpoints.
     #[command(flatten)]
     pub checkpoint: CheckpointArgs,
@@ -116,7 +119,7 @@ impl TrendingArgs {
     /// The paths this run reads and writes.
     pub fn paths(&self) -> RunPaths<'_> {
         RunPaths::new()
-            .inputs(&self.source.inputs)
+            .inputs(self.source.files())
             .output("--out", self.out.as_ref())
             .output("--late-out", self.late_out.as_ref())
             .output_dir("--hourly-out", self.hourly_out.as_ref())
@@ -238,7 +241,7 @@ pub fn run(args: &TrendingArgs) -> anyhow::Result<i32> {
     );
     match args
         .checkpoint
-        .plan("trending", &semantic, &args.source.inputs)?
+        .plan("trending", &semantic, args.source.files())?
     {
         Plan::Off => {}
         Plan::Finished(dir) => {
@@ -247,7 +250,9 @@ pub fn run(args: &TrendingArgs) -> anyhow::Result<i32> {
         }
         Plan::Run(checkpoint) => run_config.checkpoint = Some(checkpoint),
     }
-    let make_source = pageview_source(&args.source)?;
+    let (make_source, acker) = pageview_source(&args.source)?;
+    acker.refuse_checkpoints(run_config.checkpoint.is_some())?;
+    let redis = args.redis.config()?;
     let processes = run_config.processes;
     let ctx = Arc::new(Context::new(run_config));
     let progress = Progress::start(&ctx, args.quiet);
@@ -283,8 +288,14 @@ pub fn run(args: &TrendingArgs) -> anyhow::Result<i32> {
                 .clone()
                 .sink("late", || Ok(LateSink(JsonLinesSink::create(path)?)))?;
         }
+        if let Some(config) = &redis {
+            out.minutes
+                .clone()
+                .sink("redis", || super::redis_out::trending_sink(config.clone()))?;
+        }
         Ok(())
     })?;
+    acker.acknowledge()?;
     drop(progress);
     super::progress::summary(&ctx, quiet);
     super::validate::some_input_was_good(&ctx, processes)?;

@@ -325,7 +325,7 @@ pub fn baseline(args: &super::anomaly::BaselineArgs) -> anyhow::Result<()> {
 /// `keyflow run anomaly`: its inputs, `--baseline` and outputs.
 pub fn anomaly(args: &super::anomaly::AnomalyArgs) -> anyhow::Result<()> {
     RunPaths::new()
-        .inputs(&args.source.inputs)
+        .inputs(args.source.files())
         .reads("--baseline", &args.scoring.baseline)
         .output("--out", args.out.as_ref())
         .output("--baseline-out", args.scoring.baseline_out.as_ref())
@@ -355,7 +355,7 @@ pub fn pageviews(args: &super::anomaly::PageviewsArgs) -> anyhow::Result<()> {
         bail!("--late side-output does nothing with `run pageviews`, which has no late output");
     }
     RunPaths::new()
-        .inputs(&trending.source.inputs)
+        .inputs(trending.source.files())
         .reads("--baseline", &args.scoring.baseline)
         .output("--trending-out", args.trending_out.as_ref())
         .output("--anomaly-out", args.anomaly_out.as_ref())

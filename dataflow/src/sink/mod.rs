@@ -18,6 +18,8 @@
 mod jsonl;
 mod ordered;
 mod partitioned;
+#[cfg(feature = "redis")]
+mod redis;
 
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -30,6 +32,8 @@ use crate::error::Result;
 use crate::run::Context;
 use crate::time::EventTime;
 
+#[cfg(feature = "redis")]
+pub use self::redis::{RedisConfig, RedisConnection, RedisEntries, RedisSink};
 pub use jsonl::{remove_stale_temps, remove_temporary_files, temp_name, JsonLinesSink};
 pub(crate) use ordered::sink_stream;
 pub(crate) use partitioned::sink_partitioned;

@@ -10,6 +10,8 @@ mod csv;
 mod iter;
 mod jsonl;
 mod operator;
+#[cfg(feature = "redis")]
+mod redis_stream;
 mod watermark;
 
 use std::time::Duration;
@@ -26,6 +28,8 @@ pub use jsonl::{
     check_exists, open_lines, InputFile, JsonLinesSource, LineReader, NextLine, MAX_OPEN_INPUTS,
 };
 pub(crate) use operator::source_stream;
+#[cfg(feature = "redis")]
+pub use redis_stream::{ParseEntry, RedisStreamConfig, RedisStreamSource, CONSUMER};
 pub use watermark::PartitionClock;
 
 /// A stream of `(event time, data)` records. Each record travels at a timely

@@ -78,7 +78,7 @@ fn parse_fields(line: &str) -> Result<JsonView<'_>, String> {
 
 /// Project codes and titles become fields of space-separated dump lines
 /// downstream, so they must be non-empty and free of whitespace.
-fn check_name(what: &str, value: &str) -> Result<(), String> {
+pub(crate) fn check_name(what: &str, value: &str) -> Result<(), String> {
     if value.is_empty() {
         return Err(format!("{what} is empty"));
     }

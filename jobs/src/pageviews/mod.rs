@@ -30,6 +30,7 @@ mod dump;
 mod dump_source;
 mod generator;
 mod jsonl;
+mod stream;
 mod zipf;
 
 #[cfg(test)]
@@ -55,6 +56,7 @@ pub use dump::{
 pub use dump_source::DumpSource;
 pub use generator::{Burst, GeneratorConfig, GeneratorSource, DEFAULT_START_MS, ZIPF_EXPONENT};
 pub use jsonl::{parse_json_line, JsonlSource};
+pub use stream::{parse_stream_entry, stream_source};
 pub use zipf::{SplitMix64, Zipf};
 
 /// The format of pageview input files.
@@ -164,6 +166,8 @@ pub enum PageviewSource {
     Dump(DumpSource),
     /// The generator.
     Generator(GeneratorSource),
+    /// Redis streams, see [`stream_source`].
+    RedisStream(keyflow_dataflow::source::RedisStreamSource<PageView>),
 }
 
 impl PageviewSource {
@@ -196,6 +200,7 @@ impl Source for PageviewSource {
             PageviewSource::Jsonl(s) => s.name(),
             PageviewSource::Dump(s) => s.name(),
             PageviewSource::Generator(s) => s.name(),
+            PageviewSource::RedisStream(s) => s.name(),
         }
     }
 
@@ -204,6 +209,7 @@ impl Source for PageviewSource {
             PageviewSource::Jsonl(s) => s.partitions(),
             PageviewSource::Dump(s) => s.partitions(),
             PageviewSource::Generator(s) => s.partitions(),
+            PageviewSource::RedisStream(s) => s.partitions(),
         }
     }
 
@@ -212,6 +218,7 @@ impl Source for PageviewSource {
             PageviewSource::Jsonl(s) => s.open(index),
             PageviewSource::Dump(s) => s.open(index),
             PageviewSource::Generator(s) => s.open(index),
+            PageviewSource::RedisStream(s) => s.open(index),
         }
     }
 }
