@@ -396,7 +396,7 @@ where
     };
     let mut watch = None;
     let guards = if ctx.config.processes > 1 {
-        let (builders, comms, heartbeat) = join_cluster(&ctx.config)?;
+        let (builders, comms, heartbeat) = join_cluster(&ctx)?;
         watch = Some(heartbeat);
         watch_network_threads(&ctx);
         mark_ready(&ctx.config)?;
@@ -479,7 +479,7 @@ fn watch_network_threads(ctx: &Arc<Context>) {
 /// the heartbeat on its control links, and builds timely's allocators over
 /// its data links.
 fn join_cluster(
-    config: &RunConfig,
+    ctx: &Arc<Context>,
 ) -> Result<(
     Vec<timely::communication::AllocatorBuilder>,
     Box<dyn Any + Send>,
@@ -489,6 +489,7 @@ fn join_cluster(
     use timely::communication::allocator::ProcessBuilder;
     use timely::communication::{AllocatorBuilder, Hooks};
 
+    let config = &ctx.config;
     let secret = config
         .secret
         .as_ref()
@@ -508,7 +509,17 @@ fn join_cluster(
         &config.hosts,
         links.control,
         config.peer_timeout,
-        crate::mesh::watch::exit_on_lost(),
+        {
+            // A process that has failed itself reports its own error, not
+            // the peers that stop because of it.
+            let ctx = Arc::downgrade(ctx);
+            let exit = crate::mesh::watch::exit_on_lost();
+            Arc::new(move |message: String| {
+                if ctx.upgrade().is_none_or(|c| !c.is_aborted()) {
+                    exit(message)
+                }
+            })
+        },
     )
     .map_err(|e| Error::Startup(format!("cannot start the heartbeat: {e}")))?;
     let hooks = Hooks::default();
