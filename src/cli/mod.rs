@@ -1,6 +1,7 @@
 //! The command line: clap definitions and dispatch.
 
 pub mod anomaly;
+pub mod behaviour;
 pub mod bench;
 pub mod checkpoint_args;
 pub mod cluster;
@@ -68,6 +69,10 @@ pub enum RunJob {
     /// Trending every minute and anomalies every hour, over one source in
     /// one dataflow.
     Pageviews(Box<anomaly::PageviewsArgs>),
+    /// Every interval, users per state (landed, browsing, bounced,
+    /// buying), the flows between states, and alerts when a population
+    /// grows fast.
+    Behaviour(Box<behaviour::BehaviourArgs>),
 }
 
 /// The bundled jobs, with one line each.
@@ -83,5 +88,9 @@ pub const JOBS: &[(&str, &str)] = &[
     (
         "pageviews",
         "trending and anomaly together over one source, in one dataflow",
+    ),
+    (
+        "behaviour",
+        "every interval, web users per state (landed, browsing, bounced, buying), the flows between states, and alerts",
     ),
 ];

@@ -31,6 +31,7 @@ mod generator;
 mod machine;
 mod report;
 mod series;
+mod source;
 
 use keyflow_dataflow::prelude::*;
 use keyflow_dataflow::source::EventStream;
@@ -47,6 +48,7 @@ pub use report::{
     Alert, AlertLine, FlowCount, Measure, PopulationLine, Populations, Quality, QualityLine, Report,
 };
 pub use series::Series;
+pub use source::UserSource;
 
 use crate::error::{Error, Result};
 

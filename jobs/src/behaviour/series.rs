@@ -57,7 +57,7 @@ impl Tally {
 /// series.add(20, Measure::Flow(UserState::None, UserState::Landed), 3);
 /// series.add(50, Measure::Flow(UserState::Landed, UserState::Gone), 3);
 /// let mut out = Vec::new();
-/// series.emit(|_| true, 0, &mut out);
+/// series.emit(|_| true, true, 0, &mut out);
 /// let lines: Vec<_> = out.iter().map(|r| (r.t, r.populations[0])).collect();
 /// assert_eq!(lines, vec![(20, 3), (30, 3), (40, 3), (50, 0)]);
 /// # Ok::<(), keyflow_operators::Error>(())
@@ -118,9 +118,12 @@ impl Series {
 
     /// Reports, in order, every boundary whose interval is `complete` (all
     /// its tallies are in), stamping each with `now_ms` for its delay.
+    /// `ended` says that no tally will come any more: then the series ends
+    /// after the last change.
     pub fn emit(
         &mut self,
         complete: impl Fn(EventTime) -> bool,
+        ended: bool,
         now_ms: i64,
         out: &mut Vec<Report>,
     ) {
@@ -141,9 +144,11 @@ impl Series {
             }
             let changes = self.tallies.get(&t).is_some_and(|x| !x.flows.is_empty());
             let later = self.last_flow.is_some_and(|l| l > t);
-            if !changes && !later && self.populations.iter().all(|n| *n == 0) {
+            let idle = self.populations.iter().all(|n| *n == 0);
+            if !changes && !later && (idle || ended) {
                 // Nobody is active and no change is known after `t`: the
-                // series ends here unless more changes come.
+                // series ends here unless more changes come. (At the end of
+                // the input every user has left by the last change.)
                 break;
             }
             // Counts of intervals before the first report join it.
@@ -155,13 +160,19 @@ impl Series {
                     *flows.entry(pair).or_default() += n;
                 }
             }
+            // All changes of the interval at once: within it, a user may
+            // leave a state before the change that brought it there.
+            let mut delta = [0i128; 4];
             for (&(from, to), &n) in &flows {
                 if let Some(i) = from.counted_index() {
-                    self.populations[i] = self.populations[i].saturating_sub(n);
+                    delta[i] -= i128::from(n);
                 }
                 if let Some(i) = to.counted_index() {
-                    self.populations[i] += n;
+                    delta[i] += i128::from(n);
                 }
+            }
+            for (population, d) in self.populations.iter_mut().zip(delta) {
+                *population = u64::try_from(i128::from(*population) + d).unwrap_or(0);
             }
             let alerts = self
                 .watch
@@ -270,35 +281,35 @@ pub(crate) fn series<'scope>(
                         }
                     }
                 });
-                let mut flush =
-                    |me: &mut Series,
-                     hold: &mut Option<Capability<EventTime>>,
-                     complete: &dyn Fn(EventTime) -> bool| {
-                        me.emit(complete, now_ms(), &mut reports);
-                        if let (Some(h), Some(last)) = (hold.as_ref(), reports.last()) {
-                            let q = last.quality;
-                            let values = [
-                                q.delay_ms,
-                                q.received as i64,
-                                q.counted as i64,
-                                q.late as i64,
-                                q.dropped as i64,
-                                (q.coverage() * 1e6).round() as i64,
-                            ];
-                            for (g, v) in gauges.iter().zip(values) {
-                                g.store(v, Ordering::Relaxed);
-                            }
-                            let stamped = reports.drain(..).map(|r| (r.t.saturating_add(delay), r));
-                            output.session(h).give_iterator(stamped);
+                let mut flush = |me: &mut Series,
+                                 hold: &mut Option<Capability<EventTime>>,
+                                 complete: &dyn Fn(EventTime) -> bool,
+                                 ended: bool| {
+                    me.emit(complete, ended, now_ms(), &mut reports);
+                    if let (Some(h), Some(last)) = (hold.as_ref(), reports.last()) {
+                        let q = last.quality;
+                        let values = [
+                            q.delay_ms,
+                            q.received as i64,
+                            q.counted as i64,
+                            q.late as i64,
+                            q.dropped as i64,
+                            (q.coverage() * 1e6).round() as i64,
+                        ];
+                        for (g, v) in gauges.iter().zip(values) {
+                            g.store(v, Ordering::Relaxed);
                         }
-                        reports.clear();
-                        if let (Some(h), Some(b)) = (hold.as_mut(), me.pending_from()) {
-                            let at = b.saturating_add(delay);
-                            if *h.time() < at {
-                                h.downgrade(&at);
-                            }
+                        let stamped = reports.drain(..).map(|r| (r.t.saturating_add(delay), r));
+                        output.session(h).give_iterator(stamped);
+                    }
+                    reports.clear();
+                    if let (Some(h), Some(b)) = (hold.as_mut(), me.pending_from()) {
+                        let at = b.saturating_add(delay);
+                        if *h.time() < at {
+                            h.downgrade(&at);
                         }
-                    };
+                    }
+                };
                 if let Some(k) = ckpt.as_mut() {
                     for epoch in k.clock().passed_frontier(frontier) {
                         for (_, records) in take_below(&mut waiting, epoch) {
@@ -306,7 +317,12 @@ pub(crate) fn series<'scope>(
                                 me.add(r.end.saturating_sub(delay), r.key, r.value);
                             }
                         }
-                        flush(&mut me, &mut hold, &|b| b.saturating_add(delay) < epoch);
+                        flush(
+                            &mut me,
+                            &mut hold,
+                            &|b| b.saturating_add(delay) < epoch,
+                            false,
+                        );
                         let part = if index == 0 { Some(&me) } else { None };
                         if let Err(e) = encode(&part).and_then(|b| k.save(epoch, b)) {
                             ctx.fail(e);
@@ -322,10 +338,14 @@ pub(crate) fn series<'scope>(
                         }
                     }
                 }
-                flush(&mut me, &mut hold, &|b| {
-                    !frontier.less_equal(&b.saturating_add(delay))
-                });
-                if frontier.is_empty() || me.pending_from().is_none() {
+                let ended = frontier.frontier().is_empty();
+                flush(
+                    &mut me,
+                    &mut hold,
+                    &|b| !frontier.less_equal(&b.saturating_add(delay)),
+                    ended,
+                );
+                if ended || me.pending_from().is_none() {
                     hold = None;
                 }
             }
