@@ -205,7 +205,7 @@ impl UserGenerator {
         // After a visit: back within 30 s, or away past the session timeout.
         let end_visit = |w: &mut Walker, rng: &mut SplitMix64| {
             w.next = Next::Arrive;
-            w.pause = if rng.next_u64() % 50 == 0 {
+            w.pause = if rng.next_u64().is_multiple_of(50) {
                 180 + (rng.next_u64() % 360) as u16
             } else {
                 (rng.next_u64() % 3) as u16

@@ -29,6 +29,12 @@ type State<F> = ProcessState<
 /// Capabilities of one input message for (output, late).
 type Caps = [Capability<EventTime>; 2];
 
+/// The outputs and the late records not applied.
+type Streams<'scope, F> = (
+    EventStream<'scope, <F as ProcessFunction>::Out>,
+    EventStream<'scope, (<F as ProcessFunction>::Key, <F as ProcessFunction>::In)>,
+);
+
 /// Input held back until the next epoch's snapshot, by message time.
 type Waiting<K, V> = BTreeMap<EventTime, (Caps, Vec<(EventTime, (K, V))>)>;
 
@@ -131,10 +137,7 @@ pub(crate) fn process_keyed<'scope, F: ProcessFunction>(
     id: &str,
     f: F,
     lateness: Lateness,
-) -> Result<(
-    EventStream<'scope, F::Out>,
-    EventStream<'scope, (F::Key, F::In)>,
-)> {
+) -> Result<Streams<'scope, F>> {
     let scope = events.scope();
     let (peers, index) = (scope.peers(), scope.index());
     let mut ckpt = ctx.checkpoint_step(index, id, &format!("keyed process `{id}`"))?;

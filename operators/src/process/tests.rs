@@ -170,10 +170,10 @@ fn state_survives_encoding_and_splitting_by_key() {
     assert_eq!(rest_a.len(), 20);
 }
 
-fn counts_at(
-    workers: usize,
-    lateness: Lateness,
-) -> (Vec<(u64, (u32, u64, char))>, Vec<(u64, (u32, char))>) {
+/// Outputs and late records, each with its event time.
+type Counted = (Vec<(u64, (u32, u64, char))>, Vec<(u64, (u32, char))>);
+
+fn counts_at(workers: usize, lateness: Lateness) -> Counted {
     let (out, late) = (Captured::new(), Captured::new());
     let (o, l) = (out.clone(), late.clone());
     run(&RunConfig::threads(workers), move |flow| {
