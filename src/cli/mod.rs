@@ -3,6 +3,7 @@
 pub mod anomaly;
 pub mod behaviour;
 pub mod bench;
+pub mod bench_behaviour;
 pub mod checkpoint_args;
 pub mod cluster;
 pub mod explain;
@@ -48,7 +49,7 @@ pub enum Command {
     Baseline(Box<anomaly::BaselineArgs>),
     /// Start a local multi-process cluster running one job.
     Cluster(cluster::ClusterCmd),
-    /// Measure the trending job (use a release build).
+    /// Measure the trending and behaviour jobs (use a release build).
     Bench {
         /// What to measure.
         #[command(subcommand)]

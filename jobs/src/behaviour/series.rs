@@ -238,8 +238,11 @@ pub(crate) fn series<'scope>(
     let scope = results.scope();
     let index = scope.index();
     let mut ckpt = ctx.checkpoint_step(index, id, &format!("behaviour series `{id}`"))?;
+    // Only worker 0 keeps the series; the others' parts are empty.
     let mut me = match ckpt.as_ref() {
-        Some(k) if k.restored_epoch().is_some() => restore(k.restored_parts(), id, fresh)?,
+        Some(k) if k.restored_epoch().is_some() && index == 0 => {
+            restore(k.restored_parts(), id, fresh)?
+        }
         _ => fresh,
     };
     let gauges = [
