@@ -227,3 +227,30 @@ fn late_events_follow_the_policy() {
     assert_eq!(last["dropped"], dropped.len() as u64);
     assert_eq!(last["counted"], counted.len() as u64);
 }
+
+#[test]
+fn timeouts_that_coincide_or_cross() {
+    // Equal timeouts: landed -> bounced -> gone at one time; a bounce
+    // timeout past the session timeout never bounces anyone.
+    for (bounce, session) in [(5_000, 5_000), (8_000, 5_000)] {
+        let p = Params {
+            bounce,
+            session,
+            ..small_params()
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let events = random_events(21, 40, START, &p);
+        let files = shuffle_into_files(21, &events, 2, 2_000);
+        let inputs = write_files(dir.path(), &files);
+        let (out, alerts, _) = run_job(dir.path(), &inputs, &p, &["--workers", "3"]);
+        let (want_out, want_alerts) = expected(&events, &p);
+        let what = format!("bounce {bounce} session {session}");
+        assert_lines_eq(&format!("{what}: --out"), &out, &want_out);
+        assert_lines_eq(&format!("{what}: --alerts-out"), &alerts, &want_alerts);
+        let bounced = want_out
+            .iter()
+            .flat_map(|l| l["flows"].as_array().unwrap().clone())
+            .any(|f| f["to"] == "bounced");
+        assert_eq!(bounced, bounce <= session, "{what}");
+    }
+}

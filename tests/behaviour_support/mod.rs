@@ -122,7 +122,7 @@ pub fn random_events(seed: u64, users: usize, start: u64, p: &Params) -> Vec<Eve
                 7 => p.session - 1,
                 8 => rng.gen_range(p.session..3 * p.session),
                 9..=11 => rng.gen_range(1..p.bounce),
-                _ => rng.gen_range(p.bounce..p.session),
+                _ => rng.gen_range(p.bounce.min(p.session)..=p.bounce.max(p.session)),
             };
             ts += gap;
         }

@@ -99,6 +99,37 @@ fn change(visitor: &mut Visitor, to: UserState, ctx: &mut ProcessContext<'_, Tra
     }
 }
 
+impl UserMachine {
+    /// When the user's state changes next without an event: its bounce
+    /// and its leaving, each if pending.
+    fn deadlines(&self, visitor: &Visitor) -> [Option<EventTime>; 2] {
+        let active = !matches!(visitor.state, UserState::None | UserState::Gone);
+        [
+            (visitor.state == UserState::Landed).then(|| visitor.last.saturating_add(self.bounce)),
+            active.then(|| visitor.last.saturating_add(self.session)),
+        ]
+    }
+
+    /// Keeps a timer at or before the next deadline after now. Timers are
+    /// set lazily: an event only moves the deadlines later, so the timer
+    /// already set usually stands, and when it fires before a deadline
+    /// it is set again; a transition happens only at a deadline exactly.
+    fn arm(&self, visitor: &Visitor, ctx: &mut ProcessContext<'_, Transition>) {
+        let now = ctx.time();
+        let next = self
+            .deadlines(visitor)
+            .into_iter()
+            .flatten()
+            .filter(|d| *d > now)
+            .min();
+        if let Some(next) = next {
+            if ctx.timers().first().is_none_or(|first| *first > next) {
+                ctx.set_timer(next);
+            }
+        }
+    }
+}
+
 impl ProcessFunction for UserMachine {
     type Key = String;
     type In = Action;
@@ -112,16 +143,10 @@ impl ProcessFunction for UserMachine {
         action: Action,
         ctx: &mut ProcessContext<'_, Transition>,
     ) {
-        let t = ctx.time();
         let next = self.next_state(visitor.state, &action);
         change(visitor, next, ctx);
-        visitor.last = t;
-        ctx.delete_timers();
-        if next == UserState::Landed {
-            ctx.set_timer(t.saturating_add(self.bounce));
-        }
-        // After an event the user is never none or gone.
-        ctx.set_timer(t.saturating_add(self.session));
+        visitor.last = ctx.time();
+        self.arm(visitor, ctx);
     }
 
     fn on_timer(
@@ -131,12 +156,14 @@ impl ProcessFunction for UserMachine {
         ctx: &mut ProcessContext<'_, Transition>,
     ) {
         let t = ctx.time();
-        if visitor.state == UserState::Landed && t == visitor.last.saturating_add(self.bounce) {
+        let [bounce, leave] = self.deadlines(visitor);
+        if bounce == Some(t) {
             change(visitor, UserState::Bounced, ctx);
         }
-        let active = !matches!(visitor.state, UserState::None | UserState::Gone);
-        if active && t == visitor.last.saturating_add(self.session) {
+        // A bounce at the same time leaves the user active: it still leaves.
+        if leave == Some(t) {
             change(visitor, UserState::Gone, ctx);
         }
+        self.arm(visitor, ctx);
     }
 }

@@ -70,6 +70,84 @@ struct Entry<S> {
     timers: Vec<EventTime>,
 }
 
+impl<S: Default + PartialEq> Entry<S> {
+    /// Whether the key can be forgotten: default state, no timers.
+    fn is_empty(&self) -> bool {
+        self.timers.is_empty() && self.state == S::default()
+    }
+}
+
+/// The timer index by time, with the timer changes of the callback
+/// running now.
+struct Index<'a, K> {
+    timers: &'a mut BTreeSet<(EventTime, K)>,
+    changes: &'a mut Vec<(EventTime, bool)>,
+}
+
+impl<K: Key> Index<'_, K> {
+    /// Fires `key`'s timers below `t`, then applies its record at `t`.
+    fn apply<F>(
+        &mut self,
+        f: &F,
+        key: &K,
+        entry: &mut Entry<F::State>,
+        t: EventTime,
+        value: F::In,
+        out: &mut Vec<(EventTime, F::Out)>,
+    ) where
+        F: ProcessFunction<Key = K>,
+    {
+        while let Some(&at) = entry.timers.first() {
+            if at >= t {
+                break;
+            }
+            entry.timers.remove(0);
+            self.timers.remove(&(at, key.clone()));
+            self.fire(f, key, entry, at, out);
+        }
+        let mut ctx = ProcessContext {
+            time: t,
+            timers: &mut entry.timers,
+            changes: self.changes,
+            out,
+        };
+        f.on_event(key, &mut entry.state, value, &mut ctx);
+        self.sync(key);
+    }
+
+    /// Runs `key`'s timer at `t` (already taken off its lists).
+    fn fire<F>(
+        &mut self,
+        f: &F,
+        key: &K,
+        entry: &mut Entry<F::State>,
+        t: EventTime,
+        out: &mut Vec<(EventTime, F::Out)>,
+    ) where
+        F: ProcessFunction<Key = K>,
+    {
+        let mut ctx = ProcessContext {
+            time: t,
+            timers: &mut entry.timers,
+            changes: self.changes,
+            out,
+        };
+        f.on_timer(key, &mut entry.state, &mut ctx);
+        self.sync(key);
+    }
+
+    /// Mirrors the callback's timer changes in the index by time.
+    fn sync(&mut self, key: &K) {
+        for (at, set) in self.changes.drain(..) {
+            if set {
+                self.timers.insert((at, key.clone()));
+            } else {
+                self.timers.remove(&(at, key.clone()));
+            }
+        }
+    }
+}
+
 /// The per-key states, timers and pending records of one keyed process
 /// function on one worker. Serializable, so a checkpoint can store it; the
 /// operator behind [`super::KeyedProcess`] keeps one per worker, and it
@@ -200,99 +278,52 @@ impl<K: Key, V: Data, S: Data + Default + PartialEq> ProcessState<K, V, S> {
             .collect();
         let applied = records.len() as u64;
         records.sort_unstable();
+        let mut index = Index {
+            timers: &mut self.timers,
+            changes: &mut self.changes,
+        };
         let mut records = records.into_iter().peekable();
         while let Some((key, t, value)) = records.next() {
-            let mut entry = self.keys.remove(&key).unwrap_or_default();
-            self.apply(f, &key, &mut entry, t, value, out);
+            let mut fresh = None;
+            let entry = match self.keys.get_mut(&key) {
+                Some(entry) => entry,
+                None => fresh.insert(Entry::default()),
+            };
+            index.apply(f, &key, entry, t, value, out);
             while let Some((_, t, value)) = records.next_if(|(k, _, _)| *k == key) {
-                self.apply(f, &key, &mut entry, t, value, out);
+                index.apply(f, &key, entry, t, value, out);
             }
-            self.put(key, entry);
+            let empty = entry.is_empty();
+            match fresh {
+                Some(entry) if !empty => {
+                    self.keys.insert(key, entry);
+                }
+                None if empty => {
+                    self.keys.remove(&key);
+                }
+                _ => {}
+            }
         }
         // The timers left below the bound belong to keys without records
         // after them here.
-        while let Some((t, _)) = self.timers.first() {
+        while let Some((t, _)) = index.timers.first() {
             if *t >= bound {
                 break;
             }
-            let Some((t, key)) = self.timers.pop_first() else {
+            let Some((t, key)) = index.timers.pop_first() else {
                 break;
             };
-            let mut entry = self.keys.remove(&key).unwrap_or_default();
+            let Some(entry) = self.keys.get_mut(&key) else {
+                debug_assert!(false, "a timer of a key without state");
+                continue;
+            };
             entry.timers.retain(|x| *x != t);
-            self.fire(f, &key, &mut entry, t, out);
-            self.put(key, entry);
+            index.fire(f, &key, entry, t, out);
+            if entry.is_empty() {
+                self.keys.remove(&key);
+            }
         }
         applied
-    }
-
-    /// Fires `key`'s timers below `t`, then applies its record at `t`.
-    fn apply<F>(
-        &mut self,
-        f: &F,
-        key: &K,
-        entry: &mut Entry<S>,
-        t: EventTime,
-        value: V,
-        out: &mut Vec<(EventTime, F::Out)>,
-    ) where
-        F: ProcessFunction<Key = K, In = V, State = S>,
-    {
-        while let Some(&at) = entry.timers.first() {
-            if at >= t {
-                break;
-            }
-            entry.timers.remove(0);
-            self.timers.remove(&(at, key.clone()));
-            self.fire(f, key, entry, at, out);
-        }
-        let mut ctx = ProcessContext {
-            time: t,
-            timers: &mut entry.timers,
-            changes: &mut self.changes,
-            out,
-        };
-        f.on_event(key, &mut entry.state, value, &mut ctx);
-        self.apply_changes(key);
-    }
-
-    /// Runs `key`'s timer at `t` (already taken off its lists).
-    fn fire<F>(
-        &mut self,
-        f: &F,
-        key: &K,
-        entry: &mut Entry<S>,
-        t: EventTime,
-        out: &mut Vec<(EventTime, F::Out)>,
-    ) where
-        F: ProcessFunction<Key = K, In = V, State = S>,
-    {
-        let mut ctx = ProcessContext {
-            time: t,
-            timers: &mut entry.timers,
-            changes: &mut self.changes,
-            out,
-        };
-        f.on_timer(key, &mut entry.state, &mut ctx);
-        self.apply_changes(key);
-    }
-
-    /// Mirrors the callback's timer changes in the index by time.
-    fn apply_changes(&mut self, key: &K) {
-        for (at, set) in self.changes.drain(..) {
-            if set {
-                self.timers.insert((at, key.clone()));
-            } else {
-                self.timers.remove(&(at, key.clone()));
-            }
-        }
-    }
-
-    /// Stores `entry` back, unless it is empty.
-    fn put(&mut self, key: K, entry: Entry<S>) {
-        if !entry.timers.is_empty() || entry.state != S::default() {
-            self.keys.insert(key, entry);
-        }
     }
 
     /// Keeps only the keys (with their records) for which `keep` holds, as
