@@ -32,6 +32,8 @@ mod machine;
 mod report;
 mod series;
 mod source;
+#[cfg(test)]
+mod tests;
 
 use keyflow_dataflow::prelude::*;
 use keyflow_dataflow::source::EventStream;

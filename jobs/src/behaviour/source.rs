@@ -23,6 +23,15 @@ pub enum UserSource {
     Generator(UserGenerator),
 }
 
+impl std::fmt::Debug for UserSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            UserSource::Files(s) => write!(f, "UserSource::Files({})", s.name()),
+            UserSource::Generator(s) => write!(f, "UserSource::Generator({:?})", s.config()),
+        }
+    }
+}
+
 impl UserSource {
     /// The files of `inputs` (files, or directories standing for their
     /// files), which must exist.
