@@ -68,6 +68,7 @@ fn dispatch(command: Command) -> anyhow::Result<i32> {
             RunJob::Trending(args) => cli::trending::run(&args),
             RunJob::Anomaly(args) => cli::anomaly::run_anomaly(&args),
             RunJob::Pageviews(args) => cli::anomaly::run_pageviews(&args),
+            RunJob::Behaviour(args) => cli::behaviour::run(&args),
         },
         Command::Baseline(args) => cli::anomaly::baseline(&args),
         Command::Cluster(cmd) => cli::cluster::launch(&cmd),
@@ -76,6 +77,9 @@ fn dispatch(command: Command) -> anyhow::Result<i32> {
         Command::Bench { what } => match what {
             cli::bench::BenchCmd::Trending(args) => cli::bench::throughput(&args),
             cli::bench::BenchCmd::Latency(args) => cli::bench::latency(&args),
+            cli::bench::BenchCmd::Behaviour(args) => {
+                cli::bench_behaviour::behaviour_throughput(&args)
+            }
         },
     }
 }

@@ -5,7 +5,7 @@
 //! line and at the end of a run.
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use serde::{Deserialize, Serialize};
@@ -30,6 +30,7 @@ pub struct Metrics {
     /// Largest source watermark seen in this process (event-time progress).
     pub watermark: AtomicU64,
     steps: Mutex<BTreeMap<String, Arc<StepMetrics>>>,
+    gauges: Mutex<BTreeMap<String, Arc<AtomicI64>>>,
 }
 
 /// The counters of one step, by its id: summed over this process's workers.
@@ -108,6 +109,33 @@ impl Metrics {
         Arc::clone(steps.entry(id.to_string()).or_default())
     }
 
+    /// A job's own gauge named `name` (such as a result's delay), shared by
+    /// this process's workers; rendered as `keyflow_<name>` by
+    /// [`Metrics::prometheus`].
+    ///
+    /// # Examples
+    /// ```
+    /// use std::sync::atomic::Ordering;
+    /// use keyflow_dataflow::metrics::Metrics;
+    /// let metrics = Metrics::default();
+    /// metrics.gauge("delay_ms").store(-5, Ordering::Relaxed);
+    /// assert_eq!(metrics.gauges(), vec![("delay_ms".to_string(), -5)]);
+    /// assert!(metrics.prometheus().contains("keyflow_delay_ms -5"));
+    /// ```
+    pub fn gauge(&self, name: &str) -> Arc<AtomicI64> {
+        let mut gauges = self.gauges.lock().unwrap_or_else(|p| p.into_inner());
+        Arc::clone(gauges.entry(name.to_string()).or_default())
+    }
+
+    /// The value of every gauge, by name.
+    pub fn gauges(&self) -> Vec<(String, i64)> {
+        let gauges = self.gauges.lock().unwrap_or_else(|p| p.into_inner());
+        gauges
+            .iter()
+            .map(|(name, g)| (name.clone(), g.load(Ordering::Relaxed)))
+            .collect()
+    }
+
     /// Copies the counters of every step, by id.
     ///
     /// # Examples
@@ -162,6 +190,15 @@ impl Metrics {
                 let id = id.replace('\\', "\\\\").replace('"', "\\\"");
                 out.push_str(&format!("{name}{{step=\"{id}\"}} {}\n", get(snapshot)));
             }
+        }
+        for (name, value) in self.gauges() {
+            let name: String = name
+                .chars()
+                .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
+                .collect();
+            out.push_str(&format!(
+                "# TYPE keyflow_{name} gauge\nkeyflow_{name} {value}\n"
+            ));
         }
         out
     }

@@ -3,6 +3,7 @@
 
 pub mod anomaly;
 pub mod baseline;
+pub mod behaviour;
 pub mod error;
 pub mod output_file;
 pub mod pageviews;

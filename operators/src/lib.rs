@@ -8,7 +8,11 @@
 //!   before it is gathered;
 //! - [`distance`]: Canberra and Bray-Curtis distances, and ranking keys by
 //!   their distance from a baseline;
-//! - [`moving_average`]: cumulative moving averages, alone and per key.
+//! - [`moving_average`]: cumulative moving averages, alone and per key;
+//! - [`process`]: keyed process functions, per-key state machines driven by
+//!   records and event-time timers (Flink's `KeyedProcessFunction`);
+//! - [`rate_alert`]: alerts when a series grows by more than a percentage
+//!   over a window.
 //!
 //! A complete job: every 10 ms, the articles whose views grew over three
 //! 10 ms windows, best first.
@@ -46,18 +50,23 @@
 pub mod distance;
 pub mod error;
 pub mod moving_average;
+pub mod process;
+pub mod rate_alert;
 pub mod rise;
 pub mod topk;
 
 pub use distance::{bray_curtis, canberra, rank_against_baseline, Metric, Scored};
 pub use error::{Error, Result};
 pub use moving_average::{CumulativeAverage, KeyedAverage};
+pub use process::{KeyedProcess, ProcessContext, ProcessFunction, ProcessOut, ProcessState};
+pub use rate_alert::{Percent, RateAlert, RateChange, RateWatch};
 pub use rise::{Rise, RiseConfig, RiseOut, RiseRule, RiseTick, Rising};
 pub use topk::{GlobalTopK, TopK};
 
 /// The operator traits and their configuration types, for `use
 /// keyflow_operators::prelude::*` beside the dataflow prelude.
 pub mod prelude {
+    pub use crate::process::{KeyedProcess, ProcessContext, ProcessFunction};
     pub use crate::rise::{Rise, RiseConfig, RiseOut, RiseRule, RiseTick, Rising};
     pub use crate::topk::{GlobalTopK, TopK};
 }

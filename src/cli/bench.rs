@@ -25,6 +25,9 @@ pub enum BenchCmd {
     /// Latency from a minute's close (progress passing T) to its result,
     /// at a paced rate; prints JSON.
     Latency(LatencyArgs),
+    /// Throughput of the behaviour job over the user generator; prints
+    /// JSON.
+    Behaviour(super::bench_behaviour::BehaviourBenchArgs),
 }
 
 /// Flags of `keyflow bench trending`.
@@ -69,7 +72,7 @@ pub struct LatencyArgs {
 }
 
 /// Peak resident memory of this process, in bytes (Linux `VmHWM`).
-fn peak_rss() -> Option<u64> {
+pub(super) fn peak_rss() -> Option<u64> {
     let status = std::fs::read_to_string("/proc/self/status").ok()?;
     let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
     let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
@@ -84,7 +87,7 @@ fn current_rss() -> Option<u64> {
 }
 
 /// Resets the peak so the next phase measures its own (Linux >= 4.0).
-fn reset_peak_rss() {
+pub(super) fn reset_peak_rss() {
     let _ = std::fs::write("/proc/self/clear_refs", "5");
 }
 

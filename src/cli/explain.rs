@@ -5,6 +5,7 @@ use std::sync::Arc;
 use keyflow::dataflow::prelude::*;
 use keyflow::jobs::anomaly::{anomaly, AnomalyConfig};
 use keyflow::jobs::baseline::Baseline;
+use keyflow::jobs::behaviour::{behaviour, BehaviourConfig, UserGeneratorConfig, UserSource};
 use keyflow::jobs::pageviews::{GeneratorConfig, PageviewSource};
 use keyflow::jobs::trending::{trending, TrendingConfig};
 
@@ -31,7 +32,25 @@ pub fn explain(job: &str) -> anyhow::Result<String> {
                 Ok(())
             })?
         }
+        "behaviour" => {
+            let graph = keyflow::dataflow::explain::explain(|flow| {
+                let source = UserSource::generator(UserGeneratorConfig::default())?;
+                let events = flow.source("user-events", source, &SourceConfig::default())?;
+                behaviour(events, &BehaviourConfig::default())?;
+                Ok(())
+            })?;
+            format!("{BEHAVIOUR_CASCADE}{graph}")
+        }
         other => anyhow::bail!("unknown job `{other}`; `keyflow jobs` lists them"),
     };
     Ok(format!("dataflow of job `{job}`\n{graph}"))
 }
+
+/// How the behaviour job's operators map onto the paper's cascade.
+const BEHAVIOUR_CASCADE: &str = "\
+cascade (mapper -> reducer -> rereducer):
+  KeyedProcess(behaviour-users)  per-user state machine with event-time timers
+  PreAggregate(behaviour-tally)  mapper: flows and events tallied per interval on each worker
+  Window(behaviour-tally)        reducer: tallies summed per interval, keyed by what they count
+  Series(behaviour-series)       rereducer: populations, flows and alerts on worker 0
+";

@@ -1,7 +1,9 @@
 //! The command line: clap definitions and dispatch.
 
 pub mod anomaly;
+pub mod behaviour;
 pub mod bench;
+pub mod bench_behaviour;
 pub mod checkpoint_args;
 pub mod cluster;
 pub mod explain;
@@ -58,7 +60,7 @@ pub enum Command {
         /// The file a job's `--ready-file` names.
         file: std::path::PathBuf,
     },
-    /// Measure the trending job (use a release build).
+    /// Measure the trending and behaviour jobs (use a release build).
     Bench {
         /// What to measure.
         #[command(subcommand)]
@@ -94,6 +96,10 @@ pub enum RunJob {
     /// Trending every minute and anomalies every hour, over one source in
     /// one dataflow.
     Pageviews(Box<anomaly::PageviewsArgs>),
+    /// Every interval, users per state (landed, browsing, bounced,
+    /// buying), the flows between states, and alerts when a population
+    /// grows fast.
+    Behaviour(Box<behaviour::BehaviourArgs>),
 }
 
 /// The bundled jobs, with one line each.
@@ -110,6 +116,10 @@ pub const JOBS: &[(&str, &str)] = &[
         "pageviews",
         "trending and anomaly together over one source, in one dataflow",
     ),
+    (
+        "behaviour",
+        "every interval, web users per state (landed, browsing, bounced, buying), the flows between states, and alerts",
+    ),
 ];
 
 impl RunJob {
@@ -119,6 +129,7 @@ impl RunJob {
             RunJob::Trending(args) => &mut args.cluster,
             RunJob::Anomaly(args) => &mut args.cluster,
             RunJob::Pageviews(args) => &mut args.trending.cluster,
+            RunJob::Behaviour(args) => &mut args.cluster,
         }
     }
 }

@@ -20,6 +20,16 @@ pub struct Progress {
 impl Progress {
     /// Starts reporting on `ctx`'s metrics; `quiet` turns it off.
     pub fn start(ctx: &Arc<Context>, quiet: bool) -> Self {
+        Self::start_with(ctx, quiet, |_| String::new())
+    }
+
+    /// Like [`Progress::start`], with a job's own words at the end of each
+    /// line (`extra` returns them; empty for none).
+    pub fn start_with(
+        ctx: &Arc<Context>,
+        quiet: bool,
+        extra: impl Fn(&Context) -> String + Send + 'static,
+    ) -> Self {
         let stop = Arc::new(AtomicBool::new(false));
         if quiet {
             return Progress { stop, thread: None };
@@ -44,7 +54,7 @@ impl Progress {
                     let m = ctx.metrics.snapshot();
                     let rate = (m.events - last.1) as f64 / last.0.elapsed().as_secs_f64();
                     last = (Instant::now(), m.events);
-                    let line =
+                    let mut line =
                         format!(
                     "[{:>4}s] {} events ({:.0}/s), event time {}, late {}, bad {}, future {}",
                     started.elapsed().as_secs(),
@@ -55,6 +65,11 @@ impl Progress {
                     m.bad,
                     m.future
                 );
+                    let more = extra(&ctx);
+                    if !more.is_empty() {
+                        line.push_str(", ");
+                        line.push_str(&more);
+                    }
                     let mut err = std::io::stderr().lock();
                     if tty {
                         let _ = write!(err, "\r{line}\x1b[K");

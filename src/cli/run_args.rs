@@ -39,7 +39,8 @@ pub struct TypedDuration {
     pub text: String,
 }
 
-pub(crate) fn parse_typed_duration(text: &str) -> Result<TypedDuration, String> {
+/// Parses a duration flag, keeping its text.
+pub fn parse_typed_duration(text: &str) -> Result<TypedDuration, String> {
     Ok(TypedDuration {
         value: parse_duration(text)?,
         text: text.to_string(),
@@ -85,17 +86,6 @@ pub struct SourceArgs {
     /// (not with --input).
     #[arg(long)]
     pub realtime: bool,
-    /// Allowed out-of-orderness: the watermark trails the largest event
-    /// time seen by this much. Must be below --max-future.
-    #[arg(long, default_value = "5s", value_parser = parse_typed_duration, value_name = "DURATION")]
-    pub max_out_of_orderness: TypedDuration,
-    /// A partition with nothing to read for this long stops holding event
-    /// time back.
-    #[arg(long, default_value = "5s", value_parser = parse_duration)]
-    pub idle_timeout: Duration,
-    /// Records this far ahead of the watermark are rejected and counted.
-    #[arg(long, default_value = "7days", value_parser = parse_typed_duration, value_name = "DURATION")]
-    pub max_future: TypedDuration,
     /// With --input-format redis-stream: the stream (several, comma-separated,
     /// are one partition each).
     #[arg(long, value_name = "NAME")]
@@ -107,13 +97,33 @@ pub struct SourceArgs {
     /// at start, then end.
     #[arg(long)]
     pub bounded: bool,
+    /// How event time is judged, and malformed input.
+    #[command(flatten)]
+    pub time: EventTimeArgs,
+}
+
+/// How every source's records are judged: watermarks, idleness, the
+/// future bound and malformed input. Shared by the jobs' source flags.
+#[derive(Debug, Clone, Args)]
+pub struct EventTimeArgs {
+    /// Allowed out-of-orderness: the watermark trails the largest event
+    /// time seen by this much. Must be below --max-future.
+    #[arg(long, default_value = "5s", value_parser = parse_typed_duration, value_name = "DURATION")]
+    pub max_out_of_orderness: TypedDuration,
+    /// A partition with nothing to read for this long stops holding event
+    /// time back.
+    #[arg(long, default_value = "5s", value_parser = parse_duration)]
+    pub idle_timeout: Duration,
+    /// Records this far ahead of the watermark are rejected and counted.
+    #[arg(long, default_value = "7days", value_parser = parse_typed_duration, value_name = "DURATION")]
+    pub max_future: TypedDuration,
     /// Malformed input: drop (count and skip; a run in which every record
     /// was malformed still fails) or fail (stop, naming file and line).
     #[arg(long, default_value = "drop", value_parser = parse_bad_input)]
     pub bad_input: BadInputPolicy,
 }
 
-impl SourceArgs {
+impl EventTimeArgs {
     /// The source configuration.
     pub fn source_config(&self) -> SourceConfig {
         SourceConfig {
@@ -123,6 +133,29 @@ impl SourceArgs {
             bad_input: self.bad_input,
             ..SourceConfig::default()
         }
+    }
+
+    /// Refuses an out-of-orderness that is not below the future bound,
+    /// naming both as typed.
+    pub fn check(&self) -> anyhow::Result<()> {
+        let (ooo, future) = (&self.max_out_of_orderness, &self.max_future);
+        if ooo.value >= future.value {
+            anyhow::bail!(
+                "--max-out-of-orderness {} is not below --max-future {}: the watermark would \
+                 trail the newest record by at least as much as a record may lead it, so \
+                 nearly every record would be rejected as too far in the future",
+                ooo.text,
+                future.text
+            );
+        }
+        Ok(())
+    }
+}
+
+impl SourceArgs {
+    /// The source configuration.
+    pub fn source_config(&self) -> SourceConfig {
+        self.time.source_config()
     }
 
     /// The input format (JSON lines unless given).
@@ -149,16 +182,7 @@ impl SourceArgs {
     /// Refuses flags that contradict each other or do nothing with the
     /// others given, naming them as typed.
     pub fn check_flags(&self) -> anyhow::Result<()> {
-        let (ooo, future) = (&self.max_out_of_orderness, &self.max_future);
-        if ooo.value >= future.value {
-            anyhow::bail!(
-                "--max-out-of-orderness {} is not below --max-future {}: the watermark would \
-                 trail the newest record by at least as much as a record may lead it, so \
-                 nearly every record would be rejected as too far in the future",
-                ooo.text,
-                future.text
-            );
-        }
+        self.time.check()?;
         self.check_stream_flags()?;
         if self.inputs.is_empty() {
             if let Some(format) = self.input_format {
@@ -321,5 +345,34 @@ pub fn parse_late(values: &[String]) -> anyhow::Result<Lateness> {
             "--late {} is not one of: drop, side-output, allowed-lateness <DURATION>",
             other.join(" ")
         ),
+    }
+}
+
+/// The longest allowed lateness: state is kept that long past its time.
+pub const MAX_LATENESS: u64 = 7 * keyflow::dataflow::time::DAY;
+
+/// Parses `--late` and checks it against `--late-out`: a late file needs
+/// `side-output`, which needs one; an allowed lateness may not pass
+/// [`MAX_LATENESS`], and `why` says what it would keep that long.
+pub fn late_policy(
+    values: &[String],
+    late_out: Option<&PathBuf>,
+    why: &str,
+) -> anyhow::Result<Lateness> {
+    let lateness = parse_late(values)?;
+    match (late_out, lateness) {
+        (Some(path), lateness) if lateness != Lateness::SideOutput => anyhow::bail!(
+            "--late-out {} needs `--late side-output`; without it nothing is written there",
+            path.display()
+        ),
+        (None, Lateness::SideOutput) => anyhow::bail!(
+            "--late side-output needs --late-out FILE: without it late events are only \
+             counted, as with `--late drop`"
+        ),
+        (_, Lateness::Allowed(d)) if d > MAX_LATENESS => anyhow::bail!(
+            "--late allowed-lateness {} is longer than 7days: {why}",
+            values.get(1).map(String::as_str).unwrap_or_default(),
+        ),
+        _ => Ok(lateness),
     }
 }

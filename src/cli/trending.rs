@@ -14,7 +14,7 @@ use keyflow::jobs::trending::{
 
 use super::checkpoint_args::{output_id, report_finished, CheckpointArgs, Plan};
 use super::progress::Progress;
-use super::run_args::{parse_late, ClusterArgs, SourceArgs};
+use super::run_args::{late_policy, ClusterArgs, SourceArgs};
 use super::sources::pageview_source;
 use super::validate::RunPaths;
 
@@ -91,28 +91,15 @@ impl TrendingArgs {
             rule,
             min_views: self.min_views,
             top: self.top,
-            lateness: parse_late(&self.late)?,
+            lateness: late_policy(
+                &self.late,
+                self.late_out.as_ref(),
+                "window state would be kept that long after each window ends",
+            )?,
             hourly: self.hourly_out.is_some(),
             ..TrendingConfig::default()
         };
         config.validate()?;
-        match (&self.late_out, config.lateness) {
-            (Some(path), lateness) if lateness != Lateness::SideOutput => anyhow::bail!(
-                "--late-out {} needs `--late side-output`; without it nothing is written there",
-                path.display()
-            ),
-            (None, Lateness::SideOutput) => anyhow::bail!(
-                "--late side-output needs --late-out FILE: without it late events are only \
-                 counted, as with `--late drop`"
-            ),
-            (_, Lateness::Allowed(d)) if d > MAX_WINDOW => anyhow::bail!(
-                "--late allowed-lateness {} is longer than {}: window state would be kept that \
-                 long after each window ends",
-                self.late.get(1).map(String::as_str).unwrap_or_default(),
-                MAX_WINDOW_TEXT
-            ),
-            _ => {}
-        }
         Ok(config)
     }
 
