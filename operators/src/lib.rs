@@ -8,7 +8,9 @@
 //!   before it is gathered;
 //! - [`distance`]: Canberra and Bray-Curtis distances, and ranking keys by
 //!   their distance from a baseline;
-//! - [`moving_average`]: cumulative moving averages, alone and per key.
+//! - [`moving_average`]: cumulative moving averages, alone and per key;
+//! - [`exact_sum`]: a float sum that is the same in any order, for
+//!   aggregations whose results must not depend on the number of workers.
 //!
 //! A complete job: every 10 ms, the articles whose views grew over three
 //! 10 ms windows, best first.
@@ -45,12 +47,14 @@
 
 pub mod distance;
 pub mod error;
+pub mod exact_sum;
 pub mod moving_average;
 pub mod rise;
 pub mod topk;
 
 pub use distance::{bray_curtis, canberra, rank_against_baseline, Metric, Scored};
 pub use error::{Error, Result};
+pub use exact_sum::ExactSum;
 pub use moving_average::{CumulativeAverage, KeyedAverage};
 pub use rise::{Rise, RiseConfig, RiseOut, RiseRule, RiseTick, Rising};
 pub use topk::{GlobalTopK, TopK};

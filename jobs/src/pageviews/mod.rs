@@ -55,6 +55,7 @@ pub use dump::{
 pub use dump_source::DumpSource;
 pub use generator::{Burst, GeneratorConfig, GeneratorSource, DEFAULT_START_MS, ZIPF_EXPONENT};
 pub use jsonl::{parse_json_line, JsonlSource};
+pub(crate) use zipf::mix64;
 pub use zipf::{SplitMix64, Zipf};
 
 /// The format of pageview input files.
