@@ -61,6 +61,7 @@ fn dispatch(command: Command) -> anyhow::Result<i32> {
             RunJob::Trending(args) => cli::trending::run(&args),
             RunJob::Anomaly(args) => cli::anomaly::run_anomaly(&args),
             RunJob::Pageviews(args) => cli::anomaly::run_pageviews(&args),
+            RunJob::Activity(args) => cli::activity::run(&args),
         },
         Command::Baseline(args) => cli::anomaly::baseline(&args),
         Command::Cluster(cmd) => cli::cluster::launch(&cmd),

@@ -1,5 +1,6 @@
 //! The command line: clap definitions and dispatch.
 
+pub mod activity;
 pub mod anomaly;
 pub mod bench;
 pub mod checkpoint_args;
@@ -68,6 +69,10 @@ pub enum RunJob {
     /// Trending every minute and anomalies every hour, over one source in
     /// one dataflow.
     Pageviews(Box<anomaly::PageviewsArgs>),
+    /// Per tumbling window: the most visited pages, browser and device
+    /// shares and the conversion rate; per user: activity features, as
+    /// hour-partitioned Parquet files.
+    Activity(Box<activity::ActivityArgs>),
 }
 
 /// The bundled jobs, with one line each.
@@ -83,5 +88,9 @@ pub const JOBS: &[(&str, &str)] = &[
     (
         "pageviews",
         "trending and anomaly together over one source, in one dataflow",
+    ),
+    (
+        "activity",
+        "per window, top pages, browser and device shares and conversion; per user, features as Parquet",
     ),
 ];

@@ -37,7 +37,8 @@ pub struct TypedDuration {
     pub text: String,
 }
 
-fn parse_typed_duration(text: &str) -> Result<TypedDuration, String> {
+/// Parses a duration flag, keeping its text.
+pub fn parse_typed_duration(text: &str) -> Result<TypedDuration, String> {
     Ok(TypedDuration {
         value: parse_duration(text)?,
         text: text.to_string(),
@@ -83,6 +84,15 @@ pub struct SourceArgs {
     /// (not with --input).
     #[arg(long)]
     pub realtime: bool,
+    /// Event time and malformed input.
+    #[command(flatten)]
+    pub time: EventTimeArgs,
+}
+
+/// How a job's source judges event time, and what it does with malformed
+/// records: the flags of every job's input.
+#[derive(Debug, Clone, Args)]
+pub struct EventTimeArgs {
     /// Allowed out-of-orderness: the watermark trails the largest event
     /// time seen by this much. Must be below --max-future.
     #[arg(long, default_value = "5s", value_parser = parse_typed_duration, value_name = "DURATION")]
@@ -100,7 +110,7 @@ pub struct SourceArgs {
     pub bad_input: BadInputPolicy,
 }
 
-impl SourceArgs {
+impl EventTimeArgs {
     /// The source configuration.
     pub fn source_config(&self) -> SourceConfig {
         SourceConfig {
@@ -110,6 +120,29 @@ impl SourceArgs {
             bad_input: self.bad_input,
             ..SourceConfig::default()
         }
+    }
+
+    /// Refuses an out-of-orderness at or above the future limit, naming
+    /// both as typed.
+    pub fn check(&self) -> anyhow::Result<()> {
+        let (ooo, future) = (&self.max_out_of_orderness, &self.max_future);
+        if ooo.value >= future.value {
+            anyhow::bail!(
+                "--max-out-of-orderness {} is not below --max-future {}: the watermark would \
+                 trail the newest record by at least as much as a record may lead it, so \
+                 nearly every record would be rejected as too far in the future",
+                ooo.text,
+                future.text
+            );
+        }
+        Ok(())
+    }
+}
+
+impl SourceArgs {
+    /// The source configuration.
+    pub fn source_config(&self) -> SourceConfig {
+        self.time.source_config()
     }
 
     /// The input format (JSON lines unless given).
@@ -136,16 +169,7 @@ impl SourceArgs {
     /// Refuses flags that contradict each other or do nothing with the
     /// others given, naming them as typed.
     pub fn check_flags(&self) -> anyhow::Result<()> {
-        let (ooo, future) = (&self.max_out_of_orderness, &self.max_future);
-        if ooo.value >= future.value {
-            anyhow::bail!(
-                "--max-out-of-orderness {} is not below --max-future {}: the watermark would \
-                 trail the newest record by at least as much as a record may lead it, so \
-                 nearly every record would be rejected as too far in the future",
-                ooo.text,
-                future.text
-            );
-        }
+        self.time.check()?;
         if self.inputs.is_empty() {
             if let Some(format) = self.input_format {
                 anyhow::bail!(
@@ -161,27 +185,13 @@ impl SourceArgs {
             }
             return Ok(());
         }
-        let generator_flags = [
+        refuse_generator_flags(&[
             ("--articles", self.articles.map(|n| n.to_string())),
             ("--seed", self.seed.map(|n| n.to_string())),
             ("--rate", self.rate.map(|n| n.to_string())),
             ("--duration", self.duration.as_ref().map(|d| d.text.clone())),
             ("--realtime", self.realtime.then(String::new)),
-        ];
-        if let Some((flag, value)) = generator_flags
-            .iter()
-            .find_map(|(flag, value)| value.as_ref().map(|v| (flag, v)))
-        {
-            let shown = if value.is_empty() {
-                flag.to_string()
-            } else {
-                format!("{flag} {value}")
-            };
-            anyhow::bail!(
-                "{shown} is a generator flag and does nothing with --input: the files are read \
-                 instead of generating events"
-            );
-        }
+        ])?;
         if let (Some(time), InputFormat::Jsonl) = (self.dump_time, self.format()) {
             anyhow::bail!(
                 "--dump-time {} does nothing with JSON-lines input, whose records carry their \
@@ -203,6 +213,26 @@ impl SourceArgs {
     }
 }
 
+/// Refuses the first generator flag given (`Some` value; an empty value for
+/// a switch) in a run that reads `--input` files, naming it as typed.
+pub fn refuse_generator_flags(flags: &[(&str, Option<String>)]) -> anyhow::Result<()> {
+    if let Some((flag, value)) = flags
+        .iter()
+        .find_map(|(flag, value)| value.as_ref().map(|v| (flag, v)))
+    {
+        let shown = if value.is_empty() {
+            flag.to_string()
+        } else {
+            format!("{flag} {value}")
+        };
+        anyhow::bail!(
+            "{shown} is a generator flag and does nothing with --input: the files are read \
+             instead of generating events"
+        );
+    }
+    Ok(())
+}
+
 fn format_name(format: InputFormat) -> &'static str {
     match format {
         InputFormat::Jsonl => "jsonl",
@@ -222,6 +252,33 @@ pub use keyflow::dataflow::args::parse_duration;
 fn parse_bad_input(text: &str) -> Result<BadInputPolicy, String> {
     text.parse()
         .map_err(|e: keyflow::dataflow::Error| e.to_string())
+}
+
+/// The longest allowed lateness: window state is kept that long after each
+/// window ends.
+const MAX_LATENESS: u64 = 7 * keyflow::dataflow::time::DAY;
+
+/// Parses `--late` and checks it against `--late-out`: `side-output` needs a
+/// late-out file, a late-out file needs `side-output`, and the allowed
+/// lateness is at most 7 days.
+pub fn late_policy(late: &[String], late_out: Option<&PathBuf>) -> anyhow::Result<Lateness> {
+    let lateness = parse_late(late)?;
+    match (late_out, lateness) {
+        (Some(path), lateness) if lateness != Lateness::SideOutput => anyhow::bail!(
+            "--late-out {} needs `--late side-output`; without it nothing is written there",
+            path.display()
+        ),
+        (None, Lateness::SideOutput) => anyhow::bail!(
+            "--late side-output needs --late-out FILE: without it late events are only \
+             counted, as with `--late drop`"
+        ),
+        (_, Lateness::Allowed(d)) if d > MAX_LATENESS => anyhow::bail!(
+            "--late allowed-lateness {} is longer than 7days: window state would be kept that \
+             long after each window ends",
+            late.get(1).map(String::as_str).unwrap_or_default(),
+        ),
+        _ => Ok(lateness),
+    }
 }
 
 /// Parses `--late drop | side-output | allowed-lateness D`.

@@ -14,7 +14,7 @@ use keyflow::jobs::trending::{
 
 use super::checkpoint_args::{output_id, report_finished, CheckpointArgs, Plan};
 use super::progress::Progress;
-use super::run_args::{parse_late, ClusterArgs, SourceArgs};
+use super::run_args::{late_policy, ClusterArgs, SourceArgs};
 use super::sources::pageview_source;
 use super::validate::RunPaths;
 
@@ -88,28 +88,11 @@ impl TrendingArgs {
             rule,
             min_views: self.min_views,
             top: self.top,
-            lateness: parse_late(&self.late)?,
+            lateness: late_policy(&self.late, self.late_out.as_ref())?,
             hourly: self.hourly_out.is_some(),
             ..TrendingConfig::default()
         };
         config.validate()?;
-        match (&self.late_out, config.lateness) {
-            (Some(path), lateness) if lateness != Lateness::SideOutput => anyhow::bail!(
-                "--late-out {} needs `--late side-output`; without it nothing is written there",
-                path.display()
-            ),
-            (None, Lateness::SideOutput) => anyhow::bail!(
-                "--late side-output needs --late-out FILE: without it late events are only \
-                 counted, as with `--late drop`"
-            ),
-            (_, Lateness::Allowed(d)) if d > MAX_WINDOW => anyhow::bail!(
-                "--late allowed-lateness {} is longer than {}: window state would be kept that \
-                 long after each window ends",
-                self.late.get(1).map(String::as_str).unwrap_or_default(),
-                MAX_WINDOW_TEXT
-            ),
-            _ => {}
-        }
         Ok(config)
     }
 
@@ -191,6 +174,7 @@ pub fn table(minute: &TrendingMinute) -> String {
     text
 }
 
+/// A late event as a JSON line.
 fn late_line(ts: u64, view: &PageView) -> serde_json::Value {
     serde_json::json!({
         "project": view.article.project(),
@@ -198,28 +182,6 @@ fn late_line(ts: u64, view: &PageView) -> serde_json::Value {
         "ts": ts,
         "views": view.views,
     })
-}
-
-/// Late events as JSON lines.
-struct LateSink(JsonLinesSink);
-
-impl Sink<PageView> for LateSink {
-    fn write(&mut self, time: EventTime, records: &[(EventTime, PageView)]) -> Result<()> {
-        let lines: Vec<(EventTime, serde_json::Value)> = records
-            .iter()
-            .map(|(ts, v)| (*ts, late_line(*ts, v)))
-            .collect();
-        self.0.write(time, &lines)
-    }
-    fn close(&mut self) -> Result<()> {
-        <JsonLinesSink as Sink<serde_json::Value>>::close(&mut self.0)
-    }
-    fn commit(&mut self) -> Result<Vec<u8>> {
-        <JsonLinesSink as Sink<serde_json::Value>>::commit(&mut self.0)
-    }
-    fn restore(&mut self, point: &[u8]) -> Result<()> {
-        <JsonLinesSink as Sink<serde_json::Value>>::restore(&mut self.0, point)
-    }
 }
 
 /// Runs the job; returns the process exit code.
@@ -281,7 +243,7 @@ pub fn run(args: &TrendingArgs) -> anyhow::Result<i32> {
         if let Some(path) = &args.late_out {
             out.late
                 .clone()
-                .sink("late", || Ok(LateSink(JsonLinesSink::create(path)?)))?;
+                .sink("late", || Ok(MapSink::new(JsonLinesSink::create(path)?, late_line)))?;
         }
         Ok(())
     })?;
