@@ -118,8 +118,9 @@ impl ActivitySourceArgs {
     /// source on each worker.
     pub fn source(
         &self,
-    ) -> anyhow::Result<impl Fn() -> keyflow::dataflow::Result<ActivitySource> + Send + Sync + 'static>
-    {
+    ) -> anyhow::Result<
+        impl Fn() -> keyflow::dataflow::Result<ActivitySource> + Send + Sync + 'static,
+    > {
         self.time.check()?;
         let source = if self.inputs.is_empty() {
             ActivitySource::generator(self.generator()?)?
@@ -216,9 +217,9 @@ pub fn run(args: &ActivityArgs) -> anyhow::Result<i32> {
         let events = flow.source("activity", make_source()?, &source_config)?;
         let out = activity(events, &config)?;
         if !args.quiet {
-            out.windows
-                .clone()
-                .sink("table", || Ok(StdoutSink(|_, w: &ActivityWindow| summary_line(w))))?;
+            out.windows.clone().sink("table", || {
+                Ok(StdoutSink(|_, w: &ActivityWindow| summary_line(w)))
+            })?;
         }
         if let Some(path) = &args.out {
             out.windows

@@ -241,9 +241,9 @@ pub fn run(args: &TrendingArgs) -> anyhow::Result<i32> {
                 .sink("hourly", || HourlyDumpSink::create(dir, keep))?;
         }
         if let Some(path) = &args.late_out {
-            out.late
-                .clone()
-                .sink("late", || Ok(MapSink::new(JsonLinesSink::create(path)?, late_line)))?;
+            out.late.clone().sink("late", || {
+                Ok(MapSink::new(JsonLinesSink::create(path)?, late_line))
+            })?;
         }
         Ok(())
     })?;
