@@ -378,3 +378,62 @@ fn identical_at_every_layout() {
         }
     }
 }
+
+#[test]
+fn generator_output_matches_the_rules() {
+    use keyflow::jobs::activity::{ActivityGenerator, ActivityGeneratorConfig};
+    let config = ActivityGeneratorConfig {
+        users: 300,
+        rate: 200,
+        duration_ms: 5 * 60_000,
+        ..ActivityGeneratorConfig::default()
+    };
+    let generator = ActivityGenerator::new(config).unwrap();
+    let all: Vec<Event> = (0..generator.total_events())
+        .map(|i| {
+            let (ts, e) = generator.event(i);
+            Event {
+                id: i,
+                user: e.user.to_string(),
+                session: e.session.to_string(),
+                page: e.page.to_string(),
+                ts,
+                action: e.action.index(),
+                browser: e.browser.to_string(),
+                device: e.device.to_string(),
+                click: e.click.map(|(x, y)| (x.0, y.0)),
+            }
+        })
+        .collect();
+    let dir = tempfile::tempdir().unwrap();
+    let (out, lake) = (dir.path().join("out.jsonl"), dir.path().join("lake"));
+    let args = [
+        "--users",
+        "300",
+        "--rate",
+        "200",
+        "--duration",
+        "5m",
+        "--workers",
+        "2",
+    ];
+    let mut args: Vec<String> = args.map(String::from).to_vec();
+    args.extend([
+        "--out".into(),
+        arg(&out),
+        "--parquet-out".into(),
+        arg(&lake),
+    ]);
+    let run = run_activity(&args);
+    run.assert_success("activity");
+    assert_eq!(run.done().events, all.len() as u64);
+    let got = read_lines(&out);
+    let want = expected_windows(&all, 60_000, 10);
+    assert_eq!(got.len(), 5);
+    assert!(
+        got == want,
+        "--out differs from the rules: {}",
+        first_difference(&got, &want)
+    );
+    assert_eq!(read_lake(&lake), expected_rows(&all, 60_000));
+}

@@ -266,3 +266,123 @@ impl Sink<WindowResult<Arc<str>, UserFeatures>> for HourlyParquetSink {
         self.write_complete(None)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use keyflow_dataflow::time::MINUTE;
+    use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+
+    fn result(
+        user: &str,
+        start: EventTime,
+        w: u64,
+        views: u64,
+    ) -> (EventTime, WindowResult<Arc<str>, UserFeatures>) {
+        let value = UserFeatures {
+            views,
+            ..UserFeatures::default()
+        };
+        let r = WindowResult {
+            key: Arc::from(user),
+            start,
+            end: start + w,
+            value,
+            update: false,
+        };
+        (start + w, r)
+    }
+
+    /// `(window_start, user, views)` of every row of the hour's file.
+    fn rows(dir: &Path, hour: EventTime) -> Vec<(i64, String, i64)> {
+        let file = std::fs::File::open(hour_dir(dir, hour).join(PART_FILE)).unwrap();
+        let mut out = Vec::new();
+        for batch in ParquetRecordBatchReaderBuilder::try_new(file)
+            .unwrap()
+            .build()
+            .unwrap()
+        {
+            let batch = batch.unwrap();
+            let col = |i: usize| batch.column(i).clone();
+            let starts = col(0);
+            let starts = starts
+                .as_any()
+                .downcast_ref::<TimestampMillisecondArray>()
+                .unwrap();
+            let users = col(2);
+            let users = users.as_any().downcast_ref::<StringArray>().unwrap();
+            let views = col(3);
+            let views = views.as_any().downcast_ref::<Int64Array>().unwrap();
+            for i in 0..batch.num_rows() {
+                out.push((starts.value(i), users.value(i).to_string(), views.value(i)));
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn an_hour_is_written_once_its_last_window_has_ended() {
+        let dir = tempfile_dir("straddle");
+        let w = 7 * MINUTE;
+        let mut sink = HourlyParquetSink::create(&dir, w, 0).unwrap();
+        // Windows start at 00:49 and 00:56; the second ends at 01:03.
+        let (t1, r1) = result("b", 49 * MINUTE, w, 1);
+        let (t2, r2) = result("a", 56 * MINUTE, w, 2);
+        let (t3, r3) = result("a", 63 * MINUTE, w, 3);
+        sink.write(t1, &[(t1, r1)]).unwrap();
+        assert!(!hour_dir(&dir, 0).exists());
+        sink.write(t2, &[(t2, r2)]).unwrap();
+        assert_eq!(
+            rows(&dir, 0),
+            vec![
+                (49 * MINUTE as i64, "b".into(), 1),
+                (56 * MINUTE as i64, "a".into(), 2)
+            ]
+        );
+        sink.write(t3, &[(t3, r3)]).unwrap();
+        assert!(!hour_dir(&dir, HOUR).exists());
+        sink.close().unwrap();
+        assert_eq!(rows(&dir, HOUR), vec![(63 * MINUTE as i64, "a".into(), 3)]);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn updates_replace_rows_until_the_lateness_has_passed() {
+        let dir = tempfile_dir("updates");
+        let w = 30 * MINUTE;
+        let mut sink = HourlyParquetSink::create(&dir, w, 10 * MINUTE).unwrap();
+        let (t, first) = result("u", 30 * MINUTE, w, 1);
+        sink.write(t, &[(t, first)]).unwrap();
+        let (_, mut again) = result("u", 30 * MINUTE, w, 5);
+        again.update = true;
+        sink.write(t + 5 * MINUTE, &[(t + 5 * MINUTE, again)])
+            .unwrap();
+        assert!(!hour_dir(&dir, 0).exists(), "updates may still come");
+        let (t2, later) = result("v", HOUR + 10 * MINUTE, 20 * MINUTE, 1);
+        sink.write(t2, &[(t2, later)]).unwrap();
+        assert_eq!(rows(&dir, 0), vec![(30 * MINUTE as i64, "u".into(), 5)]);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn refuses_a_directory_that_holds_anything() {
+        let dir = tempfile_dir("full");
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("old.parquet"), b"x").unwrap();
+        let err = HourlyParquetSink::create(&dir, MINUTE, 0)
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(
+            err.contains("not empty") && err.contains("old.parquet"),
+            "{err}"
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    fn tempfile_dir(name: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("keyflow-lake-{}-{name}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        dir
+    }
+}
