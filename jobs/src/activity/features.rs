@@ -51,7 +51,7 @@ pub struct FeatureSums {
 /// use keyflow_jobs::activity::{Action, Features, Float};
 ///
 /// let click = |x, y| (Action::Click, Some((Float(x), Float(y))));
-/// let events = vec![(1, ("u1", click(10.0, 4.0))), (2, ("u1", (Action::View, None))), (3, ("u1", click(20.0, 5.0)))];
+/// let events = vec![(1, (7u32, click(10.0, 4.0))), (2, (7, (Action::View, None))), (3, (7, click(20.0, 5.0)))];
 /// let out = example(events, |e| {
 ///     let users = e.key_by(|kv| kv).window(WindowSpec::tumbling(10)?).aggregate("users", Features);
 ///     Ok(users.results.map(|r| r.value))

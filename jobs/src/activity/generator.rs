@@ -464,7 +464,9 @@ mod tests {
         let g = generator(200, 20);
         let mut pages: BTreeMap<Arc<str>, u64> = BTreeMap::new();
         let mut devices: BTreeMap<Arc<str>, u64> = BTreeMap::new();
-        let mut sessions: BTreeMap<Arc<str>, (u64, u64, BTreeSet<Arc<str>>)> = BTreeMap::new();
+        // Per session: first and last event time, and its users.
+        type Seen = (u64, u64, BTreeSet<Arc<str>>);
+        let mut sessions: BTreeMap<Arc<str>, Seen> = BTreeMap::new();
         let mut purchases = 0;
         let total = g.total_events();
         for i in 0..total {

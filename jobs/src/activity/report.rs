@@ -59,13 +59,14 @@ impl Tally {
 /// use keyflow_dataflow::testing::example;
 /// use keyflow_jobs::activity::{Tally, TallyEvents};
 ///
-/// let out = example(vec![(1, ("s1", false)), (2, ("s1", true)), (3, ("s2", false))], |e| {
+/// // Session `1` bought, session `2` did not.
+/// let out = example(vec![(1, (1u32, false)), (2, (1, true)), (3, (2, false))], |e| {
 ///     let tallies = e.key_by(|kv| kv).window(WindowSpec::tumbling(10)?).aggregate("tallies", TallyEvents);
 ///     Ok(tallies.results.map(|r| (r.key, r.value)))
 /// });
 /// let expected = vec![
-///     (10, ("s1", Tally { events: 2, purchased: true })),
-///     (10, ("s2", Tally { events: 1, purchased: false })),
+///     (10, (1, Tally { events: 2, purchased: true })),
+///     (10, (2, Tally { events: 1, purchased: false })),
 /// ];
 /// assert_eq!(out.unwrap(), expected);
 /// ```
