@@ -69,6 +69,7 @@ fn dispatch(command: Command) -> anyhow::Result<i32> {
             RunJob::Anomaly(args) => cli::anomaly::run_anomaly(&args),
             RunJob::Pageviews(args) => cli::anomaly::run_pageviews(&args),
             RunJob::Behaviour(args) => cli::behaviour::run(&args),
+            RunJob::Activity(args) => cli::activity::run(&args),
         },
         Command::Baseline(args) => cli::anomaly::baseline(&args),
         Command::Cluster(cmd) => cli::cluster::launch(&cmd),

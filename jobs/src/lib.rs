@@ -1,6 +1,7 @@
 //! The bundled keyflow jobs. Each is a config struct plus a function that
 //! builds its dataflow from `keyflow-operators`; nothing reusable lives here.
 
+pub mod activity;
 pub mod anomaly;
 pub mod baseline;
 pub mod behaviour;

@@ -13,6 +13,8 @@
 //!   records and event-time timers (Flink's `KeyedProcessFunction`);
 //! - [`rate_alert`]: alerts when a series grows by more than a percentage
 //!   over a window.
+//! - [`exact_sum`]: a float sum that is the same in any order, for
+//!   aggregations whose results must not depend on the number of workers.
 //!
 //! A complete job: every 10 ms, the articles whose views grew over three
 //! 10 ms windows, best first.
@@ -49,6 +51,7 @@
 
 pub mod distance;
 pub mod error;
+pub mod exact_sum;
 pub mod moving_average;
 pub mod process;
 pub mod rate_alert;
@@ -57,6 +60,7 @@ pub mod topk;
 
 pub use distance::{bray_curtis, canberra, rank_against_baseline, Metric, Scored};
 pub use error::{Error, Result};
+pub use exact_sum::ExactSum;
 pub use moving_average::{CumulativeAverage, KeyedAverage};
 pub use process::{KeyedProcess, ProcessContext, ProcessFunction, ProcessOut, ProcessState};
 pub use rate_alert::{Percent, RateAlert, RateChange, RateWatch};

@@ -113,20 +113,43 @@ impl<R: Ord> TopKPartial<R> {
     }
 
     pub(crate) fn finish<F: Fn(&R, &R) -> Ordering>(
-        mut self,
+        self,
         t: EventTime,
         k: usize,
         cmp: &F,
     ) -> TopK<R> {
-        self.prune(k, cmp);
-        self.top.sort_by(total_order(cmp));
         TopK {
             t,
             total: self.total,
-            top: self.top,
+            top: best_k(self.top, k, cmp),
             update: false,
         }
     }
+}
+
+/// The `k` best of `records` by `cmp` (`Less` = better), best first; all of
+/// them, sorted, when `k` is 0. Ties under `cmp` are broken by the records'
+/// own `Ord`, so the result does not depend on the input's order. This is
+/// the ranking [`GlobalTopK`] applies to each time, for records already
+/// gathered in one place (the pages of one window, say).
+///
+/// # Examples
+/// ```
+/// use keyflow_operators::topk::best_k;
+///
+/// // Most views first, ties by name.
+/// let pages = vec![("/b", 3u64), ("/c", 9), ("/a", 3), ("/d", 1)];
+/// let top = best_k(pages, 3, |x, y| y.1.cmp(&x.1));
+/// assert_eq!(top, vec![("/c", 9), ("/a", 3), ("/b", 3)]);
+/// ```
+pub fn best_k<R: Ord, F: Fn(&R, &R) -> Ordering>(records: Vec<R>, k: usize, cmp: F) -> Vec<R> {
+    let mut partial = TopKPartial {
+        total: 0,
+        top: records,
+    };
+    partial.prune(k, &cmp);
+    partial.top.sort_by(total_order(&cmp));
+    partial.top
 }
 
 /// Extension trait: the global top-k of each event time.

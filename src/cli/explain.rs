@@ -3,13 +3,14 @@
 use std::sync::Arc;
 
 use keyflow::dataflow::prelude::*;
+use keyflow::jobs::activity::{activity, ActivityConfig, ActivityGeneratorConfig, ActivitySource};
 use keyflow::jobs::anomaly::{anomaly, AnomalyConfig};
 use keyflow::jobs::baseline::Baseline;
 use keyflow::jobs::behaviour::{behaviour, BehaviourConfig, UserGeneratorConfig, UserSource};
 use keyflow::jobs::pageviews::{GeneratorConfig, PageviewSource};
 use keyflow::jobs::trending::{trending, TrendingConfig};
 
-/// The graph of `job`, built over the generator with default settings (and
+/// The graph of `job`, built over its generator with default settings (and
 /// an empty baseline for the anomaly job).
 pub fn explain(job: &str) -> anyhow::Result<String> {
     let graph = match job {
@@ -41,6 +42,12 @@ pub fn explain(job: &str) -> anyhow::Result<String> {
             })?;
             format!("{BEHAVIOUR_CASCADE}{graph}")
         }
+        "activity" => keyflow::dataflow::explain::explain(|flow| {
+            let source = ActivitySource::generator(ActivityGeneratorConfig::default())?;
+            let events = flow.source("activity", source, &SourceConfig::default())?;
+            activity(events, &ActivityConfig::default())?;
+            Ok(())
+        })?,
         other => anyhow::bail!("unknown job `{other}`; `keyflow jobs` lists them"),
     };
     Ok(format!("dataflow of job `{job}`\n{graph}"))

@@ -1,5 +1,6 @@
 //! The command line: clap definitions and dispatch.
 
+pub mod activity;
 pub mod anomaly;
 pub mod behaviour;
 pub mod bench;
@@ -100,6 +101,10 @@ pub enum RunJob {
     /// buying), the flows between states, and alerts when a population
     /// grows fast.
     Behaviour(Box<behaviour::BehaviourArgs>),
+    /// Per tumbling window: the most visited pages, browser and device
+    /// shares and the conversion rate; per user: activity features, as
+    /// hour-partitioned Parquet files.
+    Activity(Box<activity::ActivityArgs>),
 }
 
 /// The bundled jobs, with one line each.
@@ -120,6 +125,10 @@ pub const JOBS: &[(&str, &str)] = &[
         "behaviour",
         "every interval, web users per state (landed, browsing, bounced, buying), the flows between states, and alerts",
     ),
+    (
+        "activity",
+        "per window, top pages, browser and device shares and conversion; per user, features as Parquet",
+    ),
 ];
 
 impl RunJob {
@@ -130,6 +139,7 @@ impl RunJob {
             RunJob::Anomaly(args) => &mut args.cluster,
             RunJob::Pageviews(args) => &mut args.trending.cluster,
             RunJob::Behaviour(args) => &mut args.cluster,
+            RunJob::Activity(args) => &mut args.cluster,
         }
     }
 }

@@ -199,27 +199,13 @@ impl SourceArgs {
             }
             return Ok(());
         }
-        let generator_flags = [
+        refuse_generator_flags(&[
             ("--articles", self.articles.map(|n| n.to_string())),
             ("--seed", self.seed.map(|n| n.to_string())),
             ("--rate", self.rate.map(|n| n.to_string())),
             ("--duration", self.duration.as_ref().map(|d| d.text.clone())),
             ("--realtime", self.realtime.then(String::new)),
-        ];
-        if let Some((flag, value)) = generator_flags
-            .iter()
-            .find_map(|(flag, value)| value.as_ref().map(|v| (flag, v)))
-        {
-            let shown = if value.is_empty() {
-                flag.to_string()
-            } else {
-                format!("{flag} {value}")
-            };
-            anyhow::bail!(
-                "{shown} is a generator flag and does nothing with --input: the files are read \
-                 instead of generating events"
-            );
-        }
+        ])?;
         if let (Some(time), InputFormat::Jsonl) = (self.dump_time, self.format()) {
             anyhow::bail!(
                 "--dump-time {} does nothing with JSON-lines input, whose records carry their \
@@ -303,6 +289,26 @@ impl SourceArgs {
         }
         Ok(())
     }
+}
+
+/// Refuses the first generator flag given (`Some` value; an empty value for
+/// a switch) in a run that reads `--input` files, naming it as typed.
+pub fn refuse_generator_flags(flags: &[(&str, Option<String>)]) -> anyhow::Result<()> {
+    if let Some((flag, value)) = flags
+        .iter()
+        .find_map(|(flag, value)| value.as_ref().map(|v| (flag, v)))
+    {
+        let shown = if value.is_empty() {
+            flag.to_string()
+        } else {
+            format!("{flag} {value}")
+        };
+        anyhow::bail!(
+            "{shown} is a generator flag and does nothing with --input: the files are read \
+             instead of generating events"
+        );
+    }
+    Ok(())
 }
 
 fn format_name(format: InputFormat) -> &'static str {

@@ -181,6 +181,7 @@ pub fn table(minute: &TrendingMinute) -> String {
     text
 }
 
+/// A late event as a JSON line.
 fn late_line(ts: u64, view: &PageView) -> serde_json::Value {
     serde_json::json!({
         "project": view.article.project(),
@@ -188,28 +189,6 @@ fn late_line(ts: u64, view: &PageView) -> serde_json::Value {
         "ts": ts,
         "views": view.views,
     })
-}
-
-/// Late events as JSON lines.
-struct LateSink(JsonLinesSink);
-
-impl Sink<PageView> for LateSink {
-    fn write(&mut self, time: EventTime, records: &[(EventTime, PageView)]) -> Result<()> {
-        let lines: Vec<(EventTime, serde_json::Value)> = records
-            .iter()
-            .map(|(ts, v)| (*ts, late_line(*ts, v)))
-            .collect();
-        self.0.write(time, &lines)
-    }
-    fn close(&mut self) -> Result<()> {
-        <JsonLinesSink as Sink<serde_json::Value>>::close(&mut self.0)
-    }
-    fn commit(&mut self) -> Result<Vec<u8>> {
-        <JsonLinesSink as Sink<serde_json::Value>>::commit(&mut self.0)
-    }
-    fn restore(&mut self, point: &[u8]) -> Result<()> {
-        <JsonLinesSink as Sink<serde_json::Value>>::restore(&mut self.0, point)
-    }
 }
 
 /// Runs the job; returns the process exit code.
@@ -271,9 +250,9 @@ pub fn run(args: &TrendingArgs) -> anyhow::Result<i32> {
                 .sink("hourly", || HourlyDumpSink::create(dir, keep))?;
         }
         if let Some(path) = &args.late_out {
-            out.late
-                .clone()
-                .sink("late", || Ok(LateSink(JsonLinesSink::create(path)?)))?;
+            out.late.clone().sink("late", || {
+                Ok(MapSink::new(JsonLinesSink::create(path)?, late_line))
+            })?;
         }
         if let Some(config) = &redis {
             out.minutes

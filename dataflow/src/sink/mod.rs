@@ -187,6 +187,76 @@ fn commit<T, S: Sink<T>>(
     k.save(epoch, bytes)
 }
 
+/// Turns each record, with its event time, into another before handing it
+/// to an inner sink: a job's records into the JSON objects a file should
+/// hold, say. Commit points and restores are the inner sink's.
+///
+/// # Examples
+/// ```
+/// use keyflow_dataflow::prelude::*;
+/// use keyflow_dataflow::sink::MapSink;
+///
+/// let path = std::env::temp_dir().join(format!("keyflow-map-sink-{}.jsonl", std::process::id()));
+/// let target = path.clone();
+/// run(&RunConfig::threads(1), move |flow| {
+///     let input = IterSource::new("n", 1, |_| (1..=2u64).map(|i| (i * SECOND, i)));
+///     let target = target.clone();
+///     flow.source("n", input, &SourceConfig::default())?.sink("out", move || {
+///         let lines = JsonLinesSink::create(&target)?;
+///         Ok(MapSink::new(lines, |ts, n: &u64| serde_json::json!({"ts": ts, "n": n})))
+///     })
+/// })
+/// .unwrap();
+/// let text = std::fs::read_to_string(&path).unwrap();
+/// assert_eq!(text, "{\"n\":1,\"ts\":1000}\n{\"n\":2,\"ts\":2000}\n");
+/// # std::fs::remove_file(&path).unwrap();
+/// ```
+pub struct MapSink<S, F, U> {
+    inner: S,
+    f: F,
+    /// The mapped records of the time being written, reused across times.
+    batch: Vec<(EventTime, U)>,
+}
+
+impl<S, F, U> MapSink<S, F, U> {
+    /// A sink that maps records with `f` into `inner`.
+    pub fn new(inner: S, f: F) -> Self {
+        MapSink {
+            inner,
+            f,
+            batch: Vec::new(),
+        }
+    }
+}
+
+impl<T, U, S, F> Sink<T> for MapSink<S, F, U>
+where
+    U: 'static,
+    S: Sink<U>,
+    F: FnMut(EventTime, &T) -> U + 'static,
+{
+    fn write(&mut self, time: EventTime, records: &[(EventTime, T)]) -> Result<()> {
+        let f = &mut self.f;
+        self.batch
+            .extend(records.iter().map(|(ts, r)| (*ts, f(*ts, r))));
+        let written = self.inner.write(time, &self.batch);
+        self.batch.clear();
+        written
+    }
+
+    fn close(&mut self) -> Result<()> {
+        self.inner.close()
+    }
+
+    fn commit(&mut self) -> Result<Vec<u8>> {
+        self.inner.commit()
+    }
+
+    fn restore(&mut self, point: &[u8]) -> Result<()> {
+        self.inner.restore(point)
+    }
+}
+
 /// Prints each record on stdout with a formatting function of its event
 /// time and the record.
 ///

@@ -57,6 +57,7 @@ pub use dump_source::DumpSource;
 pub use generator::{Burst, GeneratorConfig, GeneratorSource, DEFAULT_START_MS, ZIPF_EXPONENT};
 pub use jsonl::{parse_json_line, JsonlSource};
 pub use stream::{parse_stream_entry, stream_source};
+pub(crate) use zipf::mix64;
 pub use zipf::{SplitMix64, Zipf};
 
 /// The format of pageview input files.
