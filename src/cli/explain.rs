@@ -1,4 +1,5 @@
-//! `keyflow explain JOB`: the operator graph of a bundled job.
+//! `keyflow explain JOB`: the graph of a bundled job, as the dashboard of
+//! `--serve` draws it, in text, Graphviz DOT or Mermaid.
 
 use std::sync::Arc;
 
@@ -8,11 +9,35 @@ use keyflow::jobs::baseline::Baseline;
 use keyflow::jobs::pageviews::{GeneratorConfig, PageviewSource};
 use keyflow::jobs::trending::{trending, TrendingConfig};
 
+use clap::ValueEnum;
+use keyflow::dataflow::explain::{explain_graph, JobGraph};
+
+/// How `keyflow explain` prints a graph.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum GraphFormat {
+    /// Steps, then channels, one a line.
+    Text,
+    /// A Graphviz digraph (`dot -Tsvg`).
+    Dot,
+    /// A Mermaid flowchart.
+    Mermaid,
+}
+
+/// The graph of `job` in `format`.
+pub fn explain(job: &str, format: GraphFormat) -> anyhow::Result<String> {
+    let graph = graph(job)?;
+    Ok(match format {
+        GraphFormat::Text => format!("dataflow of job `{job}`\n{}", graph.text()),
+        GraphFormat::Dot => graph.dot(job),
+        GraphFormat::Mermaid => graph.mermaid(),
+    })
+}
+
 /// The graph of `job`, built over the generator with default settings (and
-/// an empty baseline for the anomaly job).
-pub fn explain(job: &str) -> anyhow::Result<String> {
+/// an empty baseline for the anomaly job), without its output sinks.
+pub fn graph(job: &str) -> anyhow::Result<JobGraph> {
     let graph = match job {
-        "trending" => keyflow::dataflow::explain::explain(|flow| {
+        "trending" => explain_graph(|flow| {
             let source = PageviewSource::generator(GeneratorConfig::default())?;
             let events = flow.source("pageviews", source, &SourceConfig::default())?;
             trending(events, &TrendingConfig::default())?;
@@ -20,7 +45,7 @@ pub fn explain(job: &str) -> anyhow::Result<String> {
         })?,
         "anomaly" | "pageviews" => {
             let both = job == "pageviews";
-            keyflow::dataflow::explain::explain(move |flow| {
+            explain_graph(move |flow| {
                 let source = PageviewSource::generator(GeneratorConfig::default())?;
                 let config = AnomalyConfig::new(Arc::new(Baseline::empty()));
                 let events = flow.source("pageviews", source, &SourceConfig::default())?;
@@ -33,5 +58,5 @@ pub fn explain(job: &str) -> anyhow::Result<String> {
         }
         other => anyhow::bail!("unknown job `{other}`; `keyflow jobs` lists them"),
     };
-    Ok(format!("dataflow of job `{job}`\n{graph}"))
+    Ok(graph)
 }

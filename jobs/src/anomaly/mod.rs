@@ -320,6 +320,6 @@ pub fn anomaly<'scope>(
             config.top,
             ScoredArticle::cmp,
         )
-        .map(move |top| AnomalyHour::from_top(top.t, top));
+        .map_named("AnomalyHour", move |top| AnomalyHour::from_top(top.t, top));
     Ok(hours)
 }
