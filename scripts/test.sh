@@ -4,9 +4,10 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 # Beyond the Rust toolchain (1.95), the tests need a C linker for rustc
-# (gcc), in the cluster tests pgrep and kill (procps), and for the
-# multi-host test ip (iproute2) and podman to build the container image.
-bash scripts/install-deps.sh gcc procps iproute2 podman
+# (gcc), in the cluster tests pgrep and kill (procps), for the multi-host
+# test ip (iproute2) and podman to build the container image, and for the
+# dashboard tests headless Chromium.
+bash scripts/install-deps.sh gcc procps iproute2 podman chromium
 # The container image, built from this checkout's binary (a debug build,
 # to keep the test run short; deploy/build-image.sh packages the release
 # binary by default). The multi-host test runs the pods from its exported

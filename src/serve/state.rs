@@ -74,7 +74,8 @@ pub struct Health {
     pub uptime_s: f64,
     /// Events read by the sources, late ones included.
     pub events: u64,
-    /// Events read per second over the last few seconds.
+    /// Events read per second over the last few seconds (0 once the input
+    /// has ended).
     pub events_per_s: f64,
     /// The highest source watermark (ms since the epoch, UTC); 0 before any.
     pub watermark: u64,
@@ -165,13 +166,13 @@ impl Shared {
         self.finished.load(Ordering::SeqCst)
     }
 
-    /// Notes the event count now, keeping about ten seconds of samples.
+    /// Notes the event count now, keeping about three seconds of samples.
     pub fn sample(&self) {
         let events = self.ctx.metrics.snapshot().events;
         let mut samples = lock(&self.samples);
         let now = Instant::now();
         samples.push_back(Sample { at: now, events });
-        while samples.len() > 2 && now.duration_since(samples[0].at).as_secs_f64() > 10.0 {
+        while samples.len() > 2 && now.duration_since(samples[0].at).as_secs_f64() > 3.0 {
             samples.pop_front();
         }
     }
@@ -197,7 +198,7 @@ impl Shared {
             finished: self.finished(),
             uptime_s: self.started.elapsed().as_secs_f64(),
             events: m.events,
-            events_per_s: self.rate(),
+            events_per_s: if self.finished() { 0.0 } else { self.rate() },
             watermark: m.watermark,
             watermark_lag_s,
             late: m.late(),
