@@ -329,9 +329,9 @@ pub fn write_jsonl(path: &Path, events: &[Event], bad: usize) {
 pub fn latest_trending(out: &Path) -> serde_json::Value {
     let text = std::fs::read_to_string(out).unwrap();
     text.lines()
+        .rev()
         .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
-        .filter(|m| m["trending"].as_u64().unwrap_or(0) > 0)
-        .last()
+        .find(|m| m["trending"].as_u64().unwrap_or(0) > 0)
         .unwrap_or_else(|| panic!("no minute had trending articles in:\n{text}"))
 }
 

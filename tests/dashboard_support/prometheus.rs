@@ -183,7 +183,8 @@ pub fn parse(text: &str) -> Result<Exposition, String> {
         if !series.insert(key) {
             return Err(at("the same series twice".into()));
         }
-        if exp.types[name] == "counter" && !(v >= 0.0) {
+        // NaN is no count either.
+        if exp.types[name] == "counter" && (v.is_nan() || v < 0.0) {
             return Err(at("a counter below zero".into()));
         }
         exp.samples.push(Sample {
