@@ -245,9 +245,24 @@ fn json_endpoints_and_the_graph_list_the_job_with_counts() {
 
     // The page's script gets the same parts the page was rendered with.
     let view: serde_json::Value = serde_json::from_str(&served.get_ok("/api/view")).unwrap();
-    for part in ["status", "health", "trending", "graph"] {
+    for part in ["status", "health", "trending", "graph", "lists"] {
         assert!(view[part].is_string(), "no {part} in {view}");
     }
+    // Lists the script already has are not sent again.
+    let key: String = view["lists"]
+        .as_str()
+        .unwrap()
+        .bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect();
+    let again: serde_json::Value =
+        serde_json::from_str(&served.get_ok(&format!("/api/view?lists={key}"))).unwrap();
+    assert!(again.get("trending").is_none(), "{again}");
+    assert_eq!(again["lists"], view["lists"]);
+    assert!(again["health"].is_string());
     assert_eq!(served.get("/no-such-page").0, 404);
 }
 

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, OnceLock};
 
 use axum::extract::State;
-use axum::http::{header, StatusCode};
+use axum::http::{header, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
@@ -89,8 +89,43 @@ async fn index(State(app): State<AppRef>) -> Response {
     )
 }
 
-async fn view(State(app): State<AppRef>) -> Response {
-    json(&render::view(&app.shared, &app.graph_svg()))
+/// The changing parts of the page; `?lists=KEY` (the `lists` of the last
+/// answer) leaves out lists that still show the same.
+async fn view(State(app): State<AppRef>, uri: Uri) -> Response {
+    let known = uri.query().and_then(|q| {
+        q.split('&')
+            .find_map(|pair| pair.strip_prefix("lists="))
+            .map(percent_decode)
+    });
+    json(&render::view(
+        &app.shared,
+        &app.graph_svg(),
+        known.as_deref(),
+    ))
+}
+
+/// Decodes `%XX` escapes (and `+` as a space) of a query value.
+fn percent_decode(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = |b: u8| (b as char).to_digit(16);
+        match bytes[i] {
+            b'%' if i + 2 < bytes.len() => match (hex(bytes[i + 1]), hex(bytes[i + 2])) {
+                (Some(a), Some(b)) => {
+                    out.push((a * 16 + b) as u8);
+                    i += 3;
+                    continue;
+                }
+                _ => out.push(b'%'),
+            },
+            b'+' => out.push(b' '),
+            b => out.push(b),
+        }
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// The latest minute that had trending articles, then the latest evaluated
@@ -218,4 +253,16 @@ pub fn spawn(listener: std::net::TcpListener, shared: Arc<Shared>) -> std::io::R
             })
         })?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::percent_decode;
+
+    #[test]
+    fn query_values_are_decoded() {
+        assert_eq!(percent_decode("a%2Fb%3Bc+d"), "a/b;c d");
+        assert_eq!(percent_decode("100%"), "100%");
+        assert_eq!(percent_decode("%zz%4"), "%zz%4");
+    }
 }

@@ -16,6 +16,7 @@ mod layout;
 mod render;
 mod state;
 
+use std::io::Write;
 use std::net::{SocketAddr, TcpListener, ToSocketAddrs};
 use std::sync::Arc;
 
@@ -96,7 +97,9 @@ impl Dashboard {
                     std::thread::sleep(std::time::Duration::from_millis(500));
                 }
             })?;
-        eprintln!("keyflow: dashboard at http://{address}/");
+        // Not eprintln!, which panics when stderr is a pipe whose reader is
+        // gone.
+        let _ = writeln!(std::io::stderr(), "keyflow: dashboard at http://{address}/");
         Ok(Dashboard {
             shared: Some(shared),
             address: Some(address),
@@ -140,7 +143,8 @@ impl Dashboard {
             return;
         };
         shared.finish();
-        eprintln!(
+        let _ = writeln!(
+            std::io::stderr(),
             "keyflow: the input has ended; serving the final state at http://{address}/ until \
              Ctrl-C or SIGTERM"
         );

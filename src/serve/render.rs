@@ -14,9 +14,13 @@ use super::state::{now_ms, Health, Shared, Trending};
 /// The page, with `{{name}}` holes filled in one pass.
 const PAGE: &str = include_str!("page.html");
 
-/// The most rows of one trending minute shown on the page (`/api/trending`
-/// has them all).
-pub const MAX_ROWS: usize = 500;
+/// The most rows of one trending minute or hour shown on the page
+/// (`/api/trending` and `/api/anomaly` have them all).
+pub const MAX_ROWS: usize = 5_000;
+
+/// The rows that get a sparkline; the rest show their counts only, which
+/// keeps a page of thousands of rows light.
+const SPARKLINES: usize = 1_000;
 
 /// How many scored hours the page lists, newest first.
 const HOURS_SHOWN: usize = 6;
@@ -155,7 +159,7 @@ fn sparkline(counts: &[u64]) -> String {
     )
 }
 
-fn trending_row(e: &TrendingEntry) -> String {
+fn trending_row(e: &TrendingEntry, spark: bool) -> String {
     let counts: Vec<String> = e.counts.iter().map(u64::to_string).collect();
     format!(
         r#"<tr><td class="rank">{rank}</td><td class="project">{project}</td><td class="title"><a href="{url}" rel="noopener noreferrer">{title}</a></td><td class="trend">{spark}<span class="counts">{counts}</span></td></tr>"#,
@@ -163,7 +167,11 @@ fn trending_row(e: &TrendingEntry) -> String {
         project = escape(&e.project),
         url = escape(&article_url(&e.project, &e.title)),
         title = escape(&e.title),
-        spark = sparkline(&e.counts),
+        spark = if spark {
+            sparkline(&e.counts)
+        } else {
+            String::new()
+        },
         counts = counts.join(" "),
     )
 }
@@ -215,8 +223,8 @@ fn trending_table(minute: &TrendingMinute) -> String {
     let mut out = String::from(
         r#"<table class="rows"><thead><tr><th>#</th><th>project</th><th>title</th><th>views in the six windows</th></tr></thead><tbody>"#,
     );
-    for e in minute.top.iter().take(MAX_ROWS) {
-        out.push_str(&trending_row(e));
+    for (i, e) in minute.top.iter().take(MAX_ROWS).enumerate() {
+        out.push_str(&trending_row(e, i < SPARKLINES));
     }
     out.push_str("</tbody></table>");
     if minute.top.len() > MAX_ROWS {
@@ -353,17 +361,43 @@ pub struct View {
     #[serde(skip_serializing_if = "Option::is_none")]
     anomaly: Option<String>,
     graph: String,
+    /// Names what the lists show, so that the script can say what it has
+    /// and get the lists again only when they change (they can be long).
+    lists: String,
 }
 
-/// Renders every changing part now.
-pub fn view(shared: &Shared, graph: &str) -> View {
+/// What the trending and anomaly lists show: the minutes and hours, and
+/// their rows' count.
+fn lists_key(trending: Option<&Trending>, hours: Option<&[AnomalyHour]>) -> String {
+    let minute = |m: Option<&TrendingMinute>| {
+        m.map_or("-".to_string(), |m| {
+            format!("{}.{}.{}.{}", m.t, m.trending, m.top.len(), m.update)
+        })
+    };
+    let mut key = match trending {
+        Some(t) => format!("{}/{}", minute(t.shown.as_ref()), minute(t.latest.as_ref())),
+        None => "-".into(),
+    };
+    for hour in hours.unwrap_or_default() {
+        let _ = write!(key, ";{}.{}.{}", hour.day, hour.hour, hour.top.len());
+    }
+    key
+}
+
+/// Renders every changing part now; the lists only when they show
+/// something else than `known` says (a [`View`]'s `lists`).
+pub fn view(shared: &Shared, graph: &str, known: Option<&str>) -> View {
     let h = shared.health();
+    let (t, hours) = (shared.trending(), shared.anomaly());
+    let lists = lists_key(t.as_ref(), hours.as_deref());
+    let fresh = known != Some(lists.as_str());
     View {
         status: status(&h),
         health: health(&h),
-        trending: shared.trending().map(|t| trending(&t)),
-        anomaly: shared.anomaly().map(|hours| anomaly(&hours)),
+        trending: t.filter(|_| fresh).map(|t| trending(&t)),
+        anomaly: hours.filter(|_| fresh).map(|hours| anomaly(&hours)),
         graph: graph.to_string(),
+        lists,
     }
 }
 
@@ -392,7 +426,7 @@ fn fill(template: &str, values: &BTreeMap<&str, String>) -> String {
 
 /// The whole page, with the current data in it.
 pub fn page(shared: &Shared, graph: &str) -> String {
-    let v = view(shared, graph);
+    let v = view(shared, graph, None);
     let mut panels = String::new();
     if let Some(t) = &v.trending {
         let _ = write!(
@@ -408,6 +442,7 @@ pub fn page(shared: &Shared, graph: &str) -> String {
     }
     let values = BTreeMap::from([
         ("job", escape(&shared.job)),
+        ("lists", escape(&v.lists)),
         ("status", v.status),
         ("health", v.health),
         ("panels", panels),
