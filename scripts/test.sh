@@ -6,11 +6,11 @@ cd "$(dirname "$0")/.."
 # Beyond the Rust toolchain (1.95), the tests need a C linker for rustc
 # (gcc), in the cluster tests pgrep and kill (procps), for the multi-host
 # test ip (iproute2) and podman to build the container image, a real Redis
-# server and client (redis-server, redis-tools), and, to read the activity
-# job's Parquet files with DuckDB, python3 with venv (the test makes a
-# virtual environment under target/ and installs duckdb from PyPI into it
-# once).
-bash scripts/install-deps.sh gcc procps iproute2 podman redis-server redis-tools python3 python3-venv
+# server and client (redis-server, redis-tools), to read the activity job's
+# Parquet files with DuckDB python3 with venv (the test makes a virtual
+# environment under target/ and installs duckdb from PyPI into it once), and
+# for the dashboard tests headless Chromium.
+bash scripts/install-deps.sh gcc procps iproute2 podman redis-server redis-tools python3 python3-venv chromium
 # The container image, built from this checkout's binary (a debug build,
 # to keep the test run short; deploy/build-image.sh packages the release
 # binary by default). The multi-host test runs the pods from its exported

@@ -1,6 +1,7 @@
 //! The `keyflow` command-line tool.
 
 mod cli;
+mod serve;
 
 use std::io::IsTerminal;
 
@@ -60,8 +61,8 @@ fn dispatch(command: Command) -> anyhow::Result<i32> {
             }
             Ok(0)
         }
-        Command::Explain { job } => {
-            print!("{}", cli::explain::explain(&job)?);
+        Command::Explain { job, format } => {
+            print!("{}", cli::explain::explain(&job, format)?);
             Ok(0)
         }
         Command::Run { job } => match job {

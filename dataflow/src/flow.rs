@@ -22,7 +22,10 @@ use std::panic::Location;
 use std::rc::Rc;
 use std::sync::Arc;
 
+use timely::container::CapacityContainerBuilder;
+use timely::dataflow::channels::pact::Pipeline;
 use timely::dataflow::operators::generic::operator::empty;
+use timely::dataflow::operators::generic::Operator;
 use timely::dataflow::operators::vec::{Filter, Map};
 use timely::dataflow::operators::{Concat, Inspect};
 use timely::dataflow::Scope;
@@ -148,6 +151,11 @@ impl<'scope> Dataflow<'scope> {
             steps.seen.insert(full.clone(), here);
         }
         full
+    }
+
+    /// Every step id declared so far (with sub-flow prefixes), sorted.
+    pub fn step_ids(&self) -> Vec<String> {
+        self.steps.borrow().seen.keys().cloned().collect()
     }
 
     /// Records an error found while building (the first one wins); the
@@ -281,11 +289,47 @@ impl<'scope, D: 'static> Events<'scope, D> {
     /// let out = example(vec![(5, "a"), (7, "bc")], |words| Ok(words.map(|w| w.len())));
     /// assert_eq!(out.unwrap(), vec![(5, 1), (7, 2)]);
     /// ```
-    pub fn map<E: 'static, F>(self, mut f: F) -> Events<'scope, E>
+    pub fn map<E: 'static, F>(self, f: F) -> Events<'scope, E>
     where
         F: FnMut(D) -> E + 'static,
     {
-        self.apply(|s| s.map(move |(ts, d)| (ts, f(d))).container::<Vec<_>>())
+        self.map_named("Map", f)
+    }
+
+    /// [`Events::map`], with a name for the step in `explain` output and the
+    /// dashboard's job graph.
+    ///
+    /// # Examples
+    /// ```
+    /// use keyflow_dataflow::explain::explain;
+    /// use keyflow_dataflow::prelude::*;
+    ///
+    /// let text = explain(|flow| {
+    ///     let input = IterSource::new("words", 1, |_| vec![(1, "a")].into_iter());
+    ///     flow.source("words", input, &SourceConfig::default())?
+    ///         .map_named("Length", |w| w.len());
+    ///     Ok(())
+    /// })
+    /// .unwrap();
+    /// assert!(text.contains("words -> Length"), "{text}");
+    /// ```
+    pub fn map_named<E: 'static, F>(self, name: &str, mut f: F) -> Events<'scope, E>
+    where
+        F: FnMut(D) -> E + 'static,
+    {
+        type Out<E> = CapacityContainerBuilder<Vec<(EventTime, E)>>;
+        self.apply(|s| {
+            s.unary::<Out<E>, _, _, _>(Pipeline, name, move |_, _| {
+                move |input, output| {
+                    input.for_each_stamp(|cap, data| {
+                        let mut session = output.session(&cap);
+                        for batch in data {
+                            session.give_iterator(batch.drain(..).map(|(ts, d)| (ts, f(d))));
+                        }
+                    });
+                }
+            })
+        })
     }
 
     /// Keeps the records for which `keep` holds.
@@ -430,7 +474,7 @@ impl<'scope, D: 'static> Events<'scope, D> {
         V: Data,
         F: FnMut(D) -> (K, V) + 'static,
     {
-        Keyed::new(self.map(f), name)
+        Keyed::new(self.map_named(name, f), name)
     }
 
     /// Writes the stream to the sink that `make` builds, one complete event

@@ -5,7 +5,7 @@
 //! line and at the end of a run.
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use serde::{Deserialize, Serialize};
@@ -46,6 +46,11 @@ pub struct StepMetrics {
     pub dropped: AtomicU64,
     /// Malformed records the step skipped.
     pub bad: AtomicU64,
+    /// For a source step: the highest watermark of its partitions in this
+    /// process (event time, ms); 0 until it has one.
+    pub watermark: AtomicU64,
+    /// Whether the step is a source (see [`Metrics::source`]).
+    pub source: AtomicBool,
 }
 
 /// Reads one counter of a [`StepSnapshot`].
@@ -64,6 +69,12 @@ pub struct StepSnapshot {
     pub dropped: u64,
     /// See [`StepMetrics::bad`].
     pub bad: u64,
+    /// See [`StepMetrics::watermark`].
+    #[serde(default)]
+    pub watermark: u64,
+    /// See [`StepMetrics::source`].
+    #[serde(default)]
+    pub source: bool,
 }
 
 /// A plain copy of [`Metrics`] at one moment.
@@ -136,6 +147,14 @@ impl Metrics {
             .collect()
     }
 
+    /// The counters of source step `id`: [`Metrics::step`], marked as a
+    /// source, whose `records_out` are the events it read.
+    pub fn source(&self, id: &str) -> Arc<StepMetrics> {
+        let step = self.step(id);
+        step.source.store(true, Ordering::Relaxed);
+        step
+    }
+
     /// Copies the counters of every step, by id.
     ///
     /// # Examples
@@ -157,40 +176,120 @@ impl Metrics {
                     late: get(&m.late),
                     dropped: get(&m.dropped),
                     bad: get(&m.bad),
+                    watermark: get(&m.watermark),
+                    source: m.source.load(Ordering::Relaxed),
                 };
                 (id.clone(), snapshot)
             })
             .collect()
     }
 
-    /// Renders the process counters and the per-step counters (labelled
-    /// `step="id"`) in Prometheus' text exposition format.
+    /// Renders the counters in Prometheus' text exposition format: per
+    /// step (labelled `step="id"`) the events each source read, late and
+    /// bad records, records in, out and dropped, and each source's
+    /// watermark lag behind the wall clock; then the process-wide counters
+    /// of [`MetricsSnapshot::prometheus`].
     ///
     /// # Examples
     /// ```
     /// use keyflow_dataflow::metrics::Metrics;
     /// let metrics = Metrics::default();
+    /// Metrics::add(&metrics.source("clicks").records_out, 5);
     /// Metrics::add(&metrics.step("counts").records_in, 3);
     /// let text = metrics.prometheus();
+    /// assert!(text.contains("keyflow_events_total{step=\"clicks\"} 5"));
     /// assert!(text.contains("keyflow_step_records_in_total{step=\"counts\"} 3"));
     /// ```
     pub fn prometheus(&self) -> String {
-        let mut out = self.snapshot().prometheus();
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64);
+        self.prometheus_at(now)
+    }
+
+    /// [`Metrics::prometheus`] with the wall clock at `now` (ms since the
+    /// Unix epoch).
+    ///
+    /// # Examples
+    /// ```
+    /// use keyflow_dataflow::metrics::Metrics;
+    /// let metrics = Metrics::default();
+    /// metrics.source("clicks").watermark.store(10_000, std::sync::atomic::Ordering::Relaxed);
+    /// let text = metrics.prometheus_at(12_500);
+    /// assert!(text.contains("keyflow_watermark_lag_seconds{step=\"clicks\"} 2.5"), "{text}");
+    /// ```
+    pub fn prometheus_at(&self, now: u64) -> String {
         let steps = self.steps();
-        let rows: [(&str, StepField); 5] = [
-            ("keyflow_step_records_in_total", |s| s.records_in),
-            ("keyflow_step_records_out_total", |s| s.records_out),
-            ("keyflow_step_late_total", |s| s.late),
-            ("keyflow_step_dropped_total", |s| s.dropped),
-            ("keyflow_step_bad_records_total", |s| s.bad),
-        ];
-        for (name, get) in rows {
-            out.push_str(&format!("# TYPE {name} counter\n"));
-            for (id, snapshot) in &steps {
-                let id = id.replace('\\', "\\\\").replace('"', "\\\"");
-                out.push_str(&format!("{name}{{step=\"{id}\"}} {}\n", get(snapshot)));
+        let sources: Vec<&(String, StepSnapshot)> =
+            steps.iter().filter(|(_, s)| s.source).collect();
+        let mut out = String::new();
+        let mut family = |name: &str, kind: &str, help: &str, rows: Vec<(&str, String)>| {
+            out.push_str(&format!("# HELP {name} {help}\n# TYPE {name} {kind}\n"));
+            for (id, value) in rows {
+                let id = id
+                    .replace('\\', "\\\\")
+                    .replace('"', "\\\"")
+                    .replace('\n', "\\n");
+                out.push_str(&format!("{name}{{step=\"{id}\"}} {value}\n"));
             }
-        }
+        };
+        let per_source = |get: &dyn Fn(&StepSnapshot) -> String| {
+            sources
+                .iter()
+                .map(|(id, s)| (id.as_str(), get(s)))
+                .collect()
+        };
+        let per_step = |get: StepField| {
+            steps
+                .iter()
+                .map(|(id, s)| (id.as_str(), get(s).to_string()))
+                .collect()
+        };
+        family(
+            "keyflow_events_total",
+            "counter",
+            "Events read by each source step, late ones included.",
+            per_source(&|s| s.records_out.to_string()),
+        );
+        family(
+            "keyflow_late_events_total",
+            "counter",
+            "Late records seen by each step (at a source: behind its watermark).",
+            per_step(|s| s.late),
+        );
+        family(
+            "keyflow_bad_records_total",
+            "counter",
+            "Malformed records skipped by each step.",
+            per_step(|s| s.bad),
+        );
+        family(
+            "keyflow_watermark_lag_seconds",
+            "gauge",
+            "Wall-clock time minus the watermark of each source step (NaN before its first).",
+            per_source(&|s| match s.watermark {
+                0 => "NaN".to_string(),
+                wm => format!("{}", (now as f64 - wm as f64) / 1000.0),
+            }),
+        );
+        family(
+            "keyflow_step_records_in_total",
+            "counter",
+            "Records each step took in.",
+            per_step(|s| s.records_in),
+        );
+        family(
+            "keyflow_step_records_out_total",
+            "counter",
+            "Records each step sent on.",
+            per_step(|s| s.records_out),
+        );
+        family(
+            "keyflow_step_dropped_total",
+            "counter",
+            "Records each step dropped: late beyond its policy, or too far ahead.",
+            per_step(|s| s.dropped),
+        );
         for (name, value) in self.gauges() {
             let name: String = name
                 .chars()
@@ -200,6 +299,7 @@ impl Metrics {
                 "# TYPE keyflow_{name} gauge\nkeyflow_{name} {value}\n"
             ));
         }
+        out.push_str(&self.snapshot().prometheus());
         out
     }
 
@@ -225,18 +325,18 @@ impl MetricsSnapshot {
         self.late_dropped + self.late_side
     }
 
-    /// Renders the counters in Prometheus' text exposition format.
+    /// Renders the process-wide counters that have no per-step form in
+    /// Prometheus' text exposition format ([`Metrics::prometheus`] adds the
+    /// per-step ones: events, late and bad records).
     ///
     /// # Examples
     /// ```
     /// use keyflow_dataflow::metrics::MetricsSnapshot;
-    /// let text = MetricsSnapshot { events: 3, ..Default::default() }.prometheus();
-    /// assert!(text.contains("keyflow_events_total 3"));
+    /// let text = MetricsSnapshot { future: 3, ..Default::default() }.prometheus();
+    /// assert!(text.contains("keyflow_future_records_total 3"));
     /// ```
     pub fn prometheus(&self) -> String {
         let rows = [
-            ("keyflow_events_total", "counter", self.events),
-            ("keyflow_bad_records_total", "counter", self.bad),
             ("keyflow_skipped_records_total", "counter", self.skipped),
             ("keyflow_future_records_total", "counter", self.future),
             ("keyflow_late_dropped_total", "counter", self.late_dropped),

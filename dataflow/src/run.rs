@@ -12,6 +12,7 @@ use timely::{CommunicationConfig, WorkerConfig};
 
 use crate::checkpoint::{CheckpointConfig, Checkpointer, StepCheckpoint};
 use crate::error::{Error, Result};
+use crate::explain::{GraphLog, JobGraph};
 use crate::flow::Dataflow;
 use crate::metrics::Metrics;
 
@@ -187,6 +188,8 @@ pub struct Context {
     aborted: AtomicBool,
     finished: AtomicUsize,
     checkpointer: std::sync::OnceLock<Arc<Checkpointer>>,
+    graph_wanted: AtomicBool,
+    graph: std::sync::OnceLock<JobGraph>,
 }
 
 impl Context {
@@ -199,7 +202,43 @@ impl Context {
             aborted: AtomicBool::new(false),
             finished: AtomicUsize::new(0),
             checkpointer: std::sync::OnceLock::new(),
+            graph_wanted: AtomicBool::new(false),
+            graph: std::sync::OnceLock::new(),
         }
+    }
+
+    /// Asks [`run_with_context`] to record the graph of the dataflow it
+    /// builds (on worker 0 of the cluster), for [`Context::graph`]. timely
+    /// then logs on that worker while the job runs, which costs it a little
+    /// time; the graph is all that is kept.
+    pub fn record_graph(&self) {
+        self.graph_wanted.store(true, Ordering::SeqCst);
+    }
+
+    /// The job's graph, once its dataflow is built, if
+    /// [`Context::record_graph`] asked for it and this process holds worker
+    /// 0.
+    ///
+    /// # Examples
+    /// ```
+    /// use std::sync::Arc;
+    /// use keyflow_dataflow::prelude::*;
+    /// use keyflow_dataflow::run::run_with_context;
+    ///
+    /// let ctx = Arc::new(Context::new(RunConfig::threads(2)));
+    /// ctx.record_graph();
+    /// run_with_context(Arc::clone(&ctx), |flow| {
+    ///     let input = IterSource::new("n", 2, |p| (0..3u64).map(move |i| (i, i + p as u64)));
+    ///     flow.source("n", input, &SourceConfig::default())?.filter(|n| n % 2 == 0);
+    ///     Ok(())
+    /// })
+    /// .unwrap();
+    /// let graph = ctx.graph().unwrap();
+    /// assert_eq!(graph.nodes[0].id, "n");
+    /// assert_eq!(graph.edges[0].to, "Filter");
+    /// ```
+    pub fn graph(&self) -> Option<&JobGraph> {
+        self.graph.get()
     }
 
     /// The process's checkpoint coordinator, when the job checkpoints.
@@ -312,12 +351,18 @@ where
     F: for<'s> Fn(&Dataflow<'s>) -> Result<T> + Send + Sync + 'static,
 {
     run_workers_with_context(ctx, move |worker, ctx| {
-        worker.dataflow(|scope| {
+        let wanted = worker.index() == 0 && ctx.graph_wanted.load(Ordering::SeqCst);
+        let log = wanted.then(|| GraphLog::start(worker));
+        let (value, steps) = worker.dataflow(|scope| {
             let flow = Dataflow::new(scope, ctx);
             let value = build(&flow)?;
             flow.finish()?;
-            Ok(value)
-        })
+            Ok::<_, Error>((value, flow.step_ids()))
+        })?;
+        if let Some(log) = log {
+            let _ = ctx.graph.set(log.finish(worker, &steps));
+        }
+        Ok(value)
     })
 }
 

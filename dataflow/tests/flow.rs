@@ -130,7 +130,7 @@ fn metrics_are_kept_per_step() {
     );
     let text = ctx.metrics.prometheus();
     assert!(
-        text.contains("keyflow_step_late_total{step=\"all\"} 1"),
+        text.contains("keyflow_late_events_total{step=\"all\"} 1"),
         "{text}"
     );
     assert!(

@@ -17,7 +17,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use keyflow_dataflow::checkpoint::take_below;
-use keyflow_dataflow::metrics::Metrics;
+use keyflow_dataflow::metrics::{Metrics, StepMetrics};
 use keyflow_dataflow::source::EventStream;
 use keyflow_dataflow::time::EventTime;
 use keyflow_dataflow::{Data, Dataflow, Events};
@@ -212,7 +212,8 @@ impl<'scope, R: Data + Ord> GlobalTopK<'scope, R> for Events<'scope, R> {
         let flow = self.flow().clone();
         let step = flow.step(id);
         let partials = local_top_k::<R, (), F>(self.inner(), None, &flow, &step, k, cmp.clone());
-        flow.wrap(global_top_k(partials, &step, k, cmp))
+        let counters = flow.context().metrics.step(&step);
+        flow.wrap(global_top_k(partials, &step, k, cmp, counters))
     }
 
     #[track_caller]
@@ -237,7 +238,8 @@ impl<'scope, R: Data + Ord> GlobalTopK<'scope, R> for Events<'scope, R> {
             k,
             cmp.clone(),
         );
-        flow.wrap(global_top_k(partials, &step, k, cmp))
+        let counters = flow.context().metrics.step(&step);
+        flow.wrap(global_top_k(partials, &step, k, cmp, counters))
     }
 }
 
@@ -348,6 +350,7 @@ where
             };
             records_in.for_each(|cap, data| {
                 let Some(&time) = cap.least() else { return };
+                Metrics::add(&counters.records_in, data.len() as u64);
                 let cap = cap.delayed(&time, 0);
                 if gate.is_some_and(|next| time >= next) {
                     let entry = waiting
@@ -434,6 +437,7 @@ fn global_top_k<'scope, R, F>(
     id: &str,
     k: usize,
     cmp: F,
+    counters: Arc<StepMetrics>,
 ) -> EventStream<'scope, TopK<R>>
 where
     R: Data + Ord,
@@ -462,6 +466,7 @@ where
                     }
                     let cap = entry.remove();
                     let partial = state.pending.remove(&t).unwrap_or_default();
+                    Metrics::add(&counters.records_out, 1);
                     output.session(&cap).give((t, partial.finish(t, k, &cmp)));
                 }
             }

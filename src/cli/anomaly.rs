@@ -17,6 +17,7 @@ use super::progress::Progress;
 use super::run_args::{ClusterArgs, DumpTimeArg, InputFormat as FormatArg, SourceArgs};
 use super::sources::pageview_source;
 use super::trending::{table as trending_table, TrendingArgs};
+use crate::serve::{Dashboard, ServeArgs};
 
 /// Flags of `keyflow baseline`.
 #[derive(Debug, Clone, Args)]
@@ -187,6 +188,9 @@ pub struct AnomalyArgs {
     /// Workers and processes.
     #[command(flatten)]
     pub cluster: ClusterArgs,
+    /// The dashboard.
+    #[command(flatten)]
+    pub serve: ServeArgs,
 }
 
 /// The checkpoint plan of an anomaly-scoring run: the baseline is an input
@@ -254,13 +258,16 @@ pub fn run_anomaly(args: &AnomalyArgs) -> anyhow::Result<i32> {
     let redis = args.redis.config()?;
     let processes = run_config.processes;
     let ctx = Arc::new(Context::new(run_config));
+    let dashboard = Dashboard::start(&args.serve, "anomaly", &ctx)?;
     let progress = Progress::start(&ctx, args.quiet);
     let (quiet, out) = (args.quiet, args.out.clone());
+    let dash = dashboard.clone();
     run_with_context(Arc::clone(&ctx), move |flow| {
         let src: PageviewSource = make_source()?;
         let (config, source_config, out) = (config.clone(), source_config.clone(), out.clone());
         let events = flow.source("pageviews", src, &source_config)?;
         let hours = anomaly(events, &config)?;
+        dash.anomaly(&hours)?;
         if !quiet {
             hours.clone().sink("table", || {
                 Ok(StdoutSink(|_, h: &AnomalyHour| anomaly_table(h)))
@@ -280,6 +287,7 @@ pub fn run_anomaly(args: &AnomalyArgs) -> anyhow::Result<i32> {
     drop(progress);
     super::progress::summary(&ctx, quiet);
     super::validate::some_input_was_good(&ctx, processes)?;
+    dashboard.serve_on();
     Ok(0)
 }
 
@@ -341,9 +349,11 @@ pub fn run_pageviews(args: &PageviewsArgs) -> anyhow::Result<i32> {
     let redis = args.trending.redis.config()?;
     let processes = run_config.processes;
     let ctx = Arc::new(Context::new(run_config));
+    let dashboard = Dashboard::start(&args.trending.serve, "pageviews", &ctx)?;
     let quiet = args.trending.quiet;
     let progress = Progress::start(&ctx, quiet);
     let args = args.clone();
+    let dash = dashboard.clone();
     run_with_context(Arc::clone(&ctx), move |flow| {
         let src: PageviewSource = make_source()?;
         let (tc, ac, sc, args) = (
@@ -355,6 +365,8 @@ pub fn run_pageviews(args: &PageviewsArgs) -> anyhow::Result<i32> {
         let events = flow.source("pageviews", src, &sc)?;
         let minutes = trending(events.clone(), &tc)?;
         let hours = anomaly(events, &ac)?;
+        dash.trending(&minutes.minutes)?;
+        dash.anomaly(&hours)?;
         if !quiet {
             let shown = minutes
                 .minutes
@@ -399,5 +411,6 @@ pub fn run_pageviews(args: &PageviewsArgs) -> anyhow::Result<i32> {
     drop(progress);
     super::progress::summary(&ctx, quiet);
     super::validate::some_input_was_good(&ctx, processes)?;
+    dashboard.serve_on();
     Ok(0)
 }

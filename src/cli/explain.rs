@@ -1,4 +1,5 @@
-//! `keyflow explain JOB`: the operator graph of a bundled job.
+//! `keyflow explain JOB`: the graph of a bundled job, as the dashboard of
+//! `--serve` draws it, in text, Graphviz DOT or Mermaid.
 
 use std::sync::Arc;
 
@@ -10,11 +11,41 @@ use keyflow::jobs::behaviour::{behaviour, BehaviourConfig, UserGeneratorConfig, 
 use keyflow::jobs::pageviews::{GeneratorConfig, PageviewSource};
 use keyflow::jobs::trending::{trending, TrendingConfig};
 
-/// The graph of `job`, built over its generator with default settings (and
-/// an empty baseline for the anomaly job).
-pub fn explain(job: &str) -> anyhow::Result<String> {
+use clap::ValueEnum;
+use keyflow::dataflow::explain::{explain_graph, JobGraph};
+
+/// How `keyflow explain` prints a graph.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum GraphFormat {
+    /// Steps, then channels, one a line.
+    Text,
+    /// A Graphviz digraph (`dot -Tsvg`).
+    Dot,
+    /// A Mermaid flowchart.
+    Mermaid,
+}
+
+/// The graph of `job` in `format`.
+pub fn explain(job: &str, format: GraphFormat) -> anyhow::Result<String> {
+    let graph = graph(job)?;
+    Ok(match format {
+        GraphFormat::Text if job == "behaviour" => {
+            format!(
+                "{BEHAVIOUR_CASCADE}dataflow of job `{job}`\n{}",
+                graph.text()
+            )
+        }
+        GraphFormat::Text => format!("dataflow of job `{job}`\n{}", graph.text()),
+        GraphFormat::Dot => graph.dot(job),
+        GraphFormat::Mermaid => graph.mermaid(),
+    })
+}
+
+/// The graph of `job`, built over the generator with default settings (and
+/// an empty baseline for the anomaly job), without its output sinks.
+pub fn graph(job: &str) -> anyhow::Result<JobGraph> {
     let graph = match job {
-        "trending" => keyflow::dataflow::explain::explain(|flow| {
+        "trending" => explain_graph(|flow| {
             let source = PageviewSource::generator(GeneratorConfig::default())?;
             let events = flow.source("pageviews", source, &SourceConfig::default())?;
             trending(events, &TrendingConfig::default())?;
@@ -22,7 +53,7 @@ pub fn explain(job: &str) -> anyhow::Result<String> {
         })?,
         "anomaly" | "pageviews" => {
             let both = job == "pageviews";
-            keyflow::dataflow::explain::explain(move |flow| {
+            explain_graph(move |flow| {
                 let source = PageviewSource::generator(GeneratorConfig::default())?;
                 let config = AnomalyConfig::new(Arc::new(Baseline::empty()));
                 let events = flow.source("pageviews", source, &SourceConfig::default())?;
@@ -33,16 +64,13 @@ pub fn explain(job: &str) -> anyhow::Result<String> {
                 Ok(())
             })?
         }
-        "behaviour" => {
-            let graph = keyflow::dataflow::explain::explain(|flow| {
-                let source = UserSource::generator(UserGeneratorConfig::default())?;
-                let events = flow.source("user-events", source, &SourceConfig::default())?;
-                behaviour(events, &BehaviourConfig::default())?;
-                Ok(())
-            })?;
-            format!("{BEHAVIOUR_CASCADE}{graph}")
-        }
-        "activity" => keyflow::dataflow::explain::explain(|flow| {
+        "behaviour" => explain_graph(|flow| {
+            let source = UserSource::generator(UserGeneratorConfig::default())?;
+            let events = flow.source("user-events", source, &SourceConfig::default())?;
+            behaviour(events, &BehaviourConfig::default())?;
+            Ok(())
+        })?,
+        "activity" => explain_graph(|flow| {
             let source = ActivitySource::generator(ActivityGeneratorConfig::default())?;
             let events = flow.source("activity", source, &SourceConfig::default())?;
             activity(events, &ActivityConfig::default())?;
@@ -50,7 +78,7 @@ pub fn explain(job: &str) -> anyhow::Result<String> {
         })?,
         other => anyhow::bail!("unknown job `{other}`; `keyflow jobs` lists them"),
     };
-    Ok(format!("dataflow of job `{job}`\n{graph}"))
+    Ok(graph)
 }
 
 /// How the behaviour job's operators map onto the paper's cascade.

@@ -37,10 +37,14 @@ pub struct Cli {
 pub enum Command {
     /// List the bundled jobs.
     Jobs,
-    /// Print the dataflow graph of a bundled job.
+    /// Print the dataflow graph of a bundled job: its steps and the
+    /// channels between them.
     Explain {
         /// The job's name (see `keyflow jobs`).
         job: String,
+        /// How to print it: `text`, `dot` (Graphviz) or `mermaid`.
+        #[arg(long, value_enum, default_value_t = explain::GraphFormat::Text)]
+        format: explain::GraphFormat,
     },
     /// Run a bundled job.
     Run {
@@ -69,8 +73,9 @@ pub enum Command {
     },
 }
 
-/// Output flags whose files one process writes: the processes of a cluster
-/// must agree on whether they are given, not on their paths.
+/// Output flags whose files one process writes, and `--serve`, which one
+/// process serves: the processes of a cluster must agree on whether they
+/// are given, not on their values.
 pub const WRITTEN_BY_ONE: &[&str] = &[
     "out",
     "late_out",
@@ -82,6 +87,9 @@ pub const WRITTEN_BY_ONE: &[&str] = &[
     "stats_out",
     "parquet_out",
     "checkpoint_dir",
+    // Every process builds the dashboard's sinks, so all must have it or
+    // none; only process 0 serves.
+    "serve",
 ];
 
 /// The bundled jobs `keyflow run` can start.

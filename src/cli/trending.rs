@@ -17,6 +17,7 @@ use super::progress::Progress;
 use super::run_args::{late_policy, ClusterArgs, SourceArgs};
 use super::sources::pageview_source;
 use super::validate::RunPaths;
+use crate::serve::{Dashboard, ServeArgs};
 
 /// Every minute, the articles whose views did not fall across the six
 /// 10-minute windows of the last hour.
@@ -72,6 +73,9 @@ pub struct TrendingArgs {
     /// Workers and processes.
     #[command(flatten)]
     pub cluster: ClusterArgs,
+    /// The dashboard.
+    #[command(flatten)]
+    pub serve: ServeArgs,
 }
 
 impl TrendingArgs {
@@ -221,6 +225,7 @@ pub fn run(args: &TrendingArgs) -> anyhow::Result<i32> {
     let redis = args.redis.config()?;
     let processes = run_config.processes;
     let ctx = Arc::new(Context::new(run_config));
+    let dashboard = Dashboard::start(&args.serve, "trending", &ctx)?;
     let progress = Progress::start(&ctx, args.quiet);
     let quiet = args.quiet;
     let args = args.clone();
@@ -228,11 +233,13 @@ pub fn run(args: &TrendingArgs) -> anyhow::Result<i32> {
         Lateness::Allowed(d) => d,
         _ => 0,
     };
+    let dash = dashboard.clone();
     run_with_context(Arc::clone(&ctx), move |flow| {
         let source: PageviewSource = make_source()?;
         let (config, source_config, args) = (config.clone(), source_config.clone(), args.clone());
         let events = flow.source("pageviews", source, &source_config)?;
         let out = trending(events, &config)?;
+        dash.trending(&out.minutes)?;
         if !args.quiet {
             // Minutes where nothing trends stay out of the table (they are
             // in --out); the table is for people.
@@ -265,5 +272,6 @@ pub fn run(args: &TrendingArgs) -> anyhow::Result<i32> {
     drop(progress);
     super::progress::summary(&ctx, quiet);
     super::validate::some_input_was_good(&ctx, processes)?;
+    dashboard.serve_on();
     Ok(0)
 }

@@ -175,7 +175,7 @@ pub(crate) fn source_stream<'scope, S: Source>(
     let (mut readers, finished) = open_readers(&src, peers, index, config, restored)?;
     let resume_at = restored.map(|(e, _)| e);
     let ctx = Arc::clone(ctx);
-    let counters = ctx.metrics.step(step);
+    let counters = ctx.metrics.source(step);
     let step = step.to_string();
     let config = config.clone();
     let op_name = format!("Source({step})");
@@ -294,6 +294,7 @@ pub(crate) fn source_stream<'scope, S: Source>(
                         busy = true;
                     }
                     let mut future = 0;
+                    let mut late_read = 0;
                     let mut session = output.session(&*c);
                     let mut marked = false;
                     for (ts, item) in batch.records.drain(..) {
@@ -311,6 +312,9 @@ pub(crate) fn source_stream<'scope, S: Source>(
                                         marked = true;
                                     }
                                 }
+                                if replaying.is_none() {
+                                    late_read += 1;
+                                }
                                 late.push((at, ts, item));
                             }
                             Verdict::Future if replaying.is_none() => future += 1,
@@ -318,6 +322,7 @@ pub(crate) fn source_stream<'scope, S: Source>(
                         }
                     }
                     drop(session);
+                    Metrics::add(&counters.late, late_read);
                     if future > 0 {
                         Metrics::add(&ctx.metrics.future, future);
                         Metrics::add(&counters.dropped, future);
@@ -376,6 +381,7 @@ pub(crate) fn source_stream<'scope, S: Source>(
                     .unwrap_or(0)
                     .max(finished_watermark);
                 ctx.metrics.raise_watermark(highest);
+                counters.watermark.fetch_max(highest, Ordering::Relaxed);
                 if readers.iter().all(|r| r.done) {
                     if let Some(mut k) = ckpt.take() {
                         // Good for every later epoch: a resume re-reads from

@@ -18,8 +18,7 @@ mod session;
 mod spec;
 
 use serde::{Deserialize, Serialize};
-use timely::dataflow::channels::pact::Exchange;
-use timely::dataflow::operators::core::Inspect as _;
+use timely::dataflow::channels::pact::{Exchange, Pipeline};
 use timely::dataflow::operators::generic::operator::empty;
 use timely::dataflow::operators::generic::Operator;
 
@@ -325,9 +324,13 @@ impl<'scope, K: Key, V: Data> Windowed<'scope, K, V> {
             empty(flow.scope())
         });
         let counters = ctx.metrics.step(&step);
-        let results = results.inspect_core(move |event| {
-            if let Ok((_, data)) = event {
-                Metrics::add(&counters.records_out, data.len() as u64);
+        // Named after the step, so that explain shows it as part of it.
+        let results = results.unary(Pipeline, &format!("WindowOut({step})"), |_, _| {
+            move |input, output| {
+                input.for_each(|cap, data| {
+                    Metrics::add(&counters.records_out, data.len() as u64);
+                    output.session(&cap).give_container(data);
+                });
             }
         });
         WindowOut {

@@ -64,9 +64,8 @@ use std::sync::Arc;
 use keyflow_dataflow::prelude::*;
 use keyflow_dataflow::stable_hash;
 use keyflow_operators::topk::GlobalTopK;
-use timely::dataflow::channels::pact::Pipeline;
+use timely::dataflow::channels::pact::{Exchange, Pipeline};
 use timely::dataflow::operators::generic::Operator;
-use timely::dataflow::operators::vec::{Broadcast, Map};
 
 pub use keyflow_operators::distance::Metric;
 pub use output::{AnomalyEntry, AnomalyHour};
@@ -281,25 +280,41 @@ pub fn anomaly<'scope>(
         .sum("anomaly-hourly")
         .results
         .inner();
-    // Every worker learns every hour end that has views somewhere.
+    // Every worker learns every hour end that has views somewhere: each
+    // worker sends its hour ends to every worker (a broadcast, with
+    // operators named for the job graph).
     let data_hours = hourly
         .clone()
-        .unary(Pipeline, "AnomalyDataHours", |_, _| {
+        .unary(Pipeline, "AnomalyDataHours", move |_, _| {
             move |input, output| {
                 input.for_each(|cap, data| {
                     let mut ends: Vec<EventTime> = data.iter().map(|(t, _)| *t).collect();
                     ends.sort_unstable();
                     ends.dedup();
-                    output
-                        .session(&cap)
-                        .give_iterator(ends.into_iter().map(|t| (t, ())));
+                    let to_all = ends
+                        .into_iter()
+                        .flat_map(|t| (0..peers).map(move |w| (t, w)));
+                    output.session(&cap).give_iterator(to_all);
                 });
             }
         })
-        .broadcast();
-    let counts = hourly
-        .map(|(t, r)| (t, (named(r.key), r.value)))
-        .container::<Vec<_>>();
+        .unary(
+            Exchange::new(|(_, w): &(EventTime, u64)| *w),
+            "AnomalyHoursToAll",
+            |_, _| {
+                move |input, output| {
+                    input.for_each(|cap, data| {
+                        output
+                            .session(&cap)
+                            .give_iterator(data.drain(..).map(|(t, _)| (t, ())));
+                    });
+                }
+            },
+        );
+    let counts = flow
+        .wrap(hourly)
+        .map_named("ArticleCounts", |r| (named(r.key), r.value))
+        .inner();
     let params = ScoreParams {
         metric: config.metric,
         min_volume: config.min_volume,
@@ -320,6 +335,6 @@ pub fn anomaly<'scope>(
             config.top,
             ScoredArticle::cmp,
         )
-        .map(move |top| AnomalyHour::from_top(top.t, top));
+        .map_named("AnomalyHour", move |top| AnomalyHour::from_top(top.t, top));
     Ok(hours)
 }

@@ -209,10 +209,10 @@ fn ranked_minutes<'scope>(
     config: &TrendingConfig,
 ) -> Events<'scope, TrendingMinute> {
     events
-        .map(|view| (view.article, view.views))
+        .map_named("ArticleViews", |view| (view.article, view.views))
         .rise("trending-rise", config.rise_config())
         .top_k("trending-top", config.top, trending_order)
-        .map(minute_of)
+        .map_named("TrendingMinute", minute_of)
 }
 
 /// Builds the trending job over `events`.

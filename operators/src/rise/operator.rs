@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use keyflow_dataflow::checkpoint::take_below;
-use keyflow_dataflow::metrics::Metrics;
+use keyflow_dataflow::metrics::{Metrics, StepMetrics};
 use keyflow_dataflow::run::Context;
 use keyflow_dataflow::source::EventStream;
 use keyflow_dataflow::stable_hash;
@@ -42,6 +42,8 @@ struct Keyed<K> {
     held: Option<Caps>,
     counts: Vec<u64>,
     future: u64,
+    /// The step's counters: rising records sent on count as its output.
+    counters: Arc<StepMetrics>,
 }
 
 impl<K: Key> Keyed<K> {
@@ -115,6 +117,7 @@ impl<K: Key> Keyed<K> {
                         ))
                     });
             drop(session);
+            Metrics::add(&self.counters.records_out, passed);
             ticks_out.session(&caps[1]).give((t, passed));
             self.state.finish(b, geo);
             match self.state.next_boundary() {
@@ -228,6 +231,7 @@ where
             held: None,
             counts: Vec::with_capacity(geo.windows),
             future: 0,
+            counters: ctx.metrics.step(&id),
         };
         if let [rising_cap, ticks_cap] = &initial[..] {
             if let Some(next) = me.state.next_boundary() {
