@@ -69,3 +69,23 @@ fn bench_latency_runs_and_reports_its_samples() {
     assert_eq!(samples[0].as_f64().unwrap(), median, "{report}");
     assert!(median >= 0.0, "{report}");
 }
+
+#[test]
+fn bench_behaviour_runs_and_reports_every_boundary() {
+    let report = bench(&[
+        "behaviour",
+        "--users",
+        "1000",
+        "--duration",
+        "5m",
+        "--workers",
+        "2",
+    ]);
+    assert!(report["events"].as_u64().unwrap() > 5_000, "{report}");
+    // 5 minutes of 10 s boundaries, then 30 minutes until the last user
+    // leaves.
+    assert!(report["reports"].as_u64().unwrap() > 200, "{report}");
+    for field in ["events_per_s", "peak_rss_bytes", "seconds"] {
+        assert!(report[field].as_f64().unwrap() > 0.0, "{field}: {report}");
+    }
+}

@@ -272,36 +272,35 @@ impl<K: Key, V: Data, S: Data + Default + PartialEq> ProcessState<K, V, S> {
     {
         let rest = self.pending.split_off(&bound);
         let ready = std::mem::replace(&mut self.pending, rest);
-        let mut records: Vec<(K, EventTime, V)> = ready
-            .into_iter()
-            .flat_map(|(t, list)| list.into_iter().map(move |(k, v)| (k, t, v)))
-            .collect();
-        let applied = records.len() as u64;
-        records.sort_unstable();
         let mut index = Index {
             timers: &mut self.timers,
             changes: &mut self.changes,
         };
-        let mut records = records.into_iter().peekable();
-        while let Some((key, t, value)) = records.next() {
-            let mut fresh = None;
-            let entry = match self.keys.get_mut(&key) {
-                Some(entry) => entry,
-                None => fresh.insert(Entry::default()),
-            };
-            index.apply(f, &key, entry, t, value, out);
-            while let Some((_, t, value)) = records.next_if(|(k, _, _)| *k == key) {
-                index.apply(f, &key, entry, t, value, out);
+        let mut applied = 0;
+        // In time order; keys do not see each other, so only the records
+        // of one time need sorting, for the ties of one key.
+        for (t, mut list) in ready {
+            if list.len() > 1 {
+                list.sort_unstable();
             }
-            let empty = entry.is_empty();
-            match fresh {
-                Some(entry) if !empty => {
-                    self.keys.insert(key, entry);
+            for (key, value) in list {
+                applied += 1;
+                let mut fresh = None;
+                let entry = match self.keys.get_mut(&key) {
+                    Some(entry) => entry,
+                    None => fresh.insert(Entry::default()),
+                };
+                index.apply(f, &key, entry, t, value, out);
+                let empty = entry.is_empty();
+                match fresh {
+                    Some(entry) if !empty => {
+                        self.keys.insert(key, entry);
+                    }
+                    None if empty => {
+                        self.keys.remove(&key);
+                    }
+                    _ => {}
                 }
-                None if empty => {
-                    self.keys.remove(&key);
-                }
-                _ => {}
             }
         }
         // The timers left below the bound belong to keys without records
