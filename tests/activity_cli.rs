@@ -285,6 +285,10 @@ fn flags_are_checked_before_any_work() {
         (vec!["--parquet-out", &full], "is not empty"),
         (vec!["--parquet-out", &file], "is not a directory"),
         (
+            vec!["--parquet-out", "lake", "--out", "lake/w.jsonl"],
+            "is inside --parquet-out",
+        ),
+        (
             vec!["--input", &input, "--out", &input],
             "a run never overwrites what it reads",
         ),
@@ -305,7 +309,7 @@ fn flags_are_checked_before_any_work() {
             run.stderr
         );
     }
-    assert!(!Path::new("x.jsonl").exists());
+    assert!(!Path::new("x.jsonl").exists() && !Path::new("lake").exists());
 }
 
 /// `run activity ARGS` on `processes x workers`, through `keyflow cluster`
