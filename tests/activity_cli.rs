@@ -285,6 +285,10 @@ fn flags_are_checked_before_any_work() {
         (vec!["--parquet-out", &full], "is not empty"),
         (vec!["--parquet-out", &file], "is not a directory"),
         (
+            vec!["--parquet-out", "lake", "--out", "lake/w.jsonl"],
+            "is inside --parquet-out",
+        ),
+        (
             vec!["--input", &input, "--out", &input],
             "a run never overwrites what it reads",
         ),
@@ -305,7 +309,7 @@ fn flags_are_checked_before_any_work() {
             run.stderr
         );
     }
-    assert!(!Path::new("x.jsonl").exists());
+    assert!(!Path::new("x.jsonl").exists() && !Path::new("lake").exists());
 }
 
 /// `run activity ARGS` on `processes x workers`, through `keyflow cluster`
@@ -361,10 +365,17 @@ fn identical_at_every_layout() {
     let paths = write_files(dir.path(), &split);
     let mut from_files = input_args(&paths);
     from_files.extend(["--window", "7m"].map(String::from));
+    let mut updated = input_args(&paths);
+    updated.extend(["--window", "5m", "--late", "allowed-lateness", "10m"].map(String::from));
     let generated: Vec<String> = ["--duration", "4m", "--rate", "300", "--users", "500"]
         .map(String::from)
         .to_vec();
-    for (name, extra) in [("files", from_files), ("generator", generated)] {
+    let runs = [
+        ("files", from_files),
+        ("updates", updated),
+        ("generator", generated),
+    ];
+    for (name, extra) in runs {
         let sub = dir.path().join(name);
         std::fs::create_dir_all(&sub).unwrap();
         let reference = outputs_at((1, 1), &extra, &sub);

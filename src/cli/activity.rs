@@ -203,6 +203,18 @@ pub fn run(args: &ActivityArgs) -> anyhow::Result<i32> {
     args.paths().check()?;
     if let Some(dir) = &args.parquet_out {
         check_lake_dir(dir)?;
+        let lake = std::path::absolute(dir)?;
+        for (flag, path) in [("--out", &args.out), ("--late-out", &args.late_out)] {
+            let Some(path) = path else { continue };
+            if std::path::absolute(path)?.starts_with(&lake) {
+                anyhow::bail!(
+                    "{flag} {} is inside --parquet-out {}: the Parquet directory holds only \
+                     the Parquet files; write it elsewhere",
+                    path.display(),
+                    dir.display()
+                );
+            }
+        }
     }
     let run_config = args.cluster.run_config()?;
     let source_config = args.source.time.source_config();

@@ -192,15 +192,50 @@ impl ActivityGeneratorConfig {
     }
 }
 
-/// What every event draws on, made once per source.
+/// Pages of the highest popularity that every partition names itself.
+const HOT_PAGES: usize = 1024;
+
+/// The strings that nearly every event takes a reference to. Each
+/// partition makes its own copy, so that workers do not contend for the
+/// same reference counts; the many rarely used names (users, the other
+/// pages) stay shared in the [`Plan`].
 #[derive(Debug)]
-struct Plan {
-    users: Vec<Arc<str>>,
+struct HotNames {
     pages: Vec<Arc<str>>,
     search: Arc<str>,
     checkout: Arc<str>,
     devices: Vec<Arc<str>>,
     browsers: Vec<Vec<Arc<str>>>,
+}
+
+impl HotNames {
+    /// Fresh copies of the hot names among `pages`.
+    fn new(pages: &[Arc<str>]) -> Self {
+        HotNames {
+            pages: pages
+                .iter()
+                .take(HOT_PAGES)
+                .map(|p| Arc::from(&**p))
+                .collect(),
+            search: Arc::from("/search"),
+            checkout: Arc::from("/checkout"),
+            devices: DEVICES.iter().map(|(name, ..)| Arc::from(*name)).collect(),
+            browsers: BROWSERS
+                .iter()
+                .map(|table| table.iter().map(|(name, _)| Arc::from(*name)).collect())
+                .collect(),
+        }
+    }
+}
+
+/// What every event draws on, made once per source.
+#[derive(Debug)]
+struct Plan {
+    users: Vec<Arc<str>>,
+    pages: Vec<Arc<str>>,
+    /// The hot names for [`ActivityGenerator::event`]; partitions use their
+    /// own.
+    hot: HotNames,
     page_ranks: Zipf,
     user_ranks: Zipf,
     event_key: u64,
@@ -259,16 +294,11 @@ impl ActivityGenerator {
         let names = |n: u32, name: fn(u64) -> String| -> Vec<Arc<str>> {
             (1..=n as u64).map(|r| Arc::from(name(r))).collect()
         };
+        let pages = names(config.pages, page_url);
         let plan = Plan {
             users: names(config.users, |r| format!("u{r}")),
-            pages: names(config.pages, page_url),
-            search: Arc::from("/search"),
-            checkout: Arc::from("/checkout"),
-            devices: DEVICES.iter().map(|(name, ..)| Arc::from(*name)).collect(),
-            browsers: BROWSERS
-                .iter()
-                .map(|table| table.iter().map(|(name, _)| Arc::from(*name)).collect())
-                .collect(),
+            hot: HotNames::new(&pages),
+            pages,
             page_ranks: Zipf::new(config.pages as u64, 1.0),
             user_ranks: Zipf::new(config.users as u64, 0.6),
             event_key: mix64(config.seed ^ EVENT_STREAM),
@@ -333,6 +363,11 @@ impl ActivityGenerator {
 
     /// Event `i`: its time and content, a pure function of the seed and `i`.
     pub fn event(&self, i: u64) -> (EventTime, Activity) {
+        self.event_named(i, &self.plan.hot)
+    }
+
+    /// Event `i`, taking the hot names from `hot`.
+    fn event_named(&self, i: u64, hot: &HotNames) -> (EventTime, Activity) {
         let plan = &*self.plan;
         let t = self.time_of(i);
         let mut rng = SplitMix64::new(mix64(plan.event_key ^ i));
@@ -349,9 +384,12 @@ impl ActivityGenerator {
         let actions = &ACTIONS[buyer as usize];
         let action = actions[pick(actions, rng.next_u64() % 100)].0;
         let page = match action {
-            Action::Search => Arc::clone(&plan.search),
-            Action::Purchase => Arc::clone(&plan.checkout),
-            _ => Arc::clone(&plan.pages[plan.page_ranks.sample(&mut rng) as usize - 1]),
+            Action::Search => Arc::clone(&hot.search),
+            Action::Purchase => Arc::clone(&hot.checkout),
+            _ => {
+                let rank = plan.page_ranks.sample(&mut rng) as usize - 1;
+                Arc::clone(hot.pages.get(rank).unwrap_or(&plan.pages[rank]))
+            }
         };
         let click = (action == Action::Click).then(|| {
             let (width, height) = DEVICES[device].2;
@@ -365,8 +403,8 @@ impl ActivityGenerator {
             session: Arc::from(format!("s{s}")),
             page,
             action,
-            browser: Arc::clone(&plan.browsers[device][browser]),
-            device: Arc::clone(&plan.devices[device]),
+            browser: Arc::clone(&hot.browsers[device][browser]),
+            device: Arc::clone(&hot.devices[device]),
             click,
         };
         (t, event)
@@ -386,6 +424,7 @@ impl Source for ActivityGenerator {
 
     fn open(&self, index: usize) -> keyflow_dataflow::Result<Box<dyn Partition<Activity>>> {
         Ok(Box::new(GeneratorPartition {
+            hot: HotNames::new(&self.plan.pages),
             source: self.clone(),
             next: index as u64,
             step: self.config.partitions as u64,
@@ -397,6 +436,7 @@ impl Source for ActivityGenerator {
 
 struct GeneratorPartition {
     source: ActivityGenerator,
+    hot: HotNames,
     next: u64,
     step: u64,
     started: Option<Instant>,
@@ -417,7 +457,7 @@ impl Partition<Activity> for GeneratorPartition {
             if due.is_some_and(|due| self.source.time_of(self.next) > due) {
                 return Ok(PollStatus::Idle);
             }
-            let (ts, event) = self.source.event(self.next);
+            let (ts, event) = self.source.event_named(self.next, &self.hot);
             batch.push(ts, event);
             self.emitted += 1;
             self.next = self.next.saturating_add(self.step);

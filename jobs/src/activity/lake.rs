@@ -176,7 +176,7 @@ pub fn check_lake_dir(dir: &Path) -> Result<()> {
     match std::fs::read_dir(dir) {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
         Err(_) if dir.exists() && !dir.is_dir() => Err(Error::Config(format!(
-            "--parquet-out {} is not a directory: it takes a directory, into which one \
+            "Parquet output {} is not a directory: it takes a directory, into which one \
              Parquet file per hour is written",
             dir.display()
         ))),
@@ -186,7 +186,7 @@ pub fn check_lake_dir(dir: &Path) -> Result<()> {
             Some(entry) => {
                 let found = entry.map_err(|e| Error::io(dir, e))?.path();
                 Err(Error::Config(format!(
-                    "--parquet-out {} is not empty (it holds {}): a run writes its files \
+                    "Parquet output {} is not empty (it holds {}): a run writes its files \
                      into a new or empty directory, so that no earlier run's rows mix with \
                      its own; remove it or choose another",
                     dir.display(),
