@@ -53,7 +53,7 @@ pub struct ClusterArgs {
     #[arg(long, value_name = "HOSTS")]
     pub peers: Option<String>,
     /// How long to wait for the other processes at start-up, name
-    /// resolution included.
+    /// resolution included (and for a Kafka broker's first answer).
     #[arg(long, default_value = "30s", value_parser = parse_duration)]
     pub connect_timeout: Duration,
     /// A peer silent for this long (down, partitioned or stopped) stops the

@@ -42,6 +42,8 @@ pub mod error;
 pub mod explain;
 pub mod flow;
 pub mod hash;
+#[cfg(feature = "kafka")]
+pub mod kafka;
 pub mod late;
 pub mod mesh;
 pub mod metrics;

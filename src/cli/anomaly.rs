@@ -51,7 +51,7 @@ fn format(arg: FormatArg) -> InputFormat {
     match arg {
         FormatArg::Jsonl => InputFormat::Jsonl,
         // Refused before this is reached (see `baseline`).
-        FormatArg::Dump | FormatArg::RedisStream => InputFormat::Dump,
+        FormatArg::Dump | FormatArg::RedisStream | FormatArg::Kafka => InputFormat::Dump,
     }
 }
 
@@ -64,9 +64,9 @@ fn dump_time(arg: DumpTimeArg) -> DumpTime {
 
 /// `keyflow baseline`.
 pub fn baseline(args: &BaselineArgs) -> anyhow::Result<i32> {
-    if args.input_format == FormatArg::RedisStream {
+    if matches!(args.input_format, FormatArg::RedisStream | FormatArg::Kafka) {
         anyhow::bail!(
-            "keyflow baseline reads files: --input-format redis-stream is for `keyflow run`"
+            "keyflow baseline reads files: --input-format redis-stream and kafka are for `keyflow run`"
         );
     }
     let run = args.cluster.run_config()?;
@@ -253,14 +253,19 @@ pub fn run_anomaly(args: &AnomalyArgs) -> anyhow::Result<i32> {
     }
     let source_config = args.source.source_config();
     source_config.validate()?;
-    let (make_source, acker) = pageview_source(&args.source)?;
+    let connect_timeout = args.cluster.connect_timeout;
+    let (make_source, acker) = pageview_source(&args.source, connect_timeout)?;
     acker.refuse_checkpoints(run_config.checkpoint.is_some())?;
     let redis = args.redis.config()?;
+    let mut kafka = super::kafka_io::kafka_out(&args.out)?;
+    if let (Some(k), Some(c)) = (kafka.as_mut(), run_config.checkpoint.as_ref()) {
+        k.exactly_once(&c.dir, "anomaly")?;
+    }
     let processes = run_config.processes;
     let ctx = Arc::new(Context::new(run_config));
     let dashboard = Dashboard::start(&args.serve, "anomaly", &ctx)?;
     let progress = Progress::start(&ctx, args.quiet);
-    let (quiet, out) = (args.quiet, args.out.clone());
+    let (quiet, out) = (args.quiet, super::kafka_io::file_out(&args.out).cloned());
     let dash = dashboard.clone();
     run_with_context(Arc::clone(&ctx), move |flow| {
         let src: PageviewSource = make_source()?;
@@ -278,6 +283,14 @@ pub fn run_anomaly(args: &AnomalyArgs) -> anyhow::Result<i32> {
                 .clone()
                 .sink("redis", || super::redis_out::anomaly_sink(config.clone()))?;
         }
+        #[cfg(feature = "kafka")]
+        if let Some(k) = &kafka {
+            hours.clone().sink("out", || {
+                k.sink(connect_timeout, super::kafka_io::anomaly_record)
+            })?;
+        }
+        #[cfg(not(feature = "kafka"))]
+        let _ = &kafka;
         if let Some(path) = &out {
             hours.sink("out", || JsonLinesSink::create(path))?;
         }
@@ -344,7 +357,8 @@ pub fn run_pageviews(args: &PageviewsArgs) -> anyhow::Result<i32> {
     }
     let source_config = args.trending.source.source_config();
     source_config.validate()?;
-    let (make_source, acker) = pageview_source(&args.trending.source)?;
+    let (make_source, acker) =
+        pageview_source(&args.trending.source, args.trending.cluster.connect_timeout)?;
     acker.refuse_checkpoints(run_config.checkpoint.is_some())?;
     let redis = args.trending.redis.config()?;
     let processes = run_config.processes;

@@ -17,7 +17,9 @@ use super::run_args::{
 /// Write the generator's events somewhere.
 #[derive(Debug, Clone, Args)]
 pub struct GenerateArgs {
-    /// `redis://HOST:PORT/DB` (with --stream), a file, or `-` for stdout.
+    /// `redis://HOST:PORT/DB` (with --stream), `kafka://HOST:PORT/TOPIC`
+    /// (an existing topic; messages keyed by article), a file, or `-` for
+    /// stdout.
     #[arg(long, default_value = "-", value_name = "WHERE")]
     pub to: String,
     /// With a redis:// target: the stream to add the events to.
@@ -43,6 +45,19 @@ pub struct GenerateArgs {
 enum Target {
     Lines(Box<dyn Write>),
     Stream(Box<RedisConnection>, String),
+    #[cfg(feature = "kafka")]
+    Kafka(Box<keyflow::dataflow::kafka::KafkaSink<PageView>>),
+}
+
+/// An event as a JSON line, as `keyflow run --input-format jsonl` reads it.
+fn json_line(ts: u64, view: &PageView) -> String {
+    serde_json::json!({
+        "project": view.article.project(),
+        "title": view.article.title(),
+        "ts": ts,
+        "views": view.views,
+    })
+    .to_string()
 }
 
 impl Target {
@@ -55,6 +70,28 @@ impl Target {
                 Box::new(RedisConnection::new(RedisConfig::new(&args.to)?)?),
                 stream,
             ));
+        }
+        if args.to.starts_with("kafka://") {
+            #[cfg(feature = "kafka")]
+            {
+                use keyflow::dataflow::kafka::{KafkaSink, KafkaSinkConfig};
+                let config = KafkaSinkConfig {
+                    address: args.to.parse()?,
+                    transactional_id: None,
+                    connect_timeout: std::time::Duration::from_secs(30),
+                };
+                let sink = KafkaSink::new(config, |ts, view: &PageView| {
+                    let key = format!("{}:{}", view.article.project(), view.article.title());
+                    (key, json_line(ts, view))
+                })?;
+                return Ok(Target::Kafka(Box::new(sink)));
+            }
+            #[cfg(not(feature = "kafka"))]
+            anyhow::bail!(
+                "--to {}: this keyflow was built without Kafka: install it with \
+                 `cargo install --path . --features kafka` (needs cmake and a C compiler)",
+                args.to
+            );
         }
         if let Some(stream) = &args.stream {
             anyhow::bail!("--stream {stream} needs --to redis://HOST:PORT/DB");
@@ -73,13 +110,7 @@ impl Target {
         match self {
             Target::Lines(out) => {
                 for (ts, view) in events {
-                    let line = serde_json::json!({
-                        "project": view.article.project(),
-                        "title": view.article.title(),
-                        "ts": ts,
-                        "views": view.views,
-                    });
-                    writeln!(out, "{line}")?;
+                    writeln!(out, "{}", json_line(*ts, view))?;
                 }
             }
             Target::Stream(connection, stream) => {
@@ -99,6 +130,11 @@ impl Target {
                         .ignore();
                 }
                 connection.run::<()>(&pipe)?;
+            }
+            #[cfg(feature = "kafka")]
+            Target::Kafka(sink) => {
+                use keyflow::dataflow::sink::Sink;
+                sink.write(0, events)?;
             }
         }
         Ok(())
@@ -152,8 +188,11 @@ pub fn generate(args: &GenerateArgs) -> anyhow::Result<i32> {
     }
     target.write(&out)?;
     written += out.len() as u64;
-    if let Target::Lines(mut w) = target {
-        w.flush()?;
+    match target {
+        Target::Lines(mut w) => w.flush()?,
+        #[cfg(feature = "kafka")]
+        Target::Kafka(mut sink) => keyflow::dataflow::sink::Sink::close(sink.as_mut())?,
+        Target::Stream(..) => {}
     }
     eprintln!("generate: {written} events written to {}", args.to);
     Ok(0)

@@ -9,6 +9,7 @@ pub mod checkpoint_args;
 pub mod cluster;
 pub mod explain;
 pub mod generate;
+pub mod kafka_io;
 pub mod progress;
 pub mod redis_out;
 pub mod reference;

@@ -18,6 +18,9 @@ pub enum InputFormat {
     Dump,
     /// A Redis stream (--input redis://HOST:PORT/DB --stream NAME).
     RedisStream,
+    /// A Kafka topic of JSON messages (--input kafka://HOST:PORT/TOPIC;
+    /// needs a build with the `kafka` feature).
+    Kafka,
 }
 
 /// Whether a dump file's hour stamp marks the start or the end of its hour.
@@ -93,10 +96,14 @@ pub struct SourceArgs {
     /// With --input-format redis-stream: the consumer group [default: keyflow]
     #[arg(long, value_name = "NAME")]
     pub group: Option<String>,
-    /// With --input-format redis-stream: read up to the last entry present
-    /// at start, then end.
+    /// With --input-format redis-stream or kafka: read up to the last entry
+    /// present at start (for Kafka, each partition's high watermark), then
+    /// end.
     #[arg(long)]
     pub bounded: bool,
+    /// Kafka source flags.
+    #[command(flatten)]
+    pub kafka: super::kafka_io::KafkaSourceArgs,
     /// How event time is judged, and malformed input.
     #[command(flatten)]
     pub time: EventTimeArgs,
@@ -217,6 +224,11 @@ impl SourceArgs {
     }
 
     fn check_stream_flags(&self) -> anyhow::Result<()> {
+        let kafka = self.format() == InputFormat::Kafka;
+        self.kafka.refuse_unless(kafka)?;
+        if kafka {
+            return self.check_kafka_flags();
+        }
         if self.format() != InputFormat::RedisStream {
             for (flag, given) in [
                 ("--stream", self.stream.is_some()),
@@ -250,9 +262,36 @@ impl SourceArgs {
         Ok(())
     }
 
-    /// The input files (none for a Redis stream, whose --input is a URL).
+    fn check_kafka_flags(&self) -> anyhow::Result<()> {
+        match self.inputs.as_slice() {
+            [url] if super::kafka_io::is_kafka(url) => {}
+            _ => anyhow::bail!(
+                "--input-format kafka needs one --input kafka://HOST:PORT/TOPIC, not {:?}",
+                self.inputs
+            ),
+        }
+        for (flag, given) in [
+            ("--stream", self.stream.is_some()),
+            ("--group (use --kafka-group)", self.group.is_some()),
+            ("--dump-time", self.dump_time.is_some()),
+        ] {
+            if given {
+                anyhow::bail!("{flag} does nothing with --input-format kafka");
+            }
+        }
+        // Checked now, before any work: a bad address or value fails fast.
+        self.kafka.config(
+            &self.inputs[0],
+            self.bounded,
+            std::time::Duration::from_secs(1),
+        )?;
+        Ok(())
+    }
+
+    /// The input files (none for a Redis stream or Kafka topic, whose
+    /// --input is a URL).
     pub fn files(&self) -> &[PathBuf] {
-        if self.format() == InputFormat::RedisStream {
+        if matches!(self.format(), InputFormat::RedisStream | InputFormat::Kafka) {
             &[]
         } else {
             &self.inputs
@@ -316,6 +355,7 @@ fn format_name(format: InputFormat) -> &'static str {
         InputFormat::Jsonl => "jsonl",
         InputFormat::Dump => "dump",
         InputFormat::RedisStream => "redis-stream",
+        InputFormat::Kafka => "kafka",
     }
 }
 

@@ -9,12 +9,18 @@ use super::run_args::{DumpTimeArg, InputFormat as FormatArg, SourceArgs};
 /// worker.
 pub fn pageview_source(
     args: &SourceArgs,
+    connect_timeout: std::time::Duration,
 ) -> anyhow::Result<(
     impl Fn() -> keyflow::dataflow::Result<PageviewSource> + Send + Sync + 'static,
     Acker,
 )> {
     args.check_flags()?;
-    let source = if let Some(config) = args.stream_config() {
+    let source = if args.format() == FormatArg::Kafka {
+        let config = args
+            .kafka
+            .config(&args.inputs[0], args.bounded, connect_timeout)?;
+        kafka_source(config)?
+    } else if let Some(config) = args.stream_config() {
         PageviewSource::RedisStream(keyflow::jobs::pageviews::stream_source(config)?)
     } else if args.inputs.is_empty() {
         PageviewSource::generator(args.generator())?
@@ -22,7 +28,7 @@ pub fn pageview_source(
         args.check_inputs()?;
         let format = match args.format() {
             FormatArg::Jsonl => InputFormat::Jsonl,
-            FormatArg::Dump | FormatArg::RedisStream => InputFormat::Dump,
+            FormatArg::Dump | FormatArg::RedisStream | FormatArg::Kafka => InputFormat::Dump,
         };
         let dump_time = match args.dump_time.unwrap_or(DumpTimeArg::Start) {
             DumpTimeArg::Start => DumpTime::Start,
@@ -67,4 +73,22 @@ impl Acker {
         }
         Ok(())
     }
+}
+
+#[cfg(feature = "kafka")]
+fn kafka_source(
+    config: keyflow::dataflow::kafka::KafkaSourceConfig,
+) -> anyhow::Result<PageviewSource> {
+    Ok(PageviewSource::Kafka(
+        keyflow::dataflow::kafka::KafkaSource::new(
+            config,
+            keyflow::jobs::pageviews::parse_json_message,
+        )?,
+    ))
+}
+
+/// A build without Kafka refuses the flags before this is reached.
+#[cfg(not(feature = "kafka"))]
+fn kafka_source(config: std::convert::Infallible) -> anyhow::Result<PageviewSource> {
+    match config {}
 }

@@ -111,7 +111,7 @@ impl TrendingArgs {
     pub fn paths(&self) -> RunPaths<'_> {
         RunPaths::new()
             .inputs(self.source.files())
-            .output("--out", self.out.as_ref())
+            .output("--out", super::kafka_io::file_out(&self.out))
             .output("--late-out", self.late_out.as_ref())
             .output_dir("--hourly-out", self.hourly_out.as_ref())
             .output_dir("--checkpoint-dir", self.checkpoint.checkpoint_dir.as_ref())
@@ -220,9 +220,14 @@ pub fn run(args: &TrendingArgs) -> anyhow::Result<i32> {
         }
         Plan::Run(checkpoint) => run_config.checkpoint = Some(checkpoint),
     }
-    let (make_source, acker) = pageview_source(&args.source)?;
+    let connect_timeout = args.cluster.connect_timeout;
+    let (make_source, acker) = pageview_source(&args.source, connect_timeout)?;
     acker.refuse_checkpoints(run_config.checkpoint.is_some())?;
     let redis = args.redis.config()?;
+    let mut kafka = super::kafka_io::kafka_out(&args.out)?;
+    if let (Some(k), Some(c)) = (kafka.as_mut(), run_config.checkpoint.as_ref()) {
+        k.exactly_once(&c.dir, "trending")?;
+    }
     let processes = run_config.processes;
     let ctx = Arc::new(Context::new(run_config));
     let dashboard = Dashboard::start(&args.serve, "trending", &ctx)?;
@@ -246,11 +251,19 @@ pub fn run(args: &TrendingArgs) -> anyhow::Result<i32> {
             let shown = out.minutes.clone().filter(|m| m.trending > 0 || m.update);
             shown.sink("table", || Ok(StdoutSink(|_, m: &TrendingMinute| table(m))))?;
         }
-        if let Some(path) = &args.out {
+        if let Some(path) = super::kafka_io::file_out(&args.out) {
             out.minutes
                 .clone()
                 .sink("out", || JsonLinesSink::create(path))?;
         }
+        #[cfg(feature = "kafka")]
+        if let Some(k) = &kafka {
+            out.minutes.clone().sink("out", || {
+                k.sink(connect_timeout, super::kafka_io::trending_record)
+            })?;
+        }
+        #[cfg(not(feature = "kafka"))]
+        let _ = &kafka;
         if let Some(dir) = &args.hourly_out {
             out.hourly
                 .clone()

@@ -327,7 +327,7 @@ pub fn anomaly(args: &super::anomaly::AnomalyArgs) -> anyhow::Result<()> {
     RunPaths::new()
         .inputs(args.source.files())
         .reads("--baseline", &args.scoring.baseline)
-        .output("--out", args.out.as_ref())
+        .output("--out", super::kafka_io::file_out(&args.out))
         .output("--baseline-out", args.scoring.baseline_out.as_ref())
         .check()
 }

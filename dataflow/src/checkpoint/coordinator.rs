@@ -2,10 +2,11 @@
 //! parts have arrived, and the thread that writes them.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{sync_channel, RecvTimeoutError, SyncSender};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use super::store::{self, Status};
 use super::{CheckpointConfig, EpochClock};
@@ -55,6 +56,29 @@ pub struct Checkpointer {
     tx: Mutex<Option<SyncSender<Msg>>>,
     writer: Mutex<Option<JoinHandle<()>>>,
     failure: Arc<Mutex<Option<Error>>>,
+    completed: Completed,
+}
+
+/// The newest complete checkpoint epoch, as this process knows it: process
+/// 0 completes epochs itself, the others read the directory every half
+/// second. Sinks and sources that commit to an outside system (a Kafka
+/// transaction, a consumer group's offsets) watch it, as Flink's
+/// `notifyCheckpointComplete` tells them.
+#[derive(Debug, Clone, Default)]
+pub struct Completed(Arc<AtomicU64>);
+
+impl Completed {
+    /// The newest complete epoch, if any.
+    pub fn newest(&self) -> Option<EventTime> {
+        match self.0.load(Ordering::Acquire) {
+            0 => None,
+            n => Some(n - 1),
+        }
+    }
+
+    fn raise(&self, epoch: EventTime) {
+        self.0.fetch_max(epoch.saturating_add(1), Ordering::AcqRel);
+    }
 }
 
 impl std::fmt::Debug for Checkpointer {
@@ -92,14 +116,26 @@ impl Checkpointer {
             ),
         };
         let failure = Arc::new(Mutex::new(None));
+        let completed = Completed::default();
+        if let Some(epoch) = restored_epoch {
+            completed.raise(epoch);
+        }
         let (tx, rx) = sync_channel::<Msg>(2);
         let writer = {
             let (config, failure) = (config.clone(), Arc::clone(&failure));
+            let completed = completed.clone();
             std::thread::Builder::new()
                 .name("keyflow-checkpoint".into())
                 .spawn(move || {
                     let mut pending = BTreeSet::new();
+                    let mut looked = Instant::now();
                     loop {
+                        if process > 0 && looked.elapsed() >= Duration::from_millis(500) {
+                            looked = Instant::now();
+                            if let Ok(Some(epoch)) = store::newest_complete(&config.dir) {
+                                completed.raise(epoch);
+                            }
+                        }
                         let job = rx.recv_timeout(Duration::from_millis(50));
                         let outcome = match job {
                             Ok(Msg::Blob(name, bytes)) => {
@@ -113,7 +149,12 @@ impl Checkpointer {
                             Err(RecvTimeoutError::Timeout) => Ok(()),
                             Err(RecvTimeoutError::Disconnected) => break,
                         }
-                        .and_then(|()| complete(&config, &mut pending, processes, workers));
+                        .and_then(|()| complete(&config, &mut pending, processes, workers))
+                        .map(|newest| {
+                            if let Some(epoch) = newest {
+                                completed.raise(epoch);
+                            }
+                        });
                         if let Err(e) = outcome {
                             lock(&failure).get_or_insert(e);
                         }
@@ -132,6 +173,7 @@ impl Checkpointer {
             tx: Mutex::new(Some(tx)),
             writer: Mutex::new(Some(writer)),
             failure,
+            completed,
         })))
     }
 
@@ -321,7 +363,7 @@ fn complete(
     pending: &mut BTreeSet<EventTime>,
     processes: usize,
     workers: usize,
-) -> Result<()> {
+) -> Result<Option<EventTime>> {
     let mut newest = None;
     for &epoch in pending.iter() {
         if store::try_complete(&config.dir, epoch, &config.fingerprint, processes, workers)? {
@@ -331,7 +373,7 @@ fn complete(
     if let Some(newest) = newest {
         pending.retain(|e| *e > newest);
     }
-    Ok(())
+    Ok(newest)
 }
 
 /// One step's handle on the checkpoints of its worker.
@@ -357,6 +399,11 @@ impl StepCheckpoint {
             .get(&self.step)
             .map(Vec::as_slice)
             .unwrap_or(&[])
+    }
+
+    /// The newest complete epoch, watched.
+    pub fn completed(&self) -> Completed {
+        self.ckpt.completed.clone()
     }
 
     /// The step id.

@@ -54,7 +54,7 @@ mod store;
 
 use std::path::PathBuf;
 
-pub use coordinator::{Checkpointer, StepCheckpoint};
+pub use coordinator::{Checkpointer, Completed, StepCheckpoint};
 pub use epochs::{take_below, EpochClock};
 pub use store::{newest_complete, status, wipe, Status, FORMAT_VERSION};
 

@@ -22,8 +22,9 @@ use serde::{Deserialize, Serialize};
 use crate::error::{Error, Result};
 use crate::time::EventTime;
 
-/// The version of the files written here.
-pub const FORMAT_VERSION: u32 = 1;
+/// The version of the files written here (2: sources keep the read
+/// positions of inputs that can seek).
+pub const FORMAT_VERSION: u32 = 2;
 const MAGIC: &[u8; 8] = b"KFCKPT\0\x01";
 const HEADER: usize = 8 + 4 + 8 + 4;
 

@@ -60,11 +60,22 @@ pub trait Sink<T>: 'static {
         Ok(Vec::new())
     }
 
+    /// Called just before [`Sink::commit`] with the checkpoint epoch being
+    /// taken: a sink that keeps records per checkpoint (a transactional
+    /// sink's pre-commit) closes its batch for that epoch here.
+    fn pre_commit(&mut self, _epoch: EventTime) {}
+
     /// Resumes from a commit point returned by [`Sink::commit`] in an
     /// earlier run, before anything is written.
     fn restore(&mut self, _point: &[u8]) -> Result<()> {
         Ok(())
     }
+
+    /// With checkpoints: called once, before anything is written, with the
+    /// watch on the newest complete checkpoint. A sink that commits to an
+    /// outside system only once a checkpoint is complete (a transactional
+    /// producer's two-phase commit) keeps it.
+    fn watch_completions(&mut self, _completed: crate::checkpoint::Completed) {}
 }
 
 /// How a writer's commit point is stored in its checkpoint part.
@@ -174,6 +185,7 @@ fn commit<T, S: Sink<T>>(
     epoch: EventTime,
 ) -> Result<()> {
     let Some(k) = ckpt else { return Ok(()) };
+    sink.pre_commit(epoch);
     let point = sink.commit()?;
     let bytes = match points {
         Points::Single => point,
@@ -254,6 +266,14 @@ where
 
     fn restore(&mut self, point: &[u8]) -> Result<()> {
         self.inner.restore(point)
+    }
+
+    fn watch_completions(&mut self, completed: crate::checkpoint::Completed) {
+        self.inner.watch_completions(completed)
+    }
+
+    fn pre_commit(&mut self, epoch: EventTime) {
+        self.inner.pre_commit(epoch)
     }
 }
 

@@ -53,6 +53,9 @@ where
         if let Some(point) = ckpt.as_ref().and_then(|k| k.restored_parts().first()) {
             target.restore(point)?;
         }
+        if let Some(k) = ckpt.as_ref() {
+            target.watch_completions(k.completed());
+        }
         Some(target)
     } else {
         None

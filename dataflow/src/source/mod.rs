@@ -234,6 +234,23 @@ pub trait Partition<T> {
         let status = self.poll(&mut batch)?;
         Ok(((batch.records.len() + batch.bad.len()) as u64, status))
     }
+
+    /// Where the next poll reads, for an input that can seek there again
+    /// (a broker offset): a checkpoint keeps it, and a restore opens the
+    /// partition there with [`Source::open_at`] instead of skipping from
+    /// the start. `None` (the default): restore by skipping.
+    fn position(&self) -> Option<u64> {
+        None
+    }
+
+    /// A checkpoint holding `position` (as [`Partition::position`] gave it)
+    /// is complete. An input may record it where others can see it (Kafka
+    /// commits it to the consumer group, for monitoring); it must not rely
+    /// on being told, since a crash can come first.
+    fn committed(&mut self, position: u64) -> Result<()> {
+        let _ = position;
+        Ok(())
+    }
 }
 
 /// A partitioned input.
@@ -250,4 +267,15 @@ pub trait Source: 'static {
 
     /// Opens partition `index` (`0..partitions()`).
     fn open(&self, index: usize) -> Result<Box<dyn Partition<Self::Item>>>;
+
+    /// Opens partition `index` to read from `position`, as its
+    /// [`Partition::position`] returned it. Only called for partitions that
+    /// return positions.
+    fn open_at(&self, index: usize, position: u64) -> Result<Box<dyn Partition<Self::Item>>> {
+        let _ = position;
+        Err(Error::Checkpoint {
+            path: format!("source {} partition {index}", self.name()).into(),
+            reason: "the checkpoint holds a read position, but this input cannot seek".into(),
+        })
+    }
 }

@@ -22,6 +22,8 @@ struct Reader<T> {
     partition: Box<dyn Partition<T>>,
     clock: PartitionClock,
     done: bool,
+    /// The input's position after `consumed` items, when it can seek.
+    position: Option<u64>,
     /// Items (records and bad records) polled so far.
     consumed: u64,
     /// While resuming: skip items without looking at them up to here.
@@ -30,8 +32,19 @@ struct Reader<T> {
     /// records at or after `replay_from`, which the checkpoint did not hold.
     replay: Option<(u64, EventTime)>,
     /// For checkpoints: late records sent at or after the next boundary,
-    /// with where their poll started (`at`, items before, clock before).
-    marks: Vec<(EventTime, u64, PartitionClock)>,
+    /// with where their poll started.
+    marks: Vec<(EventTime, Mark)>,
+    /// Positions saved in checkpoints not yet known complete, by epoch.
+    saved: Vec<(EventTime, u64)>,
+}
+
+/// Where a poll started: items read before it, the clock before it, and
+/// the input's position there when it can seek.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Mark {
+    items: u64,
+    clock: PartitionClock,
+    position: Option<u64>,
 }
 
 /// What stands in for a finished partition.
@@ -51,9 +64,11 @@ struct ReaderSnap {
     clock: PartitionClock,
     idle: bool,
     done: bool,
+    /// The input's position after `consumed` items, when it can seek.
+    position: Option<u64>,
     /// Where to re-read from, so as to send again the late records that
     /// were sent at or after the epoch before it was taken.
-    replay: Option<(u64, PartitionClock)>,
+    replay: Option<Mark>,
 }
 
 impl<T> Reader<T> {
@@ -62,14 +77,15 @@ impl<T> Reader<T> {
             .marks
             .iter()
             .filter(|m| m.0 >= epoch)
-            .min_by_key(|m| m.1)
-            .map(|m| (m.1, m.2.clone()));
+            .min_by_key(|m| m.1.items)
+            .map(|m| m.1.clone());
         ReaderSnap {
             index: self.index,
             consumed: self.consumed,
             clock: self.clock.clone(),
             idle: self.clock.is_idle(now, idle),
             done: self.done && replay.is_none(),
+            position: self.position,
             replay,
         }
     }
@@ -91,15 +107,18 @@ fn open_readers<S: Source>(
     let Some((epoch, parts)) = restored else {
         let mut readers = Vec::new();
         for p in (0..src.partitions()).filter(|p| mine(*p)) {
+            let partition = src.open(p)?;
             readers.push(Reader {
                 index: p,
-                partition: src.open(p)?,
+                position: partition.position(),
+                partition,
                 clock: PartitionClock::new(config.max_out_of_orderness, config.max_future),
                 done: false,
                 consumed: 0,
                 skip_to: 0,
                 replay: None,
                 marks: Vec::new(),
+                saved: Vec::new(),
             });
         }
         return Ok((readers, Vec::new()));
@@ -125,23 +144,29 @@ fn open_readers<S: Source>(
             finished.push(snap);
             continue;
         }
-        let partition = src.open(snap.index)?;
-        let (start, mut clock) = match &snap.replay {
-            Some((at, clock)) => (*at, clock.clone()),
-            None => (snap.consumed, snap.clock.clone()),
+        let (start, mut clock, position) = match &snap.replay {
+            Some(mark) => (mark.items, mark.clock.clone(), mark.position),
+            None => (snap.consumed, snap.clock.clone(), snap.position),
+        };
+        // An input that can seek opens where it was; others skip there.
+        let (partition, consumed) = match position {
+            Some(at) => (src.open_at(snap.index, at)?, start),
+            None => (src.open(snap.index)?, 0),
         };
         if snap.idle && snap.replay.is_none() {
             clock.note_idle(now);
         }
         readers.push(Reader {
             index: snap.index,
+            position,
             partition,
             clock,
             done: false,
-            consumed: 0,
+            consumed,
             skip_to: start,
             replay: snap.replay.as_ref().map(|_| (snap.consumed, epoch)),
             marks: Vec::new(),
+            saved: Vec::new(),
         });
     }
     Ok((readers, finished))
@@ -173,6 +198,7 @@ pub(crate) fn source_stream<'scope, S: Source>(
         .as_ref()
         .and_then(|c| c.restored_epoch().map(|e| (e, c.restored_parts())));
     let (mut readers, finished) = open_readers(&src, peers, index, config, restored)?;
+    let completed = ckpt.as_ref().map(|c| c.completed());
     let resume_at = restored.map(|(e, _)| e);
     let ctx = Arc::clone(ctx);
     let counters = ctx.metrics.source(step);
@@ -200,6 +226,20 @@ pub(crate) fn source_stream<'scope, S: Source>(
                 }
                 let now = Instant::now();
                 let mut busy = false;
+                if let Some(newest) = completed.as_ref().and_then(|c| c.newest()) {
+                    for reader in readers.iter_mut().filter(|r| !r.saved.is_empty()) {
+                        let (done, _) = reader
+                            .saved
+                            .iter()
+                            .partition::<Vec<_>, _>(|s| s.0 <= newest);
+                        if let Some(&&(_, position)) = done.last() {
+                            reader.saved.retain(|s| s.0 > newest);
+                            if let Err(e) = reader.partition.committed(position) {
+                                tracing::warn!(source = %name, "{e}");
+                            }
+                        }
+                    }
+                }
                 let next_boundary = ckpt.as_mut().map(|k| k.clock().next());
                 for reader in readers.iter_mut().filter(|r| !r.done) {
                     if reader.consumed < reader.skip_to {
@@ -215,6 +255,7 @@ pub(crate) fn source_stream<'scope, S: Source>(
                                 }
                             };
                         reader.consumed += n;
+                        reader.position = reader.partition.position();
                         if reader.consumed < reader.skip_to && status == PollStatus::Done {
                             ctx.fail(Error::Checkpoint {
                                 path: format!("source {name} partition {}", reader.index).into(),
@@ -236,7 +277,11 @@ pub(crate) fn source_stream<'scope, S: Source>(
                     } else {
                         batch.limit = config.batch;
                     }
-                    let before = next_boundary.map(|_| (reader.consumed, reader.clock.clone()));
+                    let before = next_boundary.map(|_| Mark {
+                        items: reader.consumed,
+                        clock: reader.clock.clone(),
+                        position: reader.position,
+                    });
                     let status = match reader.partition.poll(&mut batch) {
                         Ok(status) => status,
                         Err(e) => {
@@ -246,6 +291,7 @@ pub(crate) fn source_stream<'scope, S: Source>(
                         }
                     };
                     reader.consumed += (batch.records.len() + batch.bad.len()) as u64;
+                    reader.position = reader.partition.position();
                     if replaying.is_none() {
                         Metrics::add(&ctx.metrics.skipped, batch.skipped);
                     }
@@ -307,7 +353,7 @@ pub(crate) fn source_stream<'scope, S: Source>(
                                     if at >= next {
                                         match reader.marks.last_mut() {
                                             Some(m) if marked => m.0 = m.0.max(at),
-                                            _ => reader.marks.push((at, b.0, b.1.clone())),
+                                            _ => reader.marks.push((at, b.clone())),
                                         }
                                         marked = true;
                                     }
@@ -424,6 +470,13 @@ pub(crate) fn source_stream<'scope, S: Source>(
                                     .iter()
                                     .map(|r| r.snap(epoch, now, config.idle_timeout)),
                             );
+                            for (r, s) in readers.iter_mut().zip(&snaps[finished.len()..]) {
+                                // What a restore re-reads from is what is safe to commit.
+                                let at = s.replay.as_ref().map_or(s.position, |m| m.position);
+                                if let Some(at) = at {
+                                    r.saved.push((epoch, at));
+                                }
+                            }
                             if let Err(e) =
                                 crate::checkpoint::encode(&snaps).and_then(|b| k.save(epoch, b))
                             {

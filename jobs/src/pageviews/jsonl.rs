@@ -22,7 +22,8 @@ struct JsonView<'a> {
     project: Cow<'a, str>,
     #[serde(borrow)]
     title: Cow<'a, str>,
-    ts: EventTime,
+    #[serde(default)]
+    ts: Option<EventTime>,
     #[serde(default = "one")]
     views: u64,
 }
@@ -47,15 +48,40 @@ fn one() -> u64 {
 /// ```
 pub fn parse_json_line(line: &str) -> Result<(EventTime, PageView), String> {
     let raw = parse_fields(line)?;
+    let ts = raw.ts.ok_or("missing field `ts`")?;
     let article = Article::named(raw.project, raw.title);
-    Ok((raw.ts, PageView::new(article, raw.views)))
+    Ok((ts, PageView::new(article, raw.views)))
+}
+
+/// A Kafka message's payload, one JSON object as in a JSON-lines file.
+/// `record_ts` (the record's timestamp) stands in for a missing `ts`; with
+/// `--kafka-time record` the source uses it in any case.
+///
+/// ```
+/// use keyflow_jobs::pageviews::parse_json_message;
+/// let (ts, view) = parse_json_message(br#"{"project":"en","title":"A","ts":5}"#, Some(9)).unwrap();
+/// assert_eq!((ts, view.views), (5, 1));
+/// assert_eq!(parse_json_message(br#"{"project":"en","title":"A"}"#, Some(9)).unwrap().0, 9);
+/// assert!(parse_json_message(br#"{"project":"en","title":"A"}"#, None).is_err());
+/// assert!(parse_json_message(b"\xff", None).is_err());
+/// ```
+pub fn parse_json_message(
+    payload: &[u8],
+    record_ts: Option<EventTime>,
+) -> Result<(EventTime, PageView), String> {
+    let line = std::str::from_utf8(payload).map_err(|e| format!("not UTF-8: {e}"))?;
+    let raw = parse_fields(line.trim_end())?;
+    let ts = raw.ts.or(record_ts).ok_or("missing field `ts`")?;
+    let article = Article::named(raw.project, raw.title);
+    Ok((ts, PageView::new(article, raw.views)))
 }
 
 /// [`parse_json_line`], taking the article from `interner`.
 fn parse_interned(line: &str, interner: &mut Interner) -> Result<(EventTime, PageView), String> {
     let raw = parse_fields(line)?;
+    let ts = raw.ts.ok_or("missing field `ts`")?;
     let article = interner.get(&raw.project, &raw.title);
-    Ok((raw.ts, PageView::new(article, raw.views)))
+    Ok((ts, PageView::new(article, raw.views)))
 }
 
 /// Parses and checks one line's fields.

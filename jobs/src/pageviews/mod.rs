@@ -55,7 +55,7 @@ pub use dump::{
 };
 pub use dump_source::DumpSource;
 pub use generator::{Burst, GeneratorConfig, GeneratorSource, DEFAULT_START_MS, ZIPF_EXPONENT};
-pub use jsonl::{parse_json_line, JsonlSource};
+pub use jsonl::{parse_json_line, parse_json_message, JsonlSource};
 pub use stream::{parse_stream_entry, stream_source};
 pub(crate) use zipf::mix64;
 pub use zipf::{SplitMix64, Zipf};
@@ -169,6 +169,9 @@ pub enum PageviewSource {
     Generator(GeneratorSource),
     /// Redis streams, see [`stream_source`].
     RedisStream(keyflow_dataflow::source::RedisStreamSource<PageView>),
+    /// A Kafka topic of JSON messages, see [`parse_json_message`].
+    #[cfg(feature = "kafka")]
+    Kafka(keyflow_dataflow::kafka::KafkaSource<PageView>),
 }
 
 impl PageviewSource {
@@ -202,6 +205,8 @@ impl Source for PageviewSource {
             PageviewSource::Dump(s) => s.name(),
             PageviewSource::Generator(s) => s.name(),
             PageviewSource::RedisStream(s) => s.name(),
+            #[cfg(feature = "kafka")]
+            PageviewSource::Kafka(s) => s.name(),
         }
     }
 
@@ -211,6 +216,24 @@ impl Source for PageviewSource {
             PageviewSource::Dump(s) => s.partitions(),
             PageviewSource::Generator(s) => s.partitions(),
             PageviewSource::RedisStream(s) => s.partitions(),
+            #[cfg(feature = "kafka")]
+            PageviewSource::Kafka(s) => s.partitions(),
+        }
+    }
+
+    fn open_at(
+        &self,
+        index: usize,
+        position: u64,
+    ) -> keyflow_dataflow::Result<Box<dyn Partition<PageView>>> {
+        match self {
+            #[cfg(feature = "kafka")]
+            PageviewSource::Kafka(s) => s.open_at(index, position),
+            // Only Kafka partitions report positions.
+            _ => {
+                let _ = position;
+                self.open(index)
+            }
         }
     }
 
@@ -220,6 +243,8 @@ impl Source for PageviewSource {
             PageviewSource::Dump(s) => s.open(index),
             PageviewSource::Generator(s) => s.open(index),
             PageviewSource::RedisStream(s) => s.open(index),
+            #[cfg(feature = "kafka")]
+            PageviewSource::Kafka(s) => s.open(index),
         }
     }
 }
