@@ -82,6 +82,8 @@ fn dispatch(command: Command) -> anyhow::Result<i32> {
             cli::bench::BenchCmd::Behaviour(args) => {
                 cli::bench_behaviour::behaviour_throughput(&args)
             }
+            #[cfg(feature = "kafka")]
+            cli::bench::BenchCmd::Kafka(args) => cli::bench_kafka::kafka_throughput(&args),
         },
     }
 }

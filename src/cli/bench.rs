@@ -28,6 +28,11 @@ pub enum BenchCmd {
     /// Throughput of the behaviour job over the user generator; prints
     /// JSON.
     Behaviour(super::bench_behaviour::BehaviourBenchArgs),
+    /// Throughput of the trending job reading a Kafka topic (an in-process
+    /// mock cluster) next to a file and the generator; prints JSON. Needs
+    /// the `kafka` feature.
+    #[cfg(feature = "kafka")]
+    Kafka(super::bench_kafka::KafkaBenchArgs),
 }
 
 /// Flags of `keyflow bench trending`.

@@ -130,21 +130,11 @@ pub struct KafkaOut {
 impl KafkaOut {
     /// With checkpoints in `dir`: exactly-once, under a transactional id
     /// kept in the directory, so that a restart fences the crashed run's
-    /// producer and a new directory starts a new history.
+    /// producer, and a new directory (or `--fresh`) starts a new history.
     pub fn exactly_once(&mut self, dir: &Path, job: &str) -> anyhow::Result<()> {
         std::fs::create_dir_all(dir)?;
-        let file = dir.join("kafka-sink-id");
-        let id = match std::fs::read_to_string(&file) {
-            Ok(text) if !text.trim().is_empty() => text.trim().to_string(),
-            _ => {
-                let id = format!("keyflow-{job}-{:016x}", rand::random::<u64>());
-                let temp = dir.join("kafka-sink-id.tmp");
-                std::fs::write(&temp, &id)?;
-                std::fs::rename(&temp, &file)?;
-                id
-            }
-        };
-        self.transactional_id = Some(id);
+        let id = keyflow::dataflow::checkpoint::identity(dir, "kafka-sink")?;
+        self.transactional_id = Some(format!("keyflow-{job}-{id}"));
         Ok(())
     }
 

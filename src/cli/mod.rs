@@ -5,6 +5,8 @@ pub mod anomaly;
 pub mod behaviour;
 pub mod bench;
 pub mod bench_behaviour;
+#[cfg(feature = "kafka")]
+pub mod bench_kafka;
 pub mod checkpoint_args;
 pub mod cluster;
 pub mod explain;

@@ -23,6 +23,15 @@ struct Job {
     blobs: BTreeSet<String>,
 }
 
+/// Which epochs a deposited part is for.
+#[derive(Debug, Clone, Copy)]
+enum When {
+    /// This epoch.
+    At(EventTime),
+    /// This epoch and every later one.
+    From(EventTime),
+}
+
 /// What the writer thread is asked to write.
 enum Msg {
     /// A step's large, shared state (a base for later increments), written
@@ -40,8 +49,10 @@ struct Shared {
     deposits: BTreeMap<EventTime, BTreeMap<usize, Parts>>,
     /// Blobs referred to by the deposits of each epoch.
     refs: BTreeMap<EventTime, BTreeSet<String>>,
-    /// Parts that hold for every later epoch (a finished source).
-    forever: BTreeMap<usize, Parts>,
+    /// Parts that hold for every epoch from the one given on (a finished
+    /// source: what it read is final, and it sent nothing at or after
+    /// that epoch). An earlier epoch needs its own part.
+    forever: BTreeMap<usize, BTreeMap<String, (EventTime, Vec<u8>)>>,
 }
 
 /// Collects the checkpoint parts of one process and writes them.
@@ -227,7 +238,7 @@ impl Checkpointer {
         &self,
         worker: usize,
         step: &str,
-        epoch: Option<EventTime>,
+        when: When,
         bytes: Vec<u8>,
         blobs: &[String],
     ) -> Result<()> {
@@ -236,8 +247,8 @@ impl Checkpointer {
         }
         let epochs: Vec<_> = {
             let mut shared = lock(&self.shared);
-            match epoch {
-                Some(epoch) => {
+            match when {
+                When::At(epoch) => {
                     if !blobs.is_empty() {
                         shared
                             .refs
@@ -254,12 +265,12 @@ impl Checkpointer {
                         .insert(step.to_string(), bytes);
                     vec![epoch]
                 }
-                None => {
+                When::From(from) => {
                     shared
                         .forever
                         .entry(worker)
                         .or_default()
-                        .insert(step.to_string(), bytes);
+                        .insert(step.to_string(), (from, bytes));
                     shared.deposits.keys().copied().collect()
                 }
             }
@@ -285,11 +296,13 @@ impl Checkpointer {
                     .get(&epoch)
                     .and_then(|d| d.get(&w))
                     .unwrap_or(&empty);
-                let forever = shared.forever.get(&w).unwrap_or(&empty);
+                let none = BTreeMap::new();
+                let forever = shared.forever.get(&w).unwrap_or(&none);
                 shared.steps.get(&w).is_none_or(|steps| {
-                    steps
-                        .keys()
-                        .all(|s| have.contains_key(s) || forever.contains_key(s))
+                    steps.keys().all(|s| {
+                        have.contains_key(s)
+                            || forever.get(s).is_some_and(|(from, _)| epoch >= *from)
+                    })
                 })
             });
             if !ready {
@@ -304,8 +317,10 @@ impl Checkpointer {
             let workers = local
                 .map(|w| {
                     let mut parts = deposits.remove(&w).unwrap_or_default();
-                    for (step, bytes) in shared.forever.get(&w).into_iter().flatten() {
-                        parts.entry(step.clone()).or_insert_with(|| bytes.clone());
+                    for (step, (from, bytes)) in shared.forever.get(&w).into_iter().flatten() {
+                        if epoch >= *from {
+                            parts.entry(step.clone()).or_insert_with(|| bytes.clone());
+                        }
                     }
                     (w, parts)
                 })
@@ -419,7 +434,7 @@ impl StepCheckpoint {
     /// Writes this step's state as of `epoch`.
     pub fn save(&self, epoch: EventTime, bytes: Vec<u8>) -> Result<()> {
         self.ckpt
-            .deposit(self.worker, &self.step, Some(epoch), bytes, &[])
+            .deposit(self.worker, &self.step, When::At(epoch), bytes, &[])
     }
 
     /// Writes this step's state as of `epoch` as a part that refers to
@@ -427,12 +442,16 @@ impl StepCheckpoint {
     /// kept checkpoint refers to them.
     pub fn save_with(&self, epoch: EventTime, bytes: Vec<u8>, blobs: &[String]) -> Result<()> {
         self.ckpt
-            .deposit(self.worker, &self.step, Some(epoch), bytes, blobs)
+            .deposit(self.worker, &self.step, When::At(epoch), bytes, blobs)
     }
 
-    /// Writes this step's state for every later epoch (it will not change).
-    pub fn save_forever(&self, bytes: Vec<u8>) -> Result<()> {
-        self.ckpt.deposit(self.worker, &self.step, None, bytes, &[])
+    /// Writes this step's state for `from` and every later epoch (it will
+    /// not change, and nothing was sent at or after `from`). Earlier epochs
+    /// not yet written need their own parts: without them they never
+    /// complete.
+    pub fn save_forever(&self, from: EventTime, bytes: Vec<u8>) -> Result<()> {
+        self.ckpt
+            .deposit(self.worker, &self.step, When::From(from), bytes, &[])
     }
 
     /// Writes a large state once, under a name unique to this step, worker

@@ -400,9 +400,39 @@ pub fn wipe(dir: &Path) -> Result<()> {
     if finished.exists() {
         std::fs::remove_file(&finished).map_err(|e| Error::io(&finished, e))?;
     }
-    let blobs = dir.join("blobs");
-    if blobs.exists() {
-        std::fs::remove_dir_all(&blobs).map_err(|e| Error::io(&blobs, e))?;
+    for sub in ["blobs", "ids"] {
+        let path = dir.join(sub);
+        if path.exists() {
+            std::fs::remove_dir_all(&path).map_err(|e| Error::io(&path, e))?;
+        }
     }
     Ok(())
+}
+
+/// A random identity for `name` (a sink's transactional id, say) that
+/// lives as long as the checkpoint directory's history: the same on every
+/// restart, new after [`wipe`] or in a new directory. Made on first use.
+pub fn identity(dir: &Path, name: &str) -> Result<String> {
+    let ids = dir.join("ids");
+    let file = ids.join(name);
+    match std::fs::read_to_string(&file) {
+        Ok(text) if !text.trim().is_empty() => return Ok(text.trim().to_string()),
+        _ => {}
+    }
+    std::fs::create_dir_all(&ids).map_err(|e| Error::io(&ids, e))?;
+    let id = format!("{:016x}", rand::random::<u64>());
+    let temp = ids.join(format!(".{name}.{id}"));
+    write_atomic(&temp, id.as_bytes())?;
+    // Processes of a cluster may race here: a link never replaces an
+    // existing file, so the first one's identity is everyone's.
+    let linked = std::fs::hard_link(&temp, &file);
+    let _ = std::fs::remove_file(&temp);
+    match linked {
+        Ok(()) => Ok(id),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+            let text = std::fs::read_to_string(&file).map_err(|e| Error::io(&file, e))?;
+            Ok(text.trim().to_string())
+        }
+        Err(e) => Err(Error::io(&file, e)),
+    }
 }

@@ -5,9 +5,10 @@
 //! - the records of the times below a checkpoint epoch are kept with the
 //!   checkpoint (its pre-commit), and produced in one transaction once that
 //!   checkpoint is complete;
-//! - the same transaction commits, as the consumer group named by the
-//!   transactional id, an "offset" that is the epoch itself: a marker of
-//!   how far the topic holds the results, written atomically with them;
+//! - the same transaction writes a marker, the epoch, under the
+//!   transactional id into the topic `{topic}.keyflow-commits` (one
+//!   partition, compacted, made when missing): how far the topic holds the
+//!   results, committed atomically with them;
 //! - a restore re-commits the checkpoint's batches the marker does not
 //!   cover (a crash between completion and commit), and drops results
 //!   below the marker, which the topic already holds.
@@ -20,6 +21,7 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::Message;
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 use rdkafka::{Offset, TopicPartitionList};
 use serde::{Deserialize, Serialize};
@@ -56,8 +58,8 @@ struct Client {
     producer: BaseProducer,
     address: KafkaAddress,
     timeout: Duration,
-    /// Exactly-once: the marker's group, and a consumer to read it.
-    marker: Option<(String, BaseConsumer)>,
+    /// Exactly-once: the transactional id, and the marker topic.
+    marker: Option<(String, String)>,
     /// Records kept for checkpoints not yet complete.
     pending: Batches,
 }
@@ -103,24 +105,26 @@ impl<T> KafkaSink<T> {
             .map_err(|e| kafka_error(&brokers, "cannot create a producer", e))?;
         let mut marker = None;
         let mut skip_below = 0;
+        let consumer: BaseConsumer = client_config(&brokers, config.connect_timeout)
+            // Only read with (assigned, never committed), but librdkafka
+            // wants a group for that.
+            .set("group.id", "keyflow-sink")
+            .set("enable.auto.commit", "false")
+            .set("enable.partition.eof", "true")
+            .set("isolation.level", "read_committed")
+            .create()
+            .map_err(|e| kafka_error(&brokers, "cannot create a consumer", e))?;
+        super::source::topic_partitions(&consumer, &config.address, config.connect_timeout)?;
         if let Some(id) = &config.transactional_id {
-            let consumer: BaseConsumer = client_config(&brokers, config.connect_timeout)
-                .set("group.id", id)
-                .set("enable.auto.commit", "false")
-                .create()
-                .map_err(|e| kafka_error(&brokers, "cannot create a consumer", e))?;
-            super::source::topic_partitions(&consumer, &config.address, config.connect_timeout)?;
+            let topic = format!("{}.keyflow-commits", config.address.topic);
+            ensure_marker_topic(&brokers, &topic, config.connect_timeout)?;
+            // First fence the earlier producer of this id, which aborts its
+            // open transaction, so that the marker read next is final.
             producer
                 .init_transactions(config.connect_timeout)
                 .map_err(|e| kafka_error(&brokers, "cannot start transactions", e))?;
-            skip_below = read_marker(&consumer, &config.address, id, config.connect_timeout)?;
-            marker = Some((id.clone(), consumer));
-        } else {
-            let consumer: BaseConsumer =
-                client_config(&brokers, config.connect_timeout)
-                    .create()
-                    .map_err(|e| kafka_error(&brokers, "cannot create a consumer", e))?;
-            super::source::topic_partitions(&consumer, &config.address, config.connect_timeout)?;
+            skip_below = read_marker(&consumer, &brokers, &topic, id, config.connect_timeout)?;
+            marker = Some((id.clone(), topic));
         }
         Ok(KafkaSink {
             client: Arc::new(Mutex::new(Client {
@@ -142,32 +146,84 @@ impl<T> KafkaSink<T> {
     }
 }
 
-/// The epoch the marker group has committed for the topic's partition 0
-/// (0 without one).
+/// Makes the marker topic when it is missing: one partition, compacted (a
+/// value per transactional id is all that matters), replicated like the
+/// cluster allows.
+fn ensure_marker_topic(brokers: &str, topic: &str, timeout: Duration) -> Result<()> {
+    use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+    use rdkafka::client::DefaultClientContext;
+    let admin: AdminClient<DefaultClientContext> = client_config(brokers, timeout)
+        .create()
+        .map_err(|e| kafka_error(brokers, "cannot create an admin client", e))?;
+    let metadata = admin
+        .inner()
+        .fetch_metadata(None, timeout)
+        .map_err(|e| kafka_error(brokers, "no metadata", e))?;
+    if metadata
+        .topics()
+        .iter()
+        .any(|t| t.name() == topic && t.error().is_none())
+    {
+        return Ok(());
+    }
+    let replicas = metadata.brokers().len().clamp(1, 3) as i32;
+    let new =
+        NewTopic::new(topic, 1, TopicReplication::Fixed(replicas)).set("cleanup.policy", "compact");
+    let options = AdminOptions::new().operation_timeout(Some(timeout));
+    let results = futures_executor::block_on(admin.create_topics([&new], &options))
+        .map_err(|e| kafka_error(brokers, &format!("cannot create topic {topic}"), e))?;
+    for result in results {
+        match result {
+            Ok(_) => {}
+            Err((_, rdkafka::types::RDKafkaErrorCode::TopicAlreadyExists)) => {}
+            Err((name, code)) => {
+                return Err(kafka_error(
+                    brokers,
+                    &format!("cannot create topic {name}"),
+                    code,
+                ))
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The newest committed marker of `id` in the marker topic (0 without one).
 fn read_marker(
     consumer: &BaseConsumer,
-    address: &KafkaAddress,
-    group: &str,
+    brokers: &str,
+    topic: &str,
+    id: &str,
     timeout: Duration,
 ) -> Result<EventTime> {
     let mut list = TopicPartitionList::new();
-    list.add_partition(&address.topic, 0);
-    let committed = consumer.committed_offsets(list, timeout).map_err(|e| {
-        kafka_error(
-            &address.brokers,
-            &format!("cannot read group {group}'s marker"),
-            e,
-        )
-    })?;
-    Ok(
-        match committed
-            .find_partition(&address.topic, 0)
-            .map(|e| e.offset())
-        {
-            Some(Offset::Offset(at)) if at > 0 => at as EventTime,
-            _ => 0,
-        },
-    )
+    list.add_partition_offset(topic, 0, Offset::Beginning)
+        .map_err(|e| kafka_error(brokers, "bad offset", e))?;
+    consumer
+        .assign(&list)
+        .map_err(|e| kafka_error(brokers, &format!("cannot read {topic}"), e))?;
+    let start = std::time::Instant::now();
+    let mut marker = 0;
+    loop {
+        match consumer.poll(Duration::from_millis(100)) {
+            Some(Ok(m)) if m.key() == Some(id.as_bytes()) => {
+                let text = String::from_utf8_lossy(m.payload().unwrap_or_default()).into_owned();
+                marker = text.trim().parse().map_err(|_| {
+                    Error::External(format!("kafka {brokers}: bad marker `{text}` in {topic}"))
+                })?;
+            }
+            Some(Ok(_)) => {}
+            Some(Err(rdkafka::error::KafkaError::PartitionEOF(_))) => return Ok(marker),
+            Some(Err(e)) => return Err(kafka_error(brokers, &format!("cannot read {topic}"), e)),
+            None if start.elapsed() > timeout => {
+                return Err(Error::External(format!(
+                    "kafka {brokers}: {topic} gave no end within {}",
+                    humantime::format_duration(timeout)
+                )))
+            }
+            None => {}
+        }
+    }
 }
 
 impl Client {
@@ -200,7 +256,7 @@ impl Client {
     /// Exactly-once: produces the pending batches below `upto` and the
     /// marker `marker` in one transaction.
     fn commit_below(&mut self, upto: EventTime, marker: EventTime) -> Result<()> {
-        let Some((group, consumer)) = &self.marker else {
+        let Some((group, topic)) = &self.marker else {
             return Ok(());
         };
         let brokers = self.address.brokers.clone();
@@ -216,16 +272,12 @@ impl Client {
         for (_, records) in &batches {
             self.produce(records)?;
         }
-        let mut offsets = TopicPartitionList::new();
-        offsets
-            .add_partition_offset(&self.address.topic, 0, Offset::Offset(marker as i64))
-            .map_err(|e| fail("bad marker", e))?;
-        let metadata = consumer.group_metadata().ok_or_else(|| {
-            Error::External(format!("kafka {brokers}: no metadata for group {group}"))
-        })?;
+        let (id, topic) = (group.clone(), topic.clone());
+        let value = marker.to_string();
+        let record = BaseRecord::to(&topic).partition(0).key(&id).payload(&value);
         self.producer
-            .send_offsets_to_transaction(&offsets, &metadata, self.timeout)
-            .map_err(|e| fail("cannot add the marker to the transaction", e))?;
+            .send(record)
+            .map_err(|(e, _)| fail("cannot write the marker", e))?;
         self.producer
             .commit_transaction(self.timeout)
             .map_err(|e| fail("cannot commit the transaction", e))

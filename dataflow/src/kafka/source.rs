@@ -243,6 +243,7 @@ impl<T: 'static> KafkaSource<T> {
             listed_end: 0,
             fetch_end: hwm,
             end: None,
+            caught_up: false,
         })
     }
 
@@ -307,6 +308,11 @@ struct KafkaPartition<T> {
     fetch_end: Arc<AtomicI64>,
     /// For a bounded read: where it ends, once known.
     end: Option<i64>,
+    /// Whether the broker said the partition has nothing more (end of
+    /// partition) since the last message: only then is it idle. A fetch
+    /// still on its way is not idleness, or a slow start would let the
+    /// other partitions' progress make this one's records late.
+    caught_up: bool,
 }
 
 impl<T> KafkaPartition<T> {
@@ -396,15 +402,24 @@ impl<T> KafkaPartition<T> {
 
 impl<T> Partition<T> for KafkaPartition<T> {
     fn poll(&mut self, batch: &mut Batch<T>) -> Result<PollStatus> {
-        let mut eof = false;
+        let mut waited = false;
         while !batch.is_full() {
             if self.end.is_some_and(|end| self.next >= end) {
                 break;
             }
-            let message = match self.consumer.poll(Duration::ZERO) {
+            // Nothing read yet and not caught up: wait a moment for the
+            // fetch in flight rather than spin.
+            let wait =
+                if batch.records.is_empty() && batch.bad.is_empty() && !self.caught_up && !waited {
+                    waited = true;
+                    Duration::from_millis(2)
+                } else {
+                    Duration::ZERO
+                };
+            let message = match self.consumer.poll(wait) {
                 None => break,
                 Some(Err(KafkaError::PartitionEOF(_))) => {
-                    eof = true;
+                    self.caught_up = true;
                     if let Some(at) = self.fetch_position() {
                         self.next = self.next.max(at);
                     }
@@ -419,6 +434,7 @@ impl<T> Partition<T> for KafkaPartition<T> {
                 }
                 Some(Ok(message)) => message,
             };
+            self.caught_up = false;
             let offset = message.offset();
             if offset < self.next {
                 // A re-delivery after a reconnect: already handed out.
@@ -444,9 +460,8 @@ impl<T> Partition<T> for KafkaPartition<T> {
                 return Ok(PollStatus::Done);
             }
         }
-        Ok(if batch.is_full() {
-            PollStatus::Ready
-        } else if eof || batch.records.is_empty() && batch.bad.is_empty() {
+        let empty = batch.records.is_empty() && batch.bad.is_empty();
+        Ok(if empty && self.caught_up {
             PollStatus::Idle
         } else {
             PollStatus::Ready

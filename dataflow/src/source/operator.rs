@@ -430,13 +430,15 @@ pub(crate) fn source_stream<'scope, S: Source>(
                 counters.watermark.fetch_max(highest, Ordering::Relaxed);
                 if readers.iter().all(|r| r.done) {
                     if let Some(mut k) = ckpt.take() {
-                        // Good for every later epoch: a resume re-reads from
-                        // where late records sent at or after it began.
+                        // Good for the next boundary and every later one
+                        // (nothing is sent below it any more; a resume
+                        // re-reads from where late records sent at or after
+                        // it began), not for boundaries it skipped.
                         let next = k.clock().next();
                         let mut snaps = finished.clone();
                         snaps.extend(readers.iter().map(|r| r.snap(next, now, None)));
                         if let Err(e) =
-                            crate::checkpoint::encode(&snaps).and_then(|b| k.save_forever(b))
+                            crate::checkpoint::encode(&snaps).and_then(|b| k.save_forever(next, b))
                         {
                             ctx.fail(e.in_step(&step));
                         }
