@@ -5,9 +5,10 @@
 //! that hour, sorted by `(window_start, user_id)`. A file is written once,
 //! whole, when its hour is complete: to a hidden temporary name beside it,
 //! then renamed, so that readers (DuckDB, pandas, Spark) never see part of
-//! an hour.
+//! an hour. Under checkpoints the sink resumes exactly once (see
+//! [`HourlyParquetSink::resume`]).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -21,6 +22,7 @@ use keyflow_dataflow::{Error, Result};
 use parquet::arrow::ArrowWriter;
 use parquet::basic::Compression;
 use parquet::file::properties::WriterProperties;
+use serde::{Deserialize, Serialize};
 
 use super::features::UserFeatures;
 use crate::output_file::write_whole_file;
@@ -66,7 +68,7 @@ pub fn feature_schema() -> SchemaRef {
 }
 
 /// One row of a feature file.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct FeatureRow {
     /// First millisecond of the window.
     pub window_start: EventTime,
@@ -163,11 +165,14 @@ pub fn encode_features(rows: &[FeatureRow]) -> Result<Vec<u8>> {
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 pub struct HourlyParquetSink {
-    dir: PathBuf,
+    pub(super) dir: PathBuf,
     window: u64,
     keep: u64,
     /// Rows not yet written, by hour, then `(window_start, user_id)`.
-    hours: BTreeMap<EventTime, BTreeMap<(EventTime, Arc<str>), FeatureRow>>,
+    pub(super) hours: BTreeMap<EventTime, BTreeMap<(EventTime, Arc<str>), FeatureRow>>,
+    /// The hours whose files were written, for the commit point: a restore
+    /// removes the files of every other hour.
+    pub(super) written: BTreeSet<EventTime>,
 }
 
 /// Fails unless `dir` is missing or an empty directory, naming what is in
@@ -203,12 +208,26 @@ impl HourlyParquetSink {
     /// ms after their end.
     pub fn create(dir: &Path, window: u64, keep: u64) -> Result<Self> {
         check_lake_dir(dir)?;
+        Self::resume(dir, window, keep)
+    }
+
+    /// A sink into `dir` that a run resuming from a checkpoint continues:
+    /// `dir` may hold the files of an earlier run of the same job, which
+    /// [`Sink::restore`] then cuts back to the checkpoint's commit point.
+    /// The commit point holds the hours written and the rows of the hours
+    /// still open, so the resumed run neither writes an hour twice nor
+    /// loses a row received before the checkpoint.
+    pub fn resume(dir: &Path, window: u64, keep: u64) -> Result<Self> {
+        if dir.exists() && !dir.is_dir() {
+            check_lake_dir(dir)?;
+        }
         std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
         Ok(HourlyParquetSink {
             dir: dir.to_path_buf(),
             window: window.max(1),
             keep,
             hours: BTreeMap::new(),
+            written: BTreeSet::new(),
         })
     }
 
@@ -234,6 +253,7 @@ impl HourlyParquetSink {
             let dir = hour_dir(&self.dir, hour);
             std::fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
             write_whole_file(&dir.join(PART_FILE), &encode_features(&rows)?)?;
+            self.written.insert(hour);
         }
         Ok(())
     }
@@ -264,6 +284,15 @@ impl Sink<WindowResult<Arc<str>, UserFeatures>> for HourlyParquetSink {
 
     fn close(&mut self) -> Result<()> {
         self.write_complete(None)
+    }
+
+    fn commit(&mut self) -> Result<Vec<u8>> {
+        // Each file is fsynced and renamed when written: nothing to flush.
+        super::lake_commit::commit_point(self)
+    }
+
+    fn restore(&mut self, point: &[u8]) -> Result<()> {
+        super::lake_commit::restore(self, point)
     }
 }
 

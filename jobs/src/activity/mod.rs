@@ -19,6 +19,7 @@ mod event;
 mod features;
 mod generator;
 mod lake;
+mod lake_commit;
 mod report;
 mod source;
 
