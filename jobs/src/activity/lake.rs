@@ -15,7 +15,7 @@ use std::sync::Arc;
 use arrow_array::TimestampMillisecondArray;
 use arrow_array::{ArrayRef, Float64Array, Int64Array, RecordBatch, StringArray};
 use arrow_schema::{DataType, Field, Schema, SchemaRef, TimeUnit};
-use keyflow_dataflow::sink::Sink;
+use keyflow_dataflow::sink::{Blobs, Sink};
 use keyflow_dataflow::time::{align_down, civil, EventTime, HOUR};
 use keyflow_dataflow::window::WindowResult;
 use keyflow_dataflow::{Error, Result};
@@ -150,7 +150,7 @@ pub fn encode_features(rows: &[FeatureRow]) -> Result<Vec<u8>> {
 ///
 /// # Examples
 /// ```
-/// use keyflow_dataflow::sink::Sink;
+/// use keyflow_dataflow::sink::{Blobs, Sink};
 /// use keyflow_dataflow::window::WindowResult;
 /// use keyflow_jobs::activity::{hour_dir, HourlyParquetSink, UserFeatures, PART_FILE};
 ///
@@ -173,6 +173,12 @@ pub struct HourlyParquetSink {
     /// The hours whose files were written, for the commit point: a restore
     /// removes the files of every other hour.
     pub(super) written: BTreeSet<EventTime>,
+    /// Once the sink has committed: the rows that arrived since the last
+    /// commit, by hour, encoded for the next commit's blob.
+    pub(super) encoded: Option<BTreeMap<EventTime, Vec<u8>>>,
+    /// The checkpoint blobs of earlier commits that hold rows of hours
+    /// still open, oldest first, with the hours each holds rows of.
+    pub(super) blobs: Vec<(String, BTreeSet<EventTime>)>,
 }
 
 /// Fails unless `dir` is missing or an empty directory, naming what is in
@@ -228,6 +234,8 @@ impl HourlyParquetSink {
             keep,
             hours: BTreeMap::new(),
             written: BTreeSet::new(),
+            encoded: None,
+            blobs: Vec::new(),
         })
     }
 
@@ -254,6 +262,9 @@ impl HourlyParquetSink {
             std::fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
             write_whole_file(&dir.join(PART_FILE), &encode_features(&rows)?)?;
             self.written.insert(hour);
+            if let Some(encoded) = self.encoded.as_mut() {
+                encoded.remove(&hour);
+            }
         }
         Ok(())
     }
@@ -273,6 +284,9 @@ impl Sink<WindowResult<Arc<str>, UserFeatures>> for HourlyParquetSink {
                 user_id: Arc::clone(&r.key),
                 features: r.value.clone(),
             };
+            if let Some(encoded) = self.encoded.as_mut() {
+                super::lake_commit::append(encoded.entry(hour).or_default(), &row)?;
+            }
             // An update (allowed lateness) replaces the row it updates.
             self.hours
                 .entry(hour)
@@ -287,12 +301,18 @@ impl Sink<WindowResult<Arc<str>, UserFeatures>> for HourlyParquetSink {
     }
 
     fn commit(&mut self) -> Result<Vec<u8>> {
-        // Each file is fsynced and renamed when written: nothing to flush.
-        super::lake_commit::commit_point(self)
+        Err(Error::Config(
+            "the Parquet sink commits through `commit_with`, with blobs".into(),
+        ))
     }
 
-    fn restore(&mut self, point: &[u8]) -> Result<()> {
-        super::lake_commit::restore(self, point)
+    fn commit_with(&mut self, blobs: &mut dyn Blobs) -> Result<Vec<u8>> {
+        // Each file is fsynced and renamed when written: nothing to flush.
+        super::lake_commit::commit_point(self, blobs)
+    }
+
+    fn restore_with(&mut self, point: &[u8], blobs: &mut dyn Blobs) -> Result<()> {
+        super::lake_commit::restore(self, point, blobs)
     }
 }
 
