@@ -158,16 +158,13 @@ fn a_checkpoint_restores_at_another_worker_count() {
     };
     let want = l.reference("1");
     for (name, first, then) in [("a", "2", "3"), ("b", "3", "1")] {
-        let mut resumed = false;
-        // Kill at growing delays until a complete checkpoint exists.
-        for delay in [800, 1300, 2000, 3000, 4500] {
-            kill_after(&l.checkpointed(name, first), Duration::from_millis(delay));
-            if has_complete_epoch(&l.ckpt(name)) {
-                resumed = true;
-                break;
-            }
-        }
-        assert!(resumed, "no checkpoint was completed to restore from");
+        // Killed a while after its first complete checkpoint.
+        let ck = l.ckpt(name);
+        kill_after_checkpoint(
+            &l.checkpointed(name, first),
+            &ck,
+            Duration::from_millis(700),
+        );
         let (code, err) = finish(&l.checkpointed(name, then));
         assert_eq!(code, 0, "{err}");
         l.assert_resumed(&format!("{first} then {then} workers"), name, &want);
@@ -184,16 +181,36 @@ fn the_generator_resumes_where_the_checkpoint_left_it() {
     };
     let want = l.reference("2");
     let args = l.checkpointed("g", "2");
-    let mut resumed = false;
-    for delay in [1000, 1800, 2800, 4000] {
-        kill_after(&args, Duration::from_millis(delay));
-        if has_complete_epoch(&l.ckpt("g")) {
-            resumed = true;
-            break;
-        }
-    }
-    assert!(resumed, "no checkpoint was completed to restore from");
+    kill_after_checkpoint(&args, &l.ckpt("g"), Duration::from_millis(1500));
     let (code, err) = finish(&args);
     assert_eq!(code, 0, "{err}");
     l.assert_resumed("generator", "g", &want);
+}
+
+#[test]
+fn a_restart_with_no_checkpoint_to_resume_clears_only_its_own_parquet_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let l = Layout {
+        dir: dir.path(),
+        source: s(&["--duration", "4h", "--rate", "5", "--users", "200"]),
+        policy: &[],
+    };
+    let want = l.reference("1");
+    let args = l.checkpointed("c", "1");
+    assert_eq!(finish(&args).0, 0);
+    // As if killed after writing hours but before its first checkpoint was
+    // complete: the restart starts over, into the files it wrote.
+    std::fs::remove_file(l.ckpt("c").join("FINISHED")).unwrap();
+    let (code, err) = finish(&args);
+    assert_eq!(code, 0, "{err}");
+    l.assert_resumed("started over", "c", &want);
+
+    // Another configuration did not write them: they stay, and it stops.
+    std::fs::remove_file(l.ckpt("c").join("FINISHED")).unwrap();
+    let mut other = l.checkpointed("c", "1");
+    other.extend(s(&["--top", "3"]));
+    let (code, err) = finish(&other);
+    assert_ne!(code, 0);
+    assert!(err.contains("is not empty"), "{err}");
+    assert_same("refused", &l.outputs("c"), &want);
 }

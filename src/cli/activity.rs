@@ -4,13 +4,13 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use clap::Args;
-use keyflow::dataflow::checkpoint::{self, Status};
+use keyflow::dataflow::checkpoint::{self, CheckpointConfig, Status};
 use keyflow::dataflow::prelude::*;
 use keyflow::dataflow::run::run_with_context;
 use keyflow::dataflow::time::{format_utc, parse_duration_ms, DAY};
 use keyflow::jobs::activity::{
-    activity, check_lake_dir, Activity, ActivityConfig, ActivityGeneratorConfig, ActivitySource,
-    ActivityWindow, HourlyParquetSink,
+    activity, Activity, ActivityConfig, ActivityGeneratorConfig, ActivitySource, ActivityWindow,
+    HourlyParquetSink,
 };
 
 use super::checkpoint_args::{output_id, report_finished, CheckpointArgs, Plan};
@@ -203,14 +203,14 @@ pub fn summary_line(w: &ActivityWindow) -> String {
     )
 }
 
-/// Fails when another output lies inside the Parquet directory, or (unless
-/// the run resumes a checkpoint, whose files it holds) when the directory
-/// is not empty.
-fn check_parquet_out(args: &ActivityArgs, resuming: bool) -> anyhow::Result<()> {
+/// Fails when another output lies inside the Parquet directory, or when
+/// the run may not write into it (see [`super::lake_claim::claim`]).
+fn check_parquet_out(
+    args: &ActivityArgs,
+    ckpt: Option<&CheckpointConfig>,
+    resuming: bool,
+) -> anyhow::Result<()> {
     if let Some(dir) = &args.parquet_out {
-        if !resuming {
-            check_lake_dir(dir)?;
-        }
         let lake = std::path::absolute(dir)?;
         let others = [
             ("--out", &args.out),
@@ -228,6 +228,7 @@ fn check_parquet_out(args: &ActivityArgs, resuming: bool) -> anyhow::Result<()> 
                 );
             }
         }
+        super::lake_claim::claim(dir, ckpt, resuming)?;
     }
     Ok(())
 }
@@ -270,7 +271,7 @@ pub fn run(args: &ActivityArgs) -> anyhow::Result<i32> {
             run_config.checkpoint = Some(checkpoint);
         }
     }
-    check_parquet_out(args, resuming)?;
+    check_parquet_out(args, run_config.checkpoint.as_ref(), resuming)?;
     let processes = run_config.processes;
     let ctx = Arc::new(Context::new(run_config));
     let progress = Progress::start(&ctx, args.quiet);

@@ -9,6 +9,7 @@ pub mod checkpoint_args;
 pub mod cluster;
 pub mod explain;
 pub mod generate;
+pub mod lake_claim;
 pub mod progress;
 pub mod redis_out;
 pub mod reference;

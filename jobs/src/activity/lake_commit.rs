@@ -169,6 +169,17 @@ pub(super) fn restore(
     cut_back(&sink.dir, &keep)
 }
 
+/// Removes every part file under `dir` that a [`HourlyParquetSink`] wrote,
+/// the temporary files of its interrupted writes and the directories left
+/// empty, for a run that starts over the files of an earlier attempt of
+/// the same job. Anything else stays.
+pub fn clear_lake(dir: &Path) -> Result<()> {
+    if !dir.is_dir() {
+        return Ok(());
+    }
+    cut_back(dir, &BTreeSet::new())
+}
+
 /// Removes from the hour directories under `dir` every part file not in
 /// `keep` and every temporary file of a part, then the directories left
 /// empty. Anything else is left alone.

@@ -39,6 +39,7 @@ pub use lake::{
     check_lake_dir, encode_features, feature_schema, hour_dir, FeatureRow, HourlyParquetSink,
     PART_FILE,
 };
+pub use lake_commit::clear_lake;
 pub use report::{
     ActivityWindow, Conversion, Facet, PageEvents, Report, Share, Tally, TallyEvents, WindowTallies,
 };
