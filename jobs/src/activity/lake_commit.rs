@@ -192,8 +192,16 @@ fn cut_back(dir: &Path, keep: &BTreeSet<PathBuf>) -> Result<()> {
                 let path = hour.join(&name);
                 let stale =
                     (name == PART_FILE && !keep.contains(&path)) || name.starts_with(&temp_prefix);
-                if stale {
-                    std::fs::remove_file(&path).map_err(|e| Error::io(&path, e))?;
+                if !stale {
+                    continue;
+                }
+                // Gone already is fine: every process of a cluster clears
+                // a directory it starts over in.
+                match std::fs::remove_file(&path) {
+                    Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                        return Err(Error::io(&path, e));
+                    }
+                    _ => {}
                 }
             }
             // Fails harmlessly when something is left in it.
@@ -204,10 +212,12 @@ fn cut_back(dir: &Path, keep: &BTreeSet<PathBuf>) -> Result<()> {
     Ok(())
 }
 
+/// The entries of `dir`; none when another process removed it meanwhile.
 fn read_dir(dir: &Path) -> Result<Vec<std::fs::DirEntry>> {
-    std::fs::read_dir(dir)
-        .and_then(|entries| entries.collect())
-        .map_err(|e| Error::io(dir, e))
+    match std::fs::read_dir(dir).and_then(|entries| entries.collect()) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Vec::new()),
+        found => found.map_err(|e| Error::io(dir, e)),
+    }
 }
 
 /// The directories in `dir` whose names start with `prefix`.
@@ -337,6 +347,27 @@ mod tests {
         assert_eq!(files(&dir), files(&want_dir));
         std::fs::remove_dir_all(&dir).unwrap();
         std::fs::remove_dir_all(&want_dir).unwrap();
+    }
+
+    #[test]
+    fn clearing_removes_only_what_the_sink_writes() {
+        let dir = temp_dir("clear");
+        let mut sink = HourlyParquetSink::create(&dir, MINUTE, 0).unwrap();
+        feed(&mut sink, 0, 130);
+        sink.close().unwrap();
+        let hour = hour_dir(&dir, HOUR);
+        std::fs::write(hour.join(".part-0.parquet.tmp-1-0"), b"half").unwrap();
+        std::fs::write(hour.join("notes.txt"), b"mine").unwrap();
+        clear_lake(&dir).unwrap();
+        assert_eq!(
+            files(&dir),
+            [(
+                PathBuf::from("date=1970-01-01/hour=01/notes.txt"),
+                b"mine".to_vec()
+            )]
+        );
+        clear_lake(&dir.join("missing")).unwrap();
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]
