@@ -4,14 +4,16 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use clap::Args;
+use keyflow::dataflow::checkpoint::{self, CheckpointConfig, Status};
 use keyflow::dataflow::prelude::*;
 use keyflow::dataflow::run::run_with_context;
 use keyflow::dataflow::time::{format_utc, parse_duration_ms, DAY};
 use keyflow::jobs::activity::{
-    activity, check_lake_dir, Activity, ActivityConfig, ActivityGeneratorConfig, ActivitySource,
-    ActivityWindow, HourlyParquetSink,
+    activity, Activity, ActivityConfig, ActivityGeneratorConfig, ActivitySource, ActivityWindow,
+    HourlyParquetSink,
 };
 
+use super::checkpoint_args::{output_id, report_finished, CheckpointArgs, Plan};
 use super::progress::Progress;
 use super::run_args::{
     late_policy, parse_typed_duration, refuse_generator_flags, ClusterArgs, EventTimeArgs,
@@ -52,6 +54,9 @@ pub struct ActivityArgs {
     /// Where events come from.
     #[command(flatten)]
     pub source: ActivitySourceArgs,
+    /// Checkpoints.
+    #[command(flatten)]
+    pub checkpoint: CheckpointArgs,
     /// Workers and processes.
     #[command(flatten)]
     pub cluster: ClusterArgs,
@@ -178,6 +183,7 @@ impl ActivityArgs {
             .output("--out", self.out.as_ref())
             .output("--late-out", self.late_out.as_ref())
             .output_dir("--parquet-out", self.parquet_out.as_ref())
+            .output_dir("--checkpoint-dir", self.checkpoint.checkpoint_dir.as_ref())
     }
 }
 
@@ -197,14 +203,21 @@ pub fn summary_line(w: &ActivityWindow) -> String {
     )
 }
 
-/// Runs the job; returns the process exit code.
-pub fn run(args: &ActivityArgs) -> anyhow::Result<i32> {
-    let config = args.config()?;
-    args.paths().check()?;
+/// Fails when another output lies inside the Parquet directory, or when
+/// the run may not write into it (see [`super::lake_claim::claim`]).
+fn check_parquet_out(
+    args: &ActivityArgs,
+    ckpt: Option<&CheckpointConfig>,
+    resuming: bool,
+) -> anyhow::Result<()> {
     if let Some(dir) = &args.parquet_out {
-        check_lake_dir(dir)?;
         let lake = std::path::absolute(dir)?;
-        for (flag, path) in [("--out", &args.out), ("--late-out", &args.late_out)] {
+        let others = [
+            ("--out", &args.out),
+            ("--late-out", &args.late_out),
+            ("--checkpoint-dir", &args.checkpoint.checkpoint_dir),
+        ];
+        for (flag, path) in others {
             let Some(path) = path else { continue };
             if std::path::absolute(path)?.starts_with(&lake) {
                 anyhow::bail!(
@@ -215,11 +228,50 @@ pub fn run(args: &ActivityArgs) -> anyhow::Result<i32> {
                 );
             }
         }
+        super::lake_claim::claim(dir, ckpt, resuming)?;
     }
-    let run_config = args.cluster.run_config()?;
+    Ok(())
+}
+
+/// Runs the job; returns the process exit code.
+pub fn run(args: &ActivityArgs) -> anyhow::Result<i32> {
+    let config = args.config()?;
+    args.paths().check()?;
+    let mut run_config = args.cluster.run_config()?;
     let source_config = args.source.time.source_config();
     source_config.validate()?;
     let make_source = args.source.source()?;
+    // `--quiet` only hides the table, so it may change between restarts.
+    let semantic = format!(
+        "{config:?} {:?} out={} late-out={} parquet-out={}",
+        args.source,
+        output_id(&args.out),
+        output_id(&args.late_out),
+        output_id(&args.parquet_out)
+    );
+    // The files a directory stands for, so that one added to it since the
+    // checkpoint is noticed.
+    let files = if args.source.inputs.is_empty() {
+        Vec::new()
+    } else {
+        keyflow::jobs::pageviews::input_files(&args.source.inputs)?
+    };
+    let mut resuming = false;
+    match args.checkpoint.plan("activity", &semantic, &files)? {
+        Plan::Off => {}
+        Plan::Finished(dir) => {
+            report_finished(&dir);
+            return Ok(0);
+        }
+        Plan::Run(checkpoint) => {
+            resuming = matches!(
+                checkpoint::status(&checkpoint.dir, &checkpoint.fingerprint)?,
+                Status::Resume(_)
+            );
+            run_config.checkpoint = Some(checkpoint);
+        }
+    }
+    check_parquet_out(args, run_config.checkpoint.as_ref(), resuming)?;
     let processes = run_config.processes;
     let ctx = Arc::new(Context::new(run_config));
     let progress = Progress::start(&ctx, args.quiet);
@@ -244,9 +296,13 @@ pub fn run(args: &ActivityArgs) -> anyhow::Result<i32> {
         }
         if let Some(dir) = &args.parquet_out {
             let window = config.window;
-            out.features
-                .clone()
-                .sink("parquet", || HourlyParquetSink::create(dir, window, keep))?;
+            out.features.clone().sink("parquet", || {
+                if resuming {
+                    HourlyParquetSink::resume(dir, window, keep)
+                } else {
+                    HourlyParquetSink::create(dir, window, keep)
+                }
+            })?;
         }
         if let Some(path) = &args.late_out {
             out.late.clone().sink("late", || {

@@ -12,6 +12,7 @@ pub mod cluster;
 pub mod explain;
 pub mod generate;
 pub mod kafka_io;
+pub mod lake_claim;
 pub mod progress;
 pub mod redis_out;
 pub mod reference;

@@ -64,6 +64,27 @@ pub fn kill_after(args: &[String], delay: Duration) -> bool {
     true
 }
 
+/// Starts the run and SIGKILLs it `extra` after the checkpoint directory
+/// `ck` first holds a complete epoch, so that a restart resumes whatever
+/// the machine's load. Fails the test if the run ends before that.
+pub fn kill_after_checkpoint(args: &[String], ck: &Path, extra: Duration) {
+    let mut child = cmd(args).stderr(Stdio::null()).spawn().expect("start");
+    let start = Instant::now();
+    while !has_complete_epoch(ck) {
+        if let Some(status) = child.try_wait().expect("wait") {
+            panic!("the run ended ({status}) before it completed a checkpoint");
+        }
+        if start.elapsed() > Duration::from_secs(240) {
+            let _ = child.kill();
+            panic!("no checkpoint was completed in 240 s");
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    std::thread::sleep(extra);
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
 /// Owned strings of `items`.
 pub fn s(items: &[&str]) -> Vec<String> {
     items.iter().map(|x| x.to_string()).collect()

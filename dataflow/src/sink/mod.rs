@@ -76,6 +76,87 @@ pub trait Sink<T>: 'static {
     /// outside system only once a checkpoint is complete (a transactional
     /// producer's two-phase commit) keeps it.
     fn watch_completions(&mut self, _completed: crate::checkpoint::Completed) {}
+
+    /// [`Sink::commit`] for a sink whose commit point holds much that does
+    /// not change between epochs (rows it keeps until an hour is complete,
+    /// say): it saves such pieces once in `blobs` and returns a point that
+    /// names them, so each epoch writes only what is new. The default is
+    /// [`Sink::commit`]. (A sink of [`crate::Events::sink_partitioned`]
+    /// should not use blobs: the points of parts that a smaller run adopts
+    /// are carried on without them.)
+    fn commit_with(&mut self, _blobs: &mut dyn Blobs) -> Result<Vec<u8>> {
+        self.commit()
+    }
+
+    /// Resumes from a point returned by [`Sink::commit_with`], reading the
+    /// blobs it names from `blobs`. The default is [`Sink::restore`].
+    fn restore_with(&mut self, point: &[u8], _blobs: &mut dyn Blobs) -> Result<()> {
+        self.restore(point)
+    }
+}
+
+/// The checkpoint blobs a sink's commit point refers to (see
+/// [`Sink::commit_with`]).
+pub trait Blobs {
+    /// Saves `bytes` as a blob of this commit (at most one per commit) and
+    /// returns its name. The commit point that returns also refers to it.
+    fn save(&mut self, bytes: Vec<u8>) -> Result<String>;
+
+    /// Declares that this commit point refers to the blob `name`, saved by
+    /// an earlier commit (or the restored run): it is then kept as long as
+    /// a kept checkpoint refers to it.
+    fn keep(&mut self, name: &str);
+
+    /// A blob of the restored run, by name.
+    fn read(&mut self, name: &str) -> Result<Vec<u8>>;
+}
+
+/// [`Blobs`] of one step's checkpoints, at one epoch.
+struct StepBlobs<'a> {
+    ckpt: &'a StepCheckpoint,
+    epoch: EventTime,
+    saved: bool,
+    refs: Vec<String>,
+}
+
+impl<'a> StepBlobs<'a> {
+    fn new(ckpt: &'a StepCheckpoint, epoch: EventTime) -> Self {
+        StepBlobs {
+            ckpt,
+            epoch,
+            saved: false,
+            refs: Vec::new(),
+        }
+    }
+}
+
+impl Blobs for StepBlobs<'_> {
+    fn save(&mut self, bytes: Vec<u8>) -> Result<String> {
+        // Blob names are unique per step, worker and epoch.
+        if std::mem::replace(&mut self.saved, true) {
+            return Err(crate::Error::Config(format!(
+                "sink `{}` saved two blobs in one commit",
+                self.ckpt.step()
+            )));
+        }
+        let name = self.ckpt.save_blob(self.epoch, bytes)?;
+        self.refs.push(name.clone());
+        Ok(name)
+    }
+
+    fn keep(&mut self, name: &str) {
+        self.refs.push(name.to_string());
+    }
+
+    fn read(&mut self, name: &str) -> Result<Vec<u8>> {
+        self.ckpt.restored_blob(name)
+    }
+}
+
+/// Restores `sink` from `point`, with the blobs of the restored run.
+fn restore_sink<T, S: Sink<T>>(sink: &mut S, point: &[u8], ckpt: &StepCheckpoint) -> Result<()> {
+    let epoch = ckpt.restored_epoch().unwrap_or(0);
+    sink.restore_with(point, &mut StepBlobs::new(ckpt, epoch))
 }
 
 /// How a writer's commit point is stored in its checkpoint part.
@@ -186,7 +267,9 @@ fn commit<T, S: Sink<T>>(
 ) -> Result<()> {
     let Some(k) = ckpt else { return Ok(()) };
     sink.pre_commit(epoch);
-    let point = sink.commit()?;
+    let mut blobs = StepBlobs::new(k, epoch);
+    let point = sink.commit_with(&mut blobs)?;
+    let refs = blobs.refs;
     let bytes = match points {
         Points::Single => point,
         Points::Parts { part, adopted } => {
@@ -196,7 +279,7 @@ fn commit<T, S: Sink<T>>(
             crate::checkpoint::encode(&all)?
         }
     };
-    k.save(epoch, bytes)
+    k.save_with(epoch, bytes, &refs)
 }
 
 /// Turns each record, with its event time, into another before handing it
@@ -274,6 +357,14 @@ where
 
     fn pre_commit(&mut self, epoch: EventTime) {
         self.inner.pre_commit(epoch)
+    }
+
+    fn commit_with(&mut self, blobs: &mut dyn Blobs) -> Result<Vec<u8>> {
+        self.inner.commit_with(blobs)
+    }
+
+    fn restore_with(&mut self, point: &[u8], blobs: &mut dyn Blobs) -> Result<()> {
+        self.inner.restore_with(point, blobs)
     }
 }
 

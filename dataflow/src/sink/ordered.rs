@@ -50,8 +50,10 @@ where
     };
     let target = if worker == 0 {
         let mut target = make()?;
-        if let Some(point) = ckpt.as_ref().and_then(|k| k.restored_parts().first()) {
-            target.restore(point)?;
+        if let Some(k) = ckpt.as_ref() {
+            if let Some(point) = k.restored_parts().first() {
+                super::restore_sink(&mut target, point, k)?;
+            }
         }
         if let Some(k) = ckpt.as_ref() {
             target.watch_completions(k.completed());

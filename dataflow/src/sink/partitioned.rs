@@ -50,8 +50,8 @@ where
         None => BTreeMap::new(),
     };
     let mut target = make(index)?;
-    if let Some(point) = restored.get(&(index as u64)) {
-        target.restore(point)?;
+    if let (Some(point), Some(k)) = (restored.get(&(index as u64)), ckpt.as_ref()) {
+        super::restore_sink(&mut target, point, k)?;
     }
     let mut adopted = Vec::new();
     if index == 0 {
@@ -61,7 +61,9 @@ where
                 continue;
             }
             let mut old = make(part as usize)?;
-            old.restore(point)?;
+            if let Some(k) = ckpt.as_ref() {
+                super::restore_sink(&mut old, point, k)?;
+            }
             old.close()?;
             adopted.push((part, point.clone()));
         }

@@ -5,22 +5,24 @@
 //! that hour, sorted by `(window_start, user_id)`. A file is written once,
 //! whole, when its hour is complete: to a hidden temporary name beside it,
 //! then renamed, so that readers (DuckDB, pandas, Spark) never see part of
-//! an hour.
+//! an hour. Under checkpoints the sink resumes exactly once (see
+//! [`HourlyParquetSink::resume`]).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use arrow_array::TimestampMillisecondArray;
 use arrow_array::{ArrayRef, Float64Array, Int64Array, RecordBatch, StringArray};
 use arrow_schema::{DataType, Field, Schema, SchemaRef, TimeUnit};
-use keyflow_dataflow::sink::Sink;
+use keyflow_dataflow::sink::{Blobs, Sink};
 use keyflow_dataflow::time::{align_down, civil, EventTime, HOUR};
 use keyflow_dataflow::window::WindowResult;
 use keyflow_dataflow::{Error, Result};
 use parquet::arrow::ArrowWriter;
 use parquet::basic::Compression;
 use parquet::file::properties::WriterProperties;
+use serde::{Deserialize, Serialize};
 
 use super::features::UserFeatures;
 use crate::output_file::write_whole_file;
@@ -66,7 +68,7 @@ pub fn feature_schema() -> SchemaRef {
 }
 
 /// One row of a feature file.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct FeatureRow {
     /// First millisecond of the window.
     pub window_start: EventTime,
@@ -148,7 +150,7 @@ pub fn encode_features(rows: &[FeatureRow]) -> Result<Vec<u8>> {
 ///
 /// # Examples
 /// ```
-/// use keyflow_dataflow::sink::Sink;
+/// use keyflow_dataflow::sink::{Blobs, Sink};
 /// use keyflow_dataflow::window::WindowResult;
 /// use keyflow_jobs::activity::{hour_dir, HourlyParquetSink, UserFeatures, PART_FILE};
 ///
@@ -163,11 +165,20 @@ pub fn encode_features(rows: &[FeatureRow]) -> Result<Vec<u8>> {
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 pub struct HourlyParquetSink {
-    dir: PathBuf,
+    pub(super) dir: PathBuf,
     window: u64,
     keep: u64,
     /// Rows not yet written, by hour, then `(window_start, user_id)`.
-    hours: BTreeMap<EventTime, BTreeMap<(EventTime, Arc<str>), FeatureRow>>,
+    pub(super) hours: BTreeMap<EventTime, BTreeMap<(EventTime, Arc<str>), FeatureRow>>,
+    /// The hours whose files were written, for the commit point: a restore
+    /// removes the files of every other hour.
+    pub(super) written: BTreeSet<EventTime>,
+    /// Once the sink has committed: the rows that arrived since the last
+    /// commit, by hour, encoded for the next commit's blob.
+    pub(super) encoded: Option<BTreeMap<EventTime, Vec<u8>>>,
+    /// The checkpoint blobs of earlier commits that hold rows of hours
+    /// still open, oldest first, with the hours each holds rows of.
+    pub(super) blobs: Vec<(String, BTreeSet<EventTime>)>,
 }
 
 /// Fails unless `dir` is missing or an empty directory, naming what is in
@@ -203,12 +214,28 @@ impl HourlyParquetSink {
     /// ms after their end.
     pub fn create(dir: &Path, window: u64, keep: u64) -> Result<Self> {
         check_lake_dir(dir)?;
+        Self::resume(dir, window, keep)
+    }
+
+    /// A sink into `dir` that a run resuming from a checkpoint continues:
+    /// `dir` may hold the files of an earlier run of the same job, which
+    /// [`Sink::restore`] then cuts back to the checkpoint's commit point.
+    /// The commit point holds the hours written and the rows of the hours
+    /// still open, so the resumed run neither writes an hour twice nor
+    /// loses a row received before the checkpoint.
+    pub fn resume(dir: &Path, window: u64, keep: u64) -> Result<Self> {
+        if dir.exists() && !dir.is_dir() {
+            check_lake_dir(dir)?;
+        }
         std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
         Ok(HourlyParquetSink {
             dir: dir.to_path_buf(),
             window: window.max(1),
             keep,
             hours: BTreeMap::new(),
+            written: BTreeSet::new(),
+            encoded: None,
+            blobs: Vec::new(),
         })
     }
 
@@ -234,6 +261,10 @@ impl HourlyParquetSink {
             let dir = hour_dir(&self.dir, hour);
             std::fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
             write_whole_file(&dir.join(PART_FILE), &encode_features(&rows)?)?;
+            self.written.insert(hour);
+            if let Some(encoded) = self.encoded.as_mut() {
+                encoded.remove(&hour);
+            }
         }
         Ok(())
     }
@@ -253,6 +284,9 @@ impl Sink<WindowResult<Arc<str>, UserFeatures>> for HourlyParquetSink {
                 user_id: Arc::clone(&r.key),
                 features: r.value.clone(),
             };
+            if let Some(encoded) = self.encoded.as_mut() {
+                super::lake_commit::append(encoded.entry(hour).or_default(), &row)?;
+            }
             // An update (allowed lateness) replaces the row it updates.
             self.hours
                 .entry(hour)
@@ -264,6 +298,21 @@ impl Sink<WindowResult<Arc<str>, UserFeatures>> for HourlyParquetSink {
 
     fn close(&mut self) -> Result<()> {
         self.write_complete(None)
+    }
+
+    fn commit(&mut self) -> Result<Vec<u8>> {
+        Err(Error::Config(
+            "the Parquet sink commits through `commit_with`, with blobs".into(),
+        ))
+    }
+
+    fn commit_with(&mut self, blobs: &mut dyn Blobs) -> Result<Vec<u8>> {
+        // Each file is fsynced and renamed when written: nothing to flush.
+        super::lake_commit::commit_point(self, blobs)
+    }
+
+    fn restore_with(&mut self, point: &[u8], blobs: &mut dyn Blobs) -> Result<()> {
+        super::lake_commit::restore(self, point, blobs)
     }
 }
 

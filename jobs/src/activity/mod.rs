@@ -19,6 +19,7 @@ mod event;
 mod features;
 mod generator;
 mod lake;
+mod lake_commit;
 mod report;
 mod source;
 
@@ -38,6 +39,7 @@ pub use lake::{
     check_lake_dir, encode_features, feature_schema, hour_dir, FeatureRow, HourlyParquetSink,
     PART_FILE,
 };
+pub use lake_commit::clear_lake;
 pub use report::{
     ActivityWindow, Conversion, Facet, PageEvents, Report, Share, Tally, TallyEvents, WindowTallies,
 };
