@@ -295,3 +295,66 @@ fn the_transactional_sink_delivers_each_result_once_across_kills() {
         "the committed results differ from the file's"
     );
 }
+
+#[test]
+fn bad_messages_follow_bad_input_and_a_missing_broker_is_a_clear_error() {
+    use keyflow::dataflow::kafka::rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+    let dir = tempfile::tempdir().unwrap();
+    let cluster = MockCluster::new(1).expect("mock cluster");
+    cluster.create_topic("mixed", 1, 1).expect("topic");
+    let brokers = cluster.bootstrap_servers();
+    let producer: BaseProducer = ClientConfig::new()
+        .set("bootstrap.servers", &brokers)
+        .create()
+        .unwrap();
+    let good = |m: u64| {
+        format!(
+            r#"{{"project":"en","title":"A","ts":{}}}"#,
+            1_704_067_200_000 + m
+        )
+    };
+    for value in [
+        good(0),
+        "not json".into(),
+        good(1000),
+        r#"{"project":"en"}"#.into(),
+    ] {
+        producer
+            .send(BaseRecord::<(), _>::to("mixed").payload(&value))
+            .unwrap();
+    }
+    producer.flush(Duration::from_secs(10)).unwrap();
+    let input = s(&[
+        "--input-format",
+        "kafka",
+        "--input",
+        &format!("kafka://{brokers}/mixed"),
+        "--bounded",
+    ]);
+    let out = p(&dir.path().join("out.jsonl"));
+    let (code, err) = finish(&trending(&input, &out, &[]));
+    assert_eq!(code, 0, "{err}");
+    assert!(err.contains("2 events") && err.contains("2 bad"), "{err}");
+    let (code, err) = finish(&trending(&input, &out, &["--bad-input", "fail"]));
+    assert_ne!(code, 0);
+    assert!(
+        err.contains("/mixed/0@1"),
+        "the error names the message: {err}"
+    );
+
+    // Nothing listens on port 9: refused after --connect-timeout.
+    let nowhere = s(&[
+        "--input-format",
+        "kafka",
+        "--input",
+        "kafka://127.0.0.1:9/events",
+    ]);
+    let start = Instant::now();
+    let (code, err) = finish(&trending(&nowhere, &out, &["--connect-timeout", "2s"]));
+    assert_ne!(code, 0);
+    assert!(
+        err.contains("127.0.0.1:9") && err.contains("--connect-timeout"),
+        "{err}"
+    );
+    assert!(start.elapsed() < Duration::from_secs(30));
+}

@@ -48,6 +48,7 @@ impl HourlyDumpSink {
             )));
         }
         std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+        remove_dead_temps(dir);
         Ok(HourlyDumpSink {
             dir: dir.to_path_buf(),
             hours: BTreeMap::new(),
@@ -61,6 +62,32 @@ impl HourlyDumpSink {
             let _ = writeln!(text, "{article} {views} 0");
         }
         write_whole_file(&self.dir.join(hourly_file_name(hour)), text.as_bytes())
+    }
+}
+
+/// Removes the temporary files of writers that are no longer running
+/// (`.pageviews-*.tmp-PID-N`, PID not alive): a run killed before its first
+/// complete checkpoint leaves them, and the next run then starts fresh,
+/// without a restore to clear them.
+fn remove_dead_temps(dir: &Path) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let Some((_, tail)) = name
+            .split_once(".tmp-")
+            .filter(|_| name.starts_with(".pageviews-"))
+        else {
+            continue;
+        };
+        let pid = tail.split('-').next().unwrap_or_default();
+        let alive = pid.parse::<u32>().is_ok_and(|pid| {
+            pid == std::process::id() || Path::new(&format!("/proc/{pid}")).exists()
+        });
+        if !alive && Path::new("/proc/self").exists() {
+            let _ = std::fs::remove_file(entry.path());
+        }
     }
 }
 
