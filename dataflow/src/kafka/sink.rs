@@ -54,8 +54,30 @@ type Batches = Vec<(EventTime, Vec<(String, String)>)>;
 /// The marker of a run that ended: every result is in the topic.
 const ALL: EventTime = i64::MAX as EventTime;
 
+/// Remembers the first message the broker did not take, and how many:
+/// without it a lost message would only be logged.
+#[derive(Default)]
+struct Delivery {
+    failed: std::sync::atomic::AtomicU64,
+    first: Mutex<Option<String>>,
+}
+
+impl rdkafka::ClientContext for Delivery {}
+
+impl rdkafka::producer::ProducerContext for Delivery {
+    type DeliveryOpaque = ();
+
+    fn delivery(&self, result: &rdkafka::message::DeliveryResult<'_>, _: ()) {
+        if let Err((e, _)) = result {
+            self.failed.fetch_add(1, Ordering::AcqRel);
+            let mut first = self.first.lock().unwrap_or_else(|p| p.into_inner());
+            first.get_or_insert_with(|| e.to_string());
+        }
+    }
+}
+
 struct Client {
-    producer: BaseProducer,
+    producer: BaseProducer<Delivery>,
     address: KafkaAddress,
     timeout: Duration,
     /// Exactly-once: the transactional id, and the marker topic.
@@ -100,8 +122,8 @@ impl<T> KafkaSink<T> {
         if let Some(id) = &config.transactional_id {
             settings.set("transactional.id", id);
         }
-        let producer: BaseProducer = settings
-            .create()
+        let producer: BaseProducer<Delivery> = settings
+            .create_with_context(Delivery::default())
             .map_err(|e| kafka_error(&brokers, "cannot create a producer", e))?;
         let mut marker = None;
         let mut skip_below = 0;
@@ -227,6 +249,29 @@ fn read_marker(
 }
 
 impl Client {
+    /// Waits until every message produced so far is acknowledged; an error
+    /// if any was not (at-least-once must not lose one silently).
+    fn flush(&self) -> Result<()> {
+        let brokers = &self.address.brokers;
+        self.producer
+            .flush(self.timeout)
+            .map_err(|e| kafka_error(brokers, "cannot flush", e))?;
+        let delivery = self.producer.context();
+        match delivery.failed.load(Ordering::Acquire) {
+            0 => Ok(()),
+            n => Err(Error::External(format!(
+                "kafka {brokers}: {n} messages to {} were not delivered: {}",
+                self.address.topic,
+                delivery
+                    .first
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .clone()
+                    .unwrap_or_default()
+            ))),
+        }
+    }
+
     /// Produces `records`, waiting while the producer's queue is full.
     fn produce(&self, records: &[(String, String)]) -> Result<()> {
         for (key, value) in records {
@@ -301,10 +346,7 @@ impl<T: 'static> Sink<T> for KafkaSink<T> {
     fn commit(&mut self) -> Result<Vec<u8>> {
         let client = lock(&self.client);
         if client.marker.is_none() {
-            client
-                .producer
-                .flush(client.timeout)
-                .map_err(|e| kafka_error(&client.address.brokers, "cannot flush", e))?;
+            client.flush()?;
             return Ok(Vec::new());
         }
         crate::checkpoint::encode(&Point {
@@ -367,10 +409,7 @@ impl<T: 'static> Sink<T> for KafkaSink<T> {
         }
         let mut client = lock(&self.client);
         if client.marker.is_none() {
-            return client
-                .producer
-                .flush(client.timeout)
-                .map_err(|e| kafka_error(&client.address.brokers, "cannot flush", e));
+            return client.flush();
         }
         // The stream ended: everything goes out, with the marker that says so.
         let rest = std::mem::take(&mut self.buffer);

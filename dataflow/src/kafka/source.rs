@@ -271,6 +271,16 @@ struct Watermark {
 }
 
 impl ClientContext for Watermark {
+    fn error(&self, error: KafkaError, reason: &str) {
+        // The end of a partition is news for `poll`, not an error; it can
+        // also arrive here when librdkafka reports it globally.
+        let eof = rdkafka::types::RDKafkaErrorCode::PartitionEOF;
+        if !matches!(error, KafkaError::PartitionEOF(_)) && error.rdkafka_error_code() != Some(eof)
+        {
+            tracing::error!("kafka: {error}: {reason}");
+        }
+    }
+
     fn stats(&self, statistics: Statistics) {
         let high = statistics
             .topics
@@ -374,28 +384,10 @@ impl<T> KafkaPartition<T> {
 
     /// Fixes where a bounded read ends once a fetch response told the high
     /// watermark (the larger of it and the listed one).
-    fn learn_end(&mut self, eof_at: Option<i64>) {
-        if self.end.is_some() {
-            return;
-        }
+    fn learn_end(&mut self) {
         let fetched = self.fetch_end.load(Ordering::Acquire);
-        let seen = match (fetched, eof_at) {
-            (f, _) if f >= 0 => f,
-            (_, Some(at)) => at,
-            _ => return,
-        };
-        self.end = Some(seen.max(self.listed_end));
-    }
-
-    /// The consumer's fetch position, past any transaction markers.
-    fn fetch_position(&self) -> Option<i64> {
-        let list = self.consumer.position().ok()?;
-        match list
-            .find_partition(&self.address.topic, self.partition)?
-            .offset()
-        {
-            Offset::Offset(at) => Some(at),
-            _ => None,
+        if self.end.is_none() && fetched >= 0 {
+            self.end = Some(fetched.max(self.listed_end));
         }
     }
 }
@@ -419,13 +411,12 @@ impl<T> Partition<T> for KafkaPartition<T> {
             let message = match self.consumer.poll(wait) {
                 None => break,
                 Some(Err(KafkaError::PartitionEOF(_))) => {
+                    // Everything up to the high watermark of a fetch made
+                    // after the start is here: a bounded read is complete
+                    // even if transaction markers follow its last message.
                     self.caught_up = true;
-                    if let Some(at) = self.fetch_position() {
-                        self.next = self.next.max(at);
-                    }
                     if self.bounded {
-                        let next = self.next;
-                        self.learn_end(Some(next));
+                        self.end = Some(self.next);
                     }
                     break;
                 }
@@ -455,7 +446,7 @@ impl<T> Partition<T> for KafkaPartition<T> {
             }
         }
         if self.bounded {
-            self.learn_end(None);
+            self.learn_end();
             if self.end.is_some_and(|end| self.next >= end) {
                 return Ok(PollStatus::Done);
             }
