@@ -89,3 +89,26 @@ fn bench_behaviour_runs_and_reports_every_boundary() {
         assert!(report[field].as_f64().unwrap() > 0.0, "{field}: {report}");
     }
 }
+
+#[cfg(feature = "kafka")]
+#[test]
+fn bench_kafka_reads_every_event_from_the_topic() {
+    let report = bench(&[
+        "kafka",
+        "--events",
+        "20000",
+        "--articles",
+        "1000",
+        "--partitions",
+        "4",
+        "--workers",
+        "2",
+    ]);
+    assert!(report["events"].as_u64().unwrap() >= 19_000, "{report}");
+    for round in ["kafka", "file", "generator", "produce"] {
+        assert!(
+            report[round]["events_per_s"].as_f64().unwrap() > 0.0,
+            "{round}: {report}"
+        );
+    }
+}
