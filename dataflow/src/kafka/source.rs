@@ -476,7 +476,9 @@ impl<T> Partition<T> for KafkaPartition<T> {
         )
         .map_err(|e| kafka_error(&self.address.brokers, "bad offset", e))?;
         self.consumer
-            .commit(&list, rdkafka::consumer::CommitMode::Async)
+            // Synchronous: once per complete checkpoint, and an asynchronous
+            // one would be lost when the run ends right after.
+            .commit(&list, rdkafka::consumer::CommitMode::Sync)
             .map_err(|e| {
                 kafka_error(
                     &self.address.brokers,
