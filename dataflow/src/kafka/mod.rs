@@ -11,6 +11,7 @@
 //! assert!("kafka://127.0.0.1:9092".parse::<KafkaAddress>().is_err());
 //! ```
 
+mod marker;
 mod sink;
 mod source;
 
@@ -80,3 +81,25 @@ fn client_config(brokers: &str, connect_timeout: Duration) -> rdkafka::ClientCon
 fn kafka_error(brokers: &str, what: &str, e: impl std::fmt::Display) -> Error {
     Error::External(format!("kafka {brokers}: {what}: {e}"))
 }
+
+/// Logs a client's error, but not the end of a partition: that is news for
+/// `poll`, which librdkafka can also report globally.
+fn log_error(error: rdkafka::error::KafkaError, reason: &str) {
+    let eof = rdkafka::types::RDKafkaErrorCode::PartitionEOF;
+    if !matches!(error, rdkafka::error::KafkaError::PartitionEOF(_))
+        && error.rdkafka_error_code() != Some(eof)
+    {
+        tracing::error!("kafka: {error}: {reason}");
+    }
+}
+
+/// The context of a consumer that reads to the ends of partitions.
+struct ReadToEnd;
+
+impl rdkafka::ClientContext for ReadToEnd {
+    fn error(&self, error: rdkafka::error::KafkaError, reason: &str) {
+        log_error(error, reason);
+    }
+}
+
+impl rdkafka::consumer::ConsumerContext for ReadToEnd {}

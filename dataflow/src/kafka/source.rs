@@ -272,13 +272,7 @@ struct Watermark {
 
 impl ClientContext for Watermark {
     fn error(&self, error: KafkaError, reason: &str) {
-        // The end of a partition is news for `poll`, not an error; it can
-        // also arrive here when librdkafka reports it globally.
-        let eof = rdkafka::types::RDKafkaErrorCode::PartitionEOF;
-        if !matches!(error, KafkaError::PartitionEOF(_)) && error.rdkafka_error_code() != Some(eof)
-        {
-            tracing::error!("kafka: {error}: {reason}");
-        }
+        super::log_error(error, reason);
     }
 
     fn stats(&self, statistics: Statistics) {
