@@ -107,6 +107,9 @@ fn events_from_an_outside_producer_give_the_files_output() -> anyhow::Result<()>
         "60s",
         "--checkpoint-dir",
         &p(&ck),
+        // Many checkpoints, so many transactions for the kill to cut.
+        "--checkpoint-every",
+        "10s",
     ]));
     args.extend(s(&[
         "--out",
@@ -119,7 +122,7 @@ fn events_from_an_outside_producer_give_the_files_output() -> anyhow::Result<()>
             child.kill()?;
             break;
         }
-        std::thread::sleep(Duration::from_millis(5));
+        std::thread::sleep(Duration::from_millis(2));
     }
     let _ = child.wait();
     let (code, err) = finish(&args);
