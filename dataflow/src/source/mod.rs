@@ -12,6 +12,7 @@ mod jsonl;
 mod operator;
 #[cfg(feature = "redis")]
 mod redis_stream;
+mod split;
 mod watermark;
 
 use std::time::Duration;
@@ -25,11 +26,15 @@ use crate::time::EventTime;
 pub use self::csv::CsvSource;
 pub use iter::IterSource;
 pub use jsonl::{
-    check_exists, open_lines, InputFile, JsonLinesSource, LineReader, NextLine, MAX_OPEN_INPUTS,
+    check_exists, open_lines, open_split, split_of, InputFile, JsonLinesSource, LineReader,
+    NextLine, MAX_OPEN_INPUTS, SKIP_CHUNK,
 };
 pub(crate) use operator::source_stream;
 #[cfg(feature = "redis")]
 pub use redis_stream::{ParseEntry, RedisStreamConfig, RedisStreamSource, CONSUMER};
+pub use split::{
+    plan_splits, plan_splits_at, split_bytes, FileSplit, DEFAULT_SPLIT_BYTES, SPLIT_BYTES_ENV,
+};
 pub use watermark::PartitionClock;
 
 /// A stream of `(event time, data)` records. Each record travels at a timely
@@ -267,6 +272,18 @@ pub trait Source: 'static {
 
     /// Opens partition `index` (`0..partitions()`).
     fn open(&self, index: usize) -> Result<Box<dyn Partition<Self::Item>>>;
+
+    /// For a partition that is a split of a file (see [`FileSplit`]): the
+    /// file's number and the split's place in it. A worker reads the
+    /// splits of one file that it holds one after another, in that order,
+    /// past a first batch of each that sets its watermark, so that it does
+    /// not read far ahead in event time and hold what it read until the
+    /// earlier splits catch up. `None` (the default): the partition is
+    /// read alongside the others.
+    fn split_of(&self, index: usize) -> Option<(usize, usize)> {
+        let _ = index;
+        None
+    }
 
     /// Opens partition `index` to read from `position`, as its
     /// [`Partition::position`] returned it. Only called for partitions that

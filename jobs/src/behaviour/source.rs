@@ -69,4 +69,11 @@ impl Source for UserSource {
             UserSource::Generator(s) => s.open(index),
         }
     }
+
+    fn split_of(&self, index: usize) -> Option<(usize, usize)> {
+        match self {
+            UserSource::Files(s) => s.split_of(index),
+            UserSource::Generator(s) => s.split_of(index),
+        }
+    }
 }
