@@ -273,9 +273,7 @@ pub(crate) fn source_stream<'scope, S: Source>(
                     }
                 }
                 let next_boundary = ckpt.as_mut().map(|k| k.clock().next());
-                let held: Vec<bool> = (0..readers.len())
-                    .map(|i| held_back(&readers, i))
-                    .collect();
+                let held: Vec<bool> = (0..readers.len()).map(|i| held_back(&readers, i)).collect();
                 for (reader, held) in readers.iter_mut().zip(held).filter(|(r, _)| !r.done) {
                     if reader.consumed < reader.skip_to {
                         // Resuming: skip what the checkpoint had read, a

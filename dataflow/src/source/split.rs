@@ -203,7 +203,11 @@ mod tests {
         let path = temp("long-line.txt", long.as_bytes());
         let parts = read(&[path], 8);
         assert_eq!(parts.len(), 5);
-        assert_eq!(parts[0].len(), 1, "the first split reads the long line whole");
+        assert_eq!(
+            parts[0].len(),
+            1,
+            "the first split reads the long line whole"
+        );
         assert!(parts[1].is_empty() && parts[2].is_empty());
         assert_eq!(parts[3][0].0, "short");
         assert!(parts[4].is_empty());

@@ -3,8 +3,7 @@
 use std::path::PathBuf;
 
 use keyflow_dataflow::source::{
-    check_exists, plan_splits, Batch, FileSplit, InputFile, NextLine, Partition, PollStatus,
-    Source,
+    check_exists, plan_splits, Batch, FileSplit, InputFile, NextLine, Partition, PollStatus, Source,
 };
 use keyflow_dataflow::time::{EventTime, MINUTE};
 
