@@ -1,13 +1,16 @@
 //! One JSON-lines file read in byte-range splits: the same results at every
-//! layout, and the same as reading it whole when its events are in order.
+//! layout, the same as reading it whole when its events are in order, and
+//! the same after a restore from a checkpoint.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
+mod checkpoint_support;
 mod cluster_support;
 
+use checkpoint_support::{assert_same, finish, gzip_events_n, has_complete_epoch, kill_after};
 use cluster_support::{wait_bounded, KEYFLOW};
 
 /// Small splits, so that a file of a few megabytes has a dozen of them.
@@ -123,4 +126,79 @@ fn disordered_events_give_the_same_results_at_every_layout() {
     let disordered = dir.path().join("disordered.jsonl");
     std::fs::write(&disordered, lines.join("\n") + "\n").unwrap();
     same_at_every_layout(&disordered, dir.path());
+}
+
+#[test]
+fn a_split_file_restores_from_a_checkpoint_at_another_worker_count() {
+    // Larger splits than the other tests', so that a split takes several
+    // source batches and checkpoints are taken while one is read. The
+    // other tests set the size on each command, so setting it for the
+    // whole test process is safe; the runs below inherit it.
+    const CHECKPOINT_SPLIT: u64 = 2 << 20;
+    std::env::set_var("KEYFLOW_SPLIT_BYTES", CHECKPOINT_SPLIT.to_string());
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    // Out-of-order and late events, so that a restore must also send again
+    // the late records of the epoch it resumes from.
+    let gz = d.join("views.jsonl.gz");
+    gzip_events_n(&gz, 240_000);
+    let plain = d.join("views.jsonl");
+    let mut text = Vec::new();
+    std::io::Read::read_to_end(
+        &mut flate2::read::GzDecoder::new(std::fs::File::open(&gz).unwrap()),
+        &mut text,
+    )
+    .unwrap();
+    std::fs::write(&plain, text).unwrap();
+    assert!(size(&plain) > 6 * CHECKPOINT_SPLIT);
+    let args = |name: &str, workers: &str, checkpoint: bool| -> Vec<String> {
+        let mut a: Vec<String> = ["run", "trending", "--top", "0", "--quiet"]
+            .map(String::from)
+            .to_vec();
+        a.extend(["--workers".into(), workers.into(), "--input".into()]);
+        a.push(plain.display().to_string());
+        a.extend(["--late".into(), "side-output".into(), "--late-out".into()]);
+        a.push(d.join(format!("{name}.late")).display().to_string());
+        a.push("--out".into());
+        a.push(d.join(format!("{name}.out")).display().to_string());
+        if checkpoint {
+            a.push("--checkpoint-dir".into());
+            a.push(d.join(format!("{name}.ckpt")).display().to_string());
+        }
+        a
+    };
+    let outputs = |name: &str| -> Vec<(String, Vec<u8>)> {
+        ["out", "late"]
+            .iter()
+            .map(|ext| {
+                let path = d.join(format!("{name}.{ext}"));
+                (ext.to_string(), std::fs::read(path).unwrap())
+            })
+            .collect()
+    };
+    let (code, err) = finish(&args("ref", "1", false));
+    assert_eq!(code, 0, "{err}");
+    let want = outputs("ref");
+    assert!(want[0].1.len() > 1000 && !want[1].1.is_empty());
+
+    // How long a checkpointed run takes here, to kill the others inside it.
+    let start = std::time::Instant::now();
+    assert_eq!(finish(&args("t", "2", true)).0, 0);
+    let full = start.elapsed().as_millis() as u64;
+    // Kill at growing delays until a complete checkpoint exists, then
+    // finish at another worker count.
+    let ckpt = d.join("k.ckpt");
+    let mut resumed = false;
+    for pct in [15, 25, 35, 45, 60, 75] {
+        let delay = 100 + full * pct / 100;
+        kill_after(&args("k", "2", true), Duration::from_millis(delay));
+        if has_complete_epoch(&ckpt) && !ckpt.join("FINISHED").exists() {
+            resumed = true;
+            break;
+        }
+    }
+    assert!(resumed, "no checkpoint was completed to restore from");
+    let (code, err) = finish(&args("k", "3", true));
+    assert_eq!(code, 0, "{err}");
+    assert_same("2 -> 3 workers", &outputs("k"), &want);
 }

@@ -1,10 +1,19 @@
 //! Sources: partitioned inputs that turn records into an event-time stream.
 //!
 //! A [`Source`] splits its input into a fixed number of partitions (files,
-//! seed streams, broker partitions). The number does not depend on the
-//! number of workers, and each partition decides on its own which of its
-//! records are late, so results are the same at any worker count. Partition
-//! `p` is read by worker `p % peers`, over all workers of all processes.
+//! byte-range splits of large plain files, seed streams, broker
+//! partitions). The number does not depend on the number of workers, and
+//! each partition decides on its own which of its records are late, so
+//! results are the same at any worker count. Partition `p` is read by
+//! worker `p % peers`, over all workers of all processes.
+//!
+//! A gzip file, or a plain file of at most [`split_bytes`], is one
+//! partition; a larger plain file is cut into splits at line boundaries
+//! ([`plan_splits`]), whose partitions go round the files so that every
+//! worker gets splits spread over each file. Lateness is judged per split.
+//! A worker reads its splits of one file one after another (see
+//! [`Source::split_of`]), so that it does not read hours ahead in event
+//! time of its own progress and hold all of it in windows.
 
 mod csv;
 mod iter;

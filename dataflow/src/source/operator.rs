@@ -273,8 +273,15 @@ pub(crate) fn source_stream<'scope, S: Source>(
                     }
                 }
                 let next_boundary = ckpt.as_mut().map(|k| k.clock().next());
-                let held: Vec<bool> = (0..readers.len()).map(|i| held_back(&readers, i)).collect();
-                for (reader, held) in readers.iter_mut().zip(held).filter(|(r, _)| !r.done) {
+                for i in 0..readers.len() {
+                    if readers[i].done {
+                        continue;
+                    }
+                    // Judged now, after the earlier splits' polls in this
+                    // activation: every split gets its first batch in the
+                    // first activation that has places to open them.
+                    let held = held_back(&readers, i);
+                    let reader = &mut readers[i];
                     if reader.consumed < reader.skip_to {
                         // Resuming: skip what the checkpoint had read, a
                         // batch per activation (files may wait for a place).
