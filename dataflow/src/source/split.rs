@@ -175,7 +175,11 @@ mod tests {
             .map(str::to_string)
             .collect();
         for split in 1..=(text.len() as u64 + 2) {
-            assert_eq!(all_lines(&[path.clone()], split), want, "split {split}");
+            assert_eq!(
+                all_lines(std::slice::from_ref(&path), split),
+                want,
+                "split {split}"
+            );
         }
     }
 
@@ -185,7 +189,7 @@ mod tests {
         // of 3 bytes at 0, 3, 6, 9 (the split at 3 owns the line at 4).
         let path = temp("aligned.txt", b"aaa\nbbb\nccc\n");
         let lines = |split| -> Vec<Vec<String>> {
-            read(&[path.clone()], split)
+            read(std::slice::from_ref(&path), split)
                 .into_iter()
                 .map(|p| p.into_iter().map(|l| l.0).collect())
                 .collect()
@@ -218,7 +222,7 @@ mod tests {
         let path = temp("crlf.txt", b"one\r\ntwo\r\nthree\r\n");
         for split in 1..=8 {
             assert_eq!(
-                all_lines(&[path.clone()], split),
+                all_lines(std::slice::from_ref(&path), split),
                 vec!["one", "two", "three"],
                 "split {split}"
             );
@@ -247,7 +251,7 @@ mod tests {
         let plan = plan_splits_at(&[a.clone(), b], 3);
         let order: Vec<_> = plan.iter().map(|s| (s.file, s.part)).collect();
         assert_eq!(order, vec![(0, 0), (1, 0), (0, 1), (1, 1), (0, 2)]);
-        let parts = read(&[a.clone()], 3);
+        let parts = read(std::slice::from_ref(&a), 3);
         assert_eq!(parts[0][0].1, format!("{}:1", a.display()));
         assert_eq!(parts[1][0].1, format!("{}@byte 3", a.display()));
     }
