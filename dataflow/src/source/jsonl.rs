@@ -68,6 +68,25 @@ pub fn open_split(split: &FileSplit) -> Result<LineReader> {
     })
 }
 
+/// Opens a split again where a paused reader of it stopped: at byte `pos`,
+/// after `line` lines, the last of which started at `line_start`.
+fn reopen_split(split: &FileSplit, pos: u64, line: u64, line_start: u64) -> Result<LineReader> {
+    let path = &split.path;
+    let mut file = File::open(path).map_err(|e| Error::io(path, e))?;
+    file.seek(SeekFrom::Start(pos))
+        .map_err(|e| Error::io(path, e))?;
+    Ok(LineReader {
+        path: path.clone(),
+        inner: Box::new(BufReader::with_capacity(1 << 16, file)),
+        line,
+        buf: Vec::new(),
+        start: split.start,
+        pos,
+        line_start,
+        end: split.end,
+    })
+}
+
 /// Opens `path` for reading bytes, decompressing it when it starts with the
 /// gzip magic bytes (`1f 8b`), whatever its name.
 pub(crate) fn open_bytes(path: &Path) -> Result<Box<dyn Read>> {
@@ -254,6 +273,8 @@ pub struct InputFile {
     line: u64,
     /// The byte offset of the line last returned.
     line_start: u64,
+    /// Where to read on after [`InputFile::pause`] closed the file.
+    paused_at: Option<u64>,
     ended: bool,
 }
 
@@ -273,6 +294,7 @@ impl InputFile {
             slot: None,
             line: 0,
             line_start: 0,
+            paused_at: None,
             ended: false,
         }
     }
@@ -283,7 +305,10 @@ impl InputFile {
             let Some(slot) = OpenSlot::take() else {
                 return Ok(false);
             };
-            self.reader = Some(open_split(&self.split)?);
+            self.reader = Some(match self.paused_at.take() {
+                Some(pos) => reopen_split(&self.split, pos, self.line, self.line_start)?,
+                None => open_split(&self.split)?,
+            });
             self.slot = Some(slot);
         }
         Ok(true)
@@ -339,6 +364,20 @@ impl InputFile {
             return Ok((passed, PollStatus::Done));
         }
         Ok((passed, PollStatus::Ready))
+    }
+
+    /// Closes a split that will not be read for a while, giving back its
+    /// place among the open inputs; the next read opens it again where it
+    /// stopped. Does nothing to a whole file, which may be compressed and
+    /// could not be opened again in the middle.
+    pub fn pause(&mut self) {
+        if self.split.start == 0 && self.split.end.is_none() {
+            return;
+        }
+        if let Some(reader) = self.reader.take() {
+            self.paused_at = Some(reader.pos);
+            self.slot = None;
+        }
     }
 
     /// Where the line last returned is: `file:line`, or `file@byte N` in a
@@ -470,6 +509,10 @@ impl<T: DeserializeOwned> Partition<T> for JsonPartition<T> {
     fn skip(&mut self, n: u64) -> Result<(u64, PollStatus)> {
         // Blank lines are no items, every other line one: no need to parse.
         self.reader.skip_items(n.min(SKIP_CHUNK))
+    }
+
+    fn pause(&mut self) {
+        self.reader.pause();
     }
 }
 

@@ -249,6 +249,12 @@ pub trait Partition<T> {
         Ok(((batch.records.len() + batch.bad.len()) as u64, status))
     }
 
+    /// The partition will not be polled for a while (a split waiting for
+    /// an earlier split of its file): it may give back what it can take
+    /// again, such as an open file and its place among the
+    /// [`MAX_OPEN_INPUTS`]. The default keeps everything.
+    fn pause(&mut self) {}
+
     /// Where the next poll reads, for an input that can seek there again
     /// (a broker offset): a checkpoint keeps it, and a restore opens the
     /// partition there with [`Source::open_at`] instead of skipping from

@@ -21,6 +21,8 @@ struct Reader<T> {
     index: usize,
     /// The file and the place in it, for a split of a file.
     split: Option<(usize, usize)>,
+    /// Whether the partition was told to pause since it was last polled.
+    paused: bool,
     partition: Box<dyn Partition<T>>,
     clock: PartitionClock,
     done: bool,
@@ -140,6 +142,7 @@ fn open_readers<S: Source>(
             readers.push(Reader {
                 index: p,
                 split: src.split_of(p),
+                paused: false,
                 position: partition.position(),
                 partition,
                 clock: PartitionClock::new(config.max_out_of_orderness, config.max_future),
@@ -189,6 +192,7 @@ fn open_readers<S: Source>(
         readers.push(Reader {
             index: snap.index,
             split: src.split_of(snap.index),
+            paused: false,
             position,
             partition,
             clock,
@@ -313,8 +317,15 @@ pub(crate) fn source_stream<'scope, S: Source>(
                     if held {
                         // Its turn comes when the earlier split is done,
                         // and this activation's work wakes the operator.
+                        // Meanwhile its file is closed, so that waiting
+                        // splits do not keep others from their first batch.
+                        if !reader.paused {
+                            reader.partition.pause();
+                            reader.paused = true;
+                        }
                         continue;
                     }
+                    reader.paused = false;
                     batch.clear();
                     let replaying = reader.replay;
                     if let Some((until, _)) = replaying {

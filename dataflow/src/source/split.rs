@@ -257,6 +257,51 @@ mod tests {
     }
 
     #[test]
+    fn a_paused_split_reads_on_where_it_stopped() {
+        let path = temp("paused.txt", b"l1\nl2\n\nl4\nl5\nl6\nl7\n");
+        for s in plan_splits_at(std::slice::from_ref(&path), 6) {
+            let (mut plain, mut paused) = (InputFile::split(&s), InputFile::split(&s));
+            loop {
+                paused.pause();
+                let want = match plain.next_line().unwrap() {
+                    NextLine::Line(l) => Some(l.unwrap().to_string()),
+                    _ => None,
+                };
+                let got = match paused.next_line().unwrap() {
+                    NextLine::Line(l) => Some(l.unwrap().to_string()),
+                    _ => None,
+                };
+                assert_eq!(got, want, "{s:?}");
+                assert_eq!(paused.location(), plain.location());
+                if want.is_none() {
+                    break;
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn skipping_passes_the_lines_that_become_items() {
+        // Blank lines are no items; a line that is not UTF-8 is a bad one.
+        let path = temp("skip.txt", b"a\n\n  \nb\n\xff\nc\nd\n");
+        let items = ["a", "b", "\u{fffd}", "c", "d"];
+        for n in 0..=items.len() as u64 + 1 {
+            let mut file = InputFile::new(path.clone());
+            let (passed, _) = file.skip_items(n).unwrap();
+            assert_eq!(passed, n.min(items.len() as u64));
+            let mut rest = Vec::new();
+            while let NextLine::Line(line) = file.next_line().unwrap() {
+                match line {
+                    Ok(l) if l.trim().is_empty() => {}
+                    Ok(l) => rest.push(l.to_string()),
+                    Err(_) => rest.push("\u{fffd}".to_string()),
+                }
+            }
+            assert_eq!(rest, items[passed as usize..], "skip {n}");
+        }
+    }
+
+    #[test]
     fn ranges_cover_the_file() {
         assert_eq!(ranges(10, 4), vec![(0, Some(4)), (4, Some(8)), (8, None)]);
         assert_eq!(ranges(8, 4), vec![(0, Some(4)), (4, None)]);

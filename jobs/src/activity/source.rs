@@ -79,6 +79,10 @@ impl Partition<Activity> for JsonlPartition {
         // Blank lines are no items, every other line one: no need to parse.
         self.reader.skip_items(n.min(SKIP_CHUNK))
     }
+
+    fn pause(&mut self) {
+        self.reader.pause();
+    }
 }
 
 impl Source for ActivityJsonl {
