@@ -105,7 +105,8 @@ impl<T> Reader<T> {
 /// capability back to where its records start: what it reads later is
 /// judged on time or late by its own clock alone, whatever the layout. A
 /// split also waits until every earlier one has seen a record, so that
-/// the earliest always gets a place among the open inputs first.
+/// the earliest always gets a place among the open inputs first; a split
+/// that waits is told to pause, which closes its file.
 fn held_back<T>(readers: &[Reader<T>], i: usize) -> bool {
     let r = &readers[i];
     let Some((file, part)) = r.split else {
