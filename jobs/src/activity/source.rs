@@ -13,9 +13,11 @@ use crate::error::Result;
 use crate::pageviews::input_files;
 
 /// Activity JSON-lines files (gzip or plain, told apart by their first
-/// bytes), one partition per file, each opened when first read. Lines are
+/// bytes), one partition per file or, for a large plain file, per byte-range
+/// split of it (see [`plan_splits`]), each opened when first read. Lines are
 /// parsed by [`parse_activity_line`]; malformed ones become bad records named
-/// `file:line`, and blank lines are skipped.
+/// `file:line`, or `file@byte N` in a split that does not start its file,
+/// and blank lines are skipped.
 ///
 /// # Examples
 /// ```

@@ -17,7 +17,8 @@ use crate::error::Result;
 /// assert!(err.to_string().contains("no/such-events.jsonl"));
 /// ```
 pub enum UserSource {
-    /// JSON-lines files, one partition each.
+    /// JSON-lines files, one partition each, or one per split of a large
+    /// plain file.
     Files(JsonLinesSource<UserEvent>),
     /// The generator.
     Generator(UserGenerator),

@@ -1,4 +1,5 @@
-//! Pageviews as JSON lines, one partition per file.
+//! Pageviews as JSON lines, one partition per file or per split of a large
+//! plain file.
 
 use std::borrow::Cow;
 use std::path::PathBuf;
