@@ -88,10 +88,17 @@ impl CheckpointArgs {
             anyhow::bail!("--checkpoint-every 0: the interval must be positive");
         }
         let files: Vec<String> = inputs.iter().map(|p| describe(p)).collect();
-        let fingerprint = format!(
+        let mut fingerprint = format!(
             "job={job} every={every} config={semantic} inputs=[{}]",
             files.join(",")
         );
+        // Another split size cuts large files into other partitions, whose
+        // positions a restore would misread; the default leaves
+        // fingerprints as they were.
+        let split = keyflow::dataflow::source::split_bytes();
+        if split != keyflow::dataflow::source::DEFAULT_SPLIT_BYTES {
+            fingerprint.push_str(&format!(" split={split}"));
+        }
         let fingerprint = format!(
             "{job}-{:08x}-{:08x}",
             crc32(fingerprint.as_bytes()),

@@ -144,6 +144,11 @@ fn parse_time(field: &[u8]) -> std::result::Result<EventTime, String> {
 /// than the first row, or has a time that does not parse is a bad record at
 /// `file:line`, the line where the row starts.
 ///
+/// Each file is one partition, however large: since quoted fields may hold
+/// line breaks, no byte offset can be known to start a row without reading
+/// the file from its start, so CSV files are not cut into splits as large
+/// JSON-lines files are (see [`plan_splits`](super::plan_splits)).
+///
 /// [`Source::open`] opens its file, reads the first row and closes the file
 /// again, so that a missing file is an [`Error::Io`] and a time column the
 /// file lacks is an [`Error::Config`], each naming the file, before any

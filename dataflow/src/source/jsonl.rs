@@ -1,8 +1,9 @@
-//! JSON-lines files, one partition per file, gzip or plain, and the lazily
-//! opened input files that file sources read.
+//! JSON-lines files, gzip or plain, one partition per file or per split of
+//! a large plain file, and the lazily opened input files that file sources
+//! read.
 
 use std::fs::File;
-use std::io::{BufRead, BufReader, Read};
+use std::io::{BufRead, BufReader, Read, Seek, SeekFrom};
 use std::marker::PhantomData;
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
@@ -10,6 +11,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use serde::de::DeserializeOwned;
 
+use super::split::{plan_splits, FileSplit};
 use super::{Batch, Partition, PollStatus, Source};
 use crate::error::{Error, Result};
 use crate::time::EventTime;
@@ -23,6 +25,65 @@ pub fn open_lines(path: &Path) -> Result<LineReader> {
         inner: Box::new(BufReader::with_capacity(1 << 16, open_bytes(path)?)),
         line: 0,
         buf: Vec::new(),
+        start: 0,
+        pos: 0,
+        line_start: 0,
+        end: None,
+    })
+}
+
+/// Opens the lines of a split of an uncompressed file (see [`FileSplit`]):
+/// those that start at or after its start and before its end.
+pub fn open_split(split: &FileSplit) -> Result<LineReader> {
+    if split.start == 0 && split.end.is_none() {
+        return open_lines(&split.path);
+    }
+    let path = &split.path;
+    let mut file = File::open(path).map_err(|e| Error::io(path, e))?;
+    let mut pos = split.start;
+    if split.start > 0 {
+        // From the byte before the start, through the first newline: what
+        // is left of a line the split before reads across its end. A line
+        // that starts exactly at the start is this split's.
+        file.seek(SeekFrom::Start(split.start - 1))
+            .map_err(|e| Error::io(path, e))?;
+        pos -= 1;
+    }
+    let mut inner = BufReader::with_capacity(1 << 16, file);
+    if split.start > 0 {
+        let mut partial = Vec::new();
+        pos += inner
+            .read_until(b'\n', &mut partial)
+            .map_err(|e| Error::io(path, e))? as u64;
+    }
+    Ok(LineReader {
+        path: path.clone(),
+        inner: Box::new(inner),
+        line: 0,
+        buf: Vec::new(),
+        start: split.start,
+        pos,
+        line_start: pos,
+        end: split.end,
+    })
+}
+
+/// Opens a split again where a paused reader of it stopped: at byte `pos`,
+/// after `line` lines, the last of which started at `line_start`.
+fn reopen_split(split: &FileSplit, pos: u64, line: u64, line_start: u64) -> Result<LineReader> {
+    let path = &split.path;
+    let mut file = File::open(path).map_err(|e| Error::io(path, e))?;
+    file.seek(SeekFrom::Start(pos))
+        .map_err(|e| Error::io(path, e))?;
+    Ok(LineReader {
+        path: path.clone(),
+        inner: Box::new(BufReader::with_capacity(1 << 16, file)),
+        line,
+        buf: Vec::new(),
+        start: split.start,
+        pos,
+        line_start,
+        end: split.end,
     })
 }
 
@@ -61,12 +122,21 @@ fn with_head<R: Read>(mut input: R) -> std::io::Result<(Vec<u8>, impl Read)> {
     Ok((head.clone(), std::io::Cursor::new(head).chain(input)))
 }
 
-/// Reads a file line by line, tracking the line number for error messages.
+/// Reads a file (or a split of one) line by line, tracking where each line
+/// is for error messages.
 pub struct LineReader {
     path: PathBuf,
     inner: Box<dyn BufRead>,
     line: u64,
     buf: Vec<u8>,
+    /// Where the split starts: 0 for a whole file.
+    start: u64,
+    /// The byte offset of the next read (of the decompressed bytes).
+    pos: u64,
+    /// The byte offset of the line last read.
+    line_start: u64,
+    /// No line starting here or later is read: the next split's.
+    end: Option<u64>,
 }
 
 impl LineReader {
@@ -81,6 +151,9 @@ impl LineReader {
     /// Reads the next line into the buffer; false at the end.
     fn advance(&mut self) -> Result<bool> {
         self.buf.clear();
+        if self.end.is_some_and(|end| self.pos >= end) {
+            return Ok(false);
+        }
         let n = self
             .inner
             .read_until(b'\n', &mut self.buf)
@@ -89,6 +162,8 @@ impl LineReader {
             return Ok(false);
         }
         self.line += 1;
+        self.line_start = self.pos;
+        self.pos += n as u64;
         while matches!(self.buf.last(), Some(b'\n' | b'\r')) {
             self.buf.pop();
         }
@@ -100,14 +175,35 @@ impl LineReader {
         std::str::from_utf8(&self.buf).map_err(|e| format!("invalid UTF-8: {e}"))
     }
 
-    /// `file:line` of the line last returned.
+    /// Where the line last returned is: `file:line`, or `file@byte N` (its
+    /// first byte) in a split that does not start the file, whose reader
+    /// does not know how many lines come before it.
     pub fn location(&self) -> String {
-        format!("{}:{}", self.path.display(), self.line)
+        if self.start == 0 {
+            format!("{}:{}", self.path.display(), self.line)
+        } else {
+            format!("{}@byte {}", self.path.display(), self.line_start)
+        }
     }
 
     /// Lines read so far.
     pub fn line(&self) -> u64 {
         self.line
+    }
+
+    /// Reads past up to `n` lines that hold something other than white
+    /// space (or are not UTF-8), without looking further into them: the
+    /// lines a line-based partition turns into records or bad records.
+    /// Returns how many it passed; fewer than `n` at the end.
+    pub fn skip_items(&mut self, n: u64) -> Result<u64> {
+        let mut passed = 0;
+        while passed < n && self.advance()? {
+            if self.current().is_ok_and(|line| line.trim().is_empty()) {
+                continue;
+            }
+            passed += 1;
+        }
+        Ok(passed)
     }
 }
 
@@ -171,23 +267,58 @@ pub enum NextLine<'a> {
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 pub struct InputFile {
-    path: PathBuf,
+    split: FileSplit,
     reader: Option<LineReader>,
     slot: Option<OpenSlot>,
     line: u64,
+    /// The byte offset of the line last returned.
+    line_start: u64,
+    /// Where to read on after [`InputFile::pause`] closed the file.
+    paused_at: Option<u64>,
     ended: bool,
 }
 
 impl InputFile {
-    /// `path`, not opened yet.
+    /// The whole of `path`, not opened yet.
     pub fn new(path: PathBuf) -> Self {
+        InputFile::split(&FileSplit::whole(path, 0))
+    }
+
+    /// The lines of `split` (see [`FileSplit`]), not opened yet. Outside
+    /// the split that starts its file, lines are named by their byte
+    /// offset (`file@byte N`) rather than their line number.
+    pub fn split(split: &FileSplit) -> Self {
         InputFile {
-            path,
+            split: split.clone(),
             reader: None,
             slot: None,
             line: 0,
+            line_start: 0,
+            paused_at: None,
             ended: false,
         }
+    }
+
+    /// Opens the file if a place is free; false if none is.
+    fn ensure_open(&mut self) -> Result<bool> {
+        if self.reader.is_none() {
+            let Some(slot) = OpenSlot::take() else {
+                return Ok(false);
+            };
+            self.reader = Some(match self.paused_at.take() {
+                Some(pos) => reopen_split(&self.split, pos, self.line, self.line_start)?,
+                None => open_split(&self.split)?,
+            });
+            self.slot = Some(slot);
+        }
+        Ok(true)
+    }
+
+    /// Closes the file at its end: the descriptor and buffers go now.
+    fn close(&mut self) {
+        self.reader = None;
+        self.slot = None;
+        self.ended = true;
     }
 
     /// The next line, opening the file first if a place is free.
@@ -195,31 +326,68 @@ impl InputFile {
         if self.ended {
             return Ok(NextLine::End);
         }
-        if self.reader.is_none() {
-            let Some(slot) = OpenSlot::take() else {
-                return Ok(NextLine::Wait);
-            };
-            self.reader = Some(open_lines(&self.path)?);
-            self.slot = Some(slot);
+        if !self.ensure_open()? {
+            return Ok(NextLine::Wait);
         }
         let advanced = match self.reader.as_mut() {
             Some(reader) => reader.advance()?,
             None => false,
         };
         if !advanced {
-            // Closed at its end: the descriptor and buffers go now.
-            self.reader = None;
-            self.ended = true;
+            self.close();
             return Ok(NextLine::End);
         }
         let reader = self.reader.as_ref().expect("read above");
+        // Kept here so that `location` stays right after the file closes.
         self.line = reader.line();
+        self.line_start = reader.line_start;
         Ok(NextLine::Line(reader.current()))
     }
 
-    /// `file:line` of the line last returned.
+    /// Passes up to `n` lines as [`LineReader::skip_items`] does, to resume
+    /// a partition without parsing what it had read. Returns how many it
+    /// passed, and `Done` once the file is exhausted (`Ready` with 0 while
+    /// no place is free to open it).
+    pub fn skip_items(&mut self, n: u64) -> Result<(u64, PollStatus)> {
+        if self.ended {
+            return Ok((0, PollStatus::Done));
+        }
+        if !self.ensure_open()? {
+            return Ok((0, PollStatus::Ready));
+        }
+        let reader = self.reader.as_mut().expect("opened above");
+        let passed = reader.skip_items(n)?;
+        self.line = reader.line();
+        self.line_start = reader.line_start;
+        if passed < n {
+            self.close();
+            return Ok((passed, PollStatus::Done));
+        }
+        Ok((passed, PollStatus::Ready))
+    }
+
+    /// Closes a split that will not be read for a while, giving back its
+    /// place among the open inputs; the next read opens it again where it
+    /// stopped. Does nothing to a whole file, which may be compressed and
+    /// could not be opened again in the middle.
+    pub fn pause(&mut self) {
+        if self.split.start == 0 && self.split.end.is_none() {
+            return;
+        }
+        if let Some(reader) = self.reader.take() {
+            self.paused_at = Some(reader.pos);
+            self.slot = None;
+        }
+    }
+
+    /// Where the line last returned is: `file:line`, or `file@byte N` in a
+    /// split that does not start its file (see [`LineReader::location`]).
     pub fn location(&self) -> String {
-        format!("{}:{}", self.path.display(), self.line)
+        if self.split.start > 0 {
+            format!("{}@byte {}", self.split.path.display(), self.line_start)
+        } else {
+            format!("{}:{}", self.split.path.display(), self.line)
+        }
     }
 
     /// Lines read so far.
@@ -229,8 +397,19 @@ impl InputFile {
 
     /// The file's path.
     pub fn path(&self) -> &Path {
-        &self.path
+        &self.split.path
     }
+}
+
+/// Most lines one call to [`Partition::skip`] passes, so that resuming a
+/// long file does not hold its worker in one activation.
+pub const SKIP_CHUNK: u64 = 1 << 16;
+
+/// [`Source::split_of`] for a source whose partitions are `splits`: the
+/// file and the split's place in it, for files read in more than one split.
+pub fn split_of(splits: &[FileSplit], index: usize) -> Option<(usize, usize)> {
+    let split = splits.get(index)?;
+    (split.start > 0 || split.end.is_some()).then_some((split.file, split.part))
 }
 
 /// Fails unless `path` names a file that exists, so that a source can
@@ -244,9 +423,13 @@ pub fn check_exists(path: &Path) -> Result<()> {
 /// Extracts a record's event time.
 type TimeOf<T> = Rc<dyn Fn(&T) -> Option<EventTime>>;
 
-/// A source of JSON objects, one per line, each file a partition. `ts`
+/// A source of JSON objects, one per line. Each file is a partition, and a
+/// large uncompressed file is cut into byte-range splits at line
+/// boundaries, each a partition (see [`plan_splits`]), so that it is read by
+/// every worker; lateness is judged per partition, so per split. `ts`
 /// extracts the event time; a line that does not parse or has no time is a
-/// bad record.
+/// bad record, named `file:line`, or `file@byte N` in a split that does
+/// not start its file.
 ///
 /// # Examples
 /// ```
@@ -269,13 +452,14 @@ type TimeOf<T> = Rc<dyn Fn(&T) -> Option<EventTime>>;
 /// ```
 pub struct JsonLinesSource<T> {
     name: String,
-    files: Vec<PathBuf>,
+    splits: Vec<FileSplit>,
     ts: TimeOf<T>,
     _item: PhantomData<T>,
 }
 
 impl<T: DeserializeOwned + 'static> JsonLinesSource<T> {
     /// A source over `files` whose records carry their time as `ts(record)`.
+    /// Large uncompressed files are read in splits (see [`plan_splits`]).
     pub fn new(
         name: &str,
         files: Vec<PathBuf>,
@@ -283,7 +467,7 @@ impl<T: DeserializeOwned + 'static> JsonLinesSource<T> {
     ) -> Self {
         JsonLinesSource {
             name: name.to_string(),
-            files,
+            splits: plan_splits(&files),
             ts: Rc::new(ts),
             _item: PhantomData,
         }
@@ -321,6 +505,15 @@ impl<T: DeserializeOwned> Partition<T> for JsonPartition<T> {
     fn offset(&self) -> u64 {
         self.reader.line()
     }
+
+    fn skip(&mut self, n: u64) -> Result<(u64, PollStatus)> {
+        // Blank lines are no items, every other line one: no need to parse.
+        self.reader.skip_items(n.min(SKIP_CHUNK))
+    }
+
+    fn pause(&mut self) {
+        self.reader.pause();
+    }
 }
 
 impl<T: DeserializeOwned + 'static> Source for JsonLinesSource<T> {
@@ -331,15 +524,19 @@ impl<T: DeserializeOwned + 'static> Source for JsonLinesSource<T> {
     }
 
     fn partitions(&self) -> usize {
-        self.files.len()
+        self.splits.len()
     }
 
     fn open(&self, index: usize) -> Result<Box<dyn Partition<T>>> {
-        let path = &self.files[index];
-        check_exists(path)?;
+        let split = &self.splits[index];
+        check_exists(&split.path)?;
         Ok(Box::new(JsonPartition {
-            reader: InputFile::new(path.clone()),
+            reader: InputFile::split(split),
             ts: Rc::clone(&self.ts),
         }))
+    }
+
+    fn split_of(&self, index: usize) -> Option<(usize, usize)> {
+        split_of(&self.splits, index)
     }
 }

@@ -1,10 +1,19 @@
 //! Sources: partitioned inputs that turn records into an event-time stream.
 //!
 //! A [`Source`] splits its input into a fixed number of partitions (files,
-//! seed streams, broker partitions). The number does not depend on the
-//! number of workers, and each partition decides on its own which of its
-//! records are late, so results are the same at any worker count. Partition
-//! `p` is read by worker `p % peers`, over all workers of all processes.
+//! byte-range splits of large plain files, seed streams, broker
+//! partitions). The number does not depend on the number of workers, and
+//! each partition decides on its own which of its records are late, so
+//! results are the same at any worker count. Partition `p` is read by
+//! worker `p % peers`, over all workers of all processes.
+//!
+//! A gzip file, or a plain file of at most [`split_bytes`], is one
+//! partition; a larger plain file is cut into splits at line boundaries
+//! ([`plan_splits`]), whose partitions go round the files so that every
+//! worker gets splits spread over each file. Lateness is judged per split.
+//! A worker reads its splits of one file one after another (see
+//! [`Source::split_of`]), so that it does not read hours ahead in event
+//! time of its own progress and hold all of it in windows.
 
 mod csv;
 mod iter;
@@ -12,6 +21,7 @@ mod jsonl;
 mod operator;
 #[cfg(feature = "redis")]
 mod redis_stream;
+mod split;
 mod watermark;
 
 use std::time::Duration;
@@ -25,11 +35,15 @@ use crate::time::EventTime;
 pub use self::csv::CsvSource;
 pub use iter::IterSource;
 pub use jsonl::{
-    check_exists, open_lines, InputFile, JsonLinesSource, LineReader, NextLine, MAX_OPEN_INPUTS,
+    check_exists, open_lines, open_split, split_of, InputFile, JsonLinesSource, LineReader,
+    NextLine, MAX_OPEN_INPUTS, SKIP_CHUNK,
 };
 pub(crate) use operator::source_stream;
 #[cfg(feature = "redis")]
 pub use redis_stream::{ParseEntry, RedisStreamConfig, RedisStreamSource, CONSUMER};
+pub use split::{
+    plan_splits, plan_splits_at, split_bytes, FileSplit, DEFAULT_SPLIT_BYTES, SPLIT_BYTES_ENV,
+};
 pub use watermark::PartitionClock;
 
 /// A stream of `(event time, data)` records. Each record travels at a timely
@@ -235,6 +249,12 @@ pub trait Partition<T> {
         Ok(((batch.records.len() + batch.bad.len()) as u64, status))
     }
 
+    /// The partition will not be polled for a while (a split waiting for
+    /// an earlier split of its file): it may give back what it can take
+    /// again, such as an open file and its place among the
+    /// [`MAX_OPEN_INPUTS`]. The default keeps everything.
+    fn pause(&mut self) {}
+
     /// Where the next poll reads, for an input that can seek there again
     /// (a broker offset): a checkpoint keeps it, and a restore opens the
     /// partition there with [`Source::open_at`] instead of skipping from
@@ -267,6 +287,18 @@ pub trait Source: 'static {
 
     /// Opens partition `index` (`0..partitions()`).
     fn open(&self, index: usize) -> Result<Box<dyn Partition<Self::Item>>>;
+
+    /// For a partition that is a split of a file (see [`FileSplit`]): the
+    /// file's number and the split's place in it. A worker reads the
+    /// splits of one file that it holds one after another, in that order,
+    /// past a first batch of each that sets its watermark, so that it does
+    /// not read far ahead in event time and hold what it read until the
+    /// earlier splits catch up. `None` (the default): the partition is
+    /// read alongside the others.
+    fn split_of(&self, index: usize) -> Option<(usize, usize)> {
+        let _ = index;
+        None
+    }
 
     /// Opens partition `index` to read from `position`, as its
     /// [`Partition::position`] returned it. Only called for partitions that

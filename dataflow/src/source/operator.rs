@@ -19,6 +19,10 @@ use crate::time::EventTime;
 
 struct Reader<T> {
     index: usize,
+    /// The file and the place in it, for a split of a file.
+    split: Option<(usize, usize)>,
+    /// Whether the partition was told to pause since it was last polled.
+    paused: bool,
     partition: Box<dyn Partition<T>>,
     clock: PartitionClock,
     done: bool,
@@ -91,6 +95,34 @@ impl<T> Reader<T> {
     }
 }
 
+/// Whether reader `i` waits for an earlier split of its file on this worker.
+///
+/// A worker reads its splits of one file one after another: otherwise a
+/// later split, hours ahead in event time, would be read alongside the
+/// first while the worker's capability stays at the first one's watermark,
+/// and everything it read would wait in windows downstream. Each split is
+/// still read until it has seen a record, so that its watermark holds the
+/// capability back to where its records start: what it reads later is
+/// judged on time or late by its own clock alone, whatever the layout. A
+/// split also waits until every earlier one has seen a record, so that
+/// the earliest always gets a place among the open inputs first; a split
+/// that waits is told to pause, which closes its file.
+fn held_back<T>(readers: &[Reader<T>], i: usize) -> bool {
+    let r = &readers[i];
+    let Some((file, part)) = r.split else {
+        return false;
+    };
+    if r.replay.is_some() || r.consumed < r.skip_to {
+        return false;
+    }
+    let primed = |r: &Reader<T>| r.clock.max_seen().is_some();
+    let mut earlier = readers
+        .iter()
+        .filter(|e| !e.done && e.split.is_some_and(|(f, p)| f == file && p < part))
+        .peekable();
+    earlier.peek().is_some() && (primed(r) || earlier.any(|e| !primed(e)))
+}
+
 /// A worker's readers, and the partitions a checkpoint found finished.
 type Opened<T> = (Vec<Reader<T>>, Vec<ReaderSnap>);
 
@@ -110,6 +142,8 @@ fn open_readers<S: Source>(
             let partition = src.open(p)?;
             readers.push(Reader {
                 index: p,
+                split: src.split_of(p),
+                paused: false,
                 position: partition.position(),
                 partition,
                 clock: PartitionClock::new(config.max_out_of_orderness, config.max_future),
@@ -158,6 +192,8 @@ fn open_readers<S: Source>(
         }
         readers.push(Reader {
             index: snap.index,
+            split: src.split_of(snap.index),
+            paused: false,
             position,
             partition,
             clock,
@@ -175,7 +211,8 @@ fn open_readers<S: Source>(
 /// The operator behind [`crate::Dataflow::source`]: reads `src` on every
 /// worker of the dataflow and returns its event stream.
 ///
-/// Each worker opens the partitions `p` with `p % peers == index`. The
+/// Each worker opens the partitions `p` with `p % peers == index`, and
+/// reads its splits of one file one after another (see `held_back`). The
 /// operator holds a capability at the least watermark of its partitions that
 /// are neither exhausted nor idle, so the stream's frontier is event-time
 /// progress; an exhausted worker drops its capability, which lets every
@@ -241,7 +278,15 @@ pub(crate) fn source_stream<'scope, S: Source>(
                     }
                 }
                 let next_boundary = ckpt.as_mut().map(|k| k.clock().next());
-                for reader in readers.iter_mut().filter(|r| !r.done) {
+                for i in 0..readers.len() {
+                    if readers[i].done {
+                        continue;
+                    }
+                    // Judged now, after the earlier splits' polls in this
+                    // activation: every split gets its first batch in the
+                    // first activation that has places to open them.
+                    let held = held_back(&readers, i);
+                    let reader = &mut readers[i];
                     if reader.consumed < reader.skip_to {
                         // Resuming: skip what the checkpoint had read, a
                         // batch per activation (files may wait for a place).
@@ -270,6 +315,18 @@ pub(crate) fn source_stream<'scope, S: Source>(
                         busy |= n > 0 || status == PollStatus::Ready;
                         continue;
                     }
+                    if held {
+                        // Its turn comes when the earlier split is done,
+                        // and this activation's work wakes the operator.
+                        // Meanwhile its file is closed, so that waiting
+                        // splits do not keep others from their first batch.
+                        if !reader.paused {
+                            reader.partition.pause();
+                            reader.paused = true;
+                        }
+                        continue;
+                    }
+                    reader.paused = false;
                     batch.clear();
                     let replaying = reader.replay;
                     if let Some((until, _)) = replaying {

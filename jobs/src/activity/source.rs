@@ -3,7 +3,8 @@
 use std::path::PathBuf;
 
 use keyflow_dataflow::source::{
-    check_exists, Batch, InputFile, NextLine, Partition, PollStatus, Source,
+    check_exists, plan_splits, split_of, Batch, FileSplit, InputFile, NextLine, Partition,
+    PollStatus, Source, SKIP_CHUNK,
 };
 
 use super::event::{parse_activity_line, Activity, Strings};
@@ -12,9 +13,11 @@ use crate::error::Result;
 use crate::pageviews::input_files;
 
 /// Activity JSON-lines files (gzip or plain, told apart by their first
-/// bytes), one partition per file, each opened when first read. Lines are
+/// bytes), one partition per file or, for a large plain file, per byte-range
+/// split of it (see [`plan_splits`]), each opened when first read. Lines are
 /// parsed by [`parse_activity_line`]; malformed ones become bad records named
-/// `file:line`, and blank lines are skipped.
+/// `file:line`, or `file@byte N` in a split that does not start its file,
+/// and blank lines are skipped.
 ///
 /// # Examples
 /// ```
@@ -34,13 +37,15 @@ use crate::pageviews::input_files;
 /// ```
 #[derive(Debug, Clone)]
 pub struct ActivityJsonl {
-    files: Vec<PathBuf>,
+    splits: Vec<FileSplit>,
 }
 
 impl ActivityJsonl {
     /// A source over `files`, read as given.
     pub fn new(files: Vec<PathBuf>) -> Self {
-        ActivityJsonl { files }
+        ActivityJsonl {
+            splits: plan_splits(&files),
+        }
     }
 }
 
@@ -71,6 +76,15 @@ impl Partition<Activity> for JsonlPartition {
     fn offset(&self) -> u64 {
         self.reader.line()
     }
+
+    fn skip(&mut self, n: u64) -> keyflow_dataflow::Result<(u64, PollStatus)> {
+        // Blank lines are no items, every other line one: no need to parse.
+        self.reader.skip_items(n.min(SKIP_CHUNK))
+    }
+
+    fn pause(&mut self) {
+        self.reader.pause();
+    }
 }
 
 impl Source for ActivityJsonl {
@@ -81,16 +95,20 @@ impl Source for ActivityJsonl {
     }
 
     fn partitions(&self) -> usize {
-        self.files.len()
+        self.splits.len()
     }
 
     fn open(&self, index: usize) -> keyflow_dataflow::Result<Box<dyn Partition<Activity>>> {
-        let path = &self.files[index];
-        check_exists(path)?;
+        let split = &self.splits[index];
+        check_exists(&split.path)?;
         Ok(Box::new(JsonlPartition {
-            reader: InputFile::new(path.clone()),
+            reader: InputFile::split(split),
             strings: Strings::default(),
         }))
+    }
+
+    fn split_of(&self, index: usize) -> Option<(usize, usize)> {
+        split_of(&self.splits, index)
     }
 }
 
@@ -140,6 +158,13 @@ impl Source for ActivitySource {
         match self {
             ActivitySource::Jsonl(s) => s.open(index),
             ActivitySource::Generator(s) => s.open(index),
+        }
+    }
+
+    fn split_of(&self, index: usize) -> Option<(usize, usize)> {
+        match self {
+            ActivitySource::Jsonl(s) => s.split_of(index),
+            ActivitySource::Generator(s) => s.split_of(index),
         }
     }
 }

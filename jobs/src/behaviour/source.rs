@@ -17,7 +17,8 @@ use crate::error::Result;
 /// assert!(err.to_string().contains("no/such-events.jsonl"));
 /// ```
 pub enum UserSource {
-    /// JSON-lines files, one partition each.
+    /// JSON-lines files, one partition each, or one per split of a large
+    /// plain file.
     Files(JsonLinesSource<UserEvent>),
     /// The generator.
     Generator(UserGenerator),
@@ -67,6 +68,13 @@ impl Source for UserSource {
         match self {
             UserSource::Files(s) => s.open(index),
             UserSource::Generator(s) => s.open(index),
+        }
+    }
+
+    fn split_of(&self, index: usize) -> Option<(usize, usize)> {
+        match self {
+            UserSource::Files(s) => s.split_of(index),
+            UserSource::Generator(s) => s.split_of(index),
         }
     }
 }

@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 
 use keyflow_dataflow::source::{
-    check_exists, Batch, InputFile, NextLine, Partition, PollStatus, Source,
+    check_exists, plan_splits, Batch, FileSplit, InputFile, NextLine, Partition, PollStatus, Source,
 };
 use keyflow_dataflow::time::{EventTime, MINUTE};
 
@@ -11,15 +11,17 @@ use super::article::{Article, PageView};
 use super::dump::{hour_from_file_name, minute_views, parse_dump_line_with, DumpTime};
 
 /// Wikimedia dump files (gzip or plain, told apart by their first bytes),
-/// one partition per file, each opened when first read (see [`InputFile`]),
-/// replayed as events: a line with N views in an hour becomes up to 60
-/// events, one per minute with [`minute_views`] views, stamped at the start
-/// of the minute.
+/// one partition per file or, for a large plain file, per byte-range split
+/// of it (see [`plan_splits`]), each opened when first read (see
+/// [`InputFile`]), replayed as events: a line with N views in an hour
+/// becomes up to 60 events, one per minute with [`minute_views`] views,
+/// stamped at the start of the minute.
 ///
-/// A partition reads its whole file before emitting, into about 40 bytes
-/// plus the title per line, so that it can emit every minute-0 event before
-/// any minute-1 event: event time never goes backwards within a file, and
-/// nothing is late. Malformed lines are bad records named `file:line`.
+/// A partition reads its whole file or split before emitting, into about 40
+/// bytes plus the title per line, so that it can emit every minute-0 event
+/// before any minute-1 event: event time never goes backwards within a
+/// partition, and nothing is late. Malformed lines are bad records named
+/// `file:line`, or `file@byte N` in a split that does not start its file.
 ///
 /// # Examples
 /// ```
@@ -42,16 +44,22 @@ use super::dump::{hour_from_file_name, minute_views, parse_dump_line_with, DumpT
 #[derive(Debug, Clone)]
 pub struct DumpSource {
     files: Vec<PathBuf>,
+    splits: Vec<FileSplit>,
     time: DumpTime,
 }
 
 impl DumpSource {
     /// A source over `files`, whose hour stamps mean `time`.
     pub fn new(files: Vec<PathBuf>, time: DumpTime) -> Self {
-        DumpSource { files, time }
+        let splits = plan_splits(&files);
+        DumpSource {
+            files,
+            splits,
+            time,
+        }
     }
 
-    /// The files, one per partition.
+    /// The files, one or more partitions each.
     pub fn files(&self) -> &[PathBuf] {
         &self.files
     }
@@ -65,16 +73,19 @@ impl Source for DumpSource {
     }
 
     fn partitions(&self) -> usize {
-        self.files.len()
+        self.splits.len()
     }
 
+    // No `split_of`: every split of an hourly dump replays the same hour,
+    // so its splits are read alongside one another, not one after another.
+
     fn open(&self, index: usize) -> keyflow_dataflow::Result<Box<dyn Partition<PageView>>> {
-        let path = &self.files[index];
-        check_exists(path)?;
+        let split = &self.splits[index];
+        check_exists(&split.path)?;
         Ok(Box::new(DumpPartition {
-            reader: InputFile::new(path.clone()),
+            reader: InputFile::split(split),
             loaded: false,
-            file_stamp: hour_from_file_name(path),
+            file_stamp: hour_from_file_name(&split.path),
             time: self.time,
             projects: Vec::new(),
             entries: Vec::new(),

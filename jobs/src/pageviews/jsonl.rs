@@ -1,10 +1,12 @@
-//! Pageviews as JSON lines, one partition per file.
+//! Pageviews as JSON lines, one partition per file or per split of a large
+//! plain file.
 
 use std::borrow::Cow;
 use std::path::PathBuf;
 
 use keyflow_dataflow::source::{
-    check_exists, Batch, InputFile, NextLine, Partition, PollStatus, Source,
+    check_exists, plan_splits, split_of, Batch, FileSplit, InputFile, NextLine, Partition,
+    PollStatus, Source, SKIP_CHUNK,
 };
 use keyflow_dataflow::time::EventTime;
 use serde::Deserialize;
@@ -118,9 +120,11 @@ pub(crate) fn check_name(what: &str, value: &str) -> Result<(), String> {
 }
 
 /// Pageview JSON-lines files (gzip or plain, told apart by their first
-/// bytes), one partition per file, each opened when first read (see
-/// [`InputFile`]). Malformed lines become bad records named `file:line`;
-/// blank lines are skipped.
+/// bytes), one partition per file or, for a large plain file, per byte-range
+/// split of it (see [`plan_splits`]), each opened when first read (see
+/// [`InputFile`]). Malformed lines become bad records named `file:line`, or
+/// `file@byte N` in a split that does not start its file; blank lines are
+/// skipped.
 ///
 /// # Examples
 /// ```
@@ -141,6 +145,7 @@ pub(crate) fn check_name(what: &str, value: &str) -> Result<(), String> {
 #[derive(Debug, Clone)]
 pub struct JsonlSource {
     files: Vec<PathBuf>,
+    splits: Vec<FileSplit>,
 }
 
 impl JsonlSource {
@@ -148,10 +153,11 @@ impl JsonlSource {
     /// [`PageviewSource::from_files`](super::PageviewSource::from_files) for
     /// up-front checks).
     pub fn new(files: Vec<PathBuf>) -> Self {
-        JsonlSource { files }
+        let splits = plan_splits(&files);
+        JsonlSource { files, splits }
     }
 
-    /// The files, one per partition.
+    /// The files, one or more partitions each.
     pub fn files(&self) -> &[PathBuf] {
         &self.files
     }
@@ -184,6 +190,15 @@ impl Partition<PageView> for JsonlPartition {
     fn offset(&self) -> u64 {
         self.reader.line()
     }
+
+    fn skip(&mut self, n: u64) -> keyflow_dataflow::Result<(u64, PollStatus)> {
+        // Blank lines are no items, every other line one: no need to parse.
+        self.reader.skip_items(n.min(SKIP_CHUNK))
+    }
+
+    fn pause(&mut self) {
+        self.reader.pause();
+    }
 }
 
 impl Source for JsonlSource {
@@ -194,16 +209,20 @@ impl Source for JsonlSource {
     }
 
     fn partitions(&self) -> usize {
-        self.files.len()
+        self.splits.len()
     }
 
     fn open(&self, index: usize) -> keyflow_dataflow::Result<Box<dyn Partition<PageView>>> {
-        let path = &self.files[index];
-        check_exists(path)?;
+        let split = &self.splits[index];
+        check_exists(&split.path)?;
         Ok(Box::new(JsonlPartition {
-            reader: InputFile::new(path.clone()),
+            reader: InputFile::split(split),
             interner: Interner::new(INTERNED),
         }))
+    }
+
+    fn split_of(&self, index: usize) -> Option<(usize, usize)> {
+        split_of(&self.splits, index)
     }
 }
 

@@ -247,6 +247,17 @@ impl Source for PageviewSource {
             PageviewSource::Kafka(s) => s.open(index),
         }
     }
+
+    fn split_of(&self, index: usize) -> Option<(usize, usize)> {
+        match self {
+            PageviewSource::Jsonl(s) => s.split_of(index),
+            PageviewSource::Dump(s) => s.split_of(index),
+            PageviewSource::Generator(s) => s.split_of(index),
+            PageviewSource::RedisStream(s) => s.split_of(index),
+            #[cfg(feature = "kafka")]
+            PageviewSource::Kafka(s) => s.split_of(index),
+        }
+    }
 }
 
 /// Records and bad records read from a source, outside any dataflow.
