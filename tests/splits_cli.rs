@@ -128,13 +128,9 @@ fn disordered_events_give_the_same_results_at_every_layout() {
     same_at_every_layout(&disordered, dir.path());
 }
 
-// Ignored: a restore from an early epoch (taken while one worker was still
-// in its first partition and another had run far ahead) can give other
-// output. The same happens without splits, with several whole files read
-// by two workers and restored at three, so it lies in how multi-partition
-// sources restore, not in splits; run with `--ignored` once that is fixed.
+// A restore from an early epoch, taken while one worker was still in its
+// first split and another had run ahead, at another worker count.
 #[test]
-#[ignore = "multi-partition restores from early epochs can differ; see the comment"]
 fn a_split_file_restores_from_a_checkpoint_at_another_worker_count() {
     // Larger splits than the other tests', so that a split takes several
     // source batches and checkpoints are taken while one is read. The
