@@ -79,6 +79,7 @@ fn dispatch(command: Command) -> anyhow::Result<i32> {
         Command::Bench { what } => match what {
             cli::bench::BenchCmd::Trending(args) => cli::bench::throughput(&args),
             cli::bench::BenchCmd::Latency(args) => cli::bench::latency(&args),
+            cli::bench::BenchCmd::Sliding(args) => cli::bench_sliding::sliding(&args),
             cli::bench::BenchCmd::Behaviour(args) => {
                 cli::bench_behaviour::behaviour_throughput(&args)
             }

@@ -47,6 +47,26 @@ fn bench_trending_runs_and_agrees_with_its_reference() {
 }
 
 #[test]
+fn bench_sliding_writes_what_its_reference_writes() {
+    let report = bench(&[
+        "sliding",
+        "--events",
+        "50000",
+        "--keys",
+        "3000",
+        "--minutes",
+        "30",
+        "--workers",
+        "2",
+    ]);
+    assert_eq!(report["results_match_reference"], true, "{report}");
+    assert_eq!(report["events"], 50_000, "{report}");
+    // 39 windows of 10 minutes slide over 30 minutes of events.
+    assert!(report["results"].as_u64().unwrap() > 39 * 100, "{report}");
+    assert!(report["ratio"].as_f64().unwrap() > 0.0, "{report}");
+}
+
+#[test]
 fn bench_latency_runs_and_reports_its_samples() {
     let report = bench(&[
         "latency",

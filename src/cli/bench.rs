@@ -28,6 +28,10 @@ pub enum BenchCmd {
     /// Throughput of the behaviour job over the user generator; prints
     /// JSON.
     Behaviour(super::bench_behaviour::BehaviourBenchArgs),
+    /// Throughput of a sliding 10-minute / 1-minute keyed count over a CSV
+    /// file, through the ordered output path, against a single-thread loop
+    /// writing the same results; prints JSON.
+    Sliding(super::bench_sliding::SlidingBenchArgs),
     /// Throughput of the trending job reading a Kafka topic (an in-process
     /// mock cluster) next to a file and the generator; prints JSON. Needs
     /// the `kafka` feature.

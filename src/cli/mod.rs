@@ -7,6 +7,7 @@ pub mod bench;
 pub mod bench_behaviour;
 #[cfg(feature = "kafka")]
 pub mod bench_kafka;
+pub mod bench_sliding;
 pub mod checkpoint_args;
 pub mod cluster;
 pub mod explain;

@@ -1,0 +1,357 @@
+//! `keyflow bench sliding`: a sliding 10-minute / 1-minute keyed count over
+//! a CSV file of Zipf-like events, through the ordered output path into a
+//! file, against a single-thread loop that reads the same file and writes
+//! the same results. The run fails unless both files hold the same bytes.
+
+use std::fs::File;
+use std::io::{BufRead, BufReader, BufWriter, Read, Write};
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use clap::Args;
+use keyflow::dataflow::prelude::*;
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use serde::Deserialize;
+use serde_json::json;
+
+use super::bench::{peak_rss, reset_peak_rss};
+
+/// Flags of `keyflow bench sliding`.
+#[derive(Debug, Clone, Args)]
+pub struct SlidingBenchArgs {
+    /// Events to generate.
+    #[arg(long, default_value_t = 10_000_000)]
+    pub events: u64,
+    /// Distinct keys; key `k` is drawn with weight about `1 / (k + 1)`.
+    #[arg(long, default_value_t = 1_000_000)]
+    pub keys: u64,
+    /// Event time the events span, in minutes.
+    #[arg(long, default_value_t = 120)]
+    pub minutes: u64,
+    /// Worker threads for the job.
+    #[arg(long, short = 'w', default_value_t = 1)]
+    pub workers: usize,
+    /// Keep the input and both outputs here [default: a temporary
+    /// directory, removed at the end].
+    #[arg(long, value_name = "DIR")]
+    pub dir: Option<PathBuf>,
+    /// Skip the reference loop (job only).
+    #[arg(long)]
+    pub no_reference: bool,
+}
+
+/// A row of the input, `key,ts`, as the job reads it (the source takes the
+/// time from `ts`).
+#[derive(Debug, Clone, Deserialize)]
+struct Row {
+    key: u64,
+}
+
+const SIZE: u64 = 10 * MINUTE;
+
+/// The first event's time: 2024-01-01, on a minute.
+const START_MS: u64 = 1_704_067_200_000;
+
+type Counted = WindowResult<u64, u64>;
+
+/// One result as both write it: `start,end,key,count`.
+fn line(out: &mut impl Write, start: u64, end: u64, key: u64, count: u64) -> std::io::Result<()> {
+    writeln!(out, "{start},{end},{key},{count}")
+}
+
+/// Writes `n` events: keys drawn as `floor(keys^u) - 1` for uniform `u` (a
+/// log-uniform law, Zipf's with exponent 1), at evenly spaced times.
+fn write_input(path: &Path, n: u64, keys: u64, span: u64) -> anyhow::Result<()> {
+    let mut out = BufWriter::new(File::create(path)?);
+    writeln!(out, "key,ts")?;
+    let mut rng = StdRng::seed_from_u64(42);
+    let ln_keys = (keys as f64).ln();
+    for i in 0..n {
+        let u: f64 = rng.gen();
+        let key = ((u * ln_keys).exp() as u64).saturating_sub(1).min(keys - 1);
+        writeln!(out, "{key},{}", START_MS + i * span / n)?;
+    }
+    out.flush()?;
+    Ok(())
+}
+
+/// The job's file: the records the ordered sink hands over, in order.
+struct CsvOut(BufWriter<File>, PathBuf);
+
+impl CsvOut {
+    fn create(path: &Path) -> Result<Self> {
+        let file = File::create(path).map_err(|e| Error::io(path, e))?;
+        Ok(CsvOut(BufWriter::with_capacity(1 << 20, file), path.into()))
+    }
+}
+
+impl Sink<Counted> for CsvOut {
+    fn write(&mut self, _: EventTime, records: &[(EventTime, Counted)]) -> Result<()> {
+        for (_, r) in records {
+            line(&mut self.0, r.start, r.end, r.key, r.value).map_err(|e| Error::io(&self.1, e))?;
+        }
+        Ok(())
+    }
+
+    fn close(&mut self) -> Result<()> {
+        self.0.flush().map_err(|e| Error::io(&self.1, e))
+    }
+}
+
+fn job(input: &Path, out: &Path, workers: usize) -> anyhow::Result<u64> {
+    let (input, out) = (input.to_path_buf(), out.to_path_buf());
+    let ctx = std::sync::Arc::new(Context::new(RunConfig::threads(workers)));
+    keyflow::dataflow::run::run_with_context(std::sync::Arc::clone(&ctx), move |flow| {
+        let source = CsvSource::<Row>::new("events", vec![input.clone()], "ts");
+        let out = out.clone();
+        flow.source("events", source, &SourceConfig::default())?
+            .key_by(|row: Row| (row.key, ()))
+            .window(WindowSpec::sliding(SIZE, MINUTE)?)
+            .count("counts")
+            .results
+            .sink("out", move || CsvOut::create(&out))
+    })?;
+    Ok(ctx.metrics.snapshot().events)
+}
+
+/// The reference: one thread, dense key ids, one pane of counts a minute
+/// and a running sum over the last ten; a window's keys come out in order
+/// by walking the sum's array.
+fn reference(input: &Path, out: &Path, keys: u64) -> anyhow::Result<u64> {
+    let mut reader = BufReader::with_capacity(1 << 20, File::open(input)?);
+    let mut out = BufWriter::with_capacity(1 << 20, File::create(out)?);
+    let keys = keys as usize;
+    let (mut pane, mut sum) = (vec![0u32; keys], vec![0u32; keys]);
+    let mut touched: Vec<u32> = Vec::new();
+    let mut panes: std::collections::VecDeque<Vec<(u32, u32)>> = Default::default();
+    let mut minute: Option<u64> = None;
+    let mut live = 0usize;
+    // Closes minute `m`'s pane: the window ending after it comes out, and
+    // the pane that leaves the next window is taken off the sum.
+    let mut close = |m: u64,
+                     pane: &mut Vec<u32>,
+                     touched: &mut Vec<u32>,
+                     out: &mut BufWriter<File>|
+     -> std::io::Result<()> {
+        let mut counts = Vec::with_capacity(touched.len());
+        for &k in touched.iter() {
+            let c = std::mem::take(&mut pane[k as usize]);
+            if sum[k as usize] == 0 {
+                live += 1;
+            }
+            sum[k as usize] += c;
+            counts.push((k, c));
+        }
+        touched.clear();
+        let end = (m + 1) * MINUTE;
+        if live > 0 {
+            for (k, &c) in sum.iter().enumerate() {
+                if c > 0 {
+                    line(out, end - SIZE, end, k as u64, c as u64)?;
+                }
+            }
+        }
+        panes.push_back(counts);
+        if panes.len() == (SIZE / MINUTE) as usize {
+            for (k, c) in panes.pop_front().unwrap_or_default() {
+                sum[k as usize] -= c;
+                if sum[k as usize] == 0 {
+                    live -= 1;
+                }
+            }
+        }
+        Ok(())
+    };
+    let mut text = String::new();
+    reader.read_line(&mut text)?;
+    let mut events = 0u64;
+    let mut bytes = Vec::with_capacity(64);
+    loop {
+        bytes.clear();
+        if reader.read_until(b'\n', &mut bytes)? == 0 {
+            break;
+        }
+        let (key, ts) = parse_row(&bytes)
+            .ok_or_else(|| anyhow::anyhow!("bad row `{}`", String::from_utf8_lossy(&bytes)))?;
+        anyhow::ensure!((key as usize) < keys, "key {key} outside --keys");
+        let m = ts / MINUTE;
+        match minute {
+            Some(current) if m > current => {
+                for empty in current..m {
+                    close(empty, &mut pane, &mut touched, &mut out)?;
+                }
+            }
+            Some(current) if m < current => anyhow::bail!("rows out of time order"),
+            _ => {}
+        }
+        minute = Some(m);
+        if pane[key as usize] == 0 {
+            touched.push(key as u32);
+        }
+        pane[key as usize] += 1;
+        events += 1;
+    }
+    if let Some(last) = minute {
+        // The stream ended: every window holding an event closes.
+        for m in last..last + SIZE / MINUTE {
+            close(m, &mut pane, &mut touched, &mut out)?;
+        }
+    }
+    out.flush()?;
+    Ok(events)
+}
+
+/// `key,ts` without allocating.
+fn parse_row(row: &[u8]) -> Option<(u64, u64)> {
+    let row = row.strip_suffix(b"\n").unwrap_or(row);
+    let comma = row.iter().position(|&b| b == b',')?;
+    Some((number(&row[..comma])?, number(&row[comma + 1..])?))
+}
+
+fn number(digits: &[u8]) -> Option<u64> {
+    if digits.is_empty() {
+        return None;
+    }
+    digits.iter().try_fold(0u64, |n, &d| {
+        d.is_ascii_digit()
+            .then(|| n.checked_mul(10)?.checked_add((d - b'0') as u64))
+            .flatten()
+    })
+}
+
+/// Whether two files hold the same bytes.
+fn same_bytes(a: &Path, b: &Path) -> anyhow::Result<bool> {
+    if std::fs::metadata(a)?.len() != std::fs::metadata(b)?.len() {
+        return Ok(false);
+    }
+    let (mut a, mut b) = (
+        BufReader::new(File::open(a)?),
+        BufReader::new(File::open(b)?),
+    );
+    let (mut x, mut y) = (vec![0u8; 1 << 20], vec![0u8; 1 << 20]);
+    loop {
+        let n = a.read(&mut x)?;
+        if n == 0 {
+            return Ok(true);
+        }
+        b.read_exact(&mut y[..n])?;
+        if x[..n] != y[..n] {
+            return Ok(false);
+        }
+    }
+}
+
+/// Removes the temporary directory however the run ends.
+struct RemoveOnDrop(PathBuf);
+
+impl Drop for RemoveOnDrop {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+pub fn sliding(args: &SlidingBenchArgs) -> anyhow::Result<i32> {
+    anyhow::ensure!(args.events > 0, "--events 0: there must be events");
+    anyhow::ensure!(
+        (1..=u32::MAX as u64).contains(&args.keys),
+        "--keys {}: use 1 to {}",
+        args.keys,
+        u32::MAX
+    );
+    anyhow::ensure!(args.minutes > 0, "--minutes 0: the events must span time");
+    anyhow::ensure!(args.workers > 0, "--workers 0: at least one worker");
+    let (dir, _removed) = match &args.dir {
+        Some(dir) => (dir.clone(), None),
+        None => {
+            let dir =
+                std::env::temp_dir().join(format!("keyflow-bench-sliding-{}", std::process::id()));
+            (dir.clone(), Some(RemoveOnDrop(dir)))
+        }
+    };
+    std::fs::create_dir_all(&dir)?;
+    let input = dir.join("events.csv");
+    write_input(&input, args.events, args.keys, args.minutes * MINUTE)?;
+
+    let job_out = dir.join("job.csv");
+    reset_peak_rss();
+    let start = Instant::now();
+    let read = job(&input, &job_out, args.workers)?;
+    let job_secs = start.elapsed().as_secs_f64();
+    let job_peak = peak_rss().unwrap_or(0);
+    anyhow::ensure!(
+        read == args.events,
+        "the job read {read} events, expected {}",
+        args.events
+    );
+    let results = BufReader::new(File::open(&job_out)?).lines().count();
+    let mut report = json!({
+        "bench": "sliding",
+        "events": args.events,
+        "keys": args.keys,
+        "minutes": args.minutes,
+        "workers": args.workers,
+        "window": "10m sliding by 1m, count per key, ordered output to a CSV file",
+        "input_bytes": std::fs::metadata(&input)?.len(),
+        "results": results,
+        "job": {
+            "seconds": job_secs,
+            "events_per_s": args.events as f64 / job_secs,
+            "peak_rss_bytes": job_peak,
+        },
+    });
+    if !args.no_reference {
+        let ref_out = dir.join("reference.csv");
+        reset_peak_rss();
+        let start = Instant::now();
+        let read = reference(&input, &ref_out, args.keys)?;
+        let ref_secs = start.elapsed().as_secs_f64();
+        anyhow::ensure!(read == args.events, "the reference read {read} events");
+        let same = same_bytes(&job_out, &ref_out)?;
+        report["reference"] = json!({
+            "seconds": ref_secs,
+            "events_per_s": args.events as f64 / ref_secs,
+            "peak_rss_bytes": peak_rss().unwrap_or(0),
+        });
+        report["ratio"] = json!(ref_secs / job_secs);
+        report["results_match_reference"] = json!(same);
+        if !same {
+            println!("{}", serde_json::to_string_pretty(&report)?);
+            anyhow::bail!(
+                "the job's results ({}) differ from the reference loop's ({})",
+                job_out.display(),
+                ref_out.display()
+            );
+        }
+    }
+    println!("{}", serde_json::to_string_pretty(&report)?);
+    Ok(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rows_parse_and_bad_ones_do_not() {
+        assert_eq!(
+            parse_row(b"12,1704067200000\n"),
+            Some((12, 1_704_067_200_000))
+        );
+        assert_eq!(parse_row(b"12,\n"), None);
+        assert_eq!(parse_row(b"x,1\n"), None);
+        assert_eq!(parse_row(b"99999999999999999999,1"), None);
+    }
+
+    #[test]
+    fn the_job_and_the_reference_write_the_same_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let input = dir.path().join("in.csv");
+        write_input(&input, 30_000, 500, 25 * MINUTE).unwrap();
+        let (a, b) = (dir.path().join("a.csv"), dir.path().join("b.csv"));
+        assert_eq!(job(&input, &a, 2).unwrap(), 30_000);
+        assert_eq!(reference(&input, &b, 500).unwrap(), 30_000);
+        assert!(std::fs::metadata(&a).unwrap().len() > 100_000);
+        assert!(same_bytes(&a, &b).unwrap());
+    }
+}
