@@ -66,12 +66,17 @@ pub struct ThroughputArgs {
 /// Flags of `keyflow bench latency`.
 #[derive(Debug, Clone, Args)]
 pub struct LatencyArgs {
-    /// Events per second, paced at real time.
+    /// Events per second of wall-clock time, paced.
     #[arg(long, default_value_t = 1_000_000)]
     pub rate: u64,
-    /// How long to run (event time = wall time).
+    /// How long to run, in wall-clock time.
     #[arg(long, default_value = "3m", value_parser = parse_duration)]
     pub duration: Duration,
+    /// Event time runs this many times as fast as the wall clock, so that
+    /// a short run closes many minutes (60: a minute a second); the events
+    /// per second of event time are `--rate` divided by it.
+    #[arg(long, default_value_t = 1)]
+    pub speedup: u64,
     /// Distinct articles.
     #[arg(long, default_value_t = 1_000_000)]
     pub articles: u32,
@@ -306,7 +311,14 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
 
 /// `keyflow bench latency`.
 pub fn latency(args: &LatencyArgs) -> anyhow::Result<i32> {
-    let duration_ms = args.duration.as_millis() as u64;
+    anyhow::ensure!(
+        (1..=args.rate.max(1)).contains(&args.speedup),
+        "--speedup {}: use 1 to --rate ({})",
+        args.speedup,
+        args.rate
+    );
+    let speedup = args.speedup;
+    let duration_ms = args.duration.as_millis() as u64 * speedup;
     let ooo = SourceConfig::default().max_out_of_orderness;
     // Start `ooo` before a minute boundary, so that the first minute closes
     // 2 * ooo (10 s) into the run rather than a minute later: short runs
@@ -314,22 +326,24 @@ pub fn latency(args: &LatencyArgs) -> anyhow::Result<i32> {
     let start_ms = DEFAULT_START_MS + MINUTE - ooo;
     let config = GeneratorConfig {
         articles: args.articles,
-        rate: args.rate,
+        rate: args.rate / speedup,
         duration_ms,
         start_ms,
         realtime: true,
+        speedup,
         ..GeneratorConfig::default()
     };
     let start = Instant::now();
     let (minutes, ctx) = run_job(&config, RunConfig::threads(args.workers))?;
     let events = ctx.metrics.snapshot().events;
     // A minute T closes when the watermark (newest event time minus the
-    // allowed out-of-orderness) passes T: at wall time start + (T + ooo).
+    // allowed out-of-orderness) passes T: at wall time start + (T + ooo),
+    // the event time scaled down by the speedup.
     let mut lat: Vec<f64> = minutes
         .iter()
         .filter(|(m, _)| m.t + ooo <= start_ms + duration_ms)
         .map(|(m, written)| {
-            let close = start + Duration::from_millis(m.t + ooo - start_ms);
+            let close = start + Duration::from_millis((m.t + ooo - start_ms) / speedup);
             written.saturating_duration_since(close).as_secs_f64() * 1000.0
         })
         .collect();
@@ -337,6 +351,7 @@ pub fn latency(args: &LatencyArgs) -> anyhow::Result<i32> {
     let report = json!({
         "bench": "latency",
         "rate": args.rate,
+        "speedup": speedup,
         "events": events,
         "achieved_events_per_s": events as f64 / start.elapsed().as_secs_f64(),
         "workers": args.workers,

@@ -194,6 +194,33 @@ fn realtime_paces_to_the_wall_clock() {
 }
 
 #[test]
+fn a_speedup_runs_event_time_faster_than_the_wall_clock() {
+    let config = GeneratorConfig {
+        rate: 100,
+        partitions: 1,
+        realtime: true,
+        speedup: 50,
+        ..small(1)
+    };
+    let src = GeneratorSource::new(config).unwrap();
+    let mut partition = src.open(0).unwrap();
+    let mut batch = Batch::new(100_000);
+    assert_eq!(partition.poll(&mut batch).unwrap(), PollStatus::Idle);
+    std::thread::sleep(Duration::from_millis(200));
+    batch.clear();
+    assert_eq!(partition.poll(&mut batch).unwrap(), PollStatus::Idle);
+    // 200 ms of wall time are 10 s of event time: about 1,000 events.
+    let later = batch.records.len();
+    assert!((500..5_000).contains(&later), "{later} events");
+    let bad = GeneratorConfig {
+        speedup: 0,
+        ..small(1)
+    };
+    let err = GeneratorSource::new(bad).err().unwrap().to_string();
+    assert!(err.contains("speedup 0"), "{err}");
+}
+
+#[test]
 fn validate_names_bad_values() {
     let cases = [
         (
