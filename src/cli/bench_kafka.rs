@@ -45,13 +45,7 @@ fn encode_event() -> Encode<PageView> {
         // evenly: keyed by article alone, the Zipf head would fill one
         // partition past what the mock cluster keeps.
         let key = format!("{ts}:{}:{}", view.article.project(), view.article.title());
-        let line = json!({
-            "project": view.article.project(),
-            "title": view.article.title(),
-            "ts": ts,
-            "views": view.views,
-        });
-        (key, line.to_string())
+        (key, super::generate::json_line(ts, view))
     }
 }
 

@@ -49,8 +49,9 @@ enum Target {
     Kafka(Box<keyflow::dataflow::kafka::KafkaSink<PageView>>),
 }
 
-/// An event as a JSON line, as `keyflow run --input-format jsonl` reads it.
-fn json_line(ts: u64, view: &PageView) -> String {
+/// An event as a JSON line, as `keyflow run --input-format jsonl` reads it
+/// (and as a Kafka message's value).
+pub(super) fn json_line(ts: u64, view: &PageView) -> String {
     serde_json::json!({
         "project": view.article.project(),
         "title": view.article.title(),
