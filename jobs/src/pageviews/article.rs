@@ -50,29 +50,103 @@ pub enum Article {
     Named(Arc<NamedArticle>),
 }
 
-/// The project and title of an article read from a file.
-#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+/// The project and title of an article read from a file, in one
+/// allocation, with their hash computed once: keyed operators hash and
+/// compare an article for every record, and the hash then reads no string.
+///
+/// ```
+/// use keyflow_jobs::pageviews::NamedArticle;
+/// let a = NamedArticle::new("en.m", "Main_Page");
+/// assert_eq!((a.project(), a.title()), ("en.m", "Main_Page"));
+/// assert_ne!(a, NamedArticle::new("en", "m.Main_Page"));
+/// ```
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(from = "Names", into = "Names")]
 pub struct NamedArticle {
+    /// The project, then the title.
+    text: Box<str>,
+    /// Where the title starts in `text`.
+    split: u32,
+    /// [`name_hash`] of the project and title.
+    hash: u64,
+}
+
+/// How a [`NamedArticle`] is written: its two names.
+#[derive(Serialize, Deserialize)]
+struct Names {
+    project: String,
+    title: String,
+}
+
+impl From<Names> for NamedArticle {
+    fn from(names: Names) -> Self {
+        NamedArticle::new(&names.project, &names.title)
+    }
+}
+
+impl From<NamedArticle> for Names {
+    fn from(named: NamedArticle) -> Self {
+        Names {
+            project: named.project().to_string(),
+            title: named.title().to_string(),
+        }
+    }
+}
+
+impl NamedArticle {
+    /// The article `title` of `project`.
+    pub fn new(project: &str, title: &str) -> Self {
+        NamedArticle {
+            text: format!("{project}{title}").into_boxed_str(),
+            // Longer projects than 4 GiB are not names.
+            split: project.len().min(u32::MAX as usize) as u32,
+            hash: name_hash(project, title),
+        }
+    }
+
     /// Wikimedia domain code, such as `en` or `en.m`.
-    pub project: String,
+    pub fn project(&self) -> &str {
+        &self.text[..self.split as usize]
+    }
+
     /// Page title as the input spells it (URL-encoded in dumps).
-    pub title: String,
+    pub fn title(&self) -> &str {
+        &self.text[self.split as usize..]
+    }
+
+    fn is(&self, hash: u64, project: &str, title: &str) -> bool {
+        self.hash == hash && self.project() == project && self.title() == title
+    }
+}
+
+impl PartialEq for NamedArticle {
+    fn eq(&self, other: &Self) -> bool {
+        self.hash == other.hash && self.split == other.split && self.text == other.text
+    }
+}
+
+impl Eq for NamedArticle {}
+
+impl std::hash::Hash for NamedArticle {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        state.write_u64(self.hash);
+    }
 }
 
 impl Article {
     /// A named article.
-    pub fn named(project: impl Into<String>, title: impl Into<String>) -> Self {
-        Article::Named(Arc::new(NamedArticle {
-            project: project.into(),
-            title: title.into(),
-        }))
+    pub fn named(project: impl AsRef<str>, title: impl AsRef<str>) -> Self {
+        Article::Named(Arc::new(NamedArticle::new(
+            project.as_ref(),
+            title.as_ref(),
+        )))
     }
 
     /// The Wikimedia domain code (`en`, `en.m`, ...).
     pub fn project(&self) -> &str {
         match self {
             Article::Generated(_) => GENERATED_PROJECT,
-            Article::Named(named) => &named.project,
+            Article::Named(named) => named.project(),
         }
     }
 
@@ -80,7 +154,7 @@ impl Article {
     pub fn title(&self) -> Cow<'_, str> {
         match self {
             Article::Generated(id) => Cow::Owned(generated_title(*id)),
-            Article::Named(named) => Cow::Borrowed(&named.title),
+            Article::Named(named) => Cow::Borrowed(named.title()),
         }
     }
 
@@ -112,7 +186,7 @@ impl Article {
 /// ```
 #[derive(Debug, Clone)]
 pub struct Interner {
-    table: HashTable<Article>,
+    table: HashTable<Arc<NamedArticle>>,
     capacity: usize,
 }
 
@@ -143,17 +217,17 @@ impl Interner {
     /// The article named `project` and `title`, shared with earlier calls.
     pub fn get(&mut self, project: &str, title: &str) -> Article {
         let hash = name_hash(project, title);
-        let same = |a: &Article| a.project() == project && a.title() == title;
+        let same = |a: &Arc<NamedArticle>| a.is(hash, project, title);
         if let Some(found) = self.table.find(hash, same) {
-            return found.clone();
+            return Article::Named(Arc::clone(found));
         }
         if self.table.len() >= self.capacity {
             self.table.clear();
         }
-        let article = Article::named(project, title);
-        let rehash = |a: &Article| name_hash(a.project(), &a.title());
-        self.table.insert_unique(hash, article.clone(), rehash);
-        article
+        let named = Arc::new(NamedArticle::new(project, title));
+        self.table
+            .insert_unique(hash, Arc::clone(&named), |a| a.hash);
+        Article::Named(named)
     }
 }
 
@@ -196,7 +270,7 @@ impl fmt::Display for Article {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Article::Generated(id) => write!(f, "{GENERATED_PROJECT} Article_{id:07}"),
-            Article::Named(named) => write!(f, "{} {}", named.project, named.title),
+            Article::Named(named) => write!(f, "{} {}", named.project(), named.title()),
         }
     }
 }
