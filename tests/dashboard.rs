@@ -396,3 +396,39 @@ fn explain_prints_the_graph_as_text_dot_and_mermaid() {
         nodes
     );
 }
+
+#[test]
+fn behaviour_and_activity_serve_their_health_graph_and_metrics() {
+    for (job, flags) in [
+        ("behaviour", ["--users", "1000", "--duration", "10m"]),
+        ("activity", ["--rate", "200", "--duration", "10m"]),
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        let mut args: Vec<String> = ["run", job, "--quiet", "--workers", "2"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        args.extend(flags.iter().map(|s| s.to_string()));
+        let mut served = Served::start(dir.path(), &args);
+        served.wait_until_finished();
+        let health: serde_json::Value =
+            serde_json::from_str(&served.get_ok("/api/health")).unwrap();
+        assert_eq!(health["job"], job, "{health}");
+        assert_eq!(health["finished"], true, "{health}");
+        let events = health["events"].as_u64().unwrap();
+        assert!(events > 1000, "{health}");
+        let body = served.get_ok("/metrics");
+        let exp = prometheus::parse(&body).unwrap_or_else(|e| panic!("{e}\n{body}"));
+        let sum: f64 = exp
+            .family("keyflow_events_total")
+            .iter()
+            .map(|s| s.value)
+            .sum();
+        assert_eq!(sum, events as f64, "{job}: {body}");
+        let graph: serde_json::Value = serde_json::from_str(&served.get_ok("/api/graph")).unwrap();
+        assert!(graph["nodes"].as_array().unwrap().len() > 2, "{graph}");
+        assert!(served.get_ok("/").contains("<html"), "{job}");
+        let (status, _) = served.terminate(Duration::from_secs(10));
+        assert_eq!(status.code(), Some(143), "{}", served.stderr());
+    }
+}

@@ -20,6 +20,7 @@ use super::run_args::{
     TypedDuration,
 };
 use super::validate::RunPaths;
+use crate::serve::{Dashboard, ServeArgs};
 
 /// Per tumbling window: the most visited pages, browser and device shares,
 /// and the conversion rate; per user and window: activity features, as
@@ -51,6 +52,9 @@ pub struct ActivityArgs {
     /// Do not print the per-window lines and the progress line.
     #[arg(long)]
     pub quiet: bool,
+    /// The dashboard: job health, the graph and `/metrics`.
+    #[command(flatten)]
+    pub serve: ServeArgs,
     /// Where events come from.
     #[command(flatten)]
     pub source: ActivitySourceArgs,
@@ -274,6 +278,7 @@ pub fn run(args: &ActivityArgs) -> anyhow::Result<i32> {
     check_parquet_out(args, run_config.checkpoint.as_ref(), resuming)?;
     let processes = run_config.processes;
     let ctx = Arc::new(Context::new(run_config));
+    let dashboard = Dashboard::start(&args.serve, "activity", &ctx)?;
     let progress = Progress::start(&ctx, args.quiet);
     let quiet = args.quiet;
     let args = args.clone();
@@ -315,5 +320,6 @@ pub fn run(args: &ActivityArgs) -> anyhow::Result<i32> {
     drop(progress);
     super::progress::summary(&ctx, quiet);
     super::validate::some_input_was_good(&ctx, processes)?;
+    dashboard.serve_on();
     Ok(0)
 }

@@ -17,6 +17,7 @@ use super::run_args::{
     late_policy, parse_typed_duration, ClusterArgs, EventTimeArgs, TypedDuration,
 };
 use super::validate::RunPaths;
+use crate::serve::{Dashboard, ServeArgs};
 
 /// Where user events come from.
 #[derive(Debug, Clone, Args)]
@@ -138,6 +139,9 @@ pub struct BehaviourArgs {
     /// Do not print the per-boundary lines and the progress line.
     #[arg(long)]
     pub quiet: bool,
+    /// The dashboard: job health, the graph and `/metrics`.
+    #[command(flatten)]
+    pub serve: ServeArgs,
     /// Where events come from.
     #[command(flatten)]
     pub input: UserInputArgs,
@@ -283,6 +287,7 @@ pub fn run(args: &BehaviourArgs) -> anyhow::Result<i32> {
     }
     let processes = run_config.processes;
     let ctx = Arc::new(Context::new(run_config));
+    let dashboard = Dashboard::start(&args.serve, "behaviour", &ctx)?;
     let progress = Progress::start_with(&ctx, args.quiet, quality_text);
     let quiet = args.quiet;
     let args = args.clone();
@@ -329,5 +334,6 @@ pub fn run(args: &BehaviourArgs) -> anyhow::Result<i32> {
         eprintln!("quality: {quality}");
     }
     super::validate::some_input_was_good(&ctx, processes)?;
+    dashboard.serve_on();
     Ok(0)
 }
