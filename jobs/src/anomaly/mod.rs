@@ -207,7 +207,7 @@ pub fn check_fold_days(
 /// they meet their baseline lines (which are always named).
 fn named(article: Article) -> Article {
     match article {
-        Article::Generated(_) => Article::named(article.project(), article.title().into_owned()),
+        Article::Generated(_) => Article::named(article.project(), article.title()),
         named => named,
     }
 }
