@@ -228,9 +228,11 @@ fn damage_is_an_error_naming_the_file_and_the_output_is_untouched() {
         std::fs::write(&manifest, &good_manifest).unwrap();
     }
     // The rise state lives in blobs the parts refer to: damage them all.
+    // (Not the temporary file a killed writer may have left: `.NAME.tmp-PID`.)
     let blobs: Vec<PathBuf> = std::fs::read_dir(ck.join("blobs"))
         .unwrap()
         .filter_map(|e| e.ok())
+        .filter(|e| !e.file_name().to_string_lossy().starts_with('.'))
         .map(|e| e.path())
         .collect();
     assert!(!blobs.is_empty(), "the rise state is kept in blobs");

@@ -338,6 +338,16 @@ pub(crate) fn try_complete(
     Ok(true)
 }
 
+/// Whether a file was last written over an hour ago.
+fn stale(entry: &std::fs::DirEntry) -> bool {
+    entry
+        .metadata()
+        .and_then(|m| m.modified())
+        .ok()
+        .and_then(|t| t.elapsed().ok())
+        .is_some_and(|age| age > std::time::Duration::from_secs(3600))
+}
+
 /// Keeps the two newest complete epochs and anything newer (in progress).
 fn prune(dir: &Path) -> Result<()> {
     let all = epochs(dir)?;
@@ -367,6 +377,11 @@ fn prune(dir: &Path) -> Result<()> {
                 .rsplit_once("-e")
                 .and_then(|(_, e)| e.parse::<EventTime>().ok());
             if !keep.contains(&name) && epoch.is_some_and(|e| e <= newest) {
+                let _ = std::fs::remove_file(entry.path());
+            } else if name.starts_with('.') && name.contains(".tmp-") && stale(&entry) {
+                // A writer killed between creating and renaming its file;
+                // an hour old, it is no writer's of this cluster any more
+                // (process ids say nothing across hosts).
                 let _ = std::fs::remove_file(entry.path());
             }
         }
