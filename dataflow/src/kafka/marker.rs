@@ -26,7 +26,7 @@ use crate::time::EventTime;
 pub(super) const TAG: &str = "keyflow-batch";
 
 /// A committed transaction's marker.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub(super) struct Marker {
     /// Results below this epoch are in the topic.
     pub epoch: EventTime,

@@ -338,7 +338,8 @@ impl Client {
                 let at = ends.entry(p).or_insert(end);
                 *at = (*at).max(end);
             }
-            let value = Marker { epoch, ends }.encode();
+            let marker = Marker { epoch, ends };
+            let value = marker.encode();
             let record = BaseRecord::to(&tx.marker_topic)
                 .partition(0)
                 .key(&tx.id)
@@ -349,7 +350,7 @@ impl Client {
             self.producer
                 .commit_transaction(self.timeout)
                 .map_err(|e| fail("cannot commit the transaction", e))?;
-            Ok(Marker::parse(&value).unwrap_or_default().ends)
+            Ok(marker.ends)
         })();
         match committed {
             Ok(ends) => {

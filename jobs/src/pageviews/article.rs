@@ -60,8 +60,8 @@ pub enum Article {
 /// assert_eq!((a.project(), a.title()), ("en.m", "Main_Page"));
 /// assert_ne!(a, NamedArticle::new("en", "m.Main_Page"));
 /// ```
-#[derive(Clone, Debug, Serialize, Deserialize)]
-#[serde(from = "Names", into = "Names")]
+#[derive(Clone, Debug, Deserialize)]
+#[serde(from = "Names")]
 pub struct NamedArticle {
     /// The project, then the title.
     text: Box<str>,
@@ -71,8 +71,8 @@ pub struct NamedArticle {
     hash: u64,
 }
 
-/// How a [`NamedArticle`] is written: its two names.
-#[derive(Serialize, Deserialize)]
+/// How a [`NamedArticle`] is read: its two names.
+#[derive(Deserialize)]
 struct Names {
     project: String,
     title: String,
@@ -84,12 +84,15 @@ impl From<Names> for NamedArticle {
     }
 }
 
-impl From<NamedArticle> for Names {
-    fn from(named: NamedArticle) -> Self {
-        Names {
-            project: named.project().to_string(),
-            title: named.title().to_string(),
-        }
+/// Written as [`Names`] reads it, borrowing the names (records moving
+/// between processes are serialized: no copy on the way).
+impl Serialize for NamedArticle {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeStruct;
+        let mut names = serializer.serialize_struct("Names", 2)?;
+        names.serialize_field("project", self.project())?;
+        names.serialize_field("title", self.title())?;
+        names.end()
     }
 }
 
