@@ -3,6 +3,8 @@
 # Installs what the tests need on a fresh Debian machine first.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# One build from scratch: incremental caches would only add to the disk used.
+export CARGO_INCREMENTAL=0
 # Beyond the Rust toolchain (1.95), the tests need a C linker for rustc
 # (gcc), in the cluster tests pgrep and kill (procps), for the multi-host
 # test ip (iproute2) and podman to build the container image, a real Redis
