@@ -1,8 +1,9 @@
 //! Redis for real: results under the documented keys with TTLs and nothing
 //! else, a stream written by an independent client read like the same
-//! events from a file (at 1x1 and 2x2), malformed entries, and a server
-//! restart in the middle of a run.
+//! events from a file (at 1x1 and 2x2), malformed entries, a server
+//! restart in the middle of a run, and a stream restored from checkpoints.
 
+mod checkpoint_support;
 mod redis_support;
 
 use std::collections::BTreeSet;
@@ -314,4 +315,120 @@ fn anomaly_hours_go_under_their_day_and_hour() {
         let ttl: i64 = redis.cli(&["PTTL", key]).trim().parse().unwrap();
         assert!(ttl > 0 && ttl <= 2 * 3_600_000, "{key} has TTL {ttl}");
     }
+}
+
+/// The group's pending entries: their count and the smallest ID.
+fn pending(redis: &Redis, stream: &str, group: &str) -> (u64, String) {
+    let summary = redis.cli(&["XPENDING", stream, group]);
+    let mut lines = summary.lines();
+    let count = lines
+        .next()
+        .and_then(|l| l.trim().parse().ok())
+        .unwrap_or(0);
+    (count, lines.next().unwrap_or("").trim().to_string())
+}
+
+/// `args` for trending on `stream` with checkpoints in `ck`.
+fn checkpointed(url: &str, group: &str, out: &Path, ck: &Path, bounded: bool) -> Vec<String> {
+    let mut args: Vec<String> = [
+        "run",
+        "trending",
+        "--quiet",
+        "--top",
+        "0",
+        "--input-format",
+        "redis-stream",
+        "--input",
+        url,
+        "--stream",
+        "events",
+        "--group",
+        group,
+        "--out",
+        p(out),
+        "--checkpoint-dir",
+        p(ck),
+        "--checkpoint-every",
+        "10s",
+    ]
+    .map(String::from)
+    .to_vec();
+    if bounded {
+        args.push("--bounded".into());
+    }
+    args
+}
+
+/// With checkpoints a stream is read exactly once: a run killed after a
+/// complete checkpoint resumes from the stream ID the checkpoint holds, and
+/// its output is the file's, byte for byte.
+#[test]
+fn a_killed_run_resumes_from_the_checkpoints_stream_id() {
+    let dir = tempfile::tempdir().unwrap();
+    let redis = Redis::start(dir.path());
+    let file = events(dir.path(), 70);
+    let n = add_with_redis_cli(&redis, "events", &file);
+    let want = dir.path().join("want.jsonl");
+    keyflow(&[
+        "run",
+        "trending",
+        "--quiet",
+        "--top",
+        "0",
+        "--input",
+        p(&file),
+        "--out",
+        p(&want),
+    ]);
+    let url = redis.url();
+    let out = dir.path().join("out.jsonl");
+    let ck = dir.path().join("ck");
+    let args = checkpointed(&url, "g", &out, &ck, true);
+    checkpoint_support::kill_after_checkpoint(&args, &ck, Duration::from_millis(200));
+    let (left, _) = pending(&redis, "events", "g");
+    assert!(left > 0, "the run ended before the kill");
+    let (code, err) = checkpoint_support::finish(&args);
+    assert_eq!(code, 0, "the restarted run failed: {err}");
+    assert_eq!(
+        std::fs::read_to_string(&out).unwrap(),
+        std::fs::read_to_string(&want).unwrap(),
+        "the restored run counts every entry once"
+    );
+    assert_eq!(pending(&redis, "events", "g").0, 0, "all {n} acknowledged");
+}
+
+/// An unbounded run with checkpoints acknowledges what complete checkpoints
+/// cover while it goes on, not only when it ends.
+#[test]
+fn complete_checkpoints_acknowledge_entries_while_the_run_goes_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let redis = Redis::start(dir.path());
+    let file = events(dir.path(), 20);
+    add_with_redis_cli(&redis, "events", &file);
+    let first = redis.cli(&["XRANGE", "events", "-", "+", "COUNT", "1"]);
+    let first = first.lines().next().unwrap().trim().to_string();
+    let out = dir.path().join("out.jsonl");
+    let ck = dir.path().join("ck");
+    let args = checkpointed(&redis.url(), "live", &out, &ck, false);
+    let mut child = checkpoint_support::cmd(&args)
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let start = std::time::Instant::now();
+    let acknowledged = loop {
+        let (count, smallest) = pending(&redis, "events", "live");
+        // Read and partly acknowledged: the first entry is no longer pending.
+        if count > 0 && smallest != first {
+            break true;
+        }
+        if child.try_wait().unwrap().is_some() || start.elapsed() > Duration::from_secs(120) {
+            break false;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let running = child.try_wait().unwrap().is_none();
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(running, "the unbounded run ended by itself");
+    assert!(acknowledged, "nothing was acknowledged in 120 s");
 }

@@ -255,7 +255,6 @@ pub fn run_anomaly(args: &AnomalyArgs) -> anyhow::Result<i32> {
     source_config.validate()?;
     let connect_timeout = args.cluster.connect_timeout;
     let (make_source, acker) = pageview_source(&args.source, connect_timeout)?;
-    acker.refuse_checkpoints(run_config.checkpoint.is_some())?;
     let redis = args.redis.config()?;
     let mut kafka = super::kafka_io::kafka_out(&args.out)?;
     if let (Some(k), Some(c)) = (kafka.as_mut(), run_config.checkpoint.as_ref()) {
@@ -359,7 +358,6 @@ pub fn run_pageviews(args: &PageviewsArgs) -> anyhow::Result<i32> {
     source_config.validate()?;
     let (make_source, acker) =
         pageview_source(&args.trending.source, args.trending.cluster.connect_timeout)?;
-    acker.refuse_checkpoints(run_config.checkpoint.is_some())?;
     let redis = args.trending.redis.config()?;
     let processes = run_config.processes;
     let ctx = Arc::new(Context::new(run_config));

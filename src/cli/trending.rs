@@ -222,7 +222,6 @@ pub fn run(args: &TrendingArgs) -> anyhow::Result<i32> {
     }
     let connect_timeout = args.cluster.connect_timeout;
     let (make_source, acker) = pageview_source(&args.source, connect_timeout)?;
-    acker.refuse_checkpoints(run_config.checkpoint.is_some())?;
     let redis = args.redis.config()?;
     let mut kafka = super::kafka_io::kafka_out(&args.out)?;
     if let (Some(k), Some(c)) = (kafka.as_mut(), run_config.checkpoint.as_ref()) {

@@ -40,7 +40,9 @@ pub use jsonl::{
 };
 pub(crate) use operator::source_stream;
 #[cfg(feature = "redis")]
-pub use redis_stream::{ParseEntry, RedisStreamConfig, RedisStreamSource, CONSUMER};
+pub use redis_stream::{
+    pack_id, unpack_id, ParseEntry, RedisStreamConfig, RedisStreamSource, CONSUMER,
+};
 pub use split::{
     plan_splits, plan_splits_at, split_bytes, FileSplit, DEFAULT_SPLIT_BYTES, SPLIT_BYTES_ENV,
 };

@@ -229,7 +229,8 @@ impl Source for PageviewSource {
         match self {
             #[cfg(feature = "kafka")]
             PageviewSource::Kafka(s) => s.open_at(index, position),
-            // Only Kafka partitions report positions.
+            PageviewSource::RedisStream(s) => s.open_at(index, position),
+            // Only broker partitions and streams report positions.
             _ => {
                 let _ = position;
                 self.open(index)
