@@ -1,6 +1,7 @@
 //! `--serve`: the dashboard in headless Chromium, `/metrics` as strict
 //! Prometheus text, the JSON endpoints and the job graph, SIGTERM while
-//! serving, the same answer at 1x1, 1x4 and 2x2, and `explain --format`.
+//! serving, the same answer and event counts at 1x1, 1x4 and 2x2, and
+//! `explain --format`.
 
 mod dashboard_support;
 
@@ -290,11 +291,36 @@ fn sigterm_stops_a_run_that_is_still_reading() {
     assert!(took < Duration::from_secs(10));
 }
 
+/// `/metrics`' event count, polled for up to 10 s until it reaches `want`
+/// (the other processes of a cluster report theirs with their heartbeats).
+fn events_counted(served: &Served, want: usize) -> f64 {
+    let start = std::time::Instant::now();
+    loop {
+        let body = served.get_ok("/metrics");
+        let exp = prometheus::parse(&body).unwrap_or_else(|e| panic!("{e}\n{body}"));
+        let got: f64 = exp
+            .family("keyflow_events_total")
+            .iter()
+            .map(|s| s.value)
+            .sum();
+        if got == want as f64 || start.elapsed() > Duration::from_secs(10) {
+            return got;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
 #[test]
-fn the_page_shows_the_same_minute_at_1x1_1x4_and_2x2() {
+fn the_page_and_the_metrics_are_the_same_at_1x1_1x4_and_2x2() {
     let dir = tempfile::tempdir().unwrap();
-    let input = dir.path().join("views.jsonl");
-    write_jsonl(&input, &rising_input(START), 0);
+    // Four files, so that every process of a cluster reads some of them.
+    let input = dir.path().join("views");
+    std::fs::create_dir_all(&input).unwrap();
+    let events = rising_input(START);
+    for part in 0..4 {
+        let mine: Vec<_> = events.iter().skip(part).step_by(4).cloned().collect();
+        write_jsonl(&input.join(format!("part-{part}.jsonl")), &mine, 0);
+    }
     let mut answers = Vec::new();
     for (name, workers, processes) in [("1x1", 1, 1), ("1x4", 4, 1), ("2x2", 2, 2)] {
         let run = dir.path().join(name);
@@ -318,6 +344,15 @@ fn the_page_shows_the_same_minute_at_1x1_1x4_and_2x2() {
         };
         served.wait_until_finished();
         answers.push((name, served.get_ok("/api/trending")));
+        // Process 0 counts the events every process read.
+        assert_eq!(
+            events_counted(&served, events.len()),
+            events.len() as f64,
+            "{name}: /metrics counts every event"
+        );
+        let health: serde_json::Value =
+            serde_json::from_str(&served.get_ok("/api/health")).unwrap();
+        assert_eq!(health["events"], events.len(), "{name}: {health}");
         let (status, took) = served.terminate(Duration::from_secs(10));
         assert!(took < Duration::from_secs(10), "{name}: {status}");
     }

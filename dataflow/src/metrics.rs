@@ -31,6 +31,41 @@ pub struct Metrics {
     pub watermark: AtomicU64,
     steps: Mutex<BTreeMap<String, Arc<StepMetrics>>>,
     gauges: Mutex<BTreeMap<String, Arc<AtomicI64>>>,
+    /// The latest report of each other process of the cluster, by index
+    /// (kept on process 0).
+    peers: Mutex<BTreeMap<usize, Report>>,
+}
+
+/// One process's counters, as it sends them to process 0.
+#[derive(Debug, Default, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Report {
+    /// The process-wide counters.
+    pub totals: MetricsSnapshot,
+    /// Each step's counters, by id.
+    pub steps: Vec<(String, StepSnapshot)>,
+    /// The job's own gauges, by name.
+    pub gauges: Vec<(String, i64)>,
+}
+
+impl Report {
+    /// Adds `other`'s counters to these: counts are summed, watermarks are
+    /// the higher one, and gauges this report has keep their values.
+    pub fn add(&mut self, other: &Report) {
+        self.totals.add(&other.totals);
+        for (id, theirs) in &other.steps {
+            match self.steps.iter_mut().find(|(mine, _)| mine == id) {
+                Some((_, ours)) => ours.add(theirs),
+                None => self.steps.push((id.clone(), *theirs)),
+            }
+        }
+        for (name, value) in &other.gauges {
+            if !self.gauges.iter().any(|(mine, _)| mine == name) {
+                self.gauges.push((name.clone(), *value));
+            }
+        }
+        self.steps.sort_by(|a, b| a.0.cmp(&b.0));
+        self.gauges.sort();
+    }
 }
 
 /// The counters of one step, by its id: summed over this process's workers.
@@ -75,6 +110,19 @@ pub struct StepSnapshot {
     /// See [`StepMetrics::source`].
     #[serde(default)]
     pub source: bool,
+}
+
+impl StepSnapshot {
+    /// Adds `other`'s counts; the watermark is the higher one.
+    pub fn add(&mut self, other: &StepSnapshot) {
+        self.records_in += other.records_in;
+        self.records_out += other.records_out;
+        self.late += other.late;
+        self.dropped += other.dropped;
+        self.bad += other.bad;
+        self.watermark = self.watermark.max(other.watermark);
+        self.source |= other.source;
+    }
 }
 
 /// A plain copy of [`Metrics`] at one moment.
@@ -188,7 +236,8 @@ impl Metrics {
     /// step (labelled `step="id"`) the events each source read, late and
     /// bad records, records in, out and dropped, and each source's
     /// watermark lag behind the wall clock; then the process-wide counters
-    /// of [`MetricsSnapshot::prometheus`].
+    /// of [`MetricsSnapshot::prometheus`]. All over the cluster, on process
+    /// 0 (see [`Metrics::cluster`]).
     ///
     /// # Examples
     /// ```
@@ -219,7 +268,8 @@ impl Metrics {
     /// assert!(text.contains("keyflow_watermark_lag_seconds{step=\"clicks\"} 2.5"), "{text}");
     /// ```
     pub fn prometheus_at(&self, now: u64) -> String {
-        let steps = self.steps();
+        let cluster = self.cluster();
+        let steps = cluster.steps;
         let sources: Vec<&(String, StepSnapshot)> =
             steps.iter().filter(|(_, s)| s.source).collect();
         let mut out = String::new();
@@ -290,7 +340,7 @@ impl Metrics {
             "Records each step dropped: late beyond its policy, or too far ahead.",
             per_step(|s| s.dropped),
         );
-        for (name, value) in self.gauges() {
+        for (name, value) in cluster.gauges {
             let name: String = name
                 .chars()
                 .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
@@ -299,8 +349,46 @@ impl Metrics {
                 "# TYPE keyflow_{name} gauge\nkeyflow_{name} {value}\n"
             ));
         }
-        out.push_str(&self.snapshot().prometheus());
+        out.push_str(&cluster.totals.prometheus());
         out
+    }
+
+    /// This process's counters, to send to process 0.
+    pub fn report(&self) -> Report {
+        Report {
+            totals: self.snapshot(),
+            steps: self.steps(),
+            gauges: self.gauges(),
+        }
+    }
+
+    /// Keeps `report` as the latest of process `process`.
+    pub fn note_peer(&self, process: usize, report: Report) {
+        let mut peers = self.peers.lock().unwrap_or_else(|p| p.into_inner());
+        peers.insert(process, report);
+    }
+
+    /// This process's counters plus the latest report of every other
+    /// process that sent one: the cluster's, on process 0 (elsewhere, and
+    /// without a cluster, this process's own).
+    ///
+    /// # Examples
+    /// ```
+    /// use keyflow_dataflow::metrics::Metrics;
+    /// let (zero, one) = (Metrics::default(), Metrics::default());
+    /// Metrics::add(&zero.source("clicks").records_out, 5);
+    /// Metrics::add(&one.source("clicks").records_out, 7);
+    /// zero.note_peer(1, one.report());
+    /// assert_eq!(zero.cluster().steps[0].1.records_out, 12);
+    /// assert!(zero.prometheus().contains("keyflow_events_total{step=\"clicks\"} 12"));
+    /// ```
+    pub fn cluster(&self) -> Report {
+        let mut all = self.report();
+        let peers = self.peers.lock().unwrap_or_else(|p| p.into_inner());
+        for report in peers.values() {
+            all.add(report);
+        }
+        all
     }
 
     /// Copies every counter.
@@ -320,6 +408,18 @@ impl Metrics {
 }
 
 impl MetricsSnapshot {
+    /// Adds `other`'s counts; the watermark is the higher one.
+    pub fn add(&mut self, other: &MetricsSnapshot) {
+        self.events += other.events;
+        self.bad += other.bad;
+        self.skipped += other.skipped;
+        self.future += other.future;
+        self.late_dropped += other.late_dropped;
+        self.late_side += other.late_side;
+        self.late_updates += other.late_updates;
+        self.watermark = self.watermark.max(other.watermark);
+    }
+
     /// All late records, whatever their fate.
     pub fn late(&self) -> u64 {
         self.late_dropped + self.late_side

@@ -565,6 +565,22 @@ fn join_cluster(
                 }
             })
         },
+        {
+            let (mine, theirs) = (Arc::downgrade(ctx), Arc::downgrade(ctx));
+            crate::mesh::Reports {
+                make: Arc::new(move || {
+                    mine.upgrade()
+                        .and_then(|c| serde_json::to_vec(&c.metrics.report()).ok())
+                        .unwrap_or_default()
+                }),
+                take: Arc::new(move |peer, bytes| {
+                    let report = serde_json::from_slice(bytes);
+                    if let (Some(c), Ok(report)) = (theirs.upgrade(), report) {
+                        c.metrics.note_peer(peer, report);
+                    }
+                }),
+            }
+        },
     )
     .map_err(|e| Error::Startup(format!("cannot start the heartbeat: {e}")))?;
     let hooks = Hooks::default();

@@ -30,7 +30,13 @@ impl App {
     }
 
     fn counts(&self) -> BTreeMap<String, StepSnapshot> {
-        self.shared.ctx.metrics.steps().into_iter().collect()
+        self.shared
+            .ctx
+            .metrics
+            .cluster()
+            .steps
+            .into_iter()
+            .collect()
     }
 
     /// The graph as SVG with the counts now.

@@ -168,7 +168,7 @@ impl Shared {
 
     /// Notes the event count now, keeping about three seconds of samples.
     pub fn sample(&self) {
-        let events = self.ctx.metrics.snapshot().events;
+        let events = self.ctx.metrics.cluster().totals.events;
         let mut samples = lock(&self.samples);
         let now = Instant::now();
         samples.push_back(Sample { at: now, events });
@@ -190,7 +190,7 @@ impl Shared {
 
     /// The job's health now.
     pub fn health(&self) -> Health {
-        let m = self.ctx.metrics.snapshot();
+        let m = self.ctx.metrics.cluster().totals;
         let watermark_lag_s =
             (m.watermark > 0).then(|| (now_ms() as f64 - m.watermark as f64) / 1000.0);
         Health {

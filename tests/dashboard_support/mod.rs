@@ -256,6 +256,7 @@ pub fn headless(dir: &Path, args: &[String], url: &str) -> String {
 }
 
 /// One event of a test input.
+#[derive(Clone)]
 pub struct Event {
     /// Wikimedia domain code.
     pub project: &'static str,

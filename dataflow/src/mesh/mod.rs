@@ -33,7 +33,7 @@ use std::net::TcpStream;
 use std::time::Duration;
 
 pub use hello::Channel;
-pub use watch::Watch;
+pub use watch::{Reports, Watch};
 
 use crate::error::Result;
 

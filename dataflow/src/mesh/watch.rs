@@ -7,17 +7,72 @@
 
 use std::net::TcpStream;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use super::frame::{read_frame, write_frame, FrameError};
+use super::frame::{read_frame, write_frame, FrameError, MAX_FRAME};
 
 /// The running heartbeat of one process. [`Watch::bye`] tells the peers
 /// that this process ended on purpose, so they stop expecting beats.
-#[derive(Debug)]
 pub struct Watch {
-    links: Vec<(usize, TcpStream)>,
+    /// The write halves, by peer; one writer at a time, so that frames of
+    /// the beat thread and of [`Watch::bye`] never interleave.
+    links: Arc<Mutex<Vec<(usize, TcpStream)>>>,
     stop: Arc<AtomicBool>,
+    reports: Reports,
+}
+
+impl std::fmt::Debug for Watch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Watch").finish_non_exhaustive()
+    }
+}
+
+/// Receives process `peer`'s report.
+pub type TakeReport = Arc<dyn Fn(usize, &[u8]) + Send + Sync>;
+
+/// What the beats to process 0 carry: `make` writes this process's report
+/// (at most a frame's size; a larger one is left out and a plain beat goes
+/// instead), and `take` receives a peer's, on process 0.
+#[derive(Clone)]
+pub struct Reports {
+    /// This process's report now.
+    pub make: Arc<dyn Fn() -> Vec<u8> + Send + Sync>,
+    /// A report from process `peer`.
+    pub take: TakeReport,
+}
+
+impl Reports {
+    /// Reports that carry nothing.
+    pub fn none() -> Reports {
+        Reports {
+            make: Arc::new(Vec::new),
+            take: Arc::new(|_, _| {}),
+        }
+    }
+}
+
+/// The first bytes of a report frame.
+const REPORT: &[u8] = b"report ";
+
+/// Sends `word` to every peer; to process 0 a report goes first, which
+/// stands for a beat.
+fn beat_all(links: &Mutex<Vec<(usize, TcpStream)>>, reports: &Reports, word: &[u8]) {
+    let mut links = links.lock().unwrap_or_else(|p| p.into_inner());
+    for (peer, w) in links.iter_mut() {
+        // Failed writes are the listeners' to report.
+        if *peer == 0 {
+            let mut frame = REPORT.to_vec();
+            frame.extend((reports.make)());
+            if frame.len() > REPORT.len() && frame.len() <= MAX_FRAME {
+                let _ = write_frame(w, &frame);
+                if word == b"beat" {
+                    continue;
+                }
+            }
+        }
+        let _ = write_frame(w, word);
+    }
 }
 
 /// What to do when a peer is lost: by default print the error and exit the
@@ -43,6 +98,7 @@ impl Watch {
         control: Vec<Option<TcpStream>>,
         timeout: Duration,
         on_lost: OnLost,
+        reports: Reports,
     ) -> std::io::Result<Watch> {
         let stop = Arc::new(AtomicBool::new(false));
         let mut links = Vec::new();
@@ -51,40 +107,44 @@ impl Watch {
             let reader = link.try_clone()?;
             let (stop, on_lost, address) =
                 (Arc::clone(&stop), Arc::clone(&on_lost), hosts[peer].clone());
+            let take = Arc::clone(&reports.take);
             std::thread::Builder::new()
                 .name(format!("keyflow-watch-{peer}"))
-                .spawn(move || listen(me, peer, &address, reader, timeout, &stop, &on_lost))?;
+                .spawn(move || {
+                    let peer_at = Peer {
+                        me,
+                        peer,
+                        address: &address,
+                    };
+                    listen(&peer_at, reader, timeout, &stop, &on_lost, &take)
+                })?;
+            link.set_write_timeout(Some(timeout))?;
             links.push((peer, link));
         }
         let beat = Duration::from_millis((timeout.as_millis() as u64 / 5).clamp(50, 1000));
-        let mut writers = links
-            .iter()
-            .map(|(_, l)| l.try_clone())
-            .collect::<std::io::Result<Vec<_>>>()?;
-        for w in &writers {
-            w.set_write_timeout(Some(timeout))?;
-        }
-        let beating = Arc::clone(&stop);
+        let links = Arc::new(Mutex::new(links));
+        let (beating, writers, beat_reports) =
+            (Arc::clone(&stop), Arc::clone(&links), reports.clone());
         std::thread::Builder::new()
             .name("keyflow-beat".into())
             .spawn(move || {
                 while !beating.load(Ordering::SeqCst) {
-                    for w in writers.iter_mut() {
-                        // A failed write is the listener's to report.
-                        let _ = write_frame(w, b"beat");
-                    }
+                    beat_all(&writers, &beat_reports, b"beat");
                     std::thread::sleep(beat);
                 }
             })?;
-        Ok(Watch { links, stop })
+        Ok(Watch {
+            links,
+            stop,
+            reports,
+        })
     }
 
-    /// Stops beating and tells every peer that this process is done.
-    pub fn bye(mut self) {
+    /// Stops beating, sends process 0 a last report, and tells every peer
+    /// that this process is done.
+    pub fn bye(self) {
         self.stop.store(true, Ordering::SeqCst);
-        for (_, link) in self.links.iter_mut() {
-            let _ = write_frame(link, b"bye");
-        }
+        beat_all(&self.links, &self.reports, b"bye");
     }
 }
 
@@ -94,17 +154,30 @@ impl Drop for Watch {
     }
 }
 
-fn listen(
+/// Who a listener listens to, for its messages.
+struct Peer<'a> {
     me: usize,
     peer: usize,
-    address: &str,
+    address: &'a str,
+}
+
+fn listen(
+    at: &Peer<'_>,
     mut link: TcpStream,
     timeout: Duration,
     stop: &AtomicBool,
     on_lost: &OnLost,
+    take: &TakeReport,
 ) {
+    let Peer { me, peer, address } = *at;
     loop {
         let heard = read_frame(&mut link, Instant::now() + timeout);
+        // A report counts even after this process stopped: a peer's last
+        // one comes just before its goodbye, which may be after ours.
+        if let Ok(Some(report)) = heard.as_ref().map(|w| w.strip_prefix(REPORT)) {
+            take(peer, report);
+            continue;
+        }
         if stop.load(Ordering::SeqCst) {
             return;
         }
