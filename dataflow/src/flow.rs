@@ -499,6 +499,7 @@ impl<'scope, D: 'static> Events<'scope, D> {
     /// })
     /// .unwrap();
     /// assert_eq!(std::fs::read_to_string(&path).unwrap(), "0\n10\n1\n11\n");
+    /// # std::fs::remove_dir_all(&dir).unwrap();
     /// ```
     #[track_caller]
     pub fn sink<S, F>(self, id: &str, make: F) -> Result<()>

@@ -33,6 +33,7 @@ use crate::time::EventTime;
 /// })
 /// .unwrap();
 /// assert_eq!(std::fs::read_to_string(&path).unwrap(), "1\n4\n9\n");
+/// # std::fs::remove_file(&path).unwrap();
 /// ```
 pub struct JsonLinesSink {
     path: PathBuf,

@@ -449,6 +449,7 @@ type TimeOf<T> = Rc<dyn Fn(&T) -> Option<EventTime>>;
 /// })
 /// .unwrap();
 /// assert_eq!(out.items(), vec![(5, "/".to_string())]); // the bad line is counted and skipped
+/// # std::fs::remove_file(std::env::temp_dir().join(format!("keyflow-jsonl-doc-{}.jsonl", std::process::id()))).unwrap();
 /// ```
 pub struct JsonLinesSource<T> {
     name: String,

@@ -130,12 +130,32 @@ mod tests {
     use super::*;
     use crate::source::{InputFile, NextLine};
 
-    fn temp(name: &str, bytes: &[u8]) -> PathBuf {
+    /// A file of a test, removed when dropped (with its directory, once
+    /// the last file is gone).
+    struct Temp(PathBuf);
+
+    impl std::ops::Deref for Temp {
+        type Target = PathBuf;
+        fn deref(&self) -> &PathBuf {
+            &self.0
+        }
+    }
+
+    impl Drop for Temp {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_file(&self.0);
+            if let Some(dir) = self.0.parent() {
+                let _ = std::fs::remove_dir(dir);
+            }
+        }
+    }
+
+    fn temp(name: &str, bytes: &[u8]) -> Temp {
         let dir = std::env::temp_dir().join(format!("keyflow-split-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let path = dir.join(name);
         std::fs::write(&path, bytes).unwrap();
-        path
+        Temp(path)
     }
 
     /// Every split's lines with their locations, in partition order.
@@ -205,7 +225,7 @@ mod tests {
     fn a_split_with_no_line_start_reads_nothing() {
         let long = format!("{}\nshort\n", "x".repeat(30));
         let path = temp("long-line.txt", long.as_bytes());
-        let parts = read(&[path], 8);
+        let parts = read(&[path.to_path_buf()], 8);
         assert_eq!(parts.len(), 5);
         assert_eq!(
             parts[0].len(),
@@ -235,20 +255,23 @@ mod tests {
         let empty = temp("empty.txt", b"");
         let gz = temp("data.gz", &[0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 0, 1, 2, 3, 4]);
         let missing = PathBuf::from("/nonexistent/keyflow-split");
-        let plan = plan_splits_at(&[small.clone(), empty.clone(), gz, missing], 2);
+        let plan = plan_splits_at(
+            &[small.clone(), empty.clone(), gz.to_path_buf(), missing],
+            2,
+        );
         assert_eq!(plan.len(), 1 + 1 + 1 + 1 + 1, "{plan:?}");
         assert_eq!((plan[0].start, plan[0].end), (0, Some(2)));
         assert!(plan[1..4].iter().all(|s| s.part == 0 && s.end.is_none()));
         assert_eq!((plan[4].file, plan[4].part, plan[4].start), (0, 1, 2));
-        assert_eq!(all_lines(&[empty], 2), Vec::<String>::new());
-        assert_eq!(plan_splits_at(&[small], 100).len(), 1);
+        assert_eq!(all_lines(&[empty.to_path_buf()], 2), Vec::<String>::new());
+        assert_eq!(plan_splits_at(&[small.to_path_buf()], 100).len(), 1);
     }
 
     #[test]
     fn splits_interleave_files_and_name_byte_offsets() {
         let a = temp("a.txt", b"a1\na2\na3\n");
         let b = temp("b.txt", b"b1\nb2\n");
-        let plan = plan_splits_at(&[a.clone(), b], 3);
+        let plan = plan_splits_at(&[a.to_path_buf(), b.to_path_buf()], 3);
         let order: Vec<_> = plan.iter().map(|s| (s.file, s.part)).collect();
         assert_eq!(order, vec![(0, 0), (1, 0), (0, 1), (1, 1), (0, 2)]);
         let parts = read(std::slice::from_ref(&a), 3);

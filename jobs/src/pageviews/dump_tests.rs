@@ -22,12 +22,30 @@ fn data(rel: &str) -> PathBuf {
     dir.join(rel)
 }
 
-fn temp_file(name: &str, bytes: &[u8]) -> PathBuf {
+/// A file of a test in a directory of its own, removed when dropped.
+struct Temp(PathBuf);
+
+impl std::ops::Deref for Temp {
+    type Target = PathBuf;
+    fn deref(&self) -> &PathBuf {
+        &self.0
+    }
+}
+
+impl Drop for Temp {
+    fn drop(&mut self) {
+        if let Some(dir) = self.0.parent() {
+            let _ = std::fs::remove_dir_all(dir);
+        }
+    }
+}
+
+fn temp_file(name: &str, bytes: &[u8]) -> Temp {
     let dir = std::env::temp_dir().join(format!("keyflow-dump-{}-{name}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let path = dir.join(name);
     std::fs::write(&path, bytes).unwrap();
-    path
+    Temp(path)
 }
 
 #[test]
@@ -123,7 +141,8 @@ fn finds_the_hour_in_file_names() {
 fn emits_minute_by_minute_across_hours() {
     let text = "20160801-010000 en B 2 0\n20160801-000000 en A 61 0\n\n20160801-000000 de C 1 0\n";
     let path = temp_file("multi", text.as_bytes());
-    let (records, bad) = read_all(&DumpSource::new(vec![path], DumpTime::Start)).unwrap();
+    let (records, bad) =
+        read_all(&DumpSource::new(vec![path.to_path_buf()], DumpTime::Start)).unwrap();
     assert!(bad.is_empty(), "{bad:?}");
     let got: Vec<(u64, String, u64)> = records
         .iter()
@@ -163,7 +182,8 @@ fn lines_without_any_hour_are_bad_not_a_panic() {
         "views.txt",
         b"en A 1 0\nen B 2 0\n20160801-000000 en C 1 0\n",
     );
-    let (records, bad) = read_all(&DumpSource::new(vec![path], DumpTime::Start)).unwrap();
+    let (records, bad) =
+        read_all(&DumpSource::new(vec![path.to_path_buf()], DumpTime::Start)).unwrap();
     assert_eq!(records.len(), 1);
     assert_eq!(bad.len(), 2);
     assert!(bad.iter().all(|b| b.reason.contains("no hour")));
