@@ -47,7 +47,8 @@ use serde::{Deserialize, Serialize};
 use crate::error::{Error, Result};
 
 pub use article::{
-    generated_title, Article, Interner, NamedArticle, PageView, GENERATED_PROJECT, MAX_VIEWS,
+    generated_title, Article, Interner, NamedArticle, PageView, SharedName, GENERATED_PROJECT,
+    MAX_VIEWS,
 };
 pub use dump::{
     hour_from_file_name, minute_views, parse_dump_line, parse_dump_line_with, parse_hour_stamp,
