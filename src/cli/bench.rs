@@ -199,7 +199,7 @@ pub fn throughput(args: &ThroughputArgs) -> anyhow::Result<i32> {
         reset_peak_rss();
         let rss_before = current_rss().unwrap_or(0);
         let start = Instant::now();
-        let expected = reference::run(&source, events);
+        let expected = reference::run(&source, events, args.articles);
         let ref_secs = start.elapsed().as_secs_f64();
         let ref_peak = peak_rss().unwrap_or(0);
         let got: Vec<(u64, u64, Vec<u32>)> = minutes

@@ -1,10 +1,11 @@
 //! The benchmark's reference: the trending rule as a plain single-thread
-//! loop over a hash map, with no dataflow at all. It reads the same
-//! generated events (by index) and must find the same trending articles.
+//! loop with no dataflow at all. Article ids are dense ranks, so each
+//! article's panes sit in one array indexed by id: no hashing. It reads the
+//! same generated events (by index) and must find the same trending
+//! articles.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 
-use keyflow::dataflow::hash::StableBuildHasher;
 use keyflow::jobs::pageviews::GeneratorSource;
 
 const MINUTE: u64 = 60_000;
@@ -12,7 +13,7 @@ const PER_WINDOW: u32 = 10;
 const WINDOWS: usize = 6;
 const SPAN: u32 = PER_WINDOW * WINDOWS as u32;
 
-#[derive(Default)]
+#[derive(Default, Clone)]
 struct Panes {
     minutes: Vec<(u32, u32)>,
     seen_at: u32,
@@ -29,14 +30,17 @@ pub struct ReferenceResult {
 }
 
 /// Runs the trending rule (10-minute windows, 1-minute slide, six windows,
-/// default rule, min views 1, top 10) over events `0..events`.
-pub fn run(source: &GeneratorSource, events: u64) -> ReferenceResult {
-    let mut articles: HashMap<u32, Panes, StableBuildHasher> = HashMap::default();
+/// default rule, min views 1, top 10) over events `0..events` of a
+/// generator of `count` articles (ids `1..=count`).
+pub fn run(source: &GeneratorSource, events: u64, count: u32) -> ReferenceResult {
+    let mut articles: Vec<Panes> = vec![Panes::default(); count as usize + 1];
+    let mut active = 0usize;
     let mut by_minute: BTreeMap<u32, Vec<u32>> = BTreeMap::new();
     let mut result = ReferenceResult::default();
     let mut next_boundary: Option<u32> = None;
     let evaluate = |boundary: u32,
-                    articles: &mut HashMap<u32, Panes, StableBuildHasher>,
+                    articles: &mut [Panes],
+                    active: &mut usize,
                     by_minute: &mut BTreeMap<u32, Vec<u32>>,
                     result: &mut ReferenceResult| {
         let first = boundary.saturating_sub(SPAN);
@@ -47,7 +51,7 @@ pub fn run(source: &GeneratorSource, events: u64) -> ReferenceResult {
                 .flat_map(|(_, ids)| ids.iter().copied())
                 .collect();
             for id in candidates {
-                let panes = articles.get_mut(&id).expect("indexed articles exist");
+                let panes = &mut articles[id as usize];
                 if panes.seen_at == boundary {
                     continue;
                 }
@@ -75,10 +79,11 @@ pub fn run(source: &GeneratorSource, events: u64) -> ReferenceResult {
                 break;
             }
             for id in entry.remove() {
-                if let Some(panes) = articles.get_mut(&id) {
+                let panes = &mut articles[id as usize];
+                if !panes.minutes.is_empty() {
                     panes.minutes.retain(|(m, _)| *m >= keep_from);
                     if panes.minutes.is_empty() {
-                        articles.remove(&id);
+                        *active -= 1;
                     }
                 }
             }
@@ -91,22 +96,25 @@ pub fn run(source: &GeneratorSource, events: u64) -> ReferenceResult {
         // Events come in time order: every boundary at or before this
         // minute is complete.
         for b in boundary..=minute {
-            evaluate(b, &mut articles, &mut by_minute, &mut result);
+            evaluate(b, &mut articles, &mut active, &mut by_minute, &mut result);
             next_boundary = Some(b + 1);
         }
-        let panes = articles.entry(id).or_default();
+        let panes = &mut articles[id as usize];
         match panes.minutes.last_mut() {
             Some((m, n)) if *m == minute => *n += 1,
-            _ => {
+            last => {
+                if last.is_none() {
+                    active += 1;
+                    result.peak_articles = result.peak_articles.max(active);
+                }
                 panes.minutes.push((minute, 1));
                 by_minute.entry(minute).or_default().push(id);
             }
         }
-        result.peak_articles = result.peak_articles.max(articles.len());
     }
     if let Some(mut b) = next_boundary {
         while !by_minute.is_empty() {
-            evaluate(b, &mut articles, &mut by_minute, &mut result);
+            evaluate(b, &mut articles, &mut active, &mut by_minute, &mut result);
             b += 1;
         }
     }
