@@ -67,6 +67,23 @@ fn add_with_redis_cli(redis: &Redis, stream: &str, file: &Path) -> usize {
     n
 }
 
+/// What `run trending --top 0` writes for the events of `file`.
+fn file_output(dir: &Path, file: &Path) -> String {
+    let want = dir.join("want.jsonl");
+    keyflow(&[
+        "run",
+        "trending",
+        "--quiet",
+        "--top",
+        "0",
+        "--input",
+        p(file),
+        "--out",
+        p(&want),
+    ]);
+    std::fs::read_to_string(&want).unwrap()
+}
+
 fn keys(redis: &Redis) -> BTreeSet<String> {
     redis
         .cli(&["--scan", "--pattern", "*"])
@@ -83,19 +100,7 @@ fn trending_from_a_stream_matches_the_file_and_writes_only_its_keys() {
     let n = add_with_redis_cli(&redis, "events", &file);
     assert_eq!(redis.cli(&["XLEN", "events"]).trim(), n.to_string());
 
-    let want = dir.path().join("want.jsonl");
-    keyflow(&[
-        "run",
-        "trending",
-        "--quiet",
-        "--top",
-        "0",
-        "--input",
-        p(&file),
-        "--out",
-        p(&want),
-    ]);
-    let want = std::fs::read_to_string(&want).unwrap();
+    let want = file_output(dir.path(), &file);
     for (layout, group) in [(None, "one"), (Some(("2", "2")), "four")] {
         let out = dir.path().join(format!("{group}.jsonl"));
         let mut args = vec![];
@@ -368,18 +373,7 @@ fn a_killed_run_resumes_from_the_checkpoints_stream_id() {
     let redis = Redis::start(dir.path());
     let file = events(dir.path(), 70);
     let n = add_with_redis_cli(&redis, "events", &file);
-    let want = dir.path().join("want.jsonl");
-    keyflow(&[
-        "run",
-        "trending",
-        "--quiet",
-        "--top",
-        "0",
-        "--input",
-        p(&file),
-        "--out",
-        p(&want),
-    ]);
+    let want = file_output(dir.path(), &file);
     let url = redis.url();
     let out = dir.path().join("out.jsonl");
     let ck = dir.path().join("ck");
@@ -391,7 +385,7 @@ fn a_killed_run_resumes_from_the_checkpoints_stream_id() {
     assert_eq!(code, 0, "the restarted run failed: {err}");
     assert_eq!(
         std::fs::read_to_string(&out).unwrap(),
-        std::fs::read_to_string(&want).unwrap(),
+        want,
         "the restored run counts every entry once"
     );
     assert_eq!(pending(&redis, "events", "g").0, 0, "all {n} acknowledged");
