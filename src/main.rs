@@ -8,6 +8,9 @@ use std::io::IsTerminal;
 use clap::{CommandFactory, FromArgMatches};
 use cli::{Cli, Command, RunJob};
 
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() {
     let matches = Cli::command().get_matches();
     let mut cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
