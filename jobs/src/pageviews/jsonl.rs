@@ -12,6 +12,7 @@ use keyflow_dataflow::time::EventTime;
 use serde::Deserialize;
 
 use super::article::{Article, Interner, PageView};
+use super::jsonl_plain::parse_plain;
 
 /// Articles a partition keeps shared: enough for the busy part of a day's
 /// traffic, at about 100 bytes each.
@@ -19,15 +20,15 @@ const INTERNED: usize = 1 << 20;
 
 /// One line's fields, borrowed from the line unless they hold escapes.
 #[derive(Deserialize)]
-struct JsonView<'a> {
+pub(super) struct JsonView<'a> {
     #[serde(borrow)]
-    project: Cow<'a, str>,
+    pub(super) project: Cow<'a, str>,
     #[serde(borrow)]
-    title: Cow<'a, str>,
+    pub(super) title: Cow<'a, str>,
     #[serde(default)]
-    ts: Option<EventTime>,
+    pub(super) ts: Option<EventTime>,
     #[serde(default = "one")]
-    views: u64,
+    pub(super) views: u64,
 }
 
 fn one() -> u64 {
@@ -88,7 +89,10 @@ fn parse_interned(line: &str, interner: &mut Interner) -> Result<(EventTime, Pag
 
 /// Parses and checks one line's fields.
 fn parse_fields(line: &str) -> Result<JsonView<'_>, String> {
-    let raw: JsonView = serde_json::from_str(line).map_err(|e| e.to_string())?;
+    let raw = match parse_plain(line) {
+        Some(raw) => raw,
+        None => serde_json::from_str(line).map_err(|e| e.to_string())?,
+    };
     check_name("project", &raw.project)?;
     check_name("title", &raw.title)?;
     if raw.views == 0 {

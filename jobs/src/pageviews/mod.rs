@@ -30,6 +30,7 @@ mod dump;
 mod dump_source;
 mod generator;
 mod jsonl;
+mod jsonl_plain;
 mod stream;
 mod zipf;
 
@@ -47,8 +48,7 @@ use serde::{Deserialize, Serialize};
 use crate::error::{Error, Result};
 
 pub use article::{
-    generated_title, Article, Interner, NamedArticle, PageView, SharedName, GENERATED_PROJECT,
-    MAX_VIEWS,
+    generated_title, Article, Interner, NamedArticle, PageView, GENERATED_PROJECT, MAX_VIEWS,
 };
 pub use dump::{
     hour_from_file_name, minute_views, parse_dump_line, parse_dump_line_with, parse_hour_stamp,

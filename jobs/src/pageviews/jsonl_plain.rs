@@ -1,0 +1,131 @@
+//! A fast path for the JSON lines that keyflow and most producers write:
+//! `{"project":"P","title":"T","ts":N,"views":N}` in that order, no spaces,
+//! no escapes, `views` optional. It accepts a strict subset of what
+//! `serde_json` accepts and reads the same values from it; any other line
+//! (other order, extra fields, whitespace, escapes, floats, signs, leading
+//! zeros, numbers past `u64`) returns `None` and goes to `serde_json`, which
+//! also words the errors.
+
+use std::borrow::Cow;
+
+use super::jsonl::JsonView;
+
+/// The fields of a plain line, or `None` for anything else.
+pub(super) fn parse_plain(line: &str) -> Option<JsonView<'_>> {
+    let mut rest = line.strip_prefix("{\"project\":\"")?;
+    let project = string(&mut rest)?;
+    rest = rest.strip_prefix(",\"title\":\"")?;
+    let title = string(&mut rest)?;
+    rest = rest.strip_prefix(",\"ts\":")?;
+    let ts = number(&mut rest)?;
+    let views = match rest.strip_prefix(",\"views\":") {
+        Some(mut after) => {
+            let views = number(&mut after)?;
+            rest = after;
+            views
+        }
+        None => 1,
+    };
+    (rest == "}").then_some(JsonView {
+        project: Cow::Borrowed(project),
+        title: Cow::Borrowed(title),
+        ts: Some(ts),
+        views,
+    })
+}
+
+/// A string's body up to its closing quote, which is consumed. `None` on
+/// an escape or a control character, which JSON forbids unescaped.
+fn string<'a>(rest: &mut &'a str) -> Option<&'a str> {
+    let bytes = rest.as_bytes();
+    let end = bytes
+        .iter()
+        .position(|&b| b == b'"' || b == b'\\' || b < 0x20)?;
+    if bytes[end] != b'"' {
+        return None;
+    }
+    // The quote is ASCII, so both sides are on character boundaries.
+    let (body, after) = rest.split_at(end);
+    *rest = &after[1..];
+    Some(body)
+}
+
+/// An unsigned integer as JSON writes it: no sign, no leading zero, no
+/// fraction or exponent (those are left in `rest` and fail the caller).
+fn number(rest: &mut &str) -> Option<u64> {
+    let bytes = rest.as_bytes();
+    let len = bytes.iter().take_while(|b| b.is_ascii_digit()).count();
+    if len == 0 || (len > 1 && bytes[0] == b'0') {
+        return None;
+    }
+    let mut value: u64 = 0;
+    for &b in &bytes[..len] {
+        value = value.checked_mul(10)?.checked_add(u64::from(b - b'0'))?;
+    }
+    *rest = &rest[len..];
+    Some(value)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fields(line: &str) -> Option<(String, String, Option<u64>, u64)> {
+        parse_plain(line).map(|v| (v.project.into(), v.title.into(), v.ts, v.views))
+    }
+
+    #[test]
+    fn reads_plain_lines() {
+        let line = r#"{"project":"en","title":"Main_Page","ts":1470009600000,"views":3}"#;
+        let want = ("en".into(), "Main_Page".into(), Some(1_470_009_600_000), 3);
+        assert_eq!(fields(line), Some(want));
+        let line = r#"{"project":"de.m","title":"Zürich","ts":0}"#;
+        assert_eq!(
+            fields(line),
+            Some(("de.m".into(), "Zürich".into(), Some(0), 1))
+        );
+    }
+
+    /// Whatever the fast path declines, serde reads (or rejects); whatever
+    /// it accepts, it reads as serde does.
+    #[test]
+    fn declines_everything_else_and_agrees_with_serde() {
+        let lines = [
+            r#"{"project":"en","title":"A","ts":5,"views":2}"#,
+            r#"{"title":"A","project":"en","ts":5}"#,
+            r#"{"project":"en","title":"A","ts":5,"views":2,"x":1}"#,
+            r#"{"project":"en","title":"A","ts":5 }"#,
+            r#"{ "project":"en","title":"A","ts":5}"#,
+            r#"{"project":"en","title":"A\"B","ts":5}"#,
+            r#"{"project":"en","title":"A\u0042","ts":5}"#,
+            "{\"project\":\"en\",\"title\":\"A\tB\",\"ts\":5}",
+            r#"{"project":"en","title":"A","ts":05}"#,
+            r#"{"project":"en","title":"A","ts":-5}"#,
+            r#"{"project":"en","title":"A","ts":5.0}"#,
+            r#"{"project":"en","title":"A","ts":5e3}"#,
+            r#"{"project":"en","title":"A","ts":18446744073709551615}"#,
+            r#"{"project":"en","title":"A","ts":18446744073709551616}"#,
+            r#"{"project":"en","title":"A","ts":5,"views":0}"#,
+            r#"{"project":"en","title":"A","ts":5,"views":}"#,
+            r#"{"project":"en","title":"A","ts":5}x"#,
+            r#"{"project":"en","title":"A","ts":5}}"#,
+            r#"{"project":"en","title":"A"}"#,
+            r#"{"project":"en","title":"A","ts":"5"}"#,
+            r#"{"project":"en","title":"A"#,
+            "{\"project\":\"en\",\"title\":\"A\",\"ts\":5}\r",
+            "",
+        ];
+        let mut accepted = 0;
+        for line in lines {
+            let serde = serde_json::from_str::<JsonView>(line)
+                .ok()
+                .map(|v| (v.project.into_owned(), v.title.into_owned(), v.ts, v.views));
+            if let Some(fast) = fields(line) {
+                accepted += 1;
+                assert_eq!(Some(fast), serde, "{line}");
+            }
+        }
+        // The canonical form, the large ts, and `views` 0 (checked later).
+        assert_eq!(accepted, 3);
+    }
+}
