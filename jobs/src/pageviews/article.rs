@@ -3,8 +3,8 @@
 use std::borrow::Cow;
 use std::cmp::Ordering;
 use std::fmt;
-use std::sync::Arc;
 
+use arcstr::ArcStr;
 use hashbrown::HashTable;
 use keyflow_dataflow::stable_hash;
 
@@ -47,136 +47,52 @@ pub enum Article {
     /// its 1-based popularity rank.
     Generated(u32),
     /// An article read from a file.
-    Named(SharedName),
+    Named(NamedArticle),
 }
 
-/// A shared [`NamedArticle`] with the low 32 bits of its hash beside the
-/// pointer: keyed operators hash every record's key, and with the hash
-/// inline that reads no memory behind the pointer, which for a million
-/// articles is a cache miss each time. It reads as the [`NamedArticle`].
+/// The project and title of an article read from a file, shared: cloning
+/// it copies a pointer, so a source hands out one allocation per article
+/// rather than one per record (see [`Interner`]).
 ///
-/// ```
-/// use keyflow_jobs::pageviews::{Article, NamedArticle, SharedName};
-/// let name = SharedName::new(NamedArticle::new("en", "Main_Page"));
-/// assert_eq!(name.title(), "Main_Page");
-/// assert_eq!(Article::Named(name), Article::named("en", "Main_Page"));
-/// ```
-#[derive(Clone, Debug)]
-pub struct SharedName {
-    hash: u32,
-    named: Arc<NamedArticle>,
-}
-
-impl SharedName {
-    /// Shares `named`.
-    pub fn new(named: NamedArticle) -> Self {
-        SharedName::from(Arc::new(named))
-    }
-
-    /// Whether both share one allocation.
-    pub fn ptr_eq(&self, other: &SharedName) -> bool {
-        Arc::ptr_eq(&self.named, &other.named)
-    }
-}
-
-impl From<Arc<NamedArticle>> for SharedName {
-    fn from(named: Arc<NamedArticle>) -> Self {
-        SharedName {
-            // The low half: the table's bucket bits come from there.
-            hash: named.hash as u32,
-            named,
-        }
-    }
-}
-
-impl std::ops::Deref for SharedName {
-    type Target = NamedArticle;
-    fn deref(&self) -> &NamedArticle {
-        &self.named
-    }
-}
-
-impl PartialEq for SharedName {
-    fn eq(&self, other: &Self) -> bool {
-        self.hash == other.hash && (self.ptr_eq(other) || *self.named == *other.named)
-    }
-}
-
-impl Eq for SharedName {}
-
-impl std::hash::Hash for SharedName {
-    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
-        state.write_u32(self.hash);
-    }
-}
-
-/// Written and read as the [`NamedArticle`] itself.
-impl Serialize for SharedName {
-    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        self.named.serialize(serializer)
-    }
-}
-
-impl<'de> Deserialize<'de> for SharedName {
-    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        NamedArticle::deserialize(deserializer).map(SharedName::new)
-    }
-}
-
-/// The project and title of an article read from a file, in one
-/// allocation, with their hash computed once: keyed operators hash and
-/// compare an article for every record, and the hash then reads no string.
+/// Both names live in one allocation behind a thin pointer, with the split
+/// between them and the low 32 bits of their hash beside it, so the whole
+/// is 16 bytes. Keyed operators hash and compare the key of every record:
+/// hashing reads no memory behind the pointer, and comparing two handles
+/// to one allocation reads none either. For a million articles each such
+/// read would be a cache miss.
 ///
 /// ```
 /// use keyflow_jobs::pageviews::NamedArticle;
 /// let a = NamedArticle::new("en.m", "Main_Page");
 /// assert_eq!((a.project(), a.title()), ("en.m", "Main_Page"));
 /// assert_ne!(a, NamedArticle::new("en", "m.Main_Page"));
+/// assert!(a.ptr_eq(&a.clone()));
 /// ```
-#[derive(Clone, Debug, Deserialize)]
-#[serde(from = "Names")]
+#[derive(Clone, Debug)]
 pub struct NamedArticle {
-    /// The project, then the title.
-    text: Box<str>,
+    /// The low half of [`name_hash`] of the project and title.
+    hash: u32,
     /// Where the title starts in `text`.
     split: u32,
-    /// [`name_hash`] of the project and title.
-    hash: u64,
-}
-
-/// How a [`NamedArticle`] is read: its two names.
-#[derive(Deserialize)]
-struct Names {
-    project: String,
-    title: String,
-}
-
-impl From<Names> for NamedArticle {
-    fn from(names: Names) -> Self {
-        NamedArticle::new(&names.project, &names.title)
-    }
-}
-
-/// Written as [`Names`] reads it, borrowing the names (records moving
-/// between processes are serialized: no copy on the way).
-impl Serialize for NamedArticle {
-    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        use serde::ser::SerializeStruct;
-        let mut names = serializer.serialize_struct("Names", 2)?;
-        names.serialize_field("project", self.project())?;
-        names.serialize_field("title", self.title())?;
-        names.end()
-    }
+    /// The project, then the title.
+    text: ArcStr,
 }
 
 impl NamedArticle {
     /// The article `title` of `project`.
     pub fn new(project: &str, title: &str) -> Self {
+        NamedArticle::hashed(name_hash(project, title), project, title)
+    }
+
+    fn hashed(hash: u32, project: &str, title: &str) -> Self {
+        let mut text = String::with_capacity(project.len() + title.len());
+        text.push_str(project);
+        text.push_str(title);
         NamedArticle {
-            text: format!("{project}{title}").into_boxed_str(),
+            hash,
             // Longer projects than 4 GiB are not names.
             split: project.len().min(u32::MAX as usize) as u32,
-            hash: name_hash(project, title),
+            text: ArcStr::from(text),
         }
     }
 
@@ -190,14 +106,26 @@ impl NamedArticle {
         &self.text[self.split as usize..]
     }
 
-    fn is(&self, hash: u64, project: &str, title: &str) -> bool {
-        self.hash == hash && self.project() == project && self.title() == title
+    /// Whether both share one allocation.
+    pub fn ptr_eq(&self, other: &NamedArticle) -> bool {
+        ArcStr::ptr_eq(&self.text, &other.text)
+    }
+
+    /// Whether it is `project` and `title`, whose hash is `hash`.
+    fn is(&self, hash: u32, project: &str, title: &str) -> bool {
+        self.hash == hash
+            && self.split as usize == project.len()
+            && self.text.len() == project.len() + title.len()
+            && self.project() == project
+            && self.title() == title
     }
 }
 
 impl PartialEq for NamedArticle {
     fn eq(&self, other: &Self) -> bool {
-        self.hash == other.hash && self.split == other.split && self.text == other.text
+        self.hash == other.hash
+            && self.split == other.split
+            && (self.ptr_eq(other) || self.text == other.text)
     }
 }
 
@@ -205,17 +133,42 @@ impl Eq for NamedArticle {}
 
 impl std::hash::Hash for NamedArticle {
     fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
-        state.write_u64(self.hash);
+        state.write_u32(self.hash);
+    }
+}
+
+/// How a [`NamedArticle`] is read and written: its two names.
+#[derive(Serialize, Deserialize)]
+struct Names<'a> {
+    #[serde(borrow)]
+    project: Cow<'a, str>,
+    #[serde(borrow)]
+    title: Cow<'a, str>,
+}
+
+/// Written borrowing the names (records moving between processes are
+/// serialized: no copy on the way).
+impl Serialize for NamedArticle {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let names = Names {
+            project: Cow::Borrowed(self.project()),
+            title: Cow::Borrowed(self.title()),
+        };
+        names.serialize(serializer)
+    }
+}
+
+impl<'de> Deserialize<'de> for NamedArticle {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let names = Names::deserialize(deserializer)?;
+        Ok(NamedArticle::new(&names.project, &names.title))
     }
 }
 
 impl Article {
     /// A named article.
     pub fn named(project: impl AsRef<str>, title: impl AsRef<str>) -> Self {
-        Article::Named(SharedName::new(NamedArticle::new(
-            project.as_ref(),
-            title.as_ref(),
-        )))
+        Article::Named(NamedArticle::new(project.as_ref(), title.as_ref()))
     }
 
     /// The Wikimedia domain code (`en`, `en.m`, ...).
@@ -262,13 +215,20 @@ impl Article {
 /// ```
 #[derive(Debug, Clone)]
 pub struct Interner {
-    table: HashTable<SharedName>,
+    table: HashTable<NamedArticle>,
     capacity: usize,
 }
 
-/// The interner's hash of a project and title; any fixed hash would do.
-fn name_hash(project: &str, title: &str) -> u64 {
-    stable_hash(&(project, title))
+/// The hash of a project and title; any fixed hash would do. Articles keep
+/// its low half.
+fn name_hash(project: &str, title: &str) -> u32 {
+    stable_hash(&(project, title)) as u32
+}
+
+/// The interner's table hash from an article's half: the table takes its
+/// buckets from the low bits and its tags from the top seven.
+fn table_hash(hash: u32) -> u64 {
+    u64::from(hash).wrapping_mul(0x9E37_79B9_7F4A_7C15)
 }
 
 impl Interner {
@@ -293,18 +253,20 @@ impl Interner {
     /// The article named `project` and `title`, shared with earlier calls.
     pub fn get(&mut self, project: &str, title: &str) -> Article {
         let hash = name_hash(project, title);
-        // The inline half of the hash first: no other article's memory is
-        // read unless it matches.
-        let same = |a: &SharedName| a.hash == hash as u32 && a.is(hash, project, title);
-        if let Some(found) = self.table.find(hash, same) {
+        // The slot holds the hash: no other article's memory is read unless
+        // it matches.
+        let found = self
+            .table
+            .find(table_hash(hash), |a| a.is(hash, project, title));
+        if let Some(found) = found {
             return Article::Named(found.clone());
         }
         if self.table.len() >= self.capacity {
             self.table.clear();
         }
-        let named = SharedName::new(NamedArticle::new(project, title));
+        let named = NamedArticle::hashed(hash, project, title);
         self.table
-            .insert_unique(hash, named.clone(), |a| a.named.hash);
+            .insert_unique(table_hash(hash), named.clone(), |a| table_hash(a.hash));
         Article::Named(named)
     }
 }
