@@ -215,6 +215,13 @@ impl<T> Batch<T> {
         self.skipped += 1;
     }
 
+    /// How many more records (good or bad) the poll may add.
+    #[inline]
+    pub fn room(&self) -> usize {
+        self.limit
+            .saturating_sub(self.records.len() + self.bad.len())
+    }
+
     /// Whether the poll should return now.
     #[inline]
     pub fn is_full(&self) -> bool {

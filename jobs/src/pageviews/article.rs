@@ -5,7 +5,6 @@ use std::cmp::Ordering;
 use std::fmt;
 
 use arcstr::ArcStr;
-use hashbrown::HashTable;
 use keyflow_dataflow::stable_hash;
 
 use serde::{Deserialize, Serialize};
@@ -24,7 +23,7 @@ const SEVEN_DIGITS: u32 = 10_000_000;
 /// shared pointer, which keeps the key at 16 bytes (it is stored once per
 /// active article in every keyed operator and moves with every record) and
 /// lets a source hand out one allocation per article rather than one per
-/// record (see [`Interner`]). Both
+/// record (see [`Interner`](super::Interner)). Both
 /// variants are ordered by `(project, title)` as strings, so rankings that
 /// break ties by project then title treat them alike.
 ///
@@ -52,7 +51,7 @@ pub enum Article {
 
 /// The project and title of an article read from a file, shared: cloning
 /// it copies a pointer, so a source hands out one allocation per article
-/// rather than one per record (see [`Interner`]).
+/// rather than one per record (see [`Interner`](super::Interner)).
 ///
 /// Both names live in one allocation behind a thin pointer, with the split
 /// between them and the low 32 bits of their hash beside it, so the whole
@@ -84,7 +83,7 @@ impl NamedArticle {
         NamedArticle::hashed(name_hash(project, title), project, title)
     }
 
-    fn hashed(hash: u32, project: &str, title: &str) -> Self {
+    pub(super) fn hashed(hash: u32, project: &str, title: &str) -> Self {
         let mut text = String::with_capacity(project.len() + title.len());
         text.push_str(project);
         text.push_str(title);
@@ -106,13 +105,23 @@ impl NamedArticle {
         &self.text[self.split as usize..]
     }
 
+    /// The low half of the names' hash.
+    pub(super) fn hash(&self) -> u32 {
+        self.hash
+    }
+
+    /// The length of both names together, read from their allocation.
+    pub(super) fn text_len(&self) -> usize {
+        self.text.len()
+    }
+
     /// Whether both share one allocation.
     pub fn ptr_eq(&self, other: &NamedArticle) -> bool {
         ArcStr::ptr_eq(&self.text, &other.text)
     }
 
     /// Whether it is `project` and `title`, whose hash is `hash`.
-    fn is(&self, hash: u32, project: &str, title: &str) -> bool {
+    pub(super) fn is(&self, hash: u32, project: &str, title: &str) -> bool {
         self.hash == hash
             && self.split as usize == project.len()
             && self.text.len() == project.len() + title.len()
@@ -197,78 +206,10 @@ impl Article {
     }
 }
 
-/// Hands out one shared [`Article`] per distinct project and title, so that
-/// a source reading the same article many times allocates it once. It
-/// holds at most `capacity` articles and forgets them all when full, which
-/// bounds its memory whatever the input; a forgotten article is simply
-/// allocated again.
-///
-/// # Examples
-/// ```
-/// use keyflow_jobs::pageviews::{Article, Interner};
-/// let mut interner = Interner::new(1000);
-/// let a = interner.get("en", "Main_Page");
-/// assert_eq!(a, Article::named("en", "Main_Page"));
-/// assert_eq!(interner.len(), 1);
-/// interner.get("en", "Main_Page");
-/// assert_eq!(interner.len(), 1);
-/// ```
-#[derive(Debug, Clone)]
-pub struct Interner {
-    table: HashTable<NamedArticle>,
-    capacity: usize,
-}
-
 /// The hash of a project and title; any fixed hash would do. Articles keep
 /// its low half.
-fn name_hash(project: &str, title: &str) -> u32 {
+pub(super) fn name_hash(project: &str, title: &str) -> u32 {
     stable_hash(&(project, title)) as u32
-}
-
-/// The interner's table hash from an article's half: the table takes its
-/// buckets from the low bits and its tags from the top seven.
-fn table_hash(hash: u32) -> u64 {
-    u64::from(hash).wrapping_mul(0x9E37_79B9_7F4A_7C15)
-}
-
-impl Interner {
-    /// An interner that keeps at most `capacity` articles (at least 1).
-    pub fn new(capacity: usize) -> Self {
-        Interner {
-            table: HashTable::new(),
-            capacity: capacity.max(1),
-        }
-    }
-
-    /// How many articles it holds now.
-    pub fn len(&self) -> usize {
-        self.table.len()
-    }
-
-    /// Whether it holds none.
-    pub fn is_empty(&self) -> bool {
-        self.table.is_empty()
-    }
-
-    /// The article named `project` and `title`, shared with earlier calls.
-    pub fn get(&mut self, project: &str, title: &str) -> Article {
-        let hash = name_hash(project, title);
-        // The slot holds the hash: no other article's memory is read unless
-        // it matches.
-        let found = self
-            .table
-            .find(table_hash(hash), |a| a.is(hash, project, title));
-        if let Some(found) = found {
-            return Article::Named(found.clone());
-        }
-        if self.table.len() >= self.capacity {
-            self.table.clear();
-        }
-        let named = NamedArticle::hashed(hash, project, title);
-        self.table
-            .insert_unique(table_hash(hash), named.clone(), |a| table_hash(a.hash));
-        Article::Named(named)
-    }
 }
 
 /// The title of generated article `id`.
@@ -388,23 +329,6 @@ mod tests {
     #[test]
     fn key_is_sixteen_bytes() {
         assert_eq!(std::mem::size_of::<Article>(), 16);
-    }
-
-    #[test]
-    fn interner_shares_and_stays_bounded() {
-        let mut interner = Interner::new(3);
-        let a = interner.get("en", "A");
-        let again = interner.get("en", "A");
-        match (&a, &again) {
-            (Article::Named(x), Article::Named(y)) => assert!(x.ptr_eq(y)),
-            _ => panic!("named articles expected"),
-        }
-        assert_ne!(interner.get("de", "A"), a);
-        interner.get("en", "B");
-        assert_eq!(interner.len(), 3);
-        assert_eq!(interner.get("en", "C"), Article::named("en", "C"));
-        assert_eq!(interner.len(), 1);
-        assert_eq!(interner.get("en", "A"), a);
     }
 
     #[test]

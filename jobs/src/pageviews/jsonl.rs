@@ -12,7 +12,8 @@ use keyflow_dataflow::source::{
 use keyflow_dataflow::time::EventTime;
 use serde::Deserialize;
 
-use super::article::{Article, Interner, PageView};
+use super::article::{Article, PageView};
+use super::interner::{Interner, GROUP};
 use super::jsonl_plain::parse_plain;
 
 /// Articles a worker keeps shared: enough for the busy part of a day's
@@ -87,12 +88,11 @@ pub fn parse_json_message(
     Ok((ts, PageView::new(article, raw.views)))
 }
 
-/// [`parse_json_line`], taking the article from `interner`.
-fn parse_interned(line: &str, interner: &mut Interner) -> Result<(EventTime, PageView), String> {
+/// [`parse_fields`], with the event time the line must hold.
+fn parse_timed(line: &str) -> Result<(EventTime, JsonView<'_>), String> {
     let raw = parse_fields(line)?;
     let ts = raw.ts.ok_or("missing field `ts`")?;
-    let article = interner.get(&raw.project, &raw.title);
-    Ok((ts, PageView::new(article, raw.views)))
+    Ok((ts, raw))
 }
 
 /// Parses and checks one line's fields.
@@ -184,26 +184,103 @@ impl JsonlSource {
 
 struct JsonlPartition {
     reader: InputFile,
+    held: Held,
+}
+
+/// Lines read whose articles are not yet looked up: the interner looks up
+/// a group at a time.
+#[derive(Default)]
+struct Held {
+    /// Their names, one after another.
+    names: String,
+    pending: Vec<Pending>,
+    articles: Vec<Article>,
+}
+
+/// A line read whose article is not yet looked up.
+struct Pending {
+    ts: EventTime,
+    views: u64,
+    /// Where its project and its title end in `names`.
+    project_end: usize,
+    title_end: usize,
+}
+
+impl Held {
+    /// Keeps a parsed line until its group is looked up; true when the
+    /// group is full.
+    fn hold(&mut self, ts: EventTime, raw: &JsonView<'_>) -> bool {
+        self.names.push_str(&raw.project);
+        let project_end = self.names.len();
+        self.names.push_str(&raw.title);
+        self.pending.push(Pending {
+            ts,
+            views: raw.views,
+            project_end,
+            title_end: self.names.len(),
+        });
+        self.pending.len() == GROUP
+    }
+
+    /// Looks up the held lines' articles and adds them to `batch`, in the
+    /// order they were read.
+    fn flush(&mut self, interner: &mut Interner, batch: &mut Batch<PageView>) {
+        if self.pending.is_empty() {
+            return;
+        }
+        let mut names = [("", ""); GROUP];
+        let mut start = 0;
+        for (name, held) in names.iter_mut().zip(&self.pending) {
+            *name = (
+                &self.names[start..held.project_end],
+                &self.names[held.project_end..held.title_end],
+            );
+            start = held.title_end;
+        }
+        self.articles.clear();
+        interner.get_group(&names[..self.pending.len()], &mut self.articles);
+        for (held, article) in self.pending.drain(..).zip(self.articles.drain(..)) {
+            batch.push(held.ts, PageView::new(article, held.views));
+        }
+        self.names.clear();
+    }
 }
 
 impl Partition<PageView> for JsonlPartition {
     fn poll(&mut self, batch: &mut Batch<PageView>) -> keyflow_dataflow::Result<PollStatus> {
         INTERNER.with_borrow_mut(|interner| {
-            while !batch.is_full() {
-                let parsed = match self.reader.next_line()? {
-                    NextLine::End => return Ok(PollStatus::Done),
+            let mut room = batch.room();
+            let status = loop {
+                if room == 0 {
+                    break PollStatus::Ready;
+                }
+                let next = match self.reader.next_line() {
+                    Ok(next) => next,
+                    Err(e) => {
+                        self.held.flush(interner, batch);
+                        return Err(e);
+                    }
+                };
+                let parsed = match next {
+                    NextLine::End => break PollStatus::Done,
                     // Not open yet: other files hold every place.
-                    NextLine::Wait => break,
+                    NextLine::Wait => break PollStatus::Ready,
                     NextLine::Line(Err(reason)) => Err(reason),
                     NextLine::Line(Ok(line)) if line.trim().is_empty() => continue,
-                    NextLine::Line(Ok(line)) => parse_interned(line, interner),
+                    NextLine::Line(Ok(line)) => parse_timed(line),
                 };
+                room -= 1;
                 match parsed {
-                    Ok((ts, view)) => batch.push(ts, view),
+                    Ok((ts, raw)) => {
+                        if self.held.hold(ts, &raw) {
+                            self.held.flush(interner, batch);
+                        }
+                    }
                     Err(reason) => batch.bad(self.reader.location(), reason),
                 }
-            }
-            Ok(PollStatus::Ready)
+            };
+            self.held.flush(interner, batch);
+            Ok(status)
         })
     }
 
@@ -237,6 +314,7 @@ impl Source for JsonlSource {
         check_exists(&split.path)?;
         Ok(Box::new(JsonlPartition {
             reader: InputFile::split(split),
+            held: Held::default(),
         }))
     }
 

@@ -29,6 +29,7 @@ mod article;
 mod dump;
 mod dump_source;
 mod generator;
+mod interner;
 mod jsonl;
 mod jsonl_plain;
 mod stream;
@@ -47,15 +48,14 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 
-pub use article::{
-    generated_title, Article, Interner, NamedArticle, PageView, GENERATED_PROJECT, MAX_VIEWS,
-};
+pub use article::{generated_title, Article, NamedArticle, PageView, GENERATED_PROJECT, MAX_VIEWS};
 pub use dump::{
     hour_from_file_name, minute_views, parse_dump_line, parse_dump_line_with, parse_hour_stamp,
     DumpLine, DumpTime,
 };
 pub use dump_source::DumpSource;
 pub use generator::{Burst, GeneratorConfig, GeneratorSource, DEFAULT_START_MS, ZIPF_EXPONENT};
+pub use interner::Interner;
 pub use jsonl::{parse_json_line, parse_json_message, JsonlSource};
 pub use stream::{parse_stream_entry, stream_source};
 pub(crate) use zipf::mix64;
