@@ -29,6 +29,10 @@ type Out<'a, D> = timely::dataflow::operators::generic::OutputBuilderSession<
     timely::container::CapacityContainerBuilder<Vec<(EventTime, D)>>,
 >;
 
+/// How many pane weights are looked up together (see
+/// [`RiseState::touch`]).
+const GROUP: usize = 16;
+
 /// Capabilities for (rising, ticks).
 type Caps = [Capability<EventTime>; 2];
 
@@ -41,6 +45,9 @@ struct Keyed<K> {
     /// Capabilities at the next boundary, while there is state.
     held: Option<Caps>,
     counts: Vec<u64>,
+    /// Pane weights being added, a group at a time (see
+    /// [`RiseState::touch`]).
+    group: Vec<PaneWeight<K>>,
     future: u64,
     /// The step's counters: rising records sent on count as its output.
     counters: Arc<StepMetrics>,
@@ -56,31 +63,46 @@ impl<K: Key> Keyed<K> {
         caps: &Caps,
         data: Vec<(EventTime, PaneWeight<K>)>,
     ) {
-        for (_, w) in data {
-            match self.state.add(w.hash, w.key, w.pane, w.weight) {
-                Ok(()) => {}
-                Err(AddError::OutOfRange) => {
-                    self.future += 1;
-                    Metrics::add(&ctx.metrics.future, 1);
-                }
-                // Weight beyond 32 bits per key and pane is not real
-                // traffic: count it as bad input and go on.
-                Err(AddError::Overflow) => {
-                    Metrics::add(&ctx.metrics.bad, 1);
-                    tracing::warn!(
-                        operator = %id,
-                        pane = w.pane,
-                        "skipped a weight that would take one key's pane past 4294967295"
-                    );
-                }
+        let mut data = data.into_iter().map(|(_, w)| w);
+        let mut group = std::mem::take(&mut self.group);
+        loop {
+            group.extend(data.by_ref().take(GROUP));
+            if group.is_empty() {
+                break;
+            }
+            self.state.touch(group.iter().map(|w| w.hash));
+            for w in group.drain(..) {
+                self.add(ctx, id, w);
             }
         }
+        self.group = group;
         // New weight can only move the next boundary earlier, and only to
         // one above this message's time.
         if let Some(next) = self.state.next_boundary() {
             let t = next * geo.slide;
             if self.held.as_ref().is_none_or(|h| *h[0].time() > t) {
                 self.held = Some([caps[0].delayed(&t), caps[1].delayed(&t)]);
+            }
+        }
+    }
+
+    /// Adds one pane weight, counting what cannot be added.
+    fn add(&mut self, ctx: &Context, id: &str, w: PaneWeight<K>) {
+        match self.state.add(w.hash, w.key, w.pane, w.weight) {
+            Ok(()) => {}
+            Err(AddError::OutOfRange) => {
+                self.future += 1;
+                Metrics::add(&ctx.metrics.future, 1);
+            }
+            // Weight beyond 32 bits per key and pane is not real traffic:
+            // count it as bad input and go on.
+            Err(AddError::Overflow) => {
+                Metrics::add(&ctx.metrics.bad, 1);
+                tracing::warn!(
+                    operator = %id,
+                    pane = w.pane,
+                    "skipped a weight that would take one key's pane past 4294967295"
+                );
             }
         }
     }
@@ -230,6 +252,7 @@ where
             state,
             held: None,
             counts: Vec::with_capacity(geo.windows),
+            group: Vec::with_capacity(GROUP),
             future: 0,
             counters: ctx.metrics.step(&id),
         };
