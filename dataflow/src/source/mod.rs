@@ -225,7 +225,7 @@ impl<T> Batch<T> {
     /// Whether the poll should return now.
     #[inline]
     pub fn is_full(&self) -> bool {
-        self.records.len() + self.bad.len() >= self.limit
+        self.room() == 0
     }
 
     /// Empties the batch, keeping its allocation.

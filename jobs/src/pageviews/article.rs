@@ -124,7 +124,6 @@ impl NamedArticle {
     pub(super) fn is(&self, hash: u32, project: &str, title: &str) -> bool {
         self.hash == hash
             && self.split as usize == project.len()
-            && self.text.len() == project.len() + title.len()
             && self.project() == project
             && self.title() == title
     }

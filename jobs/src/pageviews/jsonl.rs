@@ -59,8 +59,7 @@ fn one() -> u64 {
 /// assert!(parse_json_line(r#"{"project":"en","title":"X","ts":5,"views":0}"#).is_err());
 /// ```
 pub fn parse_json_line(line: &str) -> Result<(EventTime, PageView), String> {
-    let raw = parse_fields(line)?;
-    let ts = raw.ts.ok_or("missing field `ts`")?;
+    let (ts, raw) = parse_timed(line)?;
     let article = Article::named(raw.project, raw.title);
     Ok((ts, PageView::new(article, raw.views)))
 }
