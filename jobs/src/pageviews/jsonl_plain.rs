@@ -13,9 +13,9 @@ use super::jsonl::JsonView;
 /// The fields of a plain line, or `None` for anything else.
 pub(super) fn parse_plain(line: &str) -> Option<JsonView<'_>> {
     let mut rest = line.strip_prefix("{\"project\":\"")?;
-    let project = string(&mut rest)?;
+    let (project, project_plain) = string(&mut rest)?;
     rest = rest.strip_prefix(",\"title\":\"")?;
-    let title = string(&mut rest)?;
+    let (title, title_plain) = string(&mut rest)?;
     rest = rest.strip_prefix(",\"ts\":")?;
     let ts = number(&mut rest)?;
     let views = match rest.strip_prefix(",\"views\":") {
@@ -31,23 +31,36 @@ pub(super) fn parse_plain(line: &str) -> Option<JsonView<'_>> {
         title: Cow::Borrowed(title),
         ts: Some(ts),
         views,
+        names_checked: project_plain && title_plain,
     })
 }
 
-/// A string's body up to its closing quote, which is consumed. `None` on
-/// an escape or a control character, which JSON forbids unescaped.
-fn string<'a>(rest: &mut &'a str) -> Option<&'a str> {
+/// A string's body up to its closing quote, which is consumed, and whether
+/// the body is a plain name: not empty, ASCII, no space or control
+/// character, so that it needs no further check. `None` on an escape or a
+/// control character, which JSON forbids unescaped.
+fn string<'a>(rest: &mut &'a str) -> Option<(&'a str, bool)> {
     let bytes = rest.as_bytes();
-    let end = bytes
+    // Nearly every name ends at its quote in this first scan; anything
+    // else a name may hold (spaces, other characters) takes the second.
+    let first = bytes
         .iter()
-        .position(|&b| b == b'"' || b == b'\\' || b < 0x20)?;
+        .position(|&b| b == b'"' || b == b'\\' || b <= b' ' || b >= 0x7f)?;
+    let (end, plain) = if bytes[first] == b'"' {
+        (first, first > 0)
+    } else {
+        let more = bytes[first..]
+            .iter()
+            .position(|&b| b == b'"' || b == b'\\' || b < 0x20)?;
+        (first + more, false)
+    };
     if bytes[end] != b'"' {
         return None;
     }
     // The quote is ASCII, so both sides are on character boundaries.
     let (body, after) = rest.split_at(end);
     *rest = &after[1..];
-    Some(body)
+    Some((body, plain))
 }
 
 /// An unsigned integer as JSON writes it: no sign, no leading zero, no
@@ -58,10 +71,17 @@ fn number(rest: &mut &str) -> Option<u64> {
     if len == 0 || (len > 1 && bytes[0] == b'0') {
         return None;
     }
-    let mut value: u64 = 0;
-    for &b in &bytes[..len] {
-        value = value.checked_mul(10)?.checked_add(u64::from(b - b'0'))?;
-    }
+    let digits = &bytes[..len];
+    let value = if len <= 19 {
+        // Nineteen digits stay below u64::MAX: no checks needed.
+        digits
+            .iter()
+            .fold(0u64, |v, &b| v * 10 + u64::from(b - b'0'))
+    } else {
+        digits.iter().try_fold(0u64, |v, &b| {
+            v.checked_mul(10)?.checked_add(u64::from(b - b'0'))
+        })?
+    };
     *rest = &rest[len..];
     Some(value)
 }
@@ -84,6 +104,20 @@ mod tests {
             fields(line),
             Some(("de.m".into(), "Zürich".into(), Some(0), 1))
         );
+    }
+
+    #[test]
+    fn knows_which_names_need_no_check() {
+        let checked = |line: &str| parse_plain(line).map(|v| v.names_checked);
+        assert_eq!(
+            checked(r#"{"project":"en","title":"Main_Page","ts":1}"#),
+            Some(true)
+        );
+        for title in ["Main Page", "", "A\u{7f}", "Zürich", "A\u{a0}B", "A~\u{80}"] {
+            let line = format!(r#"{{"project":"en","title":"{title}","ts":1}}"#);
+            assert_eq!(checked(&line), Some(false), "{title:?}");
+        }
+        assert_eq!(checked(r#"{"project":"","title":"A","ts":1}"#), Some(false));
     }
 
     /// Whatever the fast path declines, serde reads (or rejects); whatever
