@@ -242,7 +242,7 @@ impl Held {
             );
             start = held.title_end;
         }
-        self.articles.clear();
+        // Empty: the last flush drained it.
         interner.get_group(&names[..self.pending.len()], &mut self.articles);
         for (held, article) in self.pending.drain(..).zip(self.articles.drain(..)) {
             batch.push(held.ts, PageView::new(article, held.views));
