@@ -315,10 +315,10 @@ fn cluster_members_killed_and_restarted_give_identical_output() {
         "--",
     ]);
     args.extend(job);
-    let (killed, out) = run_cluster_killing_members(&args);
+    let (killed, out) = run_cluster_killing_members(&args, &ck, &[2, 1, 5]);
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(0), "{err}");
-    assert!(killed >= 2 && err.contains("restart 1 of 6"), "{err}");
+    assert!(killed == 3 && err.contains("restart 3 of 6"), "{err}");
     assert_same("2-process cluster with kills", &l.outputs("c"), &want);
 }
 
@@ -338,10 +338,25 @@ fn a_stopped_member_is_noticed_and_the_cluster_resumes_from_its_checkpoint() {
     let job = l.args("s", &["--checkpoint-dir", &p(&ck), "--peer-timeout", "2s"]);
     let mut args = s(&["cluster", "--processes", "2", "--restart", "3", "--"]);
     args.extend(job);
-    let child = cmd(&args).spawn().expect("start the cluster");
-    std::thread::sleep(Duration::from_millis(1500));
-    let members = children_of(child.id());
-    assert_eq!(members.len(), 2, "the run ended too soon");
+    let mut child = cmd(&args).spawn().expect("start the cluster");
+    // Stopped once it has checkpointed, so that there is a checkpoint to
+    // resume from whatever the machine's speed.
+    let start = Instant::now();
+    let members = loop {
+        assert!(
+            child.try_wait().expect("wait").is_none(),
+            "the run ended too soon"
+        );
+        assert!(
+            start.elapsed() < Duration::from_secs(240),
+            "no checkpoint in 240 s"
+        );
+        let members = children_of(child.id());
+        if members.len() == 2 && !complete_epochs(&ck).is_empty() {
+            break members;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    };
     let _ = Command::new("kill")
         .args(["-STOP", &members[1].to_string()])
         .status();
@@ -437,23 +452,56 @@ fn the_pageviews_job_killed_and_restarted_writes_every_output_the_same() {
 }
 
 /// Starts `keyflow cluster` with `args` and SIGKILLs one member (they
-/// alternate) at 1.2 s, 2.7 s and 4.5 s, as crashes would; returns how many
-/// kills were sent and the launcher's output once it ends.
-fn run_cluster_killing_members(args: &[String]) -> (usize, std::process::Output) {
-    let child = cmd(args).spawn().expect("start the cluster");
+/// alternate) once per entry of `gaps`, as crashes would, each after that
+/// many new checkpoints in `ck`; returns how many kills were sent and the
+/// launcher's output once it ends.
+fn run_cluster_killing_members(
+    args: &[String],
+    ck: &Path,
+    gaps: &[usize],
+) -> (usize, std::process::Output) {
+    // Each kill waits until `gaps[k]` checkpoints newer than the last kill
+    // have been seen, so every restart has made progress and every kill
+    // lands while the cluster runs, however fast or loaded the machine is.
+    // Seen epochs are remembered: the store keeps only the two newest.
+    let mut child = cmd(args).spawn().expect("start the cluster");
     let launcher = child.id();
+    let start = Instant::now();
+    let mut seen = std::collections::BTreeSet::new();
+    let mut last_kill = None;
     let mut killed = 0;
-    for delay in [1200, 1500, 1800] {
-        std::thread::sleep(Duration::from_millis(delay));
+    while killed < gaps.len() && start.elapsed() < Duration::from_secs(240) {
+        if child.try_wait().expect("wait").is_some() {
+            break;
+        }
+        seen.extend(complete_epochs(ck));
+        let ahead = seen.iter().filter(|e| last_kill < Some(**e)).count();
         let members = children_of(launcher);
-        if let Some(victim) = members.get(killed % 2.max(members.len())) {
+        if ahead >= gaps[killed] && members.len() == 2 {
             let _ = Command::new("kill")
-                .args(["-9", &victim.to_string()])
+                .args(["-9", &members[killed % 2].to_string()])
                 .status();
             killed += 1;
+            last_kill = seen.last().copied();
         }
+        std::thread::sleep(Duration::from_millis(5));
     }
     (killed, wait_bounded(child, Duration::from_secs(400)))
+}
+
+/// The complete epochs in the checkpoint directory `ck`.
+fn complete_epochs(ck: &Path) -> Vec<u64> {
+    std::fs::read_dir(ck)
+        .map(|r| {
+            r.filter_map(|e| e.ok())
+                .filter(|e| e.path().join("MANIFEST").exists())
+                .filter_map(|e| {
+                    let name = e.file_name().into_string().ok()?;
+                    name.strip_prefix("epoch-")?.parse().ok()
+                })
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 /// Pids of the direct children of `pid` (Linux /proc).
@@ -547,7 +595,7 @@ fn the_anomaly_job_in_a_cluster_with_members_killed_writes_the_same_scores() {
         "--",
     ]);
     args.extend(job("c", &["--checkpoint-dir", &p(&ck)]));
-    let (killed, out) = run_cluster_killing_members(&args);
+    let (killed, out) = run_cluster_killing_members(&args, &ck, &[1, 1]);
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(0), "{err}");
     assert!(killed >= 1 && err.contains("restart 1 of 6"), "{err}");
