@@ -22,9 +22,11 @@ use crate::time::EventTime;
 pub fn open_lines(path: &Path) -> Result<LineReader> {
     Ok(LineReader {
         path: path.to_path_buf(),
-        inner: Box::new(BufReader::with_capacity(1 << 16, open_bytes(path)?)),
+        inner: BufReader::with_capacity(1 << 16, open_bytes(path)?),
         line: 0,
         buf: Vec::new(),
+        lent: 0,
+        lent_len: 0,
         start: 0,
         pos: 0,
         line_start: 0,
@@ -49,7 +51,7 @@ pub fn open_split(split: &FileSplit) -> Result<LineReader> {
             .map_err(|e| Error::io(path, e))?;
         pos -= 1;
     }
-    let mut inner = BufReader::with_capacity(1 << 16, file);
+    let mut inner = BufReader::with_capacity(1 << 16, Box::new(file) as Box<dyn Read>);
     if split.start > 0 {
         let mut partial = Vec::new();
         pos += inner
@@ -58,9 +60,11 @@ pub fn open_split(split: &FileSplit) -> Result<LineReader> {
     }
     Ok(LineReader {
         path: path.clone(),
-        inner: Box::new(inner),
+        inner,
         line: 0,
         buf: Vec::new(),
+        lent: 0,
+        lent_len: 0,
         start: split.start,
         pos,
         line_start: pos,
@@ -77,9 +81,11 @@ fn reopen_split(split: &FileSplit, pos: u64, line: u64, line_start: u64) -> Resu
         .map_err(|e| Error::io(path, e))?;
     Ok(LineReader {
         path: path.clone(),
-        inner: Box::new(BufReader::with_capacity(1 << 16, file)),
+        inner: BufReader::with_capacity(1 << 16, Box::new(file)),
         line,
         buf: Vec::new(),
+        lent: 0,
+        lent_len: 0,
         start: split.start,
         pos,
         line_start,
@@ -126,9 +132,16 @@ fn with_head<R: Read>(mut input: R) -> std::io::Result<(Vec<u8>, impl Read)> {
 /// is for error messages.
 pub struct LineReader {
     path: PathBuf,
-    inner: Box<dyn BufRead>,
+    inner: BufReader<Box<dyn Read>>,
     line: u64,
+    /// The line last read when it did not lie whole in `inner`'s buffer.
     buf: Vec<u8>,
+    /// How many bytes of `inner`'s buffer the line last read takes, its
+    /// ending included; 0 when it is in `buf`. Most lines are read where
+    /// they lie, and given back to the reader when the next is read.
+    lent: usize,
+    /// The length of the line in `inner`'s buffer, without its ending.
+    lent_len: usize,
     /// Where the split starts: 0 for a whole file.
     start: u64,
     /// The byte offset of the next read (of the decompressed bytes).
@@ -148,31 +161,55 @@ impl LineReader {
         Ok(self.advance()?.then(|| self.current()))
     }
 
-    /// Reads the next line into the buffer; false at the end.
+    /// Reads the next line; false at the end. A line that lies whole in the
+    /// reader's buffer stays there (no copy); one that runs past it is
+    /// copied into `buf`.
     fn advance(&mut self) -> Result<bool> {
+        self.inner.consume(std::mem::take(&mut self.lent));
         self.buf.clear();
         if self.end.is_some_and(|end| self.pos >= end) {
             return Ok(false);
         }
-        let n = self
+        let ahead = self
             .inner
-            .read_until(b'\n', &mut self.buf)
+            .fill_buf()
             .map_err(|e| Error::io(&self.path, e))?;
+        let n = match memchr::memchr(b'\n', ahead) {
+            Some(newline) => {
+                self.lent = newline + 1;
+                self.lent_len = ahead[..newline]
+                    .iter()
+                    .rposition(|&b| b != b'\r')
+                    .map_or(0, |last| last + 1);
+                self.lent
+            }
+            None => {
+                let n = self
+                    .inner
+                    .read_until(b'\n', &mut self.buf)
+                    .map_err(|e| Error::io(&self.path, e))?;
+                while matches!(self.buf.last(), Some(b'\n' | b'\r')) {
+                    self.buf.pop();
+                }
+                n
+            }
+        };
         if n == 0 {
             return Ok(false);
         }
         self.line += 1;
         self.line_start = self.pos;
         self.pos += n as u64;
-        while matches!(self.buf.last(), Some(b'\n' | b'\r')) {
-            self.buf.pop();
-        }
         Ok(true)
     }
 
     /// The line last read.
     fn current(&self) -> std::result::Result<&str, String> {
-        std::str::from_utf8(&self.buf).map_err(|e| format!("invalid UTF-8: {e}"))
+        let bytes = match self.lent {
+            0 => &self.buf,
+            _ => &self.inner.buffer()[..self.lent_len],
+        };
+        std::str::from_utf8(bytes).map_err(|e| format!("invalid UTF-8: {e}"))
     }
 
     /// Where the line last returned is: `file:line`, or `file@byte N` (its

@@ -238,6 +238,34 @@ mod tests {
     }
 
     #[test]
+    fn lines_across_the_read_buffer_and_longer_than_it_read_whole() {
+        // Lines read in place and lines that run past the 64 KiB buffer
+        // (copied) alternate; every one comes back whole, at its place.
+        let mut text = String::new();
+        let mut want = Vec::new();
+        for (i, len) in [70_000, 3, 65_530, 0, 9, 140_000, 1, 65_536, 5]
+            .iter()
+            .enumerate()
+        {
+            let line = format!("{i}{}", "x".repeat(*len));
+            text.push_str(&line);
+            text.push_str(if i % 2 == 0 { "\n" } else { "\r\n" });
+            want.push(line);
+        }
+        let path = temp("buffer.txt", text.as_bytes());
+        for split in [1 << 16, 100_000, 1 << 40] {
+            assert_eq!(
+                all_lines(std::slice::from_ref(&path), split),
+                want,
+                "{split}"
+            );
+        }
+        let whole = read(std::slice::from_ref(&path), 1 << 40);
+        let at = |n: usize| format!("{}:{n}", path.display());
+        assert_eq!(whole[0][5].1, at(6));
+    }
+
+    #[test]
     fn crlf_lines_split_cleanly() {
         let path = temp("crlf.txt", b"one\r\ntwo\r\nthree\r\n");
         for split in 1..=8 {

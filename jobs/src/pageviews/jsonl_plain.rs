@@ -43,9 +43,7 @@ fn string<'a>(rest: &mut &'a str) -> Option<(&'a str, bool)> {
     let bytes = rest.as_bytes();
     // Nearly every name ends at its quote in this first scan; anything
     // else a name may hold (spaces, other characters) takes the second.
-    let first = bytes
-        .iter()
-        .position(|&b| b == b'"' || b == b'\\' || b <= b' ' || b >= 0x7f)?;
+    let first = first_stop(bytes)?;
     let (end, plain) = if bytes[first] == b'"' {
         (first, first > 0)
     } else {
@@ -61,6 +59,41 @@ fn string<'a>(rest: &mut &'a str) -> Option<(&'a str, bool)> {
     let (body, after) = rest.split_at(end);
     *rest = &after[1..];
     Some((body, plain))
+}
+
+const ONES: u64 = 0x0101_0101_0101_0101;
+const HIGHS: u64 = 0x8080_8080_8080_8080;
+
+/// Where the first byte of `bytes` is that ends a plain name: a quote, a
+/// backslash, a space or control character, or 0x7f and above. Eight bytes
+/// at a time while eight are left, as a name is about fifteen.
+fn first_stop(bytes: &[u8]) -> Option<usize> {
+    let mut words = bytes.chunks_exact(8);
+    for (n, chunk) in words.by_ref().enumerate() {
+        let stops = stops(word(chunk));
+        if stops != 0 {
+            return Some(n * 8 + stops.trailing_zeros() as usize / 8);
+        }
+    }
+    let done = bytes.len() - words.remainder().len();
+    let more = words
+        .remainder()
+        .iter()
+        .position(|&b| b == b'"' || b == b'\\' || b <= b' ' || b >= 0x7f)?;
+    Some(done + more)
+}
+
+/// A word whose lowest set bit is the high bit of its first byte (in
+/// memory order) that [`first_stop`] stops at; 0 when it has none. Each
+/// test below marks its first match exactly (a borrow only runs upwards
+/// from a byte that matches), so the lowest mark of all of them is exact.
+fn stops(word: u64) -> u64 {
+    let below = |n: u64| word.wrapping_sub(ONES * n) & !word & HIGHS;
+    let equal = |b: u8| {
+        let x = word ^ (ONES * u64::from(b));
+        x.wrapping_sub(ONES) & !x & HIGHS
+    };
+    below(0x21) | equal(b'"') | equal(b'\\') | equal(0x7f) | (word & HIGHS)
 }
 
 /// An unsigned integer as JSON writes it: no sign, no leading zero, no
@@ -84,6 +117,13 @@ fn number(rest: &mut &str) -> Option<u64> {
     };
     *rest = &rest[len..];
     Some(value)
+}
+
+/// Eight bytes as a little-endian word.
+fn word(eight: &[u8]) -> u64 {
+    let mut bytes = [0u8; 8];
+    bytes.copy_from_slice(eight);
+    u64::from_le_bytes(bytes)
 }
 
 #[cfg(test)]
@@ -118,6 +158,62 @@ mod tests {
             assert_eq!(checked(&line), Some(false), "{title:?}");
         }
         assert_eq!(checked(r#"{"project":"","title":"A","ts":1}"#), Some(false));
+    }
+
+    #[test]
+    fn finds_where_a_plain_name_stops_as_a_plain_loop_does() {
+        let plain = |bytes: &[u8]| {
+            bytes
+                .iter()
+                .position(|&b| b == b'"' || b == b'\\' || b <= b' ' || b >= 0x7f)
+        };
+        let mut x: u64 = 9;
+        for len in 0..40usize {
+            for _ in 0..300 {
+                let bytes: Vec<u8> = (0..len)
+                    .map(|_| {
+                        x ^= x << 13;
+                        x ^= x >> 7;
+                        x ^= x << 17;
+                        // Mostly name bytes, with every kind of stop.
+                        match x % 16 {
+                            0 => [b'"', b'\\', b' ', 0x7f, 0x80, 0xff, 0, 0x21]
+                                [(x >> 8) as usize % 8],
+                            _ => b'!' + (x >> 8) as u8 % 94,
+                        }
+                    })
+                    .collect();
+                assert_eq!(first_stop(&bytes), plain(&bytes), "{bytes:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn reads_numbers_as_str_parse_does() {
+        let mut x: u64 = 5;
+        for len in 1..=20usize {
+            for round in 0..200 {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                let mut text: String = (0..len)
+                    .map(|i| char::from(b'0' + ((x >> (i % 60)) % 10) as u8))
+                    .collect();
+                if round % 2 == 0 {
+                    // Any byte after the digits, digits' neighbours included.
+                    let tail = [b'/', b':', b'}', b',', b' ', b'.', b'e'][round % 7];
+                    text.push(char::from(tail));
+                }
+                let digits = &text[..len];
+                let leading_zero = len > 1 && digits.starts_with('0');
+                let want = digits.parse::<u64>().ok().filter(|_| !leading_zero);
+                let mut rest = text.as_str();
+                assert_eq!(number(&mut rest), want, "{text}");
+                if want.is_some() {
+                    assert_eq!(rest, &text[len..]);
+                }
+            }
+        }
     }
 
     /// Whatever the fast path declines, serde reads (or rejects); whatever
