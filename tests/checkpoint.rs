@@ -489,21 +489,6 @@ fn run_cluster_killing_members(
     (killed, wait_bounded(child, Duration::from_secs(400)))
 }
 
-/// The complete epochs in the checkpoint directory `ck`.
-fn complete_epochs(ck: &Path) -> Vec<u64> {
-    std::fs::read_dir(ck)
-        .map(|r| {
-            r.filter_map(|e| e.ok())
-                .filter(|e| e.path().join("MANIFEST").exists())
-                .filter_map(|e| {
-                    let name = e.file_name().into_string().ok()?;
-                    name.strip_prefix("epoch-")?.parse().ok()
-                })
-                .collect()
-        })
-        .unwrap_or_default()
-}
-
 /// Pids of the direct children of `pid` (Linux /proc).
 fn children_of(pid: u32) -> Vec<u32> {
     let path = format!("/proc/{pid}/task/{pid}/children");

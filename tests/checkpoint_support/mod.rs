@@ -167,10 +167,20 @@ pub fn kill_and_finish(args: &[String], delays_ms: &[u64]) -> usize {
 
 /// Whether the checkpoint directory `ck` holds a complete epoch.
 pub fn has_complete_epoch(ck: &Path) -> bool {
+    !complete_epochs(ck).is_empty()
+}
+
+/// The complete epochs in the checkpoint directory `ck`.
+pub fn complete_epochs(ck: &Path) -> Vec<u64> {
     std::fs::read_dir(ck)
         .map(|r| {
             r.filter_map(|e| e.ok())
-                .any(|e| e.path().join("MANIFEST").exists())
+                .filter(|e| e.path().join("MANIFEST").exists())
+                .filter_map(|e| {
+                    let name = e.file_name().into_string().ok()?;
+                    name.strip_prefix("epoch-")?.parse().ok()
+                })
+                .collect()
         })
-        .unwrap_or(false)
+        .unwrap_or_default()
 }

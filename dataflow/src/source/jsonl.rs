@@ -26,7 +26,6 @@ pub fn open_lines(path: &Path) -> Result<LineReader> {
         line: 0,
         buf: Vec::new(),
         lent: 0,
-        lent_len: 0,
         start: 0,
         pos: 0,
         line_start: 0,
@@ -64,7 +63,6 @@ pub fn open_split(split: &FileSplit) -> Result<LineReader> {
         line: 0,
         buf: Vec::new(),
         lent: 0,
-        lent_len: 0,
         start: split.start,
         pos,
         line_start: pos,
@@ -85,7 +83,6 @@ fn reopen_split(split: &FileSplit, pos: u64, line: u64, line_start: u64) -> Resu
         line,
         buf: Vec::new(),
         lent: 0,
-        lent_len: 0,
         start: split.start,
         pos,
         line_start,
@@ -134,14 +131,13 @@ pub struct LineReader {
     path: PathBuf,
     inner: BufReader<Box<dyn Read>>,
     line: u64,
-    /// The line last read when it did not lie whole in `inner`'s buffer.
+    /// The line last read, its ending included, when it did not lie whole
+    /// in `inner`'s buffer.
     buf: Vec<u8>,
     /// How many bytes of `inner`'s buffer the line last read takes, its
     /// ending included; 0 when it is in `buf`. Most lines are read where
     /// they lie, and given back to the reader when the next is read.
     lent: usize,
-    /// The length of the line in `inner`'s buffer, without its ending.
-    lent_len: usize,
     /// Where the split starts: 0 for a whole file.
     start: u64,
     /// The byte offset of the next read (of the decompressed bytes).
@@ -177,22 +173,12 @@ impl LineReader {
         let n = match memchr::memchr(b'\n', ahead) {
             Some(newline) => {
                 self.lent = newline + 1;
-                self.lent_len = ahead[..newline]
-                    .iter()
-                    .rposition(|&b| b != b'\r')
-                    .map_or(0, |last| last + 1);
                 self.lent
             }
-            None => {
-                let n = self
-                    .inner
-                    .read_until(b'\n', &mut self.buf)
-                    .map_err(|e| Error::io(&self.path, e))?;
-                while matches!(self.buf.last(), Some(b'\n' | b'\r')) {
-                    self.buf.pop();
-                }
-                n
-            }
+            None => self
+                .inner
+                .read_until(b'\n', &mut self.buf)
+                .map_err(|e| Error::io(&self.path, e))?,
         };
         if n == 0 {
             return Ok(false);
@@ -205,11 +191,15 @@ impl LineReader {
 
     /// The line last read.
     fn current(&self) -> std::result::Result<&str, String> {
-        let bytes = match self.lent {
+        let read = match self.lent {
             0 => &self.buf,
-            _ => &self.inner.buffer()[..self.lent_len],
+            _ => &self.inner.buffer()[..self.lent],
         };
-        std::str::from_utf8(bytes).map_err(|e| format!("invalid UTF-8: {e}"))
+        let end = read
+            .iter()
+            .rposition(|&b| b != b'\n' && b != b'\r')
+            .map_or(0, |last| last + 1);
+        std::str::from_utf8(&read[..end]).map_err(|e| format!("invalid UTF-8: {e}"))
     }
 
     /// Where the line last returned is: `file:line`, or `file@byte N` (its

@@ -76,11 +76,13 @@ fn first_stop(bytes: &[u8]) -> Option<usize> {
         }
     }
     let done = bytes.len() - words.remainder().len();
-    let more = words
-        .remainder()
-        .iter()
-        .position(|&b| b == b'"' || b == b'\\' || b <= b' ' || b >= 0x7f)?;
+    let more = words.remainder().iter().position(|&b| ends_plain(b))?;
     Some(done + more)
+}
+
+/// Whether `b` ends a plain name (see [`first_stop`]).
+fn ends_plain(b: u8) -> bool {
+    b == b'"' || b == b'\\' || b <= b' ' || b >= 0x7f
 }
 
 /// A word whose lowest set bit is the high bit of its first byte (in
@@ -162,11 +164,7 @@ mod tests {
 
     #[test]
     fn finds_where_a_plain_name_stops_as_a_plain_loop_does() {
-        let plain = |bytes: &[u8]| {
-            bytes
-                .iter()
-                .position(|&b| b == b'"' || b == b'\\' || b <= b' ' || b >= 0x7f)
-        };
+        let plain = |bytes: &[u8]| bytes.iter().position(|&b| ends_plain(b));
         let mut x: u64 = 9;
         for len in 0..40usize {
             for _ in 0..300 {
