@@ -96,6 +96,10 @@ fn sorted_runs<'scope, T: Data + Ord>(
         &format!("SortRuns({step})"),
         move |_, _| {
             let mut stash: BTreeMap<EventTime, (Capability<EventTime>, Run<T>)> = BTreeMap::new();
+            // The last run's length. A run that grows past an eighth of it
+            // takes that much room at once instead of doubling (a large run
+            // would be copied many times); a small one stays small.
+            let mut room = 0;
             move |(input, frontier), output| {
                 input.for_each(|cap, data| {
                     let Some(&time) = cap.least() else { return };
@@ -103,9 +107,13 @@ fn sorted_runs<'scope, T: Data + Ord>(
                     let (_, run) = stash
                         .entry(time)
                         .or_insert_with(|| (cap.delayed(&time, 0), Vec::new()));
+                    let need = run.len() + data.len();
                     if run.is_empty() {
                         std::mem::swap(run, data);
                     } else {
+                        if need > run.capacity() && need <= room && need >= room / 8 {
+                            run.reserve_exact(room - run.len());
+                        }
                         run.append(data);
                     }
                 });
@@ -120,6 +128,9 @@ fn sorted_runs<'scope, T: Data + Ord>(
                     // With an `Ord` under which equal records are identical
                     // (a derived one), an unstable sort writes the same
                     // bytes as a stable one, and it is faster.
+                    room = run.len();
+                    // Runs often come sorted (a window's results come in
+                    // key order): the sort then only checks that.
                     run.sort_unstable();
                     output.session(&cap).give(run);
                 }

@@ -12,6 +12,7 @@
 //! windowed operator sees them as on time.
 
 mod aggregate;
+mod pane;
 mod panes;
 mod pre;
 mod session;

@@ -8,12 +8,13 @@ use timely::dataflow::channels::pact::Exchange;
 use timely::dataflow::operators::generic::Operator;
 use timely::dataflow::operators::Capability;
 
+use super::pane::{merge_in_key_order, Pane};
 use super::pre::PartialStream;
 use super::spec::Grid;
 use super::{Aggregator, Data, Key, LateStash, Lateness, Partial, ResultOutput, WindowResult};
 use crate::checkpoint::take_below;
 use crate::error::Result;
-use crate::hash::{stable_hash, StableMap};
+use crate::hash::stable_hash;
 use crate::metrics::{Metrics, StepMetrics};
 use crate::run::Context;
 use crate::source::EventStream;
@@ -25,7 +26,7 @@ use crate::time::EventTime;
 #[serde(bound = "K: Key, A: Data")]
 pub struct PaneState<K, A> {
     /// Partial aggregates by pane start, then key.
-    pub panes: BTreeMap<EventTime, StableMap<K, A>>,
+    pub panes: BTreeMap<EventTime, Pane<K, A>>,
 }
 
 impl<K, A> Default for PaneState<K, A> {
@@ -57,48 +58,21 @@ impl<K: Key, A: Data> PaneState<K, A> {
         acc
     }
 
-    /// Emits, via `give`, the merged accumulator of every key in the window.
+    /// Emits, via `give` and in key order, the merged accumulator of every
+    /// key in the window. Sorts the window's panes that are still filling.
     fn for_each_in_window<V, G: Aggregator<V, Acc = A>>(
-        &self,
+        &mut self,
         grid: &Grid,
         agg: &G,
         end: EventTime,
-        mut give: impl FnMut(&K, &A),
+        give: impl FnMut(&K, &A),
     ) {
-        let mut range = self.panes.range(grid.start_of(end)..end);
-        match (range.next(), range.next()) {
-            (None, _) => {}
-            // One pane (always so for tumbling windows): nothing to merge.
-            (Some((_, only)), None) => only.iter().for_each(|(k, a)| give(k, a)),
-            _ => {
-                let mut merged: StableMap<&K, A> = StableMap::default();
-                for (_, pane) in self.panes.range(grid.start_of(end)..end) {
-                    for (key, part) in pane {
-                        match merged.get_mut(key) {
-                            Some(acc) => agg.merge(acc, part),
-                            None => {
-                                merged.insert(key, part.clone());
-                            }
-                        }
-                    }
-                }
-                merged.into_iter().for_each(|(k, a)| give(k, &a));
-            }
-        }
-    }
-}
-
-fn merge_into<V, K: Key, G: Aggregator<V>>(
-    pane: &mut StableMap<K, G::Acc>,
-    agg: &G,
-    key: K,
-    acc: G::Acc,
-) {
-    match pane.get_mut(&key) {
-        Some(existing) => agg.merge(existing, &acc),
-        None => {
-            pane.insert(key, acc);
-        }
+        let runs: Vec<&[(K, A)]> = self
+            .panes
+            .range_mut(grid.start_of(end)..end)
+            .map(|(_, pane)| pane.sorted())
+            .collect();
+        merge_in_key_order(runs, agg, give);
     }
 }
 
@@ -106,7 +80,7 @@ fn merge_into<V, K: Key, G: Aggregator<V>>(
 fn fire<'a, V, K: Key, G: Aggregator<V>>(
     pending: &mut BTreeMap<EventTime, Capability<EventTime>>,
     upto: impl Fn(EventTime) -> bool,
-    state: &PaneState<K, G::Acc>,
+    state: &mut PaneState<K, G::Acc>,
     grid: &Grid,
     agg: &G,
     output: &mut ResultOutput<'a, K, G::Output>,
@@ -165,9 +139,9 @@ impl<K: Key, V: Data, A: Data> Windows<K, V, A> {
                         for end in grid.ends_of(start) {
                             pending.entry(end).or_insert_with(|| cap.delayed(&end));
                         }
-                        StableMap::default()
+                        Pane::default()
                     });
-                    merge_into(pane, agg, key, acc);
+                    pane.merge(agg, key, acc);
                 }
                 Partial::Late { ts, key, value } => {
                     self.late.stash(cap, time, (ts, key, value));
@@ -193,7 +167,7 @@ impl<K: Key, V: Data, A: Data> Windows<K, V, A> {
         fire(
             &mut self.pending,
             |end| end <= t,
-            &self.state,
+            &mut self.state,
             grid,
             agg,
             output,
@@ -215,7 +189,8 @@ impl<K: Key, V: Data, A: Data> Windows<K, V, A> {
             if accepted {
                 let mut acc = agg.init();
                 agg.add(&mut acc, value);
-                merge_into(self.state.panes.entry(pane).or_default(), agg, key, acc);
+                let pane = self.state.panes.entry(pane).or_default();
+                pane.merge(agg, key, acc);
             } else {
                 dropped += 1;
             }
@@ -255,10 +230,13 @@ fn restore<K: Key, A: Data>(
     for part in parts {
         let old: PaneState<K, A> = crate::checkpoint::decode(part, id)?;
         for (start, pane) in old.panes {
-            let mine = pane
-                .into_iter()
-                .filter(|(k, _)| stable_hash(k) as usize % peers == index);
-            state.panes.entry(start).or_default().extend(mine);
+            let target = state.panes.entry(start).or_default();
+            for (key, acc) in pane.into_entries() {
+                if stable_hash(&key) as usize % peers == index {
+                    // Old workers held disjoint keys: nothing to merge.
+                    target.insert(key, acc);
+                }
+            }
         }
     }
     state.panes.retain(|_, p| !p.is_empty());
@@ -353,7 +331,7 @@ pub(crate) fn pane_windows<'scope, K: Key, V: Data, A: Aggregator<V>>(
                         fire(
                             &mut me.pending,
                             |end| end < epoch,
-                            &me.state,
+                            &mut me.state,
                             &grid,
                             &agg,
                             output,
@@ -389,7 +367,7 @@ pub(crate) fn pane_windows<'scope, K: Key, V: Data, A: Aggregator<V>>(
                 fire(
                     &mut me.pending,
                     |end| !frontier.less_than(&end),
-                    &me.state,
+                    &mut me.state,
                     &grid,
                     &agg,
                     output,
