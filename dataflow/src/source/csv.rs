@@ -106,6 +106,13 @@ fn csv_error(path: &Path, err: csv::Error) -> Error {
 /// timestamp as [`humantime::parse_rfc3339_weak`] reads it
 /// (`2024-08-01T00:00:00Z`, `2024-08-01 00:00:00.250`).
 fn parse_time(field: &[u8]) -> std::result::Result<EventTime, String> {
+    // Epoch milliseconds without spaces, the common case, in one pass: 19
+    // digits always fit a u64 (longer numbers take the checked path below).
+    if (1..=19).contains(&field.len()) && field.iter().all(u8::is_ascii_digit) {
+        return Ok(field
+            .iter()
+            .fold(0, |n, &d| n * 10 + EventTime::from(d - b'0')));
+    }
     let text = std::str::from_utf8(field)
         .map_err(|e| format!("time column is not UTF-8: {e}"))?
         .trim();
@@ -417,5 +424,28 @@ impl<T: DeserializeOwned + 'static> Source for CsvSource<T> {
             offset: 0,
             _item: PhantomData,
         }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_time;
+
+    #[test]
+    fn epoch_milliseconds_read_as_str_parse_reads_them() {
+        let mut cases: Vec<String> = ["0", "7", "0001704067200000", "1704067200000"]
+            .map(String::from)
+            .to_vec();
+        cases.push("9".repeat(19));
+        cases.push(u64::MAX.to_string());
+        cases.push("18446744073709551616".into());
+        cases.push("1".repeat(25));
+        for case in &cases {
+            let want = case.parse::<u64>().ok();
+            assert_eq!(parse_time(case.as_bytes()).ok(), want, "{case}");
+        }
+        assert_eq!(parse_time(b" 42 "), Ok(42));
+        assert!(parse_time(b"").is_err());
+        assert!(parse_time(b"12a").is_err());
     }
 }
