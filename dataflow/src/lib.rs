@@ -45,6 +45,7 @@ pub mod hash;
 #[cfg(feature = "kafka")]
 pub mod kafka;
 pub mod late;
+mod merge;
 pub mod mesh;
 pub mod metrics;
 pub mod run;

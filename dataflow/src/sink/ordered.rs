@@ -17,6 +17,7 @@ use timely::dataflow::Stream;
 
 use super::{Points, Sink, Writer};
 use crate::error::Result;
+use crate::merge::pairwise;
 use crate::metrics::{Metrics, StepMetrics};
 use crate::run::Context;
 use crate::source::EventStream;
@@ -107,10 +108,10 @@ fn sorted_runs<'scope, T: Data + Ord>(
                     let (_, run) = stash
                         .entry(time)
                         .or_insert_with(|| (cap.delayed(&time, 0), Vec::new()));
-                    let need = run.len() + data.len();
                     if run.is_empty() {
                         std::mem::swap(run, data);
                     } else {
+                        let need = run.len() + data.len();
                         if need > run.capacity() && need <= room && need >= room / 8 {
                             run.reserve_exact(room - run.len());
                         }
@@ -125,12 +126,12 @@ fn sorted_runs<'scope, T: Data + Ord>(
                     if run.is_empty() {
                         continue;
                     }
+                    room = run.len();
                     // With an `Ord` under which equal records are identical
                     // (a derived one), an unstable sort writes the same
-                    // bytes as a stable one, and it is faster.
-                    room = run.len();
-                    // Runs often come sorted (a window's results come in
-                    // key order): the sort then only checks that.
+                    // bytes as a stable one, and it is faster. Runs often
+                    // come sorted (a window's results come in key order):
+                    // the sort then only checks that.
                     run.sort_unstable();
                     output.session(&cap).give(run);
                 }
@@ -140,37 +141,17 @@ fn sorted_runs<'scope, T: Data + Ord>(
 }
 
 /// Merges sorted runs into `out` (empty), moving every record, never
-/// cloning one. A single run is moved whole; more are merged pairwise,
-/// level by level, so each record moves once per level: `ceil(log2(k))`
-/// times for `k` runs.
-pub(super) fn merge_runs<R: Ord>(mut runs: Vec<Vec<R>>, out: &mut Vec<R>) {
-    while runs.len() > 2 {
-        let mut next = Vec::with_capacity(runs.len().div_ceil(2));
-        let mut pairs = runs.into_iter();
-        while let Some(a) = pairs.next() {
-            next.push(match pairs.next() {
-                Some(b) => {
-                    let mut merged = Vec::new();
-                    merge_two(a, b, &mut merged);
-                    merged
-                }
-                None => a,
-            });
-        }
-        runs = next;
-    }
-    let second = runs.pop();
-    match (runs.pop(), second) {
-        (Some(a), Some(b)) => merge_two(a, b, out),
-        (Some(only), None) | (None, Some(only)) => *out = only,
-        (None, None) => {}
+/// cloning one. A single run is moved whole; more are merged pairwise
+/// ([`pairwise`]).
+pub(super) fn merge_runs<R: Ord>(runs: Vec<Vec<R>>, out: &mut Vec<R>) {
+    if let Some(merged) = pairwise(runs, merge_two) {
+        *out = merged;
     }
 }
 
-/// Appends the merge of two sorted runs to `out`; on ties, `a`'s records
-/// come first.
-fn merge_two<R: Ord>(a: Vec<R>, b: Vec<R>, out: &mut Vec<R>) {
-    out.reserve(a.len() + b.len());
+/// The merge of two sorted runs; on ties, `a`'s records come first.
+fn merge_two<R: Ord>(a: Vec<R>, b: Vec<R>) -> Vec<R> {
+    let mut out = Vec::with_capacity(a.len() + b.len());
     let (mut a, mut b) = (a.into_iter(), b.into_iter());
     // Comparing the heads in place and moving only the one taken keeps
     // this to one move per record.
@@ -182,6 +163,7 @@ fn merge_two<R: Ord>(a: Vec<R>, b: Vec<R>, out: &mut Vec<R>) {
     }
     out.extend(a);
     out.extend(b);
+    out
 }
 
 #[cfg(test)]

@@ -12,6 +12,7 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use super::{Aggregator, Key};
 use crate::hash::StableMap;
+use crate::merge::pairwise;
 
 /// One pane's accumulators by key.
 #[derive(Debug, Clone)]
@@ -151,28 +152,19 @@ pub fn merge_in_key_order<V, K: Key, G: Aggregator<V>>(
         only.iter().for_each(|(k, a)| give(k, a));
         return;
     }
-    // Adjacent runs are merged pairwise, level by level, so each entry moves
-    // once a level (about log2 of the number of panes) and an older pane's
-    // accumulator is always merged before a newer one's.
-    let mut level: Vec<Vec<(&K, G::Acc)>> = runs
+    // Adjacent runs are merged pairwise, so an older pane's accumulator is
+    // always merged before a newer one's.
+    let first: Vec<Vec<(&K, G::Acc)>> = runs
         .chunks(2)
         .map(|pair| match pair {
             [older, newer] => merge_two(cloned(older), cloned(newer), agg),
             _ => pair.iter().flat_map(|run| cloned(run)).collect(),
         })
         .collect();
-    while level.len() > 1 {
-        let mut next = Vec::with_capacity(level.len().div_ceil(2));
-        let mut pairs = level.into_iter();
-        while let Some(older) = pairs.next() {
-            next.push(match pairs.next() {
-                Some(newer) => merge_two(older.into_iter(), newer.into_iter(), agg),
-                None => older,
-            });
-        }
-        level = next;
-    }
-    for (k, a) in level.into_iter().flatten() {
+    let merged = pairwise(first, |older, newer| {
+        merge_two(older.into_iter(), newer.into_iter(), agg)
+    });
+    for (k, a) in merged.into_iter().flatten() {
         give(k, &a);
     }
 }
