@@ -1,28 +1,28 @@
-//! CSV files, one partition per file, gzip or plain: typed rows through
-//! serde, event time from one column.
+//! CSV files, gzip or plain, one partition per file or per split of a
+//! large plain file: typed rows through serde, event time from one column.
 
+use std::cell::OnceCell;
 use std::io::Read;
 use std::marker::PhantomData;
 use std::path::{Path, PathBuf};
 use std::time::UNIX_EPOCH;
 
-use csv::{ByteRecord, ErrorKind, Position};
+use csv::{ByteRecord, ErrorKind};
 use serde::de::DeserializeOwned;
 
-use super::jsonl::{open_bytes, OpenSlot};
-use super::{shorten, Batch, Partition, PollStatus, Source};
+use super::csv_partition::CsvPartition;
+use super::csv_split::plan_csv_splits;
+use super::jsonl::{open_bytes, split_of};
+use super::split::{split_bytes, FileSplit};
+use super::{shorten, Partition, Source};
 use crate::error::{Error, Result};
 use crate::time::EventTime;
-
-/// Most rows one call to [`Partition::skip`] reads, so that resuming a long
-/// file does not hold its worker in one activation.
-const SKIP_CHUNK: u64 = 1 << 16;
 
 /// The CSV reader's buffer, in bytes.
 const BUFFER: usize = 1 << 16;
 
 /// A CSV reader over a file's (decompressed) bytes.
-type Reader = csv::Reader<Box<dyn Read>>;
+pub(super) type Reader = csv::Reader<Box<dyn Read>>;
 
 /// Where a row's event time is.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -35,36 +35,43 @@ enum TimeColumn {
 
 /// How the files are read; shared by a source and its partitions.
 #[derive(Debug, Clone)]
-struct Format {
+pub(super) struct Format {
     time: TimeColumn,
     delimiter: u8,
 }
 
 impl Format {
-    fn has_headers(&self) -> bool {
+    pub(super) fn has_headers(&self) -> bool {
         matches!(self.time, TimeColumn::Name(_))
+    }
+
+    /// A reader of `input`. Rows of another length than the first are
+    /// found by the partition, which knows the first row of a file whose
+    /// split it reads from the middle.
+    pub(super) fn reader(&self, input: Box<dyn Read>, headers: bool) -> Reader {
+        csv::ReaderBuilder::new()
+            .has_headers(headers)
+            .delimiter(self.delimiter)
+            .flexible(true)
+            .buffer_capacity(BUFFER)
+            .from_reader(input)
     }
 
     /// Opens `path` (decompressing it when it starts with the gzip magic
     /// bytes `1f 8b`) and reads its first row, the header or the first
-    /// record. Returns the reader and the index of the time column, or
-    /// `None` for a file with no rows at all. A time column that the first
-    /// row does not have is an [`Error::Config`] naming it and the file.
-    fn open(&self, path: &Path) -> Result<(Reader, Option<usize>)> {
-        let mut reader = csv::ReaderBuilder::new()
-            .has_headers(self.has_headers())
-            .delimiter(self.delimiter)
-            .flexible(false)
-            .buffer_capacity(BUFFER)
-            .from_reader(open_bytes(path)?);
+    /// record: `None` for a file with no rows at all. A time column that
+    /// the first row does not have is an [`Error::Config`] naming it and
+    /// the file.
+    fn first_row(&self, path: &Path) -> Result<Option<FirstRow>> {
+        let mut reader = self.reader(open_bytes(path)?, self.has_headers());
         let first = reader
             .byte_headers()
             .map_err(|e| csv_error(path, e))?
             .clone();
         if first.is_empty() {
-            return Ok((reader, None));
+            return Ok(None);
         }
-        let index =
+        let time_index =
             match &self.time {
                 TimeColumn::Name(name) => first
                     .iter()
@@ -88,13 +95,28 @@ impl Format {
                     *index
                 }
             };
-        Ok((reader, Some(index)))
+        Ok(Some(FirstRow {
+            time_index,
+            fields: first.len(),
+            headers: self.has_headers().then_some(first),
+        }))
     }
+}
+
+/// What every split of a file needs from its first row.
+#[derive(Debug, Clone)]
+pub(super) struct FirstRow {
+    /// The time column's index.
+    pub(super) time_index: usize,
+    /// How many fields every row has.
+    pub(super) fields: usize,
+    /// The header, for deserializing by name.
+    pub(super) headers: Option<ByteRecord>,
 }
 
 /// A reader error that ends the partition: I/O (including damaged gzip
 /// data) as [`Error::Io`], anything else as [`Error::External`].
-fn csv_error(path: &Path, err: csv::Error) -> Error {
+pub(super) fn csv_error(path: &Path, err: csv::Error) -> Error {
     let text = err.to_string();
     match err.into_kind() {
         ErrorKind::Io(e) => Error::io(path, e),
@@ -105,7 +127,7 @@ fn csv_error(path: &Path, err: csv::Error) -> Error {
 /// Parses an event time: integer milliseconds since the Unix epoch, or a UTC
 /// timestamp as [`humantime::parse_rfc3339_weak`] reads it
 /// (`2024-08-01T00:00:00Z`, `2024-08-01 00:00:00.250`).
-fn parse_time(field: &[u8]) -> std::result::Result<EventTime, String> {
+pub(super) fn parse_time(field: &[u8]) -> std::result::Result<EventTime, String> {
     // Epoch milliseconds without spaces, the common case, in one pass: 19
     // digits always fit a u64 (longer numbers take the checked path below).
     if (1..=19).contains(&field.len()) && field.iter().all(u8::is_ascii_digit) {
@@ -136,8 +158,7 @@ fn parse_time(field: &[u8]) -> std::result::Result<EventTime, String> {
     Ok(since.as_millis() as EventTime)
 }
 
-/// A source of CSV rows, each file a partition, plain or gzip (recognized
-/// by its magic bytes). Rows deserialize into `T` through serde: by header
+/// A source of CSV rows, plain or gzip (recognized by its magic bytes). Rows deserialize into `T` through serde: by header
 /// name for [`CsvSource::new`], by position for
 /// [`CsvSource::without_headers`]. A row's event time is read from its time
 /// column, as integer milliseconds since the Unix epoch or as a UTC RFC 3339
@@ -149,23 +170,28 @@ fn parse_time(field: &[u8]) -> std::result::Result<EventTime, String> {
 /// UTF-8 byte order mark before the first row is ignored, and so are blank
 /// lines. A row that does not deserialize, has another number of fields
 /// than the first row, or has a time that does not parse is a bad record at
-/// `file:line`, the line where the row starts.
+/// `file:line`, the line where the row starts (in a split that does not
+/// start its file, `file@byte N`: where the reader began the row, its first
+/// byte or a blank line or CRLF newline before it).
 ///
-/// Each file is one partition, however large: since quoted fields may hold
-/// line breaks, no byte offset can be known to start a row without reading
-/// the file from its start, so CSV files are not cut into splits as large
-/// JSON-lines files are (see [`plan_splits`](super::plan_splits)).
+/// Each gzip file, and each plain file of at most
+/// [`split_bytes`](super::split_bytes), is a partition. A larger plain
+/// file is cut into byte-range splits, each a partition, read by every
+/// worker as JSON-lines splits are (see [`plan_splits`](super::plan_splits)
+/// and [`Source::split_of`]). Since a quoted field may hold a line break,
+/// splits start at exact row starts, found by one scan of the file for
+/// quotes when the source first plans its partitions (once per process).
 ///
 /// [`Source::open`] opens its file, reads the first row and closes the file
 /// again, so that a missing file is an [`Error::Io`] and a time column the
 /// file lacks is an [`Error::Config`], each naming the file, before any
 /// record is read; a file that is empty (or holds only blank
-/// lines) has no rows and no columns to check. The file is then read from
-/// its start on the partition's first poll, at most [`MAX_OPEN_INPUTS`](super::MAX_OPEN_INPUTS)
-/// files per process at once, and closed at its end. A partition's
-/// [`Partition::offset`] is the number of bytes it has read (after
-/// decompression); [`Partition::skip`] reads the rows it skips without
-/// deserializing them.
+/// lines) has no rows and no columns to check. The file is then read on
+/// the partition's first poll, at most [`MAX_OPEN_INPUTS`](super::MAX_OPEN_INPUTS)
+/// files per process at once, and closed at its end (and while a split
+/// waits for its turn). A partition's [`Partition::offset`] is the number
+/// of bytes it has read (after decompression); [`Partition::skip`] reads
+/// the rows it skips without deserializing them.
 ///
 /// # Examples
 /// ```
@@ -188,6 +214,10 @@ pub struct CsvSource<T> {
     name: String,
     files: Vec<PathBuf>,
     format: Format,
+    /// The split size; `None`: [`split_bytes`].
+    split_size: Option<u64>,
+    /// Planned on first use, once the delimiter is known.
+    splits: OnceCell<Vec<FileSplit>>,
     _item: PhantomData<fn() -> T>,
 }
 
@@ -203,6 +233,8 @@ impl<T: DeserializeOwned + 'static> CsvSource<T> {
                 time: TimeColumn::Name(time_column.to_string()),
                 delimiter: b',',
             },
+            split_size: None,
+            splits: OnceCell::new(),
             _item: PhantomData,
         }
     }
@@ -219,6 +251,8 @@ impl<T: DeserializeOwned + 'static> CsvSource<T> {
                 time: TimeColumn::Index(time_index),
                 delimiter: b',',
             },
+            split_size: None,
+            splits: OnceCell::new(),
             _item: PhantomData,
         }
     }
@@ -227,176 +261,27 @@ impl<T: DeserializeOwned + 'static> CsvSource<T> {
     /// `b'\t'` or `b';'`).
     pub fn delimiter(mut self, delimiter: u8) -> Self {
         self.format.delimiter = delimiter;
+        self.splits = OnceCell::new();
         self
     }
-}
 
-/// An open file: its reader, the time column, the header for
-/// deserializing, and its place among the open inputs.
-struct OpenCsv {
-    reader: Reader,
-    time_index: usize,
-    headers: Option<ByteRecord>,
-    _slot: OpenSlot,
-}
-
-/// Where a partition's file is.
-enum FileState {
-    /// Not opened yet.
-    Closed,
-    /// Being read.
-    Open(Box<OpenCsv>),
-    /// Read to its end, and closed.
-    Ended,
-}
-
-/// What [`CsvPartition::next_row`] found.
-enum Row {
-    /// A row, now in the partition's record buffer.
-    Record,
-    /// A row that the reader rejected, with its location and why.
-    Bad(String, String),
-    /// The file is not open yet because [`MAX_OPEN_INPUTS`](super::MAX_OPEN_INPUTS) others are.
-    Wait,
-    /// The file is read to its end.
-    End,
-}
-
-struct CsvPartition<T> {
-    path: PathBuf,
-    format: Format,
-    file: FileState,
-    record: ByteRecord,
-    /// Bytes read so far, kept when the file is closed.
-    offset: u64,
-    _item: PhantomData<fn() -> T>,
-}
-
-impl<T> CsvPartition<T> {
-    fn location(&self, position: Option<&Position>) -> String {
-        match position {
-            Some(p) => format!("{}:{}", self.path.display(), p.line()),
-            None => self.path.display().to_string(),
-        }
+    /// Cuts plain files larger than `bytes` into splits of about `bytes`
+    /// each, instead of [`split_bytes`](super::split_bytes) (64 MiB unless
+    /// [`SPLIT_BYTES_ENV`](super::SPLIT_BYTES_ENV) says otherwise). Every
+    /// process of a run must use the same size; `u64::MAX` reads every file
+    /// whole.
+    pub fn split_size(mut self, bytes: u64) -> Self {
+        self.split_size = Some(bytes.max(1));
+        self.splits = OnceCell::new();
+        self
     }
 
-    /// Reads the next row into `self.record`, opening the file first if a
-    /// place is free.
-    fn next_row(&mut self) -> Result<Row> {
-        if let FileState::Closed = self.file {
-            let Some(slot) = OpenSlot::take() else {
-                return Ok(Row::Wait);
-            };
-            let (mut reader, time_index) = self.format.open(&self.path)?;
-            let Some(time_index) = time_index else {
-                self.file = FileState::Ended;
-                return Ok(Row::End);
-            };
-            let headers = if self.format.has_headers() {
-                Some(
-                    reader
-                        .byte_headers()
-                        .map_err(|e| csv_error(&self.path, e))?
-                        .clone(),
-                )
-            } else {
-                None
-            };
-            self.file = FileState::Open(Box::new(OpenCsv {
-                reader,
-                time_index,
-                headers,
-                _slot: slot,
-            }));
-        }
-        let FileState::Open(open) = &mut self.file else {
-            return Ok(Row::End);
-        };
-        let read = open.reader.read_byte_record(&mut self.record);
-        self.offset = open.reader.position().byte();
-        match read {
-            Ok(true) => Ok(Row::Record),
-            Ok(false) => {
-                // Closed at its end: the descriptor and buffers go now.
-                self.file = FileState::Ended;
-                Ok(Row::End)
-            }
-            Err(e) => match e.kind() {
-                ErrorKind::UnequalLengths {
-                    pos,
-                    expected_len,
-                    len,
-                } => Ok(Row::Bad(
-                    self.location(pos.as_ref()),
-                    format!("row has {len} fields, the first row has {expected_len}"),
-                )),
-                ErrorKind::Io(_) => Err(csv_error(&self.path, e)),
-                _ => Ok(Row::Bad(self.location(e.position()), e.to_string())),
-            },
-        }
-    }
-
-    /// The event time and value of the row in `self.record`.
-    fn parse(&self) -> std::result::Result<(EventTime, T), String>
-    where
-        T: DeserializeOwned,
-    {
-        let FileState::Open(open) = &self.file else {
-            return Err("no open file".into());
-        };
-        let field = self.record.get(open.time_index).ok_or_else(|| {
-            format!(
-                "row has {} fields, no time column {}",
-                self.record.len(),
-                open.time_index
-            )
-        })?;
-        let ts = parse_time(field)?;
-        let item = self
-            .record
-            .deserialize::<T>(open.headers.as_ref())
-            .map_err(|e| match e.kind() {
-                ErrorKind::Deserialize { err, .. } => err.to_string(),
-                _ => e.to_string(),
-            })?;
-        Ok((ts, item))
-    }
-}
-
-impl<T: DeserializeOwned> Partition<T> for CsvPartition<T> {
-    fn poll(&mut self, batch: &mut Batch<T>) -> Result<PollStatus> {
-        while !batch.is_full() {
-            match self.next_row()? {
-                Row::End => return Ok(PollStatus::Done),
-                Row::Wait => break,
-                Row::Bad(location, reason) => batch.bad(location, reason),
-                Row::Record => match self.parse() {
-                    Ok((ts, item)) => batch.push(ts, item),
-                    Err(reason) => batch.bad(self.location(self.record.position()), reason),
-                },
-            }
-        }
-        Ok(PollStatus::Ready)
-    }
-
-    fn offset(&self) -> u64 {
-        self.offset
-    }
-
-    /// Reads up to `n` rows (at most 65536 per call) without deserializing
-    /// them: every row counts once, as `poll` returns it as a record or a
-    /// bad record.
-    fn skip(&mut self, n: u64) -> Result<(u64, PollStatus)> {
-        let want = n.min(SKIP_CHUNK);
-        let mut skipped = 0;
-        while skipped < want {
-            match self.next_row()? {
-                Row::End => return Ok((skipped, PollStatus::Done)),
-                Row::Wait => break,
-                Row::Record | Row::Bad(..) => skipped += 1,
-            }
-        }
-        Ok((skipped, PollStatus::Ready))
+    /// The partitions: the files, large plain ones cut into splits.
+    fn splits(&self) -> &[FileSplit] {
+        self.splits.get_or_init(|| {
+            let size = self.split_size.unwrap_or_else(split_bytes);
+            plan_csv_splits(&self.files, size, self.format.delimiter)
+        })
     }
 }
 
@@ -408,22 +293,23 @@ impl<T: DeserializeOwned + 'static> Source for CsvSource<T> {
     }
 
     fn partitions(&self) -> usize {
-        self.files.len()
+        self.splits().len()
     }
 
     fn open(&self, index: usize) -> Result<Box<dyn Partition<T>>> {
-        let path = &self.files[index];
+        let split = &self.splits()[index];
         // Checks the file and its time column now, and closes the file: it
-        // is read again from its start on the first poll.
-        drop(self.format.open(path)?);
-        Ok(Box::new(CsvPartition {
-            path: path.clone(),
-            format: self.format.clone(),
-            file: FileState::Closed,
-            record: ByteRecord::new(),
-            offset: 0,
-            _item: PhantomData,
-        }))
+        // is read again on the first poll.
+        let first = self.format.first_row(&split.path)?;
+        Ok(Box::new(CsvPartition::new(
+            split.clone(),
+            self.format.clone(),
+            first,
+        )))
+    }
+
+    fn split_of(&self, index: usize) -> Option<(usize, usize)> {
+        split_of(self.splits(), index)
     }
 }
 

@@ -9,13 +9,17 @@
 //!
 //! A gzip file, or a plain file of at most [`split_bytes`], is one
 //! partition; a larger plain file is cut into splits at line boundaries
-//! ([`plan_splits`]), whose partitions go round the files so that every
+//! ([`plan_splits`]; for CSV, at row starts found by a scan for quotes,
+//! since a quoted field may hold a line break), whose partitions go round
+//! the files so that every
 //! worker gets splits spread over each file. Lateness is judged per split.
 //! A worker reads its splits of one file one after another (see
 //! [`Source::split_of`]), so that it does not read hours ahead in event
 //! time of its own progress and hold all of it in windows.
 
 mod csv;
+mod csv_partition;
+mod csv_split;
 mod iter;
 mod jsonl;
 mod operator;
