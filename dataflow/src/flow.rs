@@ -513,6 +513,51 @@ impl<'scope, D: 'static> Events<'scope, D> {
         sink_stream(self.stream, &self.flow.ctx, &step, make)
     }
 
+    /// [`Events::sink`] for outputs made of bytes, such as the lines of a
+    /// file: every worker encodes its own records with `encode` (event
+    /// time, record, the bytes to append to), so the work of formatting is
+    /// shared by all workers, and worker 0 merges the sorted runs by record
+    /// and hands the sink each complete time's bytes as one [`Encoded`](crate::sink::Encoded).
+    /// The file is the same, byte for byte, at any number of workers and
+    /// processes as long as `encode` depends only on its arguments.
+    /// [`JsonLinesSink`](crate::sink::JsonLinesSink) writes the bytes as
+    /// they are, with its commit points and restores. `id` keys the sink's
+    /// commit point in checkpoints.
+    ///
+    /// # Examples
+    /// ```
+    /// use std::io::Write;
+    /// use keyflow_dataflow::prelude::*;
+    ///
+    /// let dir = std::env::temp_dir().join(format!("keyflow-encoded-doc-{}", std::process::id()));
+    /// let path = dir.join("out.csv");
+    /// let target = path.clone();
+    /// run(&RunConfig::threads(2), move |flow| {
+    ///     let input = IterSource::new("n", 2, |p| (0..2u64).map(move |i| (i, i + 10 * p as u64)));
+    ///     let target = target.clone();
+    ///     flow.source("n", input, &SourceConfig::default())?.sink_encoded(
+    ///         "numbers",
+    ///         |ts, n: &u64, out: &mut Vec<u8>| writeln!(out, "{ts},{n}").unwrap(),
+    ///         move || JsonLinesSink::create(&target),
+    ///     )
+    /// })
+    /// .unwrap();
+    /// assert_eq!(std::fs::read_to_string(&path).unwrap(), "0,0\n0,10\n1,1\n1,11\n");
+    /// # std::fs::remove_dir_all(&dir).unwrap();
+    /// ```
+    #[track_caller]
+    pub fn sink_encoded<E, S, F>(self, id: &str, encode: E, make: F) -> Result<()>
+    where
+        D: Data + Ord,
+        E: FnMut(EventTime, &D, &mut Vec<u8>) + 'static,
+        S: Sink<crate::sink::Encoded>,
+        F: FnOnce() -> Result<S>,
+    {
+        let step = self.flow.step(id);
+        self.flow.finish()?;
+        crate::sink::sink_encoded_stream(self.stream, &self.flow.ctx, &step, encode, make)
+    }
+
     /// Writes the stream as one part per worker, as Flink's file sink
     /// writes part files: every worker `W` (global index) calls `make(W)`
     /// and writes its own records to that sink, one complete event time at

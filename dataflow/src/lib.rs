@@ -77,7 +77,7 @@ pub mod prelude {
     pub use crate::error::{Error, Result};
     pub use crate::flow::{Dataflow, Events};
     pub use crate::run::{run, Context, RunConfig};
-    pub use crate::sink::{JsonLinesSink, MapSink, Sink, StdoutSink};
+    pub use crate::sink::{Encoded, JsonLinesSink, MapSink, Sink, StdoutSink};
     pub use crate::source::{
         BadInputPolicy, CsvSource, IterSource, JsonLinesSource, Source, SourceConfig,
     };

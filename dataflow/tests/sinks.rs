@@ -1,4 +1,5 @@
-//! The single-writer sink and the partitioned sink: ordered output that is
+//! The single-writer sinks (plain and encoded) and the partitioned sink:
+//! ordered output that is
 //! byte for byte the same at 1, 2 and 4 workers (and equal to a naive
 //! recomputation), part files sorted within each time whose union is the
 //! ordered output, and exactly-once output across a failure and a restore,
@@ -95,8 +96,9 @@ fn scripts(parts: &[Vec<(u64, u32)>], abort_after: Option<usize>) -> Vec<Vec<Ste
         .collect()
 }
 
-/// Runs the sliding count over `scripts`, writing the results both to
-/// `DIR/ordered.jsonl` and as parts under `DIR/parts`.
+/// Runs the sliding count over `scripts`, writing the results to
+/// `DIR/ordered.jsonl`, again to `DIR/encoded.jsonl` through the encoded
+/// single writer, and as parts under `DIR/parts`.
 fn count_job(config: &RunConfig, scripts: Vec<Vec<Step<u32>>>, dir: &Path) -> Result<()> {
     let scripts = Arc::new(scripts);
     let dir = dir.to_path_buf();
@@ -112,6 +114,16 @@ fn count_job(config: &RunConfig, scripts: Vec<Vec<Step<u32>>>, dir: &Path) -> Re
         results
             .clone()
             .sink("ordered", move || JsonLinesSink::create(&ordered))?;
+        // The same lines, encoded on the workers.
+        let encoded = dir.join("encoded.jsonl");
+        results.clone().sink_encoded(
+            "encoded",
+            |_, r: &Counted, out: &mut Vec<u8>| {
+                serde_json::to_writer(&mut *out, r).unwrap();
+                out.push(b'\n');
+            },
+            move || JsonLinesSink::create(&encoded),
+        )?;
         let parts = dir.join("parts");
         results.sink_partitioned("parts", move |w| JsonLinesSink::part(&parts, w))
     })
@@ -187,6 +199,10 @@ fn ordered_output_is_byte_identical_at_1_2_and_4_workers() {
             ordered == want,
             "{workers} workers: the ordered output differs from the recomputation"
         );
+        assert!(
+            read(&out.join("encoded.jsonl")) == want,
+            "{workers} workers: the encoded output differs from the recomputation"
+        );
         let files = part_files(&out.join("parts"));
         assert_eq!(
             files.keys().copied().collect::<Vec<_>>(),
@@ -254,9 +270,11 @@ fn a_failed_run_restarted_from_its_checkpoint_writes_what_an_uninterrupted_one_d
         "no checkpoint completed before the failure: the test proves nothing"
     );
     assert!(!out.join("ordered.jsonl").exists());
+    assert!(!out.join("encoded.jsonl").exists());
     count_job(&config, scripts(&parts, None), &out).unwrap();
 
     assert!(read(&out.join("ordered.jsonl")) == read(&want.join("ordered.jsonl")));
+    assert!(read(&out.join("encoded.jsonl")) == read(&want.join("ordered.jsonl")));
     // At the same layout every part is the same, byte for byte.
     let (got, wanted) = (
         part_files(&out.join("parts")),

@@ -1,7 +1,8 @@
 //! `keyflow bench sliding`: a sliding 10-minute / 1-minute keyed count over
 //! a CSV file of Zipf-like events, through the ordered output path into a
-//! file, against a single-thread loop that reads the same file and writes
-//! the same results. The run fails unless both files hold the same bytes.
+//! file (`Events::sink`, or `Events::sink_encoded` with `--encoded`),
+//! against a single-thread loop that reads the same file and writes the
+//! same results. The run fails unless both files hold the same bytes.
 
 use std::fs::File;
 use std::io::{BufRead, BufReader, BufWriter, Read, Write};
@@ -39,6 +40,10 @@ pub struct SlidingBenchArgs {
     /// Skip the reference loop (job only).
     #[arg(long)]
     pub no_reference: bool,
+    /// Write through `Events::sink_encoded` (each worker formats its own
+    /// lines) instead of `Events::sink` (worker 0 formats every line).
+    #[arg(long)]
+    pub encoded: bool,
 }
 
 /// A row of the input, `key,ts`, as the job reads it (the source takes the
@@ -58,6 +63,12 @@ type Counted = WindowResult<u64, u64>;
 /// One result as both write it: `start,end,key,count`.
 fn line(out: &mut impl Write, start: u64, end: u64, key: u64, count: u64) -> std::io::Result<()> {
     writeln!(out, "{start},{end},{key},{count}")
+}
+
+/// [`line`] into the bytes of an encoded output (writing to a `Vec`
+/// cannot fail).
+fn encode(_: EventTime, r: &Counted, out: &mut Vec<u8>) {
+    let _ = line(out, r.start, r.end, r.key, r.value);
 }
 
 /// Writes `n` events: keys drawn as `floor(keys^u) - 1` for uniform `u` (a
@@ -99,18 +110,23 @@ impl Sink<Counted> for CsvOut {
     }
 }
 
-fn job(input: &Path, out: &Path, workers: usize) -> anyhow::Result<u64> {
+fn job(input: &Path, out: &Path, workers: usize, encoded: bool) -> anyhow::Result<u64> {
     let (input, out) = (input.to_path_buf(), out.to_path_buf());
     let ctx = std::sync::Arc::new(Context::new(RunConfig::threads(workers)));
     keyflow::dataflow::run::run_with_context(std::sync::Arc::clone(&ctx), move |flow| {
         let source = CsvSource::<Row>::new("events", vec![input.clone()], "ts");
         let out = out.clone();
-        flow.source("events", source, &SourceConfig::default())?
+        let results = flow
+            .source("events", source, &SourceConfig::default())?
             .key_by(|row: Row| (row.key, ()))
             .window(WindowSpec::sliding(SIZE, MINUTE)?)
             .count("counts")
-            .results
-            .sink("out", move || CsvOut::create(&out))
+            .results;
+        if encoded {
+            results.sink_encoded("out", encode, move || JsonLinesSink::create(&out))
+        } else {
+            results.sink("out", move || CsvOut::create(&out))
+        }
     })?;
     Ok(ctx.metrics.snapshot().events)
 }
@@ -276,7 +292,7 @@ pub fn sliding(args: &SlidingBenchArgs) -> anyhow::Result<i32> {
     let job_out = dir.join("job.csv");
     reset_peak_rss();
     let start = Instant::now();
-    let read = job(&input, &job_out, args.workers)?;
+    let read = job(&input, &job_out, args.workers, args.encoded)?;
     let job_secs = start.elapsed().as_secs_f64();
     let job_peak = peak_rss().unwrap_or(0);
     anyhow::ensure!(
@@ -292,6 +308,7 @@ pub fn sliding(args: &SlidingBenchArgs) -> anyhow::Result<i32> {
         "minutes": args.minutes,
         "workers": args.workers,
         "window": "10m sliding by 1m, count per key, ordered output to a CSV file",
+        "sink": if args.encoded { "sink_encoded" } else { "sink" },
         "input_bytes": std::fs::metadata(&input)?.len(),
         "results": results,
         "job": {
@@ -349,9 +366,11 @@ mod tests {
         let input = dir.path().join("in.csv");
         write_input(&input, 30_000, 500, 25 * MINUTE).unwrap();
         let (a, b) = (dir.path().join("a.csv"), dir.path().join("b.csv"));
-        assert_eq!(job(&input, &a, 2).unwrap(), 30_000);
         assert_eq!(reference(&input, &b, 500).unwrap(), 30_000);
-        assert!(std::fs::metadata(&a).unwrap().len() > 100_000);
-        assert!(same_bytes(&a, &b).unwrap());
+        for encoded in [false, true] {
+            assert_eq!(job(&input, &a, 2, encoded).unwrap(), 30_000);
+            assert!(std::fs::metadata(&a).unwrap().len() > 100_000);
+            assert!(same_bytes(&a, &b).unwrap(), "encoded: {encoded}");
+        }
     }
 }

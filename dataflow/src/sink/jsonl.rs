@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
-use super::Sink;
+use super::{Encoded, Sink};
 use crate::error::{Error, Result};
 use crate::time::EventTime;
 
@@ -184,12 +184,56 @@ impl<T: Serialize> Sink<T> for JsonLinesSink {
                 .write_all(b"\n")
                 .map_err(|e| Error::io(&self.path, e))?;
         }
-        // Each complete time is flushed, so a reader tailing the file sees
-        // whole results.
-        self.out.flush().map_err(|e| Error::io(&self.path, e))
+        self.flush_time()
     }
 
     fn close(&mut self) -> Result<()> {
+        self.finish()
+    }
+
+    fn commit(&mut self) -> Result<Vec<u8>> {
+        self.commit_point()
+    }
+
+    fn restore(&mut self, point: &[u8]) -> Result<()> {
+        self.resume(point)
+    }
+}
+
+/// With [`crate::Events::sink_encoded`], the file holds the bytes the
+/// encoder made, as they are (lines of CSV, say), with the same temporary
+/// file, commit points and restore as JSON lines.
+impl Sink<Encoded> for JsonLinesSink {
+    fn write(&mut self, _time: EventTime, records: &[(EventTime, Encoded)]) -> Result<()> {
+        for (_, Encoded(bytes)) in records {
+            self.out
+                .write_all(bytes)
+                .map_err(|e| Error::io(&self.path, e))?;
+        }
+        self.flush_time()
+    }
+
+    fn close(&mut self) -> Result<()> {
+        self.finish()
+    }
+
+    fn commit(&mut self) -> Result<Vec<u8>> {
+        self.commit_point()
+    }
+
+    fn restore(&mut self, point: &[u8]) -> Result<()> {
+        self.resume(point)
+    }
+}
+
+impl JsonLinesSink {
+    /// Each complete time is flushed, so a reader tailing the file sees
+    /// whole results.
+    fn flush_time(&mut self) -> Result<()> {
+        self.out.flush().map_err(|e| Error::io(&self.path, e))
+    }
+
+    fn finish(&mut self) -> Result<()> {
         let written = self.written().to_path_buf();
         self.out.flush().map_err(|e| Error::io(&written, e))?;
         if let Some(tmp) = self.tmp.clone() {
@@ -208,7 +252,7 @@ impl<T: Serialize> Sink<T> for JsonLinesSink {
         Ok(())
     }
 
-    fn commit(&mut self) -> Result<Vec<u8>> {
+    fn commit_point(&mut self) -> Result<Vec<u8>> {
         let written = self.written().to_path_buf();
         self.out.flush().map_err(|e| Error::io(&written, e))?;
         let Some(tmp) = &self.tmp else {
@@ -229,7 +273,7 @@ impl<T: Serialize> Sink<T> for JsonLinesSink {
         crate::checkpoint::encode(&(tmp.clone(), len))
     }
 
-    fn restore(&mut self, point: &[u8]) -> Result<()> {
+    fn resume(&mut self, point: &[u8]) -> Result<()> {
         if point.is_empty() {
             return Ok(());
         }

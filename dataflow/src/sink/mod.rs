@@ -8,6 +8,9 @@
 //!   sends the run to worker 0, which merges the runs. So every result is
 //!   written once, by one writer, and the file is byte for byte the same at
 //!   any number of workers and processes.
+//! - [`crate::Events::sink_encoded`] is the same single writer, but every
+//!   worker also encodes its own records into bytes (the lines of a file),
+//!   so that worker 0 merges bytes instead of formatting every record.
 //! - [`crate::Events::sink_partitioned`] has one writer per worker, each
 //!   writing its own records, sorted within each time, to its own part (as
 //!   Flink's file sink writes part files). Nothing crosses workers.
@@ -15,6 +18,7 @@
 //! Both save a commit point per writer at each checkpoint epoch, so that a
 //! restored run cuts its output back to what the checkpoint covers.
 
+mod encoded;
 mod jsonl;
 mod ordered;
 mod partitioned;
@@ -34,6 +38,8 @@ use crate::time::EventTime;
 
 #[cfg(feature = "redis")]
 pub use self::redis::{RedisConfig, RedisConnection, RedisEntries, RedisSink};
+pub(crate) use encoded::sink_encoded_stream;
+pub use encoded::Encoded;
 pub use jsonl::{remove_stale_temps, remove_temporary_files, temp_name, JsonLinesSink};
 pub(crate) use ordered::sink_stream;
 pub(crate) use partitioned::sink_partitioned;

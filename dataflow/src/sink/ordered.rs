@@ -43,28 +43,8 @@ where
     S: Sink<T>,
     F: FnOnce() -> Result<S>,
 {
-    let worker = stream.scope().index();
-    let ckpt = if worker == 0 {
-        ctx.checkpoint_step(worker, step, &format!("sink `{step}`"))?
-    } else {
-        None
-    };
-    let target = if worker == 0 {
-        let mut target = make()?;
-        if let Some(k) = ckpt.as_ref() {
-            if let Some(point) = k.restored_parts().first() {
-                super::restore_sink(&mut target, point, k)?;
-            }
-        }
-        if let Some(k) = ckpt.as_ref() {
-            target.watch_completions(k.completed());
-        }
-        Some(target)
-    } else {
-        None
-    };
+    let mut writer = single_writer(stream.scope().index(), ctx, step, make)?;
     let runs = sorted_runs(stream, ctx.metrics.step(step), step);
-    let mut writer = Writer::new(target, ckpt, Points::Single, ctx, step);
     // Runs by time, until the frontier passes it: then every worker's run
     // of that time is here.
     let mut stash: BTreeMap<EventTime, Vec<Run<T>>> = BTreeMap::new();
@@ -84,10 +64,37 @@ where
     Ok(())
 }
 
+/// The writer of a single-writer sink: on worker 0, the sink that `make`
+/// builds (at build time, so a bad path fails before any work), restored
+/// from the checkpoint being resumed; elsewhere, a writer without a sink.
+pub(super) fn single_writer<T, S, F>(
+    worker: usize,
+    ctx: &Arc<Context>,
+    step: &str,
+    make: F,
+) -> Result<Writer<T, S>>
+where
+    S: Sink<T>,
+    F: FnOnce() -> Result<S>,
+{
+    if worker != 0 {
+        return Ok(Writer::new(None, None, Points::Single, ctx, step));
+    }
+    let ckpt = ctx.checkpoint_step(worker, step, &format!("sink `{step}`"))?;
+    let mut target = make()?;
+    if let Some(k) = ckpt.as_ref() {
+        if let Some(point) = k.restored_parts().first() {
+            super::restore_sink(&mut target, point, k)?;
+        }
+        target.watch_completions(k.completed());
+    }
+    Ok(Writer::new(Some(target), ckpt, Points::Single, ctx, step))
+}
+
 /// Every worker's local stage: holds its records by time and, once the
 /// frontier has passed a time, sends that time's records on as one sorted
 /// run, at that time.
-fn sorted_runs<'scope, T: Data + Ord>(
+pub(super) fn sorted_runs<'scope, T: Data + Ord>(
     stream: EventStream<'scope, T>,
     counters: Arc<StepMetrics>,
     step: &str,

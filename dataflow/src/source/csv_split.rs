@@ -7,8 +7,8 @@
 //! field, the way the CSV reader decides it (a quote opens a quoted field
 //! only at the start of a field; inside one, two quotes are one quote and a
 //! lone quote closes it), and each split starts just after the first
-//! newline outside quotes at or after its nominal start (the multiples of
-//! the split size, as for line files: see [`plan_splits`]). The pass jumps
+//! newline outside quotes at or after its nominal start (where
+//! [`plan_splits_at`] starts the splits of line files). The pass jumps
 //! from quote to quote with `memchr`, so a file without quotes costs about
 //! a read of it. A split then reads exactly its byte range.
 //!

@@ -48,7 +48,8 @@ pub use redis_stream::{
     pack_id, unpack_id, ParseEntry, RedisStreamConfig, RedisStreamSource, CONSUMER,
 };
 pub use split::{
-    plan_splits, plan_splits_at, split_bytes, FileSplit, DEFAULT_SPLIT_BYTES, SPLIT_BYTES_ENV,
+    plan_splits, plan_splits_at, split_bytes, FileSplit, DEFAULT_SPLIT_BYTES, MIN_SPLITS,
+    SPLIT_BYTES_ENV,
 };
 pub use watermark::PartitionClock;
 

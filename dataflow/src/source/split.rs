@@ -1,8 +1,13 @@
 //! Byte-range splits of large uncompressed files, so that one big file is
 //! read by every worker.
 //!
-//! A plain file larger than the split size is cut into
-//! `ceil(size / split size)` byte ranges; each is a partition of its own.
+//! A plain file larger than the split size is cut into equal byte ranges
+//! of at most the split size, and at least [`MIN_SPLITS`] of them (none
+//! under 1 MiB); each is a partition of its own. Many splits keep the
+//! splits that the workers read at the same time close together in the
+//! file, and so in event time: with few, large splits, a worker's first
+//! split would begin a large fraction of the file ahead of another's, and
+//! the windows of the gap would be held until the earlier one caught up.
 //! A split owns the lines whose first byte lies in its range: its reader
 //! seeks to the range's start, drops the partial line there (the split
 //! before reads it, across the boundary), and stops after the line that
@@ -75,14 +80,20 @@ fn is_gzip(path: &Path) -> bool {
     }
 }
 
-/// The splits of one file of `size` bytes at `split` bytes each.
+/// The fewest splits a file larger than the split size is cut into (unless
+/// they would be smaller than 1 MiB, or than the split size if that is
+/// smaller).
+pub const MIN_SPLITS: u64 = 64;
+
+/// The splits of one file of `size` bytes at most `split` bytes each.
 fn ranges(size: u64, split: u64) -> Vec<(u64, Option<u64>)> {
     if size <= split {
         return vec![(0, None)];
     }
-    let n = size.div_ceil(split);
+    let piece = size.div_ceil(MIN_SPLITS).max(split.min(1 << 20)).min(split);
+    let n = size.div_ceil(piece);
     (0..n)
-        .map(|i| (i * split, (i + 1 < n).then_some((i + 1) * split)))
+        .map(|i| (i * piece, (i + 1 < n).then_some((i + 1) * piece)))
         .collect()
 }
 
@@ -357,5 +368,15 @@ mod tests {
         assert_eq!(ranges(10, 4), vec![(0, Some(4)), (4, Some(8)), (8, None)]);
         assert_eq!(ranges(8, 4), vec![(0, Some(4)), (4, None)]);
         assert_eq!(ranges(0, 4), vec![(0, None)]);
+        // A large split size still cuts a file above it into many splits,
+        // of at least 1 MiB.
+        let mib = 1 << 20;
+        assert_eq!(ranges(64 * mib, 64 * mib), vec![(0, None)]);
+        let r = ranges(185_000_000, 64 * mib);
+        assert_eq!(r.len() as u64, MIN_SPLITS);
+        assert_eq!(r[1].0, 185_000_000u64.div_ceil(MIN_SPLITS));
+        assert_eq!(ranges(65 * mib, 64 * mib).len(), 64);
+        assert_eq!(ranges(2 * mib, mib / 2).len(), 4);
+        assert_eq!(ranges(100 * 64 * mib, 64 * mib).len(), 100);
     }
 }
