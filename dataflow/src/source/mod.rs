@@ -305,9 +305,9 @@ pub trait Source: 'static {
     /// For a partition that is a split of a file (see [`FileSplit`]): the
     /// file's number and the split's place in it. A worker reads the
     /// splits of one file that it holds one after another, in that order,
-    /// past a first batch of each that sets its watermark, so that it does
-    /// not read far ahead in event time and hold what it read until the
-    /// earlier splits catch up. `None` (the default): the partition is
+    /// past the first few records of each that set its watermark, so that
+    /// it does not read far ahead in event time and hold what it read
+    /// until the earlier splits catch up. `None` (the default): the partition is
     /// read alongside the others.
     fn split_of(&self, index: usize) -> Option<(usize, usize)> {
         let _ = index;

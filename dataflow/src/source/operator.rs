@@ -123,6 +123,28 @@ fn held_back<T>(readers: &[Reader<T>], i: usize) -> bool {
     earlier.peek().is_some() && (primed(r) || earlier.any(|e| !primed(e)))
 }
 
+/// At most this many items are read from a split to learn where its
+/// records start while an earlier split of its file is still being read:
+/// what it reads then waits downstream until the earlier splits catch up,
+/// so with many splits a full batch from each would hold a good part of
+/// the file at once.
+const PRIME_BATCH: usize = 16;
+
+/// Whether split `i` is read only to see its first record, and then held
+/// back (see [`held_back`]).
+fn priming<T>(readers: &[Reader<T>], i: usize) -> bool {
+    let r = &readers[i];
+    let Some((file, part)) = r.split else {
+        return false;
+    };
+    r.replay.is_none()
+        && r.consumed >= r.skip_to
+        && r.clock.max_seen().is_none()
+        && readers
+            .iter()
+            .any(|e| !e.done && e.split.is_some_and(|(f, p)| f == file && p < part))
+}
+
 /// A worker's readers, and the partitions a checkpoint found finished.
 type Opened<T> = (Vec<Reader<T>>, Vec<ReaderSnap>);
 
@@ -286,6 +308,7 @@ pub(crate) fn source_stream<'scope, S: Source>(
                     // activation: every split gets its first batch in the
                     // first activation that has places to open them.
                     let held = held_back(&readers, i);
+                    let primes = priming(&readers, i);
                     let reader = &mut readers[i];
                     if reader.consumed < reader.skip_to {
                         // Resuming: skip what the checkpoint had read, a
@@ -331,6 +354,8 @@ pub(crate) fn source_stream<'scope, S: Source>(
                     let replaying = reader.replay;
                     if let Some((until, _)) = replaying {
                         batch.limit = (until - reader.consumed).min(config.batch as u64) as usize;
+                    } else if primes {
+                        batch.limit = config.batch.min(PRIME_BATCH);
                     } else {
                         batch.limit = config.batch;
                     }
