@@ -319,9 +319,12 @@ fn cluster_members_killed_and_restarted_give_identical_output() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(0), "{err}");
     // The third kill waits for five new checkpoints; a run that finishes
-    // first (a loaded machine starves this poll) leaves it at two.
-    let restarts = format!("restart {killed} of 6");
-    assert!(killed >= 2 && err.contains(&restarts), "{err}");
+    // first (a loaded machine starves this poll) leaves it at two, and a
+    // kill that lands as the members finish restarts nothing.
+    let restarts = (1..=killed)
+        .filter(|n| err.contains(&format!("restart {n} of 6")))
+        .count();
+    assert!(killed >= 2 && restarts >= 2, "{killed} kills: {err}");
     assert_same("2-process cluster with kills", &l.outputs("c"), &want);
 }
 
