@@ -481,7 +481,10 @@ impl<'scope, D: 'static> Events<'scope, D> {
     /// time at a time, sorted, by a single writer (worker 0 of the cluster,
     /// which alone calls `make`), so the output is the same at any number of
     /// workers and processes. `id` keys the sink's commit point in
-    /// checkpoints.
+    /// checkpoints. The sink runs on a thread of its own, beside worker 0:
+    /// there the workers' runs are merged and written while worker 0
+    /// computes, and worker 0 waits only when the writer falls a few times
+    /// behind.
     ///
     /// # Examples
     /// ```
@@ -505,7 +508,7 @@ impl<'scope, D: 'static> Events<'scope, D> {
     pub fn sink<S, F>(self, id: &str, make: F) -> Result<()>
     where
         D: Data + Ord,
-        S: Sink<D>,
+        S: Sink<D> + Send,
         F: FnOnce() -> Result<S>,
     {
         let step = self.flow.step(id);
@@ -516,7 +519,7 @@ impl<'scope, D: 'static> Events<'scope, D> {
     /// [`Events::sink`] for outputs made of bytes, such as the lines of a
     /// file: every worker encodes its own records with `encode` (event
     /// time, record, the bytes to append to), so the work of formatting is
-    /// shared by all workers, and worker 0 merges the sorted runs by record
+    /// shared by all workers, and worker 0's writer merges the sorted runs by record
     /// and hands the sink each complete time's bytes as one [`Encoded`](crate::sink::Encoded).
     /// The file is the same, byte for byte, at any number of workers and
     /// processes as long as `encode` depends only on its arguments.
@@ -550,7 +553,7 @@ impl<'scope, D: 'static> Events<'scope, D> {
     where
         D: Data + Ord,
         E: FnMut(EventTime, &D, &mut Vec<u8>) + 'static,
-        S: Sink<crate::sink::Encoded>,
+        S: Sink<crate::sink::Encoded> + Send,
         F: FnOnce() -> Result<S>,
     {
         let step = self.flow.step(id);
@@ -617,7 +620,7 @@ impl<'scope, D: 'static> Events<'scope, D> {
     pub fn sink_partitioned<S, F>(self, id: &str, make: F) -> Result<()>
     where
         D: Data + Ord,
-        S: Sink<D>,
+        S: Sink<D> + Send,
         F: FnMut(usize) -> Result<S>,
     {
         let step = self.flow.step(id);

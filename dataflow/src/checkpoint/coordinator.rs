@@ -391,7 +391,10 @@ fn complete(
     Ok(newest)
 }
 
-/// One step's handle on the checkpoints of its worker.
+/// One step's handle on the checkpoints of its worker. A clone saves to
+/// the same checkpoints (a sink's writer thread holds one); its clock is
+/// its own.
+#[derive(Clone)]
 pub struct StepCheckpoint {
     ckpt: Arc<Checkpointer>,
     worker: usize,

@@ -1,11 +1,13 @@
 //! The single writer whose records are encoded on the workers: every
-//! worker sorts and encodes its own records of a complete time, and worker
-//! 0 merges the runs by record, copying bytes.
+//! worker sorts and encodes its own records of a complete time, and the
+//! writer (on its thread beside worker 0) merges the runs by record,
+//! copying bytes.
 //!
 //! Encoding (formatting numbers, serializing) often costs more than the
 //! rest of the output path, and the plain single writer does all of it on
-//! worker 0. Here each worker encodes its share, so the writer only
-//! compares records and copies their bytes.
+//! its one thread. Here each worker encodes its share, so the writer only
+//! compares records and copies their bytes. That pays where many workers
+//! feed one writer; with few, the plain writer's thread has room for it.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -67,10 +69,15 @@ pub(crate) fn sink_encoded_stream<'scope, T, E, S, F>(
 where
     T: Data + Ord,
     E: FnMut(EventTime, &T, &mut Vec<u8>) + 'static,
-    S: Sink<Encoded>,
+    S: Sink<Encoded> + Send,
     F: FnOnce() -> Result<S>,
 {
-    let mut writer = single_writer(stream.scope().index(), ctx, step, make)?;
+    let merge = |(time, runs), batch: &mut Vec<(EventTime, Encoded)>| {
+        if let Some(run) = pairwise(runs, merge_two) {
+            batch.push((time, Encoded(run.bytes)));
+        }
+    };
+    let mut writer = single_writer(stream.scope().index(), ctx, step, make, merge)?;
     let runs = sorted_runs(stream, ctx.metrics.step(step), step);
     let encoded = runs.unary(Pipeline, &format!("Encode({step})"), |_, _| {
         // Bytes per record in the last run: a run's bytes take about that
@@ -109,11 +116,7 @@ where
                     runs.extend(data.drain(..).filter(|r| !r.records.is_empty()));
                 }
             });
-            writer.advance(frontier, &mut stash, |(time, runs), batch| {
-                if let Some(run) = pairwise(runs, merge_two) {
-                    batch.push((time, Encoded(run.bytes)));
-                }
-            });
+            writer.advance(frontier, &mut stash);
         },
     );
     Ok(())

@@ -3,20 +3,23 @@
 //! Two operators hand a stream to [`Sink`]s, one complete timestamp at a
 //! time, once the frontier has passed that time:
 //!
-//! - [`crate::Events::sink`] has a single writer, worker 0 of the cluster.
-//!   Each worker sorts its own records of a complete time into one run and
-//!   sends the run to worker 0, which merges the runs. So every result is
+//! - [`crate::Events::sink`] has a single writer, beside worker 0 of the
+//!   cluster. Each worker sorts its own records of a complete time into
+//!   one run and sends the run to worker 0, whose writer merges the runs.
+//!   So every result is
 //!   written once, by one writer, and the file is byte for byte the same at
 //!   any number of workers and processes.
 //! - [`crate::Events::sink_encoded`] is the same single writer, but every
 //!   worker also encodes its own records into bytes (the lines of a file),
-//!   so that worker 0 merges bytes instead of formatting every record.
+//!   so that the writer merges bytes instead of formatting every record.
 //! - [`crate::Events::sink_partitioned`] has one writer per worker, each
 //!   writing its own records, sorted within each time, to its own part (as
 //!   Flink's file sink writes part files). Nothing crosses workers.
 //!
-//! Both save a commit point per writer at each checkpoint epoch, so that a
-//! restored run cuts its output back to what the checkpoint covers.
+//! Each writer runs its sink on a thread of its own (`writer.rs`), so a
+//! sink must be `Send`. Every writer saves a commit point at each
+//! checkpoint epoch, so that a restored run cuts its output back to what
+//! the checkpoint covers.
 
 mod encoded;
 mod jsonl;
@@ -24,16 +27,12 @@ mod ordered;
 mod partitioned;
 #[cfg(feature = "redis")]
 mod redis;
+mod writer;
 
-use std::collections::BTreeMap;
 use std::io::Write;
-use std::sync::Arc;
-
-use timely::progress::frontier::MutableAntichain;
 
 use crate::checkpoint::StepCheckpoint;
 use crate::error::Result;
-use crate::run::Context;
 use crate::time::EventTime;
 
 #[cfg(feature = "redis")]
@@ -44,7 +43,8 @@ pub use jsonl::{remove_stale_temps, remove_temporary_files, temp_name, JsonLines
 pub(crate) use ordered::sink_stream;
 pub(crate) use partitioned::sink_partitioned;
 
-/// Something that takes a job's results.
+/// Something that takes a job's results. Its methods are called on the
+/// writer's own thread, one at a time, in the order of the stream.
 pub trait Sink<T>: 'static {
     /// Takes every record of one complete event time, sorted: all of the
     /// stream's records for [`crate::Events::sink`], this worker's for
@@ -176,116 +176,6 @@ enum Points {
         part: u64,
         adopted: Vec<(u64, Vec<u8>)>,
     },
-}
-
-/// One writer of a sink: writes complete times in order and saves its
-/// commit point at every checkpoint epoch the frontier passes.
-struct Writer<T, S> {
-    /// `None` on workers that do not write, and after a failure.
-    sink: Option<S>,
-    ckpt: Option<StepCheckpoint>,
-    points: Points,
-    ctx: Arc<Context>,
-    step: String,
-    closed: bool,
-    /// The records of the time being written; kept between times so that
-    /// its allocation is reused.
-    batch: Vec<(EventTime, T)>,
-}
-
-impl<T, S: Sink<T>> Writer<T, S> {
-    fn new(
-        sink: Option<S>,
-        ckpt: Option<StepCheckpoint>,
-        points: Points,
-        ctx: &Arc<Context>,
-        step: &str,
-    ) -> Self {
-        Writer {
-            sink,
-            ckpt,
-            points,
-            ctx: Arc::clone(ctx),
-            step: step.to_string(),
-            closed: false,
-            batch: Vec::new(),
-        }
-    }
-
-    /// Writes the stashed times that `frontier` has passed, in order, each
-    /// as the records `records` puts into the (empty) batch from its
-    /// entry; commits at the epochs passed on the way; closes the sink
-    /// once the frontier is empty. A failure is reported to the job and
-    /// drops the sink.
-    fn advance<X>(
-        &mut self,
-        frontier: &MutableAntichain<EventTime>,
-        stash: &mut BTreeMap<EventTime, X>,
-        mut records: impl FnMut(X, &mut Vec<(EventTime, T)>),
-    ) {
-        let Some(sink) = self.sink.as_mut() else {
-            stash.clear();
-            return;
-        };
-        let ckpt = self.ckpt.as_mut();
-        let mut epochs = match ckpt {
-            Some(k) => k.clock().passed_frontier(frontier),
-            None => Vec::new(),
-        }
-        .into_iter()
-        .peekable();
-        let (ckpt, points, batch) = (self.ckpt.as_ref(), &self.points, &mut self.batch);
-        let mut outcome = Ok(());
-        while let Some(entry) = stash.first_entry() {
-            if frontier.less_equal(entry.key()) {
-                break;
-            }
-            let time = *entry.key();
-            while let Some(epoch) = epochs.next_if(|e| *e <= time) {
-                outcome = outcome.and_then(|()| commit(sink, ckpt, points, epoch));
-            }
-            records(entry.remove(), batch);
-            outcome = outcome.and_then(|()| sink.write(time, batch));
-            batch.clear();
-            if outcome.is_err() {
-                break;
-            }
-        }
-        for epoch in epochs {
-            outcome = outcome.and_then(|()| commit(sink, ckpt, points, epoch));
-        }
-        if frontier.is_empty() && !self.closed && outcome.is_ok() {
-            self.closed = true;
-            outcome = sink.close();
-        }
-        if let Err(e) = outcome {
-            self.ctx.fail(e.in_step(&self.step));
-            self.sink = None;
-        }
-    }
-}
-
-fn commit<T, S: Sink<T>>(
-    sink: &mut S,
-    ckpt: Option<&StepCheckpoint>,
-    points: &Points,
-    epoch: EventTime,
-) -> Result<()> {
-    let Some(k) = ckpt else { return Ok(()) };
-    sink.pre_commit(epoch);
-    let mut blobs = StepBlobs::new(k, epoch);
-    let point = sink.commit_with(&mut blobs)?;
-    let refs = blobs.refs;
-    let bytes = match points {
-        Points::Single => point,
-        Points::Parts { part, adopted } => {
-            let mut all = Vec::with_capacity(adopted.len() + 1);
-            all.push((*part, point));
-            all.extend(adopted.iter().cloned());
-            crate::checkpoint::encode(&all)?
-        }
-    };
-    k.save_with(epoch, bytes, &refs)
 }
 
 /// Turns each record, with its event time, into another before handing it

@@ -1,10 +1,12 @@
-//! The single-writer sink: sorted runs on every worker, merged on worker 0.
+//! The single-writer sink: sorted runs on every worker, merged by the
+//! writer beside worker 0.
 //!
 //! Sorting is the expensive part of ordered output, so every worker sorts
-//! its own records of each complete time, and worker 0 only merges the
-//! runs. A run crosses workers as one record of the exchange (its vector
-//! is moved between threads of a process, and serialized whole inside one
-//! message between processes), not as one exchanged record per result.
+//! its own records of each complete time, and the writer only merges the
+//! runs, on its own thread (`writer.rs`). A run crosses workers as one
+//! record of the exchange (its vector is moved between threads of a
+//! process, and serialized whole inside one message between processes),
+//! not as one exchanged record per result.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -15,7 +17,8 @@ use timely::dataflow::operators::generic::Operator;
 use timely::dataflow::operators::Capability;
 use timely::dataflow::Stream;
 
-use super::{Points, Sink, Writer};
+use super::writer::{Target, Writer};
+use super::{Points, Sink};
 use crate::error::Result;
 use crate::merge::pairwise;
 use crate::metrics::{Metrics, StepMetrics};
@@ -40,10 +43,10 @@ pub(crate) fn sink_stream<'scope, T, S, F>(
 ) -> Result<()>
 where
     T: Data + Ord,
-    S: Sink<T>,
+    S: Sink<T> + Send,
     F: FnOnce() -> Result<S>,
 {
-    let mut writer = single_writer(stream.scope().index(), ctx, step, make)?;
+    let mut writer = single_writer(stream.scope().index(), ctx, step, make, merge_runs)?;
     let runs = sorted_runs(stream, ctx.metrics.step(step), step);
     // Runs by time, until the frontier passes it: then every worker's run
     // of that time is here.
@@ -58,7 +61,7 @@ where
                     runs.extend(data.drain(..).filter(|r| !r.is_empty()));
                 }
             });
-            writer.advance(frontier, &mut stash, merge_runs);
+            writer.advance(frontier, &mut stash);
         },
     );
     Ok(())
@@ -66,19 +69,24 @@ where
 
 /// The writer of a single-writer sink: on worker 0, the sink that `make`
 /// builds (at build time, so a bad path fails before any work), restored
-/// from the checkpoint being resumed; elsewhere, a writer without a sink.
-pub(super) fn single_writer<T, S, F>(
+/// from the checkpoint being resumed, on its thread, where `records` turns
+/// each stashed time into its records; elsewhere, a writer without a sink.
+pub(super) fn single_writer<X, T, S, F, R>(
     worker: usize,
     ctx: &Arc<Context>,
     step: &str,
     make: F,
-) -> Result<Writer<T, S>>
+    records: R,
+) -> Result<Writer<X>>
 where
-    S: Sink<T>,
+    X: Send + 'static,
+    T: Send + 'static,
+    S: Sink<T> + Send,
     F: FnOnce() -> Result<S>,
+    R: FnMut(X, &mut Vec<(EventTime, T)>) + Send + 'static,
 {
     if worker != 0 {
-        return Ok(Writer::new(None, None, Points::Single, ctx, step));
+        return Ok(Writer::idle(ctx, step));
     }
     let ckpt = ctx.checkpoint_step(worker, step, &format!("sink `{step}`"))?;
     let mut target = make()?;
@@ -88,7 +96,12 @@ where
         }
         target.watch_completions(k.completed());
     }
-    Ok(Writer::new(Some(target), ckpt, Points::Single, ctx, step))
+    let target = Target {
+        sink: target,
+        ckpt,
+        points: Points::Single,
+    };
+    Writer::start(target, ctx, step, records)
 }
 
 /// Every worker's local stage: holds its records by time and, once the

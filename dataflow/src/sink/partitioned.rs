@@ -20,7 +20,8 @@ use std::sync::Arc;
 use timely::dataflow::channels::pact::Pipeline;
 use timely::dataflow::operators::generic::Operator;
 
-use super::{Points, Sink, Writer};
+use super::writer::{Target, Writer};
+use super::{Points, Sink};
 use crate::error::{Error, Result};
 use crate::metrics::Metrics;
 use crate::run::Context;
@@ -39,7 +40,7 @@ pub(crate) fn sink_partitioned<'scope, T, S, F>(
 ) -> Result<()>
 where
     T: Data + Ord,
-    S: Sink<T>,
+    S: Sink<T> + Send,
     F: FnMut(usize) -> Result<S>,
 {
     let scope = stream.scope();
@@ -72,7 +73,19 @@ where
         part: index as u64,
         adopted,
     };
-    let mut writer = Writer::new(Some(target), ckpt, points, ctx, step);
+    let target = Target {
+        sink: target,
+        ckpt,
+        points,
+    };
+    // With an `Ord` under which equal records are identical (a derived
+    // one), an unstable sort writes the same bytes as a stable one, and it
+    // is faster.
+    let sort = |mut records: Vec<(EventTime, T)>, batch: &mut Vec<(EventTime, T)>| {
+        records.sort_unstable();
+        *batch = records;
+    };
+    let mut writer = Writer::start(target, ctx, step, sort)?;
     let counters = ctx.metrics.step(step);
     let mut stash: BTreeMap<EventTime, Vec<(EventTime, T)>> = BTreeMap::new();
     stream.sink(
@@ -89,13 +102,7 @@ where
                     records.append(data);
                 }
             });
-            writer.advance(frontier, &mut stash, |mut records, batch| {
-                // With an `Ord` under which equal records are identical
-                // (a derived one), an unstable sort writes the same bytes
-                // as a stable one, and it is faster.
-                records.sort_unstable();
-                *batch = records;
-            });
+            writer.advance(frontier, &mut stash);
         },
     );
     Ok(())

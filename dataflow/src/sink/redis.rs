@@ -138,7 +138,7 @@ fn is_transient(e: &redis::RedisError) -> bool {
 
 /// What a record becomes in Redis: `(key parts, value)` pairs, each set
 /// under `{prefix}:{parts}` with the TTL, in order.
-pub type RedisEntries<T> = dyn Fn(EventTime, &T) -> Vec<(Vec<String>, String)>;
+pub type RedisEntries<T> = dyn Fn(EventTime, &T) -> Vec<(Vec<String>, String)> + Send;
 
 /// A [`Sink`] that sets each record's entries (see [`RedisEntries`]) in one
 /// pipeline per event time, retrying with back-off while the server is
@@ -161,7 +161,7 @@ impl<T> RedisSink<T> {
     /// A sink writing `entries` of each record under `config`.
     pub fn new(
         config: RedisConfig,
-        entries: impl Fn(EventTime, &T) -> Vec<(Vec<String>, String)> + 'static,
+        entries: impl Fn(EventTime, &T) -> Vec<(Vec<String>, String)> + Send + 'static,
     ) -> Result<Self> {
         Ok(RedisSink {
             connection: RedisConnection::new(config)?,
