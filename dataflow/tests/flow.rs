@@ -159,6 +159,32 @@ fn an_error_inside_a_step_names_the_step() {
     assert_eq!(err.to_string(), "step `report/archive`: disk full");
 }
 
+/// A sink that panics on its first write.
+struct Panicking;
+
+impl Sink<u64> for Panicking {
+    fn write(&mut self, _: EventTime, _: &[(EventTime, u64)]) -> keyflow_dataflow::Result<()> {
+        panic!("a bug in the sink")
+    }
+}
+
+#[test]
+fn a_panicking_sink_stops_the_job_with_its_message() {
+    // The sink runs on a thread of its own: its panic must still reach
+    // `run` as an error naming the step, not hang or pass unseen.
+    for workers in [1, 2] {
+        let err = run(&RunConfig::threads(workers), |flow| {
+            flow.source("numbers", numbers(3), &SourceConfig::default())?
+                .sink("archive", || Ok(Panicking))
+        })
+        .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "step `archive`: the writer panicked: a bug in the sink"
+        );
+    }
+}
+
 #[test]
 fn a_bad_window_fails_where_it_is_made() {
     let err = WindowSpec::sliding(MINUTE, 0).unwrap_err();

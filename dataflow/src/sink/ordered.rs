@@ -86,7 +86,7 @@ where
     R: FnMut(X, &mut Vec<(EventTime, T)>) + Send + 'static,
 {
     if worker != 0 {
-        return Ok(Writer::idle(ctx, step));
+        return Ok(Writer::idle());
     }
     let ckpt = ctx.checkpoint_step(worker, step, &format!("sink `{step}`"))?;
     let mut target = make()?;

@@ -47,8 +47,6 @@ pub(super) struct Writer<X> {
     thread: Option<JoinHandle<()>>,
     /// Tells which checkpoint epochs the frontier passed.
     ckpt: Option<StepCheckpoint>,
-    ctx: Arc<Context>,
-    step: String,
 }
 
 /// The sink and what its thread needs to write and commit.
@@ -60,13 +58,11 @@ pub(super) struct Target<S> {
 
 impl<X: Send + 'static> Writer<X> {
     /// A writer on a worker that writes nothing: it drops what it is given.
-    pub fn idle(ctx: &Arc<Context>, step: &str) -> Self {
+    pub fn idle() -> Self {
         Writer {
             tasks: None,
             thread: None,
             ckpt: None,
-            ctx: Arc::clone(ctx),
-            step: step.to_string(),
         }
     }
 
@@ -89,14 +85,21 @@ impl<X: Send + 'static> Writer<X> {
         let (context, name) = (Arc::clone(ctx), step.to_string());
         let thread = std::thread::Builder::new()
             .name(format!("keyflow-sink-{step}"))
-            .spawn(move || serve(rx, target, &context, &name, records))
+            .spawn(move || {
+                let served = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    serve(rx, target, &context, &name, records)
+                }));
+                if let Err(payload) = served {
+                    let message = crate::run::panic_message(&*payload);
+                    let error = Error::External(format!("the writer panicked: {message}"));
+                    context.fail(error.in_step(&name));
+                }
+            })
             .map_err(|e| Error::External(format!("sink `{step}`: cannot start its thread: {e}")))?;
         Ok(Writer {
             tasks: Some(tx),
             thread: Some(thread),
             ckpt: clock,
-            ctx: Arc::clone(ctx),
-            step: step.to_string(),
         })
     }
 
@@ -145,16 +148,12 @@ impl<X: Send + 'static> Writer<X> {
     }
 
     /// Closes the channel and waits for the thread: it does what it was
-    /// handed (unless the job is failing) and drops the sink.
+    /// handed (unless the job is failing) and drops the sink. (A panic on
+    /// the thread was caught and reported there.)
     fn stop(&mut self) {
         self.tasks = None;
         if let Some(thread) = self.thread.take() {
-            if thread.join().is_err() {
-                self.ctx.fail(Error::External(format!(
-                    "sink `{}`: its writer thread panicked",
-                    self.step
-                )));
-            }
+            let _ = thread.join();
         }
     }
 }
