@@ -84,12 +84,6 @@ impl<T> CsvPartition<T> {
         }
     }
 
-    /// Whether this partition reads a file whole (perhaps compressed): it
-    /// is never closed before its end.
-    fn whole(&self) -> bool {
-        self.split.start == 0 && self.split.end.is_none()
-    }
-
     /// `file:line` in the split that starts the file, `file@byte N`
     /// elsewhere (a line number there would mean reading the file before).
     fn location(&self, position: Option<&Position>) -> String {
@@ -254,9 +248,10 @@ impl<T: DeserializeOwned> Partition<T> for CsvPartition<T> {
     }
 
     /// A split closes its file until its turn; it reopens where its reader
-    /// stopped, between two rows.
+    /// stopped, between two rows. A whole file (perhaps compressed) stays
+    /// open to its end.
     fn pause(&mut self) {
-        if self.whole() {
+        if self.split.is_whole() {
             return;
         }
         if let FileState::Open(open) = &self.file {

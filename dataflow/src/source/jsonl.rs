@@ -36,7 +36,7 @@ pub fn open_lines(path: &Path) -> Result<LineReader> {
 /// Opens the lines of a split of an uncompressed file (see [`FileSplit`]):
 /// those that start at or after its start and before its end.
 pub fn open_split(split: &FileSplit) -> Result<LineReader> {
-    if split.start == 0 && split.end.is_none() {
+    if split.is_whole() {
         return open_lines(&split.path);
     }
     let path = &split.path;
@@ -398,7 +398,7 @@ impl InputFile {
     /// stopped. Does nothing to a whole file, which may be compressed and
     /// could not be opened again in the middle.
     pub fn pause(&mut self) {
-        if self.split.start == 0 && self.split.end.is_none() {
+        if self.split.is_whole() {
             return;
         }
         if let Some(reader) = self.reader.take() {

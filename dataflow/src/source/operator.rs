@@ -108,19 +108,9 @@ impl<T> Reader<T> {
 /// the earliest always gets a place among the open inputs first; a split
 /// that waits is told to pause, which closes its file.
 fn held_back<T>(readers: &[Reader<T>], i: usize) -> bool {
-    let r = &readers[i];
-    let Some((file, part)) = r.split else {
-        return false;
-    };
-    if r.replay.is_some() || r.consumed < r.skip_to {
-        return false;
-    }
     let primed = |r: &Reader<T>| r.clock.max_seen().is_some();
-    let mut earlier = readers
-        .iter()
-        .filter(|e| !e.done && e.split.is_some_and(|(f, p)| f == file && p < part))
-        .peekable();
-    earlier.peek().is_some() && (primed(r) || earlier.any(|e| !primed(e)))
+    let mut earlier = unfinished_earlier_splits(readers, i).peekable();
+    earlier.peek().is_some() && (primed(&readers[i]) || earlier.any(|e| !primed(e)))
 }
 
 /// At most this many items are read from a split to learn where its
@@ -133,16 +123,24 @@ const PRIME_BATCH: usize = 16;
 /// Whether split `i` is read only to see its first record, and then held
 /// back (see [`held_back`]).
 fn priming<T>(readers: &[Reader<T>], i: usize) -> bool {
+    readers[i].clock.max_seen().is_none() && unfinished_earlier_splits(readers, i).next().is_some()
+}
+
+/// The unfinished readers of earlier splits of reader `i`'s file on this
+/// worker; none while `i` replays or skips to its checkpointed position,
+/// or is not a split.
+fn unfinished_earlier_splits<T>(
+    readers: &[Reader<T>],
+    i: usize,
+) -> impl Iterator<Item = &Reader<T>> {
     let r = &readers[i];
-    let Some((file, part)) = r.split else {
-        return false;
-    };
-    r.replay.is_none()
-        && r.consumed >= r.skip_to
-        && r.clock.max_seen().is_none()
-        && readers
-            .iter()
-            .any(|e| !e.done && e.split.is_some_and(|(f, p)| f == file && p < part))
+    let of = r
+        .split
+        .filter(|_| r.replay.is_none() && r.consumed >= r.skip_to);
+    readers.iter().filter(move |e| {
+        !e.done
+            && matches!((of, e.split), (Some((file, part)), Some((f, p))) if f == file && p < part)
+    })
 }
 
 /// A worker's readers, and the partitions a checkpoint found finished.

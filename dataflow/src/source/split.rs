@@ -68,6 +68,12 @@ impl FileSplit {
             end: None,
         }
     }
+
+    /// Whether this split is its whole file (which may be compressed, and
+    /// so cannot be opened again in the middle).
+    pub fn is_whole(&self) -> bool {
+        self.start == 0 && self.end.is_none()
+    }
 }
 
 /// Whether `path` starts with the gzip magic bytes. A file that cannot be
