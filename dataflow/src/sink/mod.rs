@@ -1,14 +1,13 @@
 //! Sinks: where results go, written exactly once and in a stable order.
 //!
-//! Two operators hand a stream to [`Sink`]s, one complete timestamp at a
+//! Three operators hand a stream to [`Sink`]s, one complete timestamp at a
 //! time, once the frontier has passed that time:
 //!
 //! - [`crate::Events::sink`] has a single writer, beside worker 0 of the
 //!   cluster. Each worker sorts its own records of a complete time into
 //!   one run and sends the run to worker 0, whose writer merges the runs.
-//!   So every result is
-//!   written once, by one writer, and the file is byte for byte the same at
-//!   any number of workers and processes.
+//!   So every result is written once, by one writer, and the file is byte
+//!   for byte the same at any number of workers and processes.
 //! - [`crate::Events::sink_encoded`] is the same single writer, but every
 //!   worker also encodes its own records into bytes (the lines of a file),
 //!   so that the writer merges bytes instead of formatting every record.
@@ -43,8 +42,10 @@ pub use jsonl::{remove_stale_temps, remove_temporary_files, temp_name, JsonLines
 pub(crate) use ordered::sink_stream;
 pub(crate) use partitioned::sink_partitioned;
 
-/// Something that takes a job's results. Its methods are called on the
-/// writer's own thread, one at a time, in the order of the stream.
+/// Something that takes a job's results. [`Sink::restore`] and
+/// [`Sink::watch_completions`] are called on the worker while the job is
+/// built; once it runs, the other methods are called on the writer's own
+/// thread, one at a time, in the order of the stream.
 pub trait Sink<T>: 'static {
     /// Takes every record of one complete event time, sorted: all of the
     /// stream's records for [`crate::Events::sink`], this worker's for

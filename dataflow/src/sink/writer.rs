@@ -182,7 +182,8 @@ fn serve<X, T, S, R>(
     S: Sink<T>,
     R: FnMut(X, &mut Vec<(EventTime, T)>),
 {
-    // Kept between times so that its allocation is reused.
+    // Kept between times so that its allocation is reused (where `records`
+    // fills it rather than replacing it).
     let mut batch = Vec::new();
     for task in tasks {
         if ctx.is_aborted() {
