@@ -33,6 +33,10 @@ type Out<'a, D> = timely::dataflow::operators::generic::OutputBuilderSession<
 /// [`RiseState::touch`]).
 const GROUP: usize = 16;
 
+/// Keys handled per activation when evicting the pane that left the span
+/// (about a millisecond of cache misses in a large table).
+const EVICT_SLICE: usize = 4096;
+
 /// Capabilities for (rising, ticks).
 type Caps = [Capability<EventTime>; 2];
 
@@ -125,6 +129,24 @@ impl<K: Key> Keyed<K> {
             }
             let b = t / geo.slide;
             self.state.evict_before(b.saturating_sub(geo.span()));
+            // With the panes that `close` left behind gone, the next
+            // boundary may lie later (no weight in between) or there may
+            // be none: what `finish` would have found right away.
+            match self.state.next_boundary() {
+                Some(next) if next > b => {
+                    let next = next * geo.slide;
+                    if let Some(caps) = self.held.as_mut() {
+                        caps[0].downgrade(&next);
+                        caps[1].downgrade(&next);
+                    }
+                    continue;
+                }
+                None => {
+                    self.held = None;
+                    break;
+                }
+                Some(_) => {}
+            }
             let mut session = rising_out.session(&caps[0]);
             let passed =
                 self.state
@@ -141,7 +163,9 @@ impl<K: Key> Keyed<K> {
             drop(session);
             Metrics::add(&self.counters.records_out, passed);
             ticks_out.session(&caps[1]).give((t, passed));
-            self.state.finish(b, geo);
+            // The pane that falls out of the span goes later, in slices
+            // (`evict_some`), so that these results go out now.
+            self.state.close(b, geo);
             match self.state.next_boundary() {
                 Some(next) => {
                     let next = next * geo.slide;
@@ -238,6 +262,7 @@ where
         }
     }
     let mut builder = OperatorBuilder::new(format!("Rise({id})"), scope);
+    let activator = scope.activator_for(builder.operator_info().address);
     let route = |(_, w): &(EventTime, PaneWeight<K>)| w.hash;
     let mut input = builder.new_input(partials, Exchange::new(route));
     let (rising_out, rising) = builder.new_output();
@@ -270,6 +295,12 @@ where
             let mut rising_out = rising_out.activate();
             let mut ticks_out = ticks_out.activate();
             let gate = ckpt.as_mut().map(|k| k.clock().next());
+            // The last boundary's eviction, a slice per activation: the
+            // worker hands on that boundary's results and its progress
+            // first, then drops the pane between batches of input.
+            if me.state.evict_some(EVICT_SLICE) {
+                activator.activate();
+            }
 
             input.for_each(|cap, data| {
                 let Some(&time) = cap.least() else { return };
@@ -298,6 +329,7 @@ where
                         &mut ticks_out,
                         |t| t < epoch,
                     );
+                    me.state.evict_marked();
                     if let Err(e) = save_chain(k, &mut me.state, &mut chain, epoch) {
                         ctx.fail(e);
                         return;

@@ -99,6 +99,10 @@ pub struct RiseState<K> {
     hi: u64,
     /// The last boundary evaluated, in panes (`T / slide`).
     last: Option<u64>,
+    /// Panes below this one lie outside every later span, but may still
+    /// be held: [`RiseState::close`] leaves them to [`RiseState::evict_some`],
+    /// so that a boundary's results need not wait for its eviction.
+    doomed: u64,
     /// With incremental checkpoints: the changes since the last one, in
     /// order, to be replayed over a snapshot.
     log: Option<Vec<Op<K>>>,
@@ -124,6 +128,7 @@ impl<K> Default for RiseState<K> {
             reach: None,
             hi: 0,
             last: None,
+            doomed: 0,
             log: None,
         }
     }
@@ -279,26 +284,39 @@ impl<K: Key> RiseState<K> {
             if *entry.key() >= p {
                 break;
             }
-            let (oldest, mut hashes) = entry.remove_entry();
-            self.sort_by_bucket(&mut hashes);
-            for hash in hashes {
-                // Colliding keys share a hash: handle each one filed here.
-                while let Ok(mut found) = self.table.find_entry(mix(hash), |s| {
-                    s.panes.oldest(oldest) == oldest && stable_hash(&s.key) == hash
-                }) {
-                    if found.get_mut().panes.drop_before(oldest, p) {
-                        let next = found.get().panes.oldest(oldest);
-                        self.index.entry(next).or_default().push(hash);
-                        let left = found.get().panes.spread(oldest);
-                        if self.reach.is_some_and(|reach| left >= reach) {
-                            self.spread.entry(next).or_default().push(hash);
-                        }
-                    } else {
-                        found.remove();
+            let (oldest, hashes) = entry.remove_entry();
+            self.evict_keys(oldest, hashes, p);
+        }
+        self.drop_spread_below(p);
+    }
+
+    /// Drops the panes below `p` of the keys of `hashes`, all filed under
+    /// their oldest pane `oldest` (below `p`), and re-files each key that
+    /// keeps a pane under its new oldest one.
+    fn evict_keys(&mut self, oldest: u64, mut hashes: Vec<u64>, p: u64) {
+        self.sort_by_bucket(&mut hashes);
+        for hash in hashes {
+            // Colliding keys share a hash: handle each one filed here.
+            while let Ok(mut found) = self.table.find_entry(mix(hash), |s| {
+                s.panes.oldest(oldest) == oldest && stable_hash(&s.key) == hash
+            }) {
+                if found.get_mut().panes.drop_before(oldest, p) {
+                    let next = found.get().panes.oldest(oldest);
+                    self.index.entry(next).or_default().push(hash);
+                    let left = found.get().panes.spread(oldest);
+                    if self.reach.is_some_and(|reach| left >= reach) {
+                        self.spread.entry(next).or_default().push(hash);
                     }
+                } else {
+                    found.remove();
                 }
             }
         }
+    }
+
+    /// Drops the spread index's entries below `p`; once no key is left,
+    /// both indexes.
+    fn drop_spread_below(&mut self, p: u64) {
         while let Some(entry) = self.spread.first_entry() {
             if *entry.key() >= p {
                 break;
@@ -386,6 +404,62 @@ impl<K: Key> RiseState<K> {
         }
         self.last = Some(b);
         self.evict((b + 1).saturating_sub(geo.span()));
+    }
+
+    /// What [`RiseState::finish`] does, but the pane that falls out of the
+    /// span is only marked: [`RiseState::evict_some`] drops it in slices
+    /// between batches of input, and the next [`RiseState::evict_before`]
+    /// drops what is left. Logged as `finish`, which a replay runs whole.
+    pub(crate) fn close(&mut self, b: u64, geo: &Geometry) {
+        if let Some(log) = self.log.as_mut() {
+            log.push(Op::Finish(b));
+        }
+        self.last = Some(b);
+        self.doomed = self.doomed.max((b + 1).saturating_sub(geo.span()));
+    }
+
+    /// Drops up to about `budget` keys' panes below the marked pane
+    /// ([`RiseState::close`]), oldest bucket first. Returns whether any
+    /// are left. Not logged: no evaluation reads the panes dropped here,
+    /// and the `evict_before` that comes before every evaluation drops the
+    /// same panes in a replay.
+    pub(crate) fn evict_some(&mut self, budget: usize) -> bool {
+        let p = self.doomed;
+        let mut left = budget;
+        while left > 0 {
+            let Some(mut entry) = self.index.first_entry() else {
+                break;
+            };
+            let oldest = *entry.key();
+            if oldest >= p {
+                break;
+            }
+            let bucket = entry.get_mut();
+            let take = bucket.len().min(left);
+            let hashes = bucket.split_off(bucket.len() - take);
+            if bucket.is_empty() {
+                entry.remove();
+            }
+            left -= take.max(1);
+            self.evict_keys(oldest, hashes, p);
+        }
+        let done = self.index.first_key_value().is_none_or(|(q, _)| *q >= p);
+        if done {
+            self.drop_spread_below(p);
+        }
+        !done
+    }
+
+    /// Drops every pane marked by [`RiseState::close`], logged as an
+    /// eviction: before a snapshot, so that it holds no such pane.
+    pub(crate) fn evict_marked(&mut self) {
+        if self
+            .index
+            .first_key_value()
+            .is_some_and(|(q, _)| *q < self.doomed)
+        {
+            self.evict_before(self.doomed);
+        }
     }
 
     /// A plain copy: keys sorted, with their `(pane, weight)` pairs.
@@ -585,6 +659,81 @@ mod tests {
         let back = RiseState::restore(fast[0].snapshot()).unwrap();
         assert_eq!(filed(&back), filed(&fast[0]));
         assert!(!back.spread.is_empty());
+    }
+
+    /// The operator's walk to the next boundary when `close` left panes
+    /// behind: evict them, then look again.
+    fn next_after_close(s: &mut RiseState<u32>, geo: &Geometry, upto: u64) -> Option<u64> {
+        let mut b = s.next_boundary()?;
+        while b <= upto {
+            s.evict_before(b.saturating_sub(geo.span()));
+            match s.next_boundary() {
+                Some(n) if n > b => b = n,
+                Some(_) => return Some(b),
+                None => return None,
+            }
+        }
+        None
+    }
+
+    /// Leaving the pane that falls out of the span to `evict_some`, in
+    /// slices between batches of input, gives the boundaries, results and
+    /// snapshots that evicting it in `finish` gives: random input, with
+    /// gaps longer than the span.
+    #[test]
+    fn eviction_in_slices_matches_eviction_at_finish() {
+        let geo = Geometry {
+            slide: 1,
+            per_window: 3,
+            windows: 4,
+        };
+        let rule = |c: &[u64]| crate::rise::RiseRule::AllowFlat.holds(c);
+        let mut seed = 0x2545_F491_4F6C_DD1Du64;
+        let mut next = move |n: u64| {
+            seed = seed
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            (seed >> 33) % n
+        };
+        let mut eager = RiseState::new(&geo, 1, true);
+        let mut lazy = RiseState::new(&geo, 1, true);
+        let (mut now, mut evaluated, mut passed) = (20u64, 0, 0);
+        for round in 0..400 {
+            let ahead = if next(12) == 0 { 13 + next(20) } else { 0 };
+            for _ in 0..4 {
+                for _ in 0..10 {
+                    let p = now + ahead + next(3);
+                    let key = if next(3) == 0 { next(8) } else { 8 + next(300) } as u32;
+                    let w = 1 + next(3);
+                    add(&mut eager, key, p, w);
+                    add(&mut lazy, key, p, w);
+                }
+                lazy.evict_some(next(40) as usize);
+            }
+            // The frontier passes every pane added so far.
+            now += ahead + 3;
+            loop {
+                let want = eager.next_boundary().filter(|&b| b <= now);
+                let got = next_after_close(&mut lazy, &geo, now);
+                assert_eq!(got, want, "round {round}");
+                let Some(b) = want else { break };
+                eager.evict_before(b.saturating_sub(geo.span()));
+                let results = eval_with(&eager, b, &geo, 1, &rule);
+                assert_eq!(eval_with(&lazy, b, &geo, 1, &rule), results, "boundary {b}");
+                evaluated += 1;
+                passed += results.len();
+                eager.finish(b, &geo);
+                lazy.close(b, &geo);
+            }
+            if round % 50 == 49 {
+                lazy.evict_marked();
+                assert_eq!(lazy.snapshot(), eager.snapshot(), "round {round}");
+            }
+        }
+        assert!(
+            evaluated > 300 && passed > 100,
+            "{evaluated} boundaries, {passed} passed"
+        );
     }
 
     #[test]
