@@ -132,20 +132,9 @@ impl<K: Key> Keyed<K> {
             // With the panes that `close` left behind gone, the next
             // boundary may lie later (no weight in between) or there may
             // be none: what `finish` would have found right away.
-            match self.state.next_boundary() {
-                Some(next) if next > b => {
-                    let next = next * geo.slide;
-                    if let Some(caps) = self.held.as_mut() {
-                        caps[0].downgrade(&next);
-                        caps[1].downgrade(&next);
-                    }
-                    continue;
-                }
-                None => {
-                    self.held = None;
-                    break;
-                }
-                Some(_) => {}
+            if self.state.next_boundary().is_none_or(|next| next > b) {
+                self.hold_next(geo);
+                continue;
             }
             let mut session = rising_out.session(&caps[0]);
             let passed =
@@ -166,16 +155,22 @@ impl<K: Key> Keyed<K> {
             // The pane that falls out of the span goes later, in slices
             // (`evict_some`), so that these results go out now.
             self.state.close(b, geo);
-            match self.state.next_boundary() {
-                Some(next) => {
-                    let next = next * geo.slide;
-                    if let Some(caps) = self.held.as_mut() {
-                        caps[0].downgrade(&next);
-                        caps[1].downgrade(&next);
-                    }
+            self.hold_next(geo);
+        }
+    }
+
+    /// Moves the held capabilities to the next boundary, or drops them
+    /// when there is none.
+    fn hold_next(&mut self, geo: &Geometry) {
+        match self.state.next_boundary() {
+            Some(next) => {
+                let next = next * geo.slide;
+                if let Some(caps) = self.held.as_mut() {
+                    caps[0].downgrade(&next);
+                    caps[1].downgrade(&next);
                 }
-                None => self.held = None,
             }
+            None => self.held = None,
         }
     }
 }

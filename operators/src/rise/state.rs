@@ -399,11 +399,8 @@ impl<K: Key> RiseState<K> {
     /// Records that boundary `b` is done and drops the pane that no later
     /// boundary's span holds.
     pub(crate) fn finish(&mut self, b: u64, geo: &Geometry) {
-        if let Some(log) = self.log.as_mut() {
-            log.push(Op::Finish(b));
-        }
-        self.last = Some(b);
-        self.evict((b + 1).saturating_sub(geo.span()));
+        self.close(b, geo);
+        self.evict(self.doomed);
     }
 
     /// What [`RiseState::finish`] does, but the pane that falls out of the
@@ -443,7 +440,7 @@ impl<K: Key> RiseState<K> {
             left -= take.max(1);
             self.evict_keys(oldest, hashes, p);
         }
-        let done = self.index.first_key_value().is_none_or(|(q, _)| *q >= p);
+        let done = self.lo().is_none_or(|q| q >= p);
         if done {
             self.drop_spread_below(p);
         }
@@ -453,11 +450,7 @@ impl<K: Key> RiseState<K> {
     /// Drops every pane marked by [`RiseState::close`], logged as an
     /// eviction: before a snapshot, so that it holds no such pane.
     pub(crate) fn evict_marked(&mut self) {
-        if self
-            .index
-            .first_key_value()
-            .is_some_and(|(q, _)| *q < self.doomed)
-        {
+        if self.lo().is_some_and(|q| q < self.doomed) {
             self.evict_before(self.doomed);
         }
     }
@@ -573,6 +566,24 @@ mod tests {
         windows: 3,
     };
 
+    /// Four windows of three panes: room for keys that rise, and for gaps.
+    const GEO4: Geometry = Geometry {
+        slide: 1,
+        per_window: 3,
+        windows: 4,
+    };
+
+    /// Repeatable pseudo-random numbers below `n` (a linear congruential
+    /// generator), seeded with `seed`.
+    fn numbers(mut seed: u64) -> impl FnMut(u64) -> u64 {
+        move |n| {
+            seed = seed
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            (seed >> 33) % n
+        }
+    }
+
     fn add(state: &mut RiseState<u32>, key: u32, p: u64, w: u64) {
         state.add(stable_hash(&key), key, p, w).unwrap();
     }
@@ -602,19 +613,9 @@ mod tests {
     /// never falls: random input, out of order, against a full read.
     #[test]
     fn spread_index_misses_no_rising_key() {
-        let geo = Geometry {
-            slide: 1,
-            per_window: 3,
-            windows: 4,
-        };
+        let geo = GEO4;
         let rule = |c: &[u64]| crate::rise::RiseRule::AllowFlat.holds(c);
-        let mut seed = 0x9E37_79B9_7F4A_7C15u64;
-        let mut next = move |n: u64| {
-            seed = seed
-                .wrapping_mul(6364136223846793005)
-                .wrapping_add(1442695040888963407);
-            (seed >> 33) % n
-        };
+        let mut next = numbers(0x9E37_79B9_7F4A_7C15);
         let mut full = RiseState::default();
         let mut fast = [RiseState::new(&geo, 1, true), RiseState::new(&geo, 2, true)];
         let mut passed = [0, 0];
@@ -682,19 +683,9 @@ mod tests {
     /// gaps longer than the span.
     #[test]
     fn eviction_in_slices_matches_eviction_at_finish() {
-        let geo = Geometry {
-            slide: 1,
-            per_window: 3,
-            windows: 4,
-        };
+        let geo = GEO4;
         let rule = |c: &[u64]| crate::rise::RiseRule::AllowFlat.holds(c);
-        let mut seed = 0x2545_F491_4F6C_DD1Du64;
-        let mut next = move |n: u64| {
-            seed = seed
-                .wrapping_mul(6364136223846793005)
-                .wrapping_add(1442695040888963407);
-            (seed >> 33) % n
-        };
+        let mut next = numbers(0x2545_F491_4F6C_DD1D);
         let mut eager = RiseState::new(&geo, 1, true);
         let mut lazy = RiseState::new(&geo, 1, true);
         let (mut now, mut evaluated, mut passed) = (20u64, 0, 0);
