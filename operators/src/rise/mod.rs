@@ -33,8 +33,10 @@
 //! first window (with `min_first >= 1`; with `min_first == 0` every key of
 //! the span is read). With a built-in rule and `min_first >= 1` it reads
 //! only those of them whose panes spread far enough to reach the last
-//! window, since such a rule needs weight in every window. See
-//! [`RiseState`].
+//! window, since such a rule needs weight in every window. Such a rule is
+//! also read ahead: once a boundary is closed, the next one's candidates
+//! are read in slices while input still arrives, and its close reads again
+//! only the keys that got weight in the meantime. See [`RiseState`].
 
 mod chain;
 mod config;

@@ -33,9 +33,10 @@ type Out<'a, D> = timely::dataflow::operators::generic::OutputBuilderSession<
 /// [`RiseState::touch`]).
 const GROUP: usize = 16;
 
-/// Keys handled per activation when evicting the pane that left the span
-/// (about a millisecond of cache misses in a large table).
-const EVICT_SLICE: usize = 4096;
+/// Keys handled per activation when evicting the pane that left the span,
+/// or reading the next boundary's candidates ahead of its close (about a
+/// millisecond of cache misses in a large table).
+const SLICE: usize = 4096;
 
 /// Capabilities for (rising, ticks).
 type Caps = [Capability<EventTime>; 2];
@@ -137,18 +138,23 @@ impl<K: Key> Keyed<K> {
                 continue;
             }
             let mut session = rising_out.session(&caps[0]);
-            let passed =
-                self.state
-                    .evaluate(b, geo, min_first, predicate, &mut self.counts, |k, c| {
-                        session.give((
+            let passed = self.state.evaluate_close(
+                b,
+                geo,
+                min_first,
+                predicate,
+                &mut self.counts,
+                |k, c| {
+                    session.give((
+                        t,
+                        Rising {
+                            key: k.clone(),
                             t,
-                            Rising {
-                                key: k.clone(),
-                                t,
-                                counts: c.to_vec(),
-                            },
-                        ))
-                    });
+                            counts: c.to_vec(),
+                        },
+                    ))
+                },
+            );
             drop(session);
             Metrics::add(&self.counters.records_out, passed);
             ticks_out.session(&caps[1]).give((t, passed));
@@ -292,8 +298,10 @@ where
             let gate = ckpt.as_mut().map(|k| k.clock().next());
             // The last boundary's eviction, a slice per activation: the
             // worker hands on that boundary's results and its progress
-            // first, then drops the pane between batches of input.
-            if me.state.evict_some(EVICT_SLICE) {
+            // first, then drops the pane between batches of input. Then
+            // the next boundary's candidates are read, also in slices, so
+            // that its close reads only the keys that got weight since.
+            if me.state.evict_some(SLICE) || me.state.read_ahead(&geo, min_first, SLICE) {
                 activator.activate();
             }
 

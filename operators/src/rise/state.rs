@@ -16,7 +16,10 @@
 //! also filed, under the same oldest pane, in a second index, and
 //! evaluation reads that index alone. Under a Zipf load few keys are seen
 //! that often, so this skips most hash-table lookups, which are cache
-//! misses on a large table.
+//! misses on a large table. Each entry of that index is read once; the
+//! read plans the later boundaries at which the key can still pass (the
+//! `plan` module), and the next boundary's candidates are read ahead of
+//! its close (the `ahead` module).
 //!
 //! An index entry can go stale: when a key gets weight in a pane older than
 //! its oldest one (out-of-order input), it is filed under the new pane and
@@ -34,6 +37,12 @@ use serde::{Deserialize, Serialize};
 
 use super::chain::ChangeLog;
 use super::panes::{Overflow, Panes};
+
+mod ahead;
+mod plan;
+
+use ahead::Ahead;
+use plan::Candidate;
 
 /// The shape of the rise span, in panes (a pane is one slide long).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -82,6 +91,23 @@ fn mix(hash: u64) -> u64 {
     hash.rotate_left(32)
 }
 
+/// Adds a key's weights in the panes below boundary `b` to the counts of
+/// the N windows ending there (`counts` holds N zeros or more), all panes
+/// relative to `lo`. Returns whether any pane lay below `b`.
+#[inline]
+fn window_counts(panes: &Panes, lo: u64, b: u64, geo: &Geometry, counts: &mut [u64]) -> bool {
+    let mut any = false;
+    for (p, w) in panes.iter(lo) {
+        if p >= b {
+            break;
+        }
+        let back = (b - 1 - p) / geo.per_window;
+        counts[geo.windows - 1 - back as usize] += w as u64;
+        any = true;
+    }
+    any
+}
+
 /// Per-key sparse pane weights of one rise operator on one worker.
 ///
 /// Serializable for checkpoints: it is written as a [`RiseSnapshot`].
@@ -90,8 +116,13 @@ pub struct RiseState<K> {
     table: HashTable<Slot<K>>,
     /// Pane -> stable hashes of the keys whose oldest pane it is.
     index: BTreeMap<u64, Vec<u64>>,
-    /// The same, for the keys whose panes spread over `reach` or more.
+    /// The same, for the keys whose panes spread over `reach` or more,
+    /// until an evaluation reads them (see [`RiseState::take_candidates`]).
     spread: BTreeMap<u64, Vec<u64>>,
+    /// Boundary -> stable hashes of keys read at an earlier boundary whose
+    /// first N - 1 windows there were already complete and hold
+    /// `min_first` each.
+    schedule: BTreeMap<u64, Vec<u64>>,
     /// The least spread (newest minus oldest pane) of a key that can pass;
     /// `None` when any key can, and `spread` is not kept.
     reach: Option<u64>,
@@ -106,6 +137,9 @@ pub struct RiseState<K> {
     /// With incremental checkpoints: the changes since the last one, in
     /// order, to be replayed over a snapshot.
     log: Option<Vec<Op<K>>>,
+    /// The next boundary's evaluation, read ahead of its close
+    /// ([`RiseState::read_ahead`]). Derived: never logged or saved.
+    ahead: Option<Ahead<K>>,
 }
 
 /// One change to a [`RiseState`], as its methods were called.
@@ -125,11 +159,13 @@ impl<K> Default for RiseState<K> {
             table: HashTable::new(),
             index: BTreeMap::new(),
             spread: BTreeMap::new(),
+            schedule: BTreeMap::new(),
             reach: None,
             hi: 0,
             last: None,
             doomed: 0,
             log: None,
+            ahead: None,
         }
     }
 }
@@ -167,10 +203,13 @@ impl<K: Key> RiseState<K> {
     pub fn approx_bytes(&self) -> usize {
         let table = self.table.allocation_size();
         let panes: usize = self.table.iter().map(|s| s.panes.heap_bytes()).sum();
-        let index: usize = (self.index.values().chain(self.spread.values()))
+        let index: usize = (self.index.values())
+            .chain(self.spread.values())
+            .chain(self.schedule.values())
             .map(|v| v.capacity() * 8 + 48)
             .sum();
-        table + panes + index + std::mem::size_of::<Self>()
+        let ahead = self.ahead.as_ref().map_or(0, |a| a.approx_bytes());
+        table + panes + index + ahead + std::mem::size_of::<Self>()
     }
 
     /// Sorts stable hashes into the order of the table's buckets, so that a
@@ -230,12 +269,16 @@ impl<K: Key> RiseState<K> {
         if let Some(log) = self.log.as_mut() {
             log.push(Op::Add(key.clone(), p, w));
         }
+        let mut abandon = false;
         match self.table.find_mut(mix(hash), |s| s.key == key) {
             Some(slot) => {
                 let before = slot.panes.spread(r);
                 let oldest_now = slot.panes.add(r, p, w)?;
                 if oldest_now {
                     self.index.entry(p).or_default().push(hash);
+                }
+                if let Some(ahead) = self.ahead.as_mut() {
+                    abandon = !ahead.note(hash, &key, p, w, slot.panes.oldest(r));
                 }
                 // File the key when it first reaches, or under its new
                 // oldest pane.
@@ -247,6 +290,9 @@ impl<K: Key> RiseState<K> {
                 }
             }
             None => {
+                // A new key holds one pane, too few to pass a rule that
+                // reads ahead; only a pane below the span stops the read.
+                abandon = self.ahead.as_ref().is_some_and(|a| !a.spans(p));
                 self.table.insert_unique(
                     mix(hash),
                     Slot {
@@ -257,6 +303,9 @@ impl<K: Key> RiseState<K> {
                 );
                 self.index.entry(p).or_default().push(hash);
             }
+        }
+        if abandon {
+            self.abandon_ahead();
         }
         Ok(())
     }
@@ -294,6 +343,9 @@ impl<K: Key> RiseState<K> {
     /// their oldest pane `oldest` (below `p`), and re-files each key that
     /// keeps a pane under its new oldest one.
     fn evict_keys(&mut self, oldest: u64, mut hashes: Vec<u64>, p: u64) {
+        // What was read ahead assumed that nothing is evicted before the
+        // close it was read for.
+        self.abandon_ahead();
         self.sort_by_bucket(&mut hashes);
         for hash in hashes {
             // Colliding keys share a hash: handle each one filed here.
@@ -326,6 +378,7 @@ impl<K: Key> RiseState<K> {
         if self.table.is_empty() {
             self.index.clear();
             self.spread.clear();
+            self.schedule.clear();
         }
     }
 
@@ -336,7 +389,7 @@ impl<K: Key> RiseState<K> {
     ///
     /// `min_first` must be the one the state was made with.
     pub(crate) fn evaluate<P, E>(
-        &self,
+        &mut self,
         b: u64,
         geo: &Geometry,
         min_first: u64,
@@ -348,49 +401,62 @@ impl<K: Key> RiseState<K> {
         P: Fn(&[u64]) -> bool + ?Sized,
         E: FnMut(&K, &[u64]),
     {
-        let span = geo.span();
-        let start = b.saturating_sub(span);
-        // With c1 >= 1 a key has weight in the first window, so its oldest
-        // pane (and its index entry) lies there; otherwise any key with
-        // weight in the span is a candidate.
-        let end = if min_first >= 1 {
-            (b + geo.per_window).saturating_sub(span).min(b)
-        } else {
-            b
-        };
         let Some(lo) = self.lo() else { return 0 };
-        debug_assert!(lo >= start, "pane {lo} was not evicted before boundary {b}");
-        let index = match self.reach {
-            Some(_) => &self.spread,
-            None => &self.index,
-        };
-        let mut candidates: Vec<u64> = index
-            .range(start..end)
-            .flat_map(|(_, hashes)| hashes.iter().copied())
-            .collect();
-        self.sort_by_bucket(&mut candidates);
-        candidates.dedup();
+        debug_assert!(
+            lo >= b.saturating_sub(geo.span()),
+            "pane {lo} was not evicted before boundary {b}"
+        );
+        let candidates = self.take_candidates(b, geo, min_first);
         let mut passed = 0;
-        for hash in candidates {
-            for slot in self.table.iter_hash(mix(hash)) {
-                if stable_hash(&slot.key) != hash {
-                    continue;
-                }
-                counts.clear();
-                counts.resize(geo.windows, 0);
-                let mut any = false;
-                for (p, w) in slot.panes.iter(lo) {
-                    if p >= b {
-                        break;
-                    }
-                    let back = (b - 1 - p) / geo.per_window;
-                    counts[geo.windows - 1 - back as usize] += w as u64;
-                    any = true;
-                }
-                if any && counts[0] >= min_first && pred(counts) {
-                    passed += 1;
-                    emit(&slot.key, counts);
-                }
+        for c in candidates {
+            passed += self.evaluate_hash(c, lo, b, geo, min_first, pred, counts, &mut emit);
+        }
+        passed
+    }
+
+    /// Evaluates boundary `b` for the keys of candidate `c`, as
+    /// [`RiseState::evaluate`] does; `lo` is the oldest live pane.
+    #[allow(clippy::too_many_arguments)]
+    fn evaluate_hash<P, E>(
+        &mut self,
+        c: Candidate,
+        lo: u64,
+        b: u64,
+        geo: &Geometry,
+        min_first: u64,
+        pred: &P,
+        counts: &mut Vec<u64>,
+        emit: &mut E,
+    ) -> u64
+    where
+        P: Fn(&[u64]) -> bool + ?Sized,
+        E: FnMut(&K, &[u64]),
+    {
+        let mut passed = 0;
+        for slot in self.table.iter_hash(mix(c.hash)) {
+            if stable_hash(&slot.key) != c.hash {
+                continue;
+            }
+            counts.clear();
+            counts.resize(geo.windows, 0);
+            if window_counts(&slot.panes, lo, b, geo, counts)
+                && counts[0] >= min_first
+                && pred(counts)
+            {
+                passed += 1;
+                emit(&slot.key, counts);
+            }
+            if c.unread() {
+                plan::plan(
+                    &mut self.schedule,
+                    c.hash,
+                    &slot.panes,
+                    lo,
+                    b,
+                    geo,
+                    min_first,
+                    counts,
+                );
             }
         }
         passed
@@ -411,6 +477,10 @@ impl<K: Key> RiseState<K> {
         if let Some(log) = self.log.as_mut() {
             log.push(Op::Finish(b));
         }
+        if self.ahead.as_ref().is_some_and(|a| a.b <= b) {
+            self.abandon_ahead();
+        }
+        plan::drop_through(&mut self.schedule, b);
         self.last = Some(b);
         self.doomed = self.doomed.max((b + 1).saturating_sub(geo.span()));
     }
@@ -588,12 +658,12 @@ mod tests {
         state.add(stable_hash(&key), key, p, w).unwrap();
     }
 
-    fn eval(state: &RiseState<u32>, b: u64, min_first: u64) -> Vec<(u32, Vec<u64>)> {
+    fn eval(state: &mut RiseState<u32>, b: u64, min_first: u64) -> Vec<(u32, Vec<u64>)> {
         eval_with(state, b, &GEO, min_first, &|_: &[u64]| true)
     }
 
     fn eval_with(
-        state: &RiseState<u32>,
+        state: &mut RiseState<u32>,
         b: u64,
         geo: &Geometry,
         min_first: u64,
@@ -620,19 +690,26 @@ mod tests {
         let mut fast = [RiseState::new(&geo, 1, true), RiseState::new(&geo, 2, true)];
         let mut passed = [0, 0];
         for b in 20..300u64 {
+            if b == 150 {
+                // A restored state files every key again, as not read.
+                for s in fast.iter_mut() {
+                    *s = RiseState::restore(s.snapshot()).unwrap();
+                }
+            }
             for _ in 0..40 {
-                // Mostly the newest pane, sometimes up to 10 panes back; a
+                // Mostly the newest open pane, sometimes up to 10 panes
+                // after it (out of order: a later add may land before); a
                 // few busy keys and many rare ones.
-                let p = b - 1 - if next(4) == 0 { next(11) } else { 0 };
+                let p = b - 1 + if next(4) == 0 { next(11) } else { 0 };
                 let key = if next(3) == 0 { next(8) } else { 8 + next(400) } as u32;
                 let w = 1 + next(3);
                 for s in std::iter::once(&mut full).chain(fast.iter_mut()) {
                     s.add(stable_hash(&key), key, p, w).unwrap();
                 }
             }
-            for (i, s) in fast.iter().enumerate() {
+            for (i, s) in fast.iter_mut().enumerate() {
                 let min_first = i as u64 + 1;
-                let want = eval_with(&full, b, &geo, min_first, &rule);
+                let want = eval_with(&mut full, b, &geo, min_first, &rule);
                 assert_eq!(
                     eval_with(s, b, &geo, min_first, &rule),
                     want,
@@ -648,18 +725,6 @@ mod tests {
             passed.iter().all(|&n| n > 50),
             "too few keys passed: {passed:?}"
         );
-        // The spread index is rebuilt from a snapshot.
-        let filed = |s: &RiseState<u32>| {
-            let mut all: Vec<(u64, u64)> = (s.spread.iter())
-                .flat_map(|(p, h)| h.iter().map(|h| (*p, *h)))
-                .collect();
-            all.sort();
-            all.dedup();
-            all
-        };
-        let back = RiseState::restore(fast[0].snapshot()).unwrap();
-        assert_eq!(filed(&back), filed(&fast[0]));
-        assert!(!back.spread.is_empty());
     }
 
     /// The operator's walk to the next boundary when `close` left panes
@@ -709,8 +774,12 @@ mod tests {
                 assert_eq!(got, want, "round {round}");
                 let Some(b) = want else { break };
                 eager.evict_before(b.saturating_sub(geo.span()));
-                let results = eval_with(&eager, b, &geo, 1, &rule);
-                assert_eq!(eval_with(&lazy, b, &geo, 1, &rule), results, "boundary {b}");
+                let results = eval_with(&mut eager, b, &geo, 1, &rule);
+                assert_eq!(
+                    eval_with(&mut lazy, b, &geo, 1, &rule),
+                    results,
+                    "boundary {b}"
+                );
                 evaluated += 1;
                 passed += results.len();
                 eager.finish(b, &geo);
@@ -725,6 +794,101 @@ mod tests {
             evaluated > 300 && passed > 100,
             "{evaluated} boundaries, {passed} passed"
         );
+    }
+
+    /// Reading the next boundary's candidates ahead of its close, in
+    /// slices between batches of input (weight still landing in the last
+    /// pane, in the panes after it, and on keys not read yet), gives the
+    /// results of reading them all at the close: random input, with gaps.
+    #[test]
+    fn reading_ahead_matches_reading_at_the_close() {
+        let geo = GEO4;
+        let rule = |c: &[u64]| crate::rise::RiseRule::AllowFlat.holds(c);
+        let mut next = numbers(0x5851_F42D_4C95_7F2D);
+        // `plain` reads every candidate of the index at each close, `fast`
+        // the spread index and the plan at the close, `early` ahead.
+        let mut plain = RiseState::default();
+        let mut fast = RiseState::new(&geo, 1, true);
+        let mut early = RiseState::new(&geo, 1, true);
+        let (mut now, mut evaluated, mut passed, mut read) = (20u64, 0, 0, 0);
+        for round in 0..1500 {
+            // Every later weight lands at or after pane `now`.
+            let gap = if next(40) == 0 { 13 + next(20) } else { 0 };
+            for _ in 0..3 {
+                for _ in 0..8 {
+                    let p = now + gap + if next(3) == 0 { next(3) } else { 0 };
+                    let key = if next(3) == 0 { next(8) } else { 8 + next(200) } as u32;
+                    let w = 1 + next(3);
+                    for s in [&mut plain, &mut fast, &mut early] {
+                        add(s, key, p, w);
+                    }
+                }
+                let budget = next(12) as usize;
+                if !early.evict_some(budget) {
+                    early.read_ahead(&geo, 1, budget);
+                }
+            }
+            now += gap + 1;
+            loop {
+                let want = plain.next_boundary().filter(|&b| b <= now);
+                let got = next_after_close(&mut early, &geo, now);
+                assert_eq!(got, want, "round {round}");
+                let Some(b) = want else { break };
+                plain.evict_before(b.saturating_sub(geo.span()));
+                fast.evict_before(b.saturating_sub(geo.span()));
+                let results = eval_with(&mut plain, b, &geo, 1, &rule);
+                assert_eq!(eval_with(&mut fast, b, &geo, 1, &rule), results);
+                read += early.ahead.as_ref().is_some_and(|a| a.b == b) as usize;
+                let mut got = Vec::new();
+                let mut counts = Vec::new();
+                let n = early.evaluate_close(b, &geo, 1, &rule, &mut counts, |k, c| {
+                    got.push((*k, c.to_vec()))
+                });
+                got.sort();
+                assert_eq!(n as usize, got.len());
+                assert_eq!(got, results, "boundary {b}");
+                evaluated += 1;
+                passed += results.len();
+                plain.finish(b, &geo);
+                fast.finish(b, &geo);
+                early.close(b, &geo);
+            }
+            if round % 100 == 99 {
+                early.evict_marked();
+                assert_eq!(early.snapshot(), fast.snapshot(), "round {round}");
+            }
+        }
+        assert!(
+            evaluated > 1000 && passed > 300 && read > 500,
+            "{evaluated} boundaries, {passed} passed, {read} read ahead"
+        );
+    }
+
+    /// A weight below the span (which progress rules out once the
+    /// boundary before is closed) drops what was read ahead instead of
+    /// making it wrong.
+    #[test]
+    fn a_weight_below_the_span_drops_the_read_ahead() {
+        let geo = GEO4;
+        let rule = |c: &[u64]| crate::rise::RiseRule::AllowFlat.holds(c);
+        let mut s = RiseState::new(&geo, 1, true);
+        for p in 0..13 {
+            add(&mut s, 1, p, 1);
+            add(&mut s, 2, p, 13 - p);
+        }
+        s.finish(12, &geo);
+        assert!(!s.read_ahead(&geo, 1, 100));
+        assert!(s.ahead.is_some());
+        add(&mut s, 3, 0, 1);
+        assert!(s.ahead.is_none());
+        s.evict_before(1);
+        let want = eval_with(&mut s.clone(), 13, &geo, 1, &rule);
+        let mut got = Vec::new();
+        s.evaluate_close(13, &geo, 1, &rule, &mut Vec::new(), |k, c| {
+            got.push((*k, c.to_vec()))
+        });
+        assert_eq!(got, want);
+        assert_eq!(got.len(), 1, "{got:?}");
     }
 
     #[test]
@@ -742,15 +906,15 @@ mod tests {
         add(&mut s, 1, 10, 1);
         assert_eq!(s.next_boundary(), Some(11));
         // Boundary 16: windows [10,12) [12,14) [14,16).
-        assert_eq!(eval(&s, 16, 1), vec![(1, vec![2, 2, 3])]);
+        assert_eq!(eval(&mut s, 16, 1), vec![(1, vec![2, 2, 3])]);
         assert_eq!(
-            eval(&s, 16, 0),
+            eval(&mut s, 16, 0),
             vec![(1, vec![2, 2, 3]), (2, vec![0, 5, 0])]
         );
         s.evict_before(11);
         s.finish(16, &GEO);
         // Boundary 17: windows [11,13) [13,15) [15,17).
-        assert_eq!(eval(&s, 17, 1), vec![(1, vec![2, 0, 3])]);
+        assert_eq!(eval(&mut s, 17, 1), vec![(1, vec![2, 0, 3])]);
         s.finish(17, &GEO);
         assert_eq!(s.len(), 2);
         s.finish(19, &GEO); // evicts below 14: key 1 keeps pane 15, key 2 goes
@@ -769,8 +933,8 @@ mod tests {
         assert_eq!(s.next_boundary(), Some(19));
         s.evict_before(19); // drops 18, refiles under 20 (twice listed now)
         assert_eq!(s.len(), 1);
-        assert_eq!(eval(&s, 22, 0), vec![(7, vec![0, 0, 1])]);
-        assert_eq!(eval(&s, 26, 1), vec![(7, vec![1, 0, 0])]);
+        assert_eq!(eval(&mut s, 22, 0), vec![(7, vec![0, 0, 1])]);
+        assert_eq!(eval(&mut s, 26, 1), vec![(7, vec![1, 0, 0])]);
         s.evict_before(21);
         assert!(s.is_empty());
     }
@@ -813,9 +977,9 @@ mod tests {
         }
         s.finish(99, &GEO);
         let json = serde_json::to_string(&s).unwrap();
-        let back: RiseState<u32> = serde_json::from_str(&json).unwrap();
+        let mut back: RiseState<u32> = serde_json::from_str(&json).unwrap();
         assert_eq!(back.snapshot(), s.snapshot());
         assert_eq!(back.next_boundary(), Some(101));
-        assert_eq!(eval(&back, 106, 1), eval(&s, 106, 1));
+        assert_eq!(eval(&mut back, 106, 1), eval(&mut s, 106, 1));
     }
 }
