@@ -13,7 +13,7 @@
 //! so its cost follows the keys that got weight late, not every candidate.
 //!
 //! What was read ahead is derived from the state: it is neither logged nor
-//! saved, and a restored state reads everything at its first close.
+//! saved, and a restored state starts without it.
 
 use hashbrown::HashTable;
 use keyflow_dataflow::stable_hash;
