@@ -219,10 +219,16 @@ impl<K: Key> RiseState<K> {
     /// buckets (a power of two just above its capacity); a wrong guess
     /// costs speed only. Equal hashes end up adjacent.
     fn sort_by_bucket(&self, hashes: &mut [u64]) {
-        let bits = (self.table.capacity() + 1)
-            .next_power_of_two()
-            .trailing_zeros();
+        let bits = self.bucket_bits();
         hashes.sort_unstable_by_key(|&h| mix(h).rotate_right(bits));
+    }
+
+    /// How many low bits of `mix(hash)` pick the table's bucket (see
+    /// [`RiseState::sort_by_bucket`]).
+    fn bucket_bits(&self) -> u32 {
+        (self.table.capacity() + 1)
+            .next_power_of_two()
+            .trailing_zeros()
     }
 
     /// The oldest live pane; every live pane lies in `[lo, lo + 2^32)`.

@@ -82,10 +82,8 @@ impl<K: Key> Ahead<K> {
         if p >= self.b || oldest >= self.first_end {
             return true;
         }
-        let (keys, hashes) = (&self.keys, &self.hashes);
-        let found = self.at.find(mix(hash), |&i| hashes[i as usize] == hash);
-        match found {
-            Some(&i) if keys[i as usize] == *key => {
+        match self.position(hash) {
+            Some(i) if self.keys[i as usize] == *key => {
                 let n = self.geo.windows;
                 let back = (self.b - 1 - p) / self.geo.per_window;
                 self.counts[i as usize * n + n - 1 - back as usize] += w as u64;
@@ -95,15 +93,18 @@ impl<K: Key> Ahead<K> {
         true
     }
 
+    /// The position in `keys` of the key kept with stable hash `hash`.
+    fn position(&self, hash: u64) -> Option<u32> {
+        let hashes = &self.hashes;
+        self.at
+            .find(mix(hash), |&i| hashes[i as usize] == hash)
+            .copied()
+    }
+
     /// Keeps `key` with its `counts`; a second key of the same stable hash
     /// sends both to the second read.
     fn keep(&mut self, hash: u64, key: &K, counts: &[u64]) {
-        let hashes = &self.hashes;
-        if self
-            .at
-            .find(mix(hash), |&i| hashes[i as usize] == hash)
-            .is_some()
-        {
+        if self.position(hash).is_some() {
             self.recheck.push(hash);
             return;
         }
@@ -145,15 +146,9 @@ impl<K: Key> RiseState<K> {
         if !ready {
             return false;
         }
-        let mut ahead = match self.ahead.take() {
-            Some(a) if a.b == b => a,
-            other => {
-                if let Some(a) = other {
-                    self.ahead = Some(a);
-                    self.abandon_ahead();
-                }
-                Ahead::new(b, geo, self.take_candidates(b, geo, min_first))
-            }
+        let mut ahead = match self.take_ahead(b) {
+            Some(a) => a,
+            None => Ahead::new(b, geo, self.take_candidates(b, geo, min_first)),
         };
         let left = self.read(&mut ahead, min_first, budget);
         self.ahead = Some(ahead);
@@ -203,6 +198,19 @@ impl<K: Key> RiseState<K> {
         end < ahead.todo.len()
     }
 
+    /// Takes what was read ahead for boundary `b`; what was read for
+    /// another boundary is abandoned.
+    fn take_ahead(&mut self, b: u64) -> Option<Ahead<K>> {
+        match self.ahead.take() {
+            Some(a) if a.b == b => Some(a),
+            other => {
+                self.ahead = other;
+                self.abandon_ahead();
+                None
+            }
+        }
+    }
+
     /// Drops what was read ahead, and puts the candidates taken for it
     /// back: the next evaluation reads them as if nothing had been read.
     pub(super) fn abandon_ahead(&mut self) {
@@ -234,13 +242,8 @@ impl<K: Key> RiseState<K> {
         P: Fn(&[u64]) -> bool + ?Sized,
         E: FnMut(&K, &[u64]),
     {
-        let mut ahead = match self.ahead.take() {
-            Some(a) if a.b == b => a,
-            other => {
-                self.ahead = other;
-                self.abandon_ahead();
-                return self.evaluate(b, geo, min_first, pred, counts, emit);
-            }
+        let Some(mut ahead) = self.take_ahead(b) else {
+            return self.evaluate(b, geo, min_first, pred, counts, emit);
         };
         self.read(&mut ahead, min_first, usize::MAX);
         let Some(lo) = self.lo() else { return 0 };

@@ -76,9 +76,7 @@ impl<K: Key> RiseState<K> {
             let entries = self.index.range(start..end).flat_map(|(_, h)| h.iter());
             out.extend(entries.map(|&hash| Candidate { hash, filed: DUE }));
         }
-        let bits = (self.table.capacity() + 1)
-            .next_power_of_two()
-            .trailing_zeros();
+        let bits = self.bucket_bits();
         out.sort_unstable_by_key(|c| (mix(c.hash).rotate_right(bits), c.filed));
         out.dedup_by_key(|c| c.hash);
         out
