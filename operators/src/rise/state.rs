@@ -139,7 +139,7 @@ pub struct RiseState<K> {
     log: Option<Vec<Op<K>>>,
     /// The next boundary's evaluation, read ahead of its close
     /// ([`RiseState::read_ahead`]). Derived: never logged or saved.
-    ahead: Option<Ahead<K>>,
+    ahead: Option<Ahead>,
 }
 
 /// One change to a [`RiseState`], as its methods were called.
@@ -276,15 +276,17 @@ impl<K: Key> RiseState<K> {
             log.push(Op::Add(key.clone(), p, w));
         }
         let mut abandon = false;
-        match self.table.find_mut(mix(hash), |s| s.key == key) {
-            Some(slot) => {
+        match self.table.find_entry(mix(hash), |s| s.key == key) {
+            Ok(mut found) => {
+                let bucket = found.bucket_index();
+                let slot = found.get_mut();
                 let before = slot.panes.spread(r);
                 let oldest_now = slot.panes.add(r, p, w)?;
                 if oldest_now {
                     self.index.entry(p).or_default().push(hash);
                 }
                 if let Some(ahead) = self.ahead.as_mut() {
-                    abandon = !ahead.note(hash, &key, p, w, slot.panes.oldest(r));
+                    abandon = !ahead.note(hash, bucket, p, w, slot.panes.oldest(r));
                 }
                 // File the key when it first reaches, or under its new
                 // oldest pane.
@@ -295,10 +297,16 @@ impl<K: Key> RiseState<K> {
                     }
                 }
             }
-            None => {
+            Err(_) => {
                 // A new key holds one pane, too few to pass a rule that
-                // reads ahead; only a pane below the span stops the read.
-                abandon = self.ahead.as_ref().is_some_and(|a| !a.spans(p));
+                // reads ahead; only a pane below the span stops the read,
+                // or an insert that may grow the table and so move the
+                // buckets the read keeps (it grows only when full).
+                if self.ahead.as_ref().is_some_and(|a| !a.spans(p))
+                    || self.table.len() == self.table.capacity()
+                {
+                    self.abandon_ahead();
+                }
                 self.table.insert_unique(
                     mix(hash),
                     Slot {
@@ -895,6 +903,39 @@ mod tests {
         });
         assert_eq!(got, want);
         assert_eq!(got.len(), 1, "{got:?}");
+    }
+
+    /// New keys that make the table grow (which moves every key to a new
+    /// bucket) drop what was read ahead, which names kept keys by bucket;
+    /// the close then reads at the close and finds what a full read finds.
+    #[test]
+    fn a_growing_table_drops_the_read_ahead() {
+        let geo = GEO4;
+        let rule = |c: &[u64]| crate::rise::RiseRule::AllowFlat.holds(c);
+        let mut s = RiseState::new(&geo, 1, true);
+        for p in 0..13 {
+            for key in 1..=3 {
+                add(&mut s, key, p, 1);
+            }
+        }
+        s.finish(12, &geo);
+        assert!(!s.read_ahead(&geo, 1, 100));
+        assert!(s.ahead.as_ref().is_some_and(|a| a.buckets.len() == 3));
+        let buckets = s.table.num_buckets();
+        for key in 100..2100 {
+            add(&mut s, key, 12, 1);
+        }
+        assert!(s.table.num_buckets() > buckets);
+        // Weight on a kept key after the table grew.
+        add(&mut s, 2, 12, 40);
+        let want = eval_with(&mut s.clone(), 13, &geo, 1, &rule);
+        let mut got = Vec::new();
+        s.evaluate_close(13, &geo, 1, &rule, &mut Vec::new(), |k, c| {
+            got.push((*k, c.to_vec()))
+        });
+        got.sort();
+        assert_eq!(got, want);
+        assert_eq!(got.len(), 3, "{got:?}");
     }
 
     #[test]

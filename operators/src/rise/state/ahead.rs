@@ -12,6 +12,13 @@
 //! for a second read at the close. The close then reads only those keys,
 //! so its cost follows the keys that got weight late, not every candidate.
 //!
+//! A kept key is named by its bucket in the state's table, not by a copy:
+//! copying a key such as a shared name would touch its memory at every
+//! read, and comparing two copies of one name read by two workers reads
+//! both names. Buckets stay put while the read lasts, because it is
+//! dropped before anything could move them: before any eviction, and
+//! before an insert that could make the table grow.
+//!
 //! What was read ahead is derived from the state: it is neither logged nor
 //! saved, and a restored state starts without it.
 
@@ -24,7 +31,7 @@ use super::{mix, window_counts, Geometry, RiseState};
 
 /// Boundary `b`'s candidates, read ahead of its close.
 #[derive(Debug, Clone)]
-pub(crate) struct Ahead<K> {
+pub(crate) struct Ahead {
     /// The boundary, in panes.
     pub(super) b: u64,
     /// The first pane of `b`'s span, and the end of its first window.
@@ -35,18 +42,18 @@ pub(crate) struct Ahead<K> {
     /// yet.
     todo: Vec<Candidate>,
     next: usize,
-    /// Keys that can still pass, their stable hashes, and their counts
-    /// (`windows` per key, in a row).
-    keys: Vec<K>,
+    /// The table buckets of the keys that can still pass, their stable
+    /// hashes, and their counts (`windows` per key, in a row).
+    pub(super) buckets: Vec<usize>,
     hashes: Vec<u64>,
     counts: Vec<u64>,
-    /// Position in `keys`, found by stable hash.
+    /// Position in `buckets`, found by stable hash.
     at: HashTable<u32>,
     /// Stable hashes of the keys to read again at the close.
     recheck: Vec<u64>,
 }
 
-impl<K: Key> Ahead<K> {
+impl Ahead {
     fn new(b: u64, geo: &Geometry, todo: Vec<Candidate>) -> Self {
         let start = b.saturating_sub(geo.span());
         Ahead {
@@ -56,7 +63,7 @@ impl<K: Key> Ahead<K> {
             geo: *geo,
             todo,
             next: 0,
-            keys: Vec::new(),
+            buckets: Vec::new(),
             hashes: Vec::new(),
             counts: Vec::new(),
             at: HashTable::new(),
@@ -71,9 +78,10 @@ impl<K: Key> Ahead<K> {
         p >= self.start
     }
 
-    /// Takes note of weight `w` added to pane `p` of `key`, whose oldest
-    /// pane is now `oldest`. Returns `false` when the read must be dropped.
-    pub(super) fn note(&mut self, hash: u64, key: &K, p: u64, w: u32, oldest: u64) -> bool {
+    /// Takes note of weight `w` added to pane `p` of the key in table
+    /// bucket `bucket`, whose oldest pane is now `oldest`. Returns `false`
+    /// when the read must be dropped.
+    pub(super) fn note(&mut self, hash: u64, bucket: usize, p: u64, w: u32, oldest: u64) -> bool {
         if !self.spans(p) {
             return false;
         }
@@ -83,7 +91,7 @@ impl<K: Key> Ahead<K> {
             return true;
         }
         match self.position(hash) {
-            Some(i) if self.keys[i as usize] == *key => {
+            Some(i) if self.buckets[i as usize] == bucket => {
                 let n = self.geo.windows;
                 let back = (self.b - 1 - p) / self.geo.per_window;
                 self.counts[i as usize * n + n - 1 - back as usize] += w as u64;
@@ -101,26 +109,26 @@ impl<K: Key> Ahead<K> {
             .copied()
     }
 
-    /// Keeps `key` with its `counts`; a second key of the same stable hash
-    /// sends both to the second read.
-    fn keep(&mut self, hash: u64, key: &K, counts: &[u64]) {
+    /// Keeps the key in table bucket `bucket` with its `counts`; a second
+    /// key of the same stable hash sends both to the second read.
+    fn keep(&mut self, hash: u64, bucket: usize, counts: &[u64]) {
         if self.position(hash).is_some() {
             self.recheck.push(hash);
             return;
         }
-        let i = self.keys.len() as u32;
+        let i = self.buckets.len() as u32;
         let hashes = &self.hashes;
         self.at
             .insert_unique(mix(hash), i, |&j| mix(hashes[j as usize]));
-        self.keys.push(key.clone());
+        self.buckets.push(bucket);
         self.hashes.push(hash);
         self.counts.extend_from_slice(counts);
     }
 
-    /// Heap bytes held (not counting memory owned by the keys).
+    /// Heap bytes held.
     pub(super) fn approx_bytes(&self) -> usize {
         self.todo.capacity() * std::mem::size_of::<Candidate>()
-            + self.keys.capacity() * std::mem::size_of::<K>()
+            + self.buckets.capacity() * std::mem::size_of::<usize>()
             + self.hashes.capacity() * 8
             + self.counts.capacity() * 8
             + self.at.allocation_size()
@@ -157,7 +165,7 @@ impl<K: Key> RiseState<K> {
 
     /// Reads up to `budget` more candidates into `ahead`. Returns whether
     /// any are left.
-    fn read(&mut self, ahead: &mut Ahead<K>, min_first: u64, budget: usize) -> bool {
+    fn read(&mut self, ahead: &mut Ahead, min_first: u64, budget: usize) -> bool {
         let Some(lo) = self.lo() else {
             ahead.next = ahead.todo.len();
             return false;
@@ -168,7 +176,10 @@ impl<K: Key> RiseState<K> {
         let end = ahead.todo.len().min(ahead.next.saturating_add(budget));
         for n in ahead.next..end {
             let c = ahead.todo[n];
-            for slot in self.table.iter_hash(mix(c.hash)) {
+            for bucket in self.table.iter_hash_buckets(mix(c.hash)) {
+                let Some(slot) = self.table.get_bucket(bucket) else {
+                    continue;
+                };
                 if stable_hash(&slot.key) != c.hash {
                     continue;
                 }
@@ -177,7 +188,7 @@ impl<K: Key> RiseState<K> {
                 // Only the last window can still grow: a key whose others
                 // fall short cannot pass a rule that needs every window.
                 if counts[..geo.windows - 1].iter().all(|&c| c >= min_first) {
-                    ahead.keep(c.hash, &slot.key, &counts);
+                    ahead.keep(c.hash, bucket, &counts);
                 }
                 if c.unread() {
                     let s = &mut self.schedule;
@@ -200,7 +211,7 @@ impl<K: Key> RiseState<K> {
 
     /// Takes what was read ahead for boundary `b`; what was read for
     /// another boundary is abandoned.
-    fn take_ahead(&mut self, b: u64) -> Option<Ahead<K>> {
+    fn take_ahead(&mut self, b: u64) -> Option<Ahead> {
         match self.ahead.take() {
             Some(a) if a.b == b => Some(a),
             other => {
@@ -256,12 +267,19 @@ impl<K: Key> RiseState<K> {
         }
         let n = geo.windows;
         let mut passed = 0;
-        for (i, key) in ahead.keys.iter().enumerate() {
+        for (i, &bucket) in ahead.buckets.iter().enumerate() {
             let hash = ahead.hashes[i];
             let kept = &ahead.counts[i * n..(i + 1) * n];
             if again.find(mix(hash), |&h| h == hash).is_none() && pred(kept) {
-                passed += 1;
-                emit(key, kept);
+                match self.table.get_bucket(bucket) {
+                    Some(slot) if stable_hash(&slot.key) == hash => {
+                        passed += 1;
+                        emit(&slot.key, kept);
+                    }
+                    // Nothing moves a kept key (see the module comment);
+                    // were one moved, it is read again, not trusted.
+                    _ => recheck.push(hash),
+                }
             }
         }
         for hash in recheck {
