@@ -302,9 +302,8 @@ impl<K: Key> RiseState<K> {
                 // reads ahead; only a pane below the span stops the read,
                 // or an insert that may grow the table and so move the
                 // buckets the read keeps (it grows only when full).
-                if self.ahead.as_ref().is_some_and(|a| !a.spans(p))
-                    || self.table.len() == self.table.capacity()
-                {
+                let full = self.table.len() == self.table.capacity();
+                if self.ahead.as_ref().is_some_and(|a| full || !a.spans(p)) {
                     self.abandon_ahead();
                 }
                 self.table.insert_unique(

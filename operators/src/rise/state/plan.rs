@@ -20,7 +20,7 @@ use std::collections::BTreeMap;
 
 use keyflow_dataflow::Key;
 
-use super::{mix, Geometry, Panes, RiseState};
+use super::{mix, window_counts, Geometry, Panes, RiseState};
 
 /// A stable hash to read at a boundary, and where its entry was filed: a
 /// pane of the spread index (not read yet) or [`DUE`] (read before and
@@ -118,19 +118,12 @@ pub(crate) fn plan(
     }
     for at in b + 1..=last {
         // The first N - 1 windows at `at` end at `last - per_window` or
-        // before, which is at most `b - 1`: their panes are final.
-        let end = at.saturating_sub(geo.per_window);
+        // before, which is at most `b - 1`: their panes are final. The
+        // last window may still grow and is not judged; every pane lies
+        // in the span of `at`, which starts at `last - span` or later.
         counts.clear();
         counts.resize(n, 0);
-        for (p, w) in panes.iter(lo) {
-            if p >= end {
-                break;
-            }
-            let back = ((at - 1 - p) / geo.per_window) as usize;
-            if back < n {
-                counts[n - 1 - back] += w as u64;
-            }
-        }
+        window_counts(panes, lo, at, geo, counts);
         if counts[..n - 1].iter().all(|&c| c >= min_first) {
             schedule.entry(at).or_default().push(hash);
         }
