@@ -667,7 +667,7 @@ mod tests {
         }
     }
 
-    fn add(state: &mut RiseState<u32>, key: u32, p: u64, w: u64) {
+    fn add<K: Key>(state: &mut RiseState<K>, key: K, p: u64, w: u64) {
         state.add(stable_hash(&key), key, p, w).unwrap();
     }
 
@@ -675,27 +675,56 @@ mod tests {
         eval_with(state, b, &GEO, min_first, &|_: &[u64]| true)
     }
 
-    fn eval_with(
-        state: &mut RiseState<u32>,
+    fn eval_with<K: Key>(
+        state: &mut RiseState<K>,
         b: u64,
         geo: &Geometry,
         min_first: u64,
         pred: &dyn Fn(&[u64]) -> bool,
-    ) -> Vec<(u32, Vec<u64>)> {
+    ) -> Vec<(K, Vec<u64>)> {
         let mut out = Vec::new();
         let mut counts = Vec::new();
         let n = state.evaluate(b, geo, min_first, pred, &mut counts, |k, c| {
-            out.push((*k, c.to_vec()))
+            out.push((k.clone(), c.to_vec()))
         });
         assert_eq!(n as usize, out.len());
         out.sort();
         out
     }
 
+    /// A key whose stable hash it shares with the two keys next to it
+    /// (`n / 3`): a 64-bit collision, which real keys never show, so that
+    /// the paths for keys of one hash are tested.
+    #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+    struct Colliding(u32);
+
+    impl std::hash::Hash for Colliding {
+        fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+            state.write_u32(self.0 / 3);
+        }
+    }
+
+    impl From<u32> for Colliding {
+        fn from(n: u32) -> Self {
+            Colliding(n)
+        }
+    }
+
     /// The spread index must offer every key that can pass a rule that
     /// never falls: random input, out of order, against a full read.
     #[test]
     fn spread_index_misses_no_rising_key() {
+        spread_index_misses_none::<u32>();
+    }
+
+    /// The same, with keys that share their stable hash in threes.
+    #[test]
+    fn spread_index_misses_no_key_of_a_shared_hash() {
+        assert_eq!(stable_hash(&Colliding(6)), stable_hash(&Colliding(8)));
+        spread_index_misses_none::<Colliding>();
+    }
+
+    fn spread_index_misses_none<K: Key + From<u32>>() {
         let geo = GEO4;
         let rule = |c: &[u64]| crate::rise::RiseRule::AllowFlat.holds(c);
         let mut next = numbers(0x9E37_79B9_7F4A_7C15);
@@ -714,10 +743,10 @@ mod tests {
                 // after it (out of order: a later add may land before); a
                 // few busy keys and many rare ones.
                 let p = b - 1 + if next(4) == 0 { next(11) } else { 0 };
-                let key = if next(3) == 0 { next(8) } else { 8 + next(400) } as u32;
+                let key = K::from(if next(3) == 0 { next(8) } else { 8 + next(400) } as u32);
                 let w = 1 + next(3);
                 for s in std::iter::once(&mut full).chain(fast.iter_mut()) {
-                    s.add(stable_hash(&key), key, p, w).unwrap();
+                    s.add(stable_hash(&key), key.clone(), p, w).unwrap();
                 }
             }
             for (i, s) in fast.iter_mut().enumerate() {
@@ -742,7 +771,7 @@ mod tests {
 
     /// The operator's walk to the next boundary when `close` left panes
     /// behind: evict them, then look again.
-    fn next_after_close(s: &mut RiseState<u32>, geo: &Geometry, upto: u64) -> Option<u64> {
+    fn next_after_close<K: Key>(s: &mut RiseState<K>, geo: &Geometry, upto: u64) -> Option<u64> {
         let mut b = s.next_boundary()?;
         while b <= upto {
             s.evict_before(b.saturating_sub(geo.span()));
@@ -815,6 +844,17 @@ mod tests {
     /// results of reading them all at the close: random input, with gaps.
     #[test]
     fn reading_ahead_matches_reading_at_the_close() {
+        reads_ahead_as_at_the_close::<u32>();
+    }
+
+    /// The same, with keys that share their stable hash in threes: a kept
+    /// key's hash is read again at the close, with all its keys.
+    #[test]
+    fn reading_ahead_matches_reading_at_the_close_for_a_shared_hash() {
+        reads_ahead_as_at_the_close::<Colliding>();
+    }
+
+    fn reads_ahead_as_at_the_close<K: Key + From<u32>>() {
         let geo = GEO4;
         let rule = |c: &[u64]| crate::rise::RiseRule::AllowFlat.holds(c);
         let mut next = numbers(0x5851_F42D_4C95_7F2D);
@@ -830,10 +870,10 @@ mod tests {
             for _ in 0..3 {
                 for _ in 0..8 {
                     let p = now + gap + if next(3) == 0 { next(3) } else { 0 };
-                    let key = if next(3) == 0 { next(8) } else { 8 + next(200) } as u32;
+                    let key = K::from(if next(3) == 0 { next(8) } else { 8 + next(200) } as u32);
                     let w = 1 + next(3);
                     for s in [&mut plain, &mut fast, &mut early] {
-                        add(s, key, p, w);
+                        add(s, key.clone(), p, w);
                     }
                 }
                 let budget = next(12) as usize;
@@ -855,7 +895,7 @@ mod tests {
                 let mut got = Vec::new();
                 let mut counts = Vec::new();
                 let n = early.evaluate_close(b, &geo, 1, &rule, &mut counts, |k, c| {
-                    got.push((*k, c.to_vec()))
+                    got.push((k.clone(), c.to_vec()))
                 });
                 got.sort();
                 assert_eq!(n as usize, got.len());
