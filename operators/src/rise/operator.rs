@@ -298,14 +298,11 @@ where
             let gate = ckpt.as_mut().map(|k| k.clock().next());
             // The last boundary's eviction, a slice per activation: the
             // worker hands on that boundary's results and its progress
-            // first, then drops the pane between batches of input. Then
-            // the next boundary's candidates are read, also in slices, so
-            // that its close reads only the keys that got weight since.
-            if me.state.evict_some(SLICE) || me.state.read_ahead(&geo, min_first, SLICE) {
-                activator.activate();
-            }
-
+            // first, then drops the pane between batches of input.
+            let evicting = me.state.evict_some(SLICE);
+            let mut fed = false;
             input.for_each(|cap, data| {
+                fed = true;
                 let Some(&time) = cap.least() else { return };
                 let caps = [cap.delayed(&time, 0), cap.delayed(&time, 1)];
                 if gate.is_some_and(|next| time >= next) {
@@ -318,6 +315,23 @@ where
                     me.apply(&ctx, &id, &geo, &caps, std::mem::take(data));
                 }
             });
+
+            // Then the next boundary's candidates are read, also in
+            // slices, so that its close reads only the keys that got
+            // weight since. Only in an activation that brought no input:
+            // reading ahead costs more than reading at the close (a key
+            // that gets weight after its read is read twice), so it is
+            // worth doing in time that input leaves idle, not in time
+            // that input is waiting.
+            let reading = !evicting
+                && if fed {
+                    me.state.can_read_ahead()
+                } else {
+                    me.state.read_ahead(&geo, min_first, SLICE)
+                };
+            if evicting || reading {
+                activator.activate();
+            }
 
             if let Some(k) = ckpt.as_mut() {
                 for epoch in k.clock().passed_frontier(frontier) {

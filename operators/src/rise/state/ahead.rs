@@ -145,15 +145,9 @@ impl<K: Key> RiseState<K> {
     /// and the pane it left behind evicted; otherwise the close reads all.
     /// `min_first` must be the one the state was made with.
     pub(crate) fn read_ahead(&mut self, geo: &Geometry, min_first: u64, budget: usize) -> bool {
-        let Some(b) = self.next_boundary() else {
+        let Some(b) = self.ahead_boundary() else {
             return false;
         };
-        let ready = self.reach.is_some()
-            && self.last.map(|l| l + 1) == Some(b)
-            && self.lo().is_some_and(|lo| lo >= self.doomed);
-        if !ready {
-            return false;
-        }
         let mut ahead = match self.take_ahead(b) {
             Some(a) => a,
             None => Ahead::new(b, geo, self.take_candidates(b, geo, min_first)),
@@ -161,6 +155,25 @@ impl<K: Key> RiseState<K> {
         let left = self.read(&mut ahead, min_first, budget);
         self.ahead = Some(ahead);
         left
+    }
+
+    /// Whether [`RiseState::read_ahead`] has candidates left to read.
+    pub(crate) fn can_read_ahead(&self) -> bool {
+        match (self.ahead_boundary(), self.ahead.as_ref()) {
+            (None, _) => false,
+            (Some(b), Some(a)) if a.b == b => a.next < a.todo.len(),
+            (Some(_), _) => true,
+        }
+    }
+
+    /// The boundary to read ahead for, if any: the one after the last
+    /// closed, once the pane that close left behind is evicted.
+    fn ahead_boundary(&self) -> Option<u64> {
+        let b = self.next_boundary()?;
+        let ready = self.reach.is_some()
+            && self.last.map(|l| l + 1) == Some(b)
+            && self.lo().is_some_and(|lo| lo >= self.doomed);
+        ready.then_some(b)
     }
 
     /// Reads up to `budget` more candidates into `ahead`. Returns whether
