@@ -157,7 +157,9 @@ impl<K: Key> RiseState<K> {
         left
     }
 
-    /// Whether [`RiseState::read_ahead`] has candidates left to read.
+    /// Whether [`RiseState::read_ahead`] has work to do: a read begun and
+    /// not finished, or a boundary ready whose read has not begun (it may
+    /// turn out to have no candidates).
     pub(crate) fn can_read_ahead(&self) -> bool {
         match (self.ahead_boundary(), self.ahead.as_ref()) {
             (None, _) => false,
