@@ -1,6 +1,7 @@
 //! `keyflow bench sliding`: a sliding 10-minute / 1-minute keyed count over
 //! a CSV file of Zipf-like events, through the ordered output path into a
-//! file (`Events::sink`, or `Events::sink_encoded` with `--encoded`),
+//! file (`Events::sink`, or `Events::sink_encoded` with `--encoded`), as
+//! CSV lines or, with `--format json`, through the standard `JsonLinesSink`,
 //! against a single-thread loop that reads the same file and writes the
 //! same results. The run fails unless both files hold the same bytes.
 
@@ -44,6 +45,20 @@ pub struct SlidingBenchArgs {
     /// lines) instead of `Events::sink` (worker 0 formats every line).
     #[arg(long)]
     pub encoded: bool,
+    /// The output's format: `csv` lines formatted by the bench's own sink,
+    /// or `json` lines written by `JsonLinesSink` (serde), the standard
+    /// file sink.
+    #[arg(long, value_enum, default_value_t = Format::Csv)]
+    pub format: Format,
+}
+
+/// The output's format, of the job and the reference alike.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Format {
+    /// `start,end,key,count`.
+    Csv,
+    /// A `WindowResult` as serde writes it.
+    Json,
 }
 
 /// A row of the input, `key,ts`, as the job reads it (the source takes the
@@ -60,10 +75,63 @@ const START_MS: u64 = 1_704_067_200_000;
 
 type Counted = WindowResult<u64, u64>;
 
-/// One result as both write it: `start,end,key,count`.
-/// Formatted with `itoa` into one buffer and written once: through
-/// `writeln!`, `core::fmt` took two thirds of the writer's time.
-fn line(out: &mut impl Write, start: u64, end: u64, key: u64, count: u64) -> std::io::Result<()> {
+/// The write buffer of the job's CSV sink and of the reference.
+const BUFFER: usize = 1 << 20;
+
+/// One result as both write it, in `format`.
+fn line(
+    out: &mut impl Write,
+    format: Format,
+    start: u64,
+    end: u64,
+    key: u64,
+    count: u64,
+) -> std::io::Result<()> {
+    match format {
+        Format::Csv => csv_line(out, start, end, key, count),
+        Format::Json => json_line(out, start, end, key, count),
+    }
+}
+
+/// A result as `JsonLinesSink` writes a `WindowResult<u64, u64>`, by hand
+/// (the reference's side; a test checks that the two agree).
+fn json_line(
+    out: &mut impl Write,
+    start: u64,
+    end: u64,
+    key: u64,
+    count: u64,
+) -> std::io::Result<()> {
+    let mut text = [0u8; 160];
+    let mut at = 0;
+    let mut digits = itoa::Buffer::new();
+    for (name, n) in [
+        (&b"{\"key\":"[..], key),
+        (b",\"start\":", start),
+        (b",\"end\":", end),
+        (b",\"value\":", count),
+    ] {
+        let d = digits.format(n).as_bytes();
+        text[at..at + name.len()].copy_from_slice(name);
+        at += name.len();
+        text[at..at + d.len()].copy_from_slice(d);
+        at += d.len();
+    }
+    let tail = b",\"update\":false}\n";
+    text[at..at + tail.len()].copy_from_slice(tail);
+    out.write_all(&text[..at + tail.len()])
+}
+
+/// `start,end,key,count`, formatted with `itoa` into one buffer and written
+/// once: through `writeln!`, `core::fmt` took two thirds of the writer's
+/// time.
+fn csv_line(
+    out: &mut impl Write,
+    start: u64,
+    end: u64,
+    key: u64,
+    count: u64,
+) -> std::io::Result<()> {
     // Four numbers of at most 20 digits, each followed by a separator.
     let mut text = [0u8; 84];
     let mut at = 0;
@@ -79,8 +147,10 @@ fn line(out: &mut impl Write, start: u64, end: u64, key: u64, count: u64) -> std
 
 /// [`line`] into the bytes of an encoded output (writing to a `Vec`
 /// cannot fail).
-fn encode(_: EventTime, r: &Counted, out: &mut Vec<u8>) {
-    let _ = line(out, r.start, r.end, r.key, r.value);
+fn encode(format: Format) -> impl FnMut(EventTime, &Counted, &mut Vec<u8>) {
+    move |_, r, out| {
+        let _ = line(out, format, r.start, r.end, r.key, r.value);
+    }
 }
 
 /// Writes `n` events: keys drawn as `floor(keys^u) - 1` for uniform `u` (a
@@ -114,14 +184,15 @@ struct CsvOut(BufWriter<File>, PathBuf);
 impl CsvOut {
     fn create(path: &Path) -> Result<Self> {
         let file = File::create(path).map_err(|e| Error::io(path, e))?;
-        Ok(CsvOut(BufWriter::with_capacity(1 << 20, file), path.into()))
+        Ok(CsvOut(BufWriter::with_capacity(BUFFER, file), path.into()))
     }
 }
 
 impl Sink<Counted> for CsvOut {
     fn write(&mut self, _: EventTime, records: &[(EventTime, Counted)]) -> Result<()> {
         for (_, r) in records {
-            line(&mut self.0, r.start, r.end, r.key, r.value).map_err(|e| Error::io(&self.1, e))?;
+            csv_line(&mut self.0, r.start, r.end, r.key, r.value)
+                .map_err(|e| Error::io(&self.1, e))?;
         }
         Ok(())
     }
@@ -131,7 +202,13 @@ impl Sink<Counted> for CsvOut {
     }
 }
 
-fn job(input: &Path, out: &Path, workers: usize, encoded: bool) -> anyhow::Result<u64> {
+fn job(
+    input: &Path,
+    out: &Path,
+    workers: usize,
+    encoded: bool,
+    format: Format,
+) -> anyhow::Result<u64> {
     let (input, out) = (input.to_path_buf(), out.to_path_buf());
     let ctx = std::sync::Arc::new(Context::new(RunConfig::threads(workers)));
     keyflow::dataflow::run::run_with_context(std::sync::Arc::clone(&ctx), move |flow| {
@@ -143,10 +220,12 @@ fn job(input: &Path, out: &Path, workers: usize, encoded: bool) -> anyhow::Resul
             .window(WindowSpec::sliding(SIZE, MINUTE)?)
             .count("counts")
             .results;
-        if encoded {
-            results.sink_encoded("out", encode, move || JsonLinesSink::create(&out))
-        } else {
-            results.sink("out", move || CsvOut::create(&out))
+        match (encoded, format) {
+            (true, _) => {
+                results.sink_encoded("out", encode(format), move || JsonLinesSink::create(&out))
+            }
+            (false, Format::Csv) => results.sink("out", move || CsvOut::create(&out)),
+            (false, Format::Json) => results.sink("out", move || JsonLinesSink::create(&out)),
         }
     })?;
     Ok(ctx.metrics.snapshot().events)
@@ -155,9 +234,9 @@ fn job(input: &Path, out: &Path, workers: usize, encoded: bool) -> anyhow::Resul
 /// The reference: one thread, dense key ids, one pane of counts a minute
 /// and a running sum over the last ten; a window's keys come out in order
 /// by walking the sum's array.
-fn reference(input: &Path, out: &Path, keys: u64) -> anyhow::Result<u64> {
+fn reference(input: &Path, out: &Path, keys: u64, format: Format) -> anyhow::Result<u64> {
     let mut reader = BufReader::with_capacity(1 << 20, File::open(input)?);
-    let mut out = BufWriter::with_capacity(1 << 20, File::create(out)?);
+    let mut out = BufWriter::with_capacity(BUFFER, File::create(out)?);
     let keys = keys as usize;
     let (mut pane, mut sum) = (vec![0u32; keys], vec![0u32; keys]);
     let mut touched: Vec<u32> = Vec::new();
@@ -185,7 +264,7 @@ fn reference(input: &Path, out: &Path, keys: u64) -> anyhow::Result<u64> {
         if live > 0 {
             for (k, &c) in sum.iter().enumerate() {
                 if c > 0 {
-                    line(out, end - SIZE, end, k as u64, c as u64)?;
+                    line(out, format, end - SIZE, end, k as u64, c as u64)?;
                 }
             }
         }
@@ -314,7 +393,7 @@ pub fn sliding(args: &SlidingBenchArgs) -> anyhow::Result<i32> {
     let job_out = dir.join("job.csv");
     reset_peak_rss();
     let start = Instant::now();
-    let read = job(&input, &job_out, args.workers, args.encoded)?;
+    let read = job(&input, &job_out, args.workers, args.encoded, args.format)?;
     let job_secs = start.elapsed().as_secs_f64();
     let job_peak = peak_rss().unwrap_or(0);
     anyhow::ensure!(
@@ -331,6 +410,7 @@ pub fn sliding(args: &SlidingBenchArgs) -> anyhow::Result<i32> {
         "workers": args.workers,
         "window": "10m sliding by 1m, count per key, ordered output to a CSV file",
         "sink": if args.encoded { "sink_encoded" } else { "sink" },
+        "format": format!("{:?}", args.format).to_lowercase(),
         "input_bytes": std::fs::metadata(&input)?.len(),
         "results": results,
         "job": {
@@ -344,7 +424,7 @@ pub fn sliding(args: &SlidingBenchArgs) -> anyhow::Result<i32> {
         let ref_out = dir.join("reference.csv");
         reset_peak_rss();
         let start = Instant::now();
-        let read = reference(&input, &ref_out, args.keys)?;
+        let read = reference(&input, &ref_out, args.keys, args.format)?;
         let ref_secs = start.elapsed().as_secs_f64();
         anyhow::ensure!(read == args.events, "the reference read {read} events");
         let same = same_bytes(&job_out, &ref_out)?;
@@ -386,10 +466,31 @@ mod tests {
     #[test]
     fn a_line_reads_as_its_four_numbers() {
         let mut out = Vec::new();
-        line(&mut out, 0, 9, u64::MAX, 1_704_067_200_000).unwrap();
-        line(&mut out, 10, 200, 3000, 40_000).unwrap();
+        line(&mut out, Format::Csv, 0, 9, u64::MAX, 1_704_067_200_000).unwrap();
+        line(&mut out, Format::Csv, 10, 200, 3000, 40_000).unwrap();
         let want = format!("0,9,{},1704067200000\n10,200,3000,40000\n", u64::MAX);
         assert_eq!(String::from_utf8(out).unwrap(), want);
+    }
+
+    #[test]
+    fn a_json_line_is_what_serde_writes() {
+        for (start, end, key, value) in [(0, 9, u64::MAX, 1), (600_000, 1_200_000, 3, 40_000)] {
+            let result = WindowResult {
+                key,
+                start,
+                end,
+                value,
+                update: false,
+            };
+            let mut want = serde_json::to_vec(&result).unwrap();
+            want.push(b'\n');
+            let mut out = Vec::new();
+            line(&mut out, Format::Json, start, end, key, value).unwrap();
+            assert_eq!(
+                String::from_utf8(out).unwrap(),
+                String::from_utf8(want).unwrap()
+            );
+        }
     }
 
     #[test]
@@ -398,11 +499,16 @@ mod tests {
         let input = dir.path().join("in.csv");
         write_input(&input, 30_000, 500, 25 * MINUTE).unwrap();
         let (a, b) = (dir.path().join("a.csv"), dir.path().join("b.csv"));
-        assert_eq!(reference(&input, &b, 500).unwrap(), 30_000);
-        for encoded in [false, true] {
-            assert_eq!(job(&input, &a, 2, encoded).unwrap(), 30_000);
-            assert!(std::fs::metadata(&a).unwrap().len() > 100_000);
-            assert!(same_bytes(&a, &b).unwrap(), "encoded: {encoded}");
+        for format in [Format::Csv, Format::Json] {
+            assert_eq!(reference(&input, &b, 500, format).unwrap(), 30_000);
+            for encoded in [false, true] {
+                assert_eq!(job(&input, &a, 2, encoded, format).unwrap(), 30_000);
+                assert!(std::fs::metadata(&a).unwrap().len() > 100_000);
+                assert!(
+                    same_bytes(&a, &b).unwrap(),
+                    "{format:?}, encoded: {encoded}"
+                );
+            }
         }
     }
 }
