@@ -91,10 +91,24 @@ fn fire<'a, V, K: Key, G: Aggregator<V>>(
             break;
         }
         let cap = entry.remove();
-        let mut session = output.session(&cap);
         let start = grid.start_of(end);
+        // The window's results go out as one container, not in buffers of
+        // 8 KiB: the sink's stage then takes the vector as its run instead
+        // of copying every result into one. The panes' keys together bound
+        // the window's, so the vector need not regrow; past 64 MiB it
+        // grows as it fills instead, so that a long window of many panes
+        // over the same keys does not reserve many times what it fills.
+        let (sum, most) = state
+            .panes
+            .range(start..end)
+            .fold((0, 0), |(sum, most), (_, p)| {
+                (sum + p.len(), most.max(p.len()))
+            });
+        let budget =
+            (64 << 20) / std::mem::size_of::<(EventTime, WindowResult<K, G::Output>)>().max(1);
+        let mut results = Vec::with_capacity(sum.min(budget.max(most)));
         state.for_each_in_window(grid, agg, end, |key, acc| {
-            session.give((
+            results.push((
                 end,
                 WindowResult {
                     key: key.clone(),
@@ -105,6 +119,9 @@ fn fire<'a, V, K: Key, G: Aggregator<V>>(
                 },
             ));
         });
+        if !results.is_empty() {
+            output.session(&cap).give_container(&mut results);
+        }
     }
 }
 
