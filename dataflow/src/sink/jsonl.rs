@@ -48,8 +48,8 @@ pub struct JsonLinesSink {
 
 /// The write buffer's size: 64 KiB, not `BufWriter`'s 8 KiB, so that a
 /// large output takes eight times fewer write calls, each still small
-/// enough for a core's cache (`BENCHMARKS.md`, *The JSON-lines sink's
-/// buffer*).
+/// enough for a core's cache (`BENCHMARKS.md`, *Through the standard
+/// JSON-lines sink*).
 const BUFFER: usize = 1 << 16;
 
 fn special(path: &Path) -> bool {
