@@ -45,6 +45,26 @@ pub struct RunConfig {
     pub ready_file: Option<std::path::PathBuf>,
 }
 
+/// Worker threads per process of the job started last in this process; 0
+/// before any.
+static WORKER_THREADS: AtomicUsize = AtomicUsize::new(0);
+
+/// Whether this process has more cores than the last job started in it has
+/// worker threads. Inputs that can do part of their work on a thread of
+/// their own, beside their worker, ask this first, so that they do not take
+/// time from workers that already have every core. It is a hint for speed
+/// alone: what a job computes never depends on it. False outside a job.
+///
+/// ```
+/// // No job has run in this process yet.
+/// assert!(!keyflow_dataflow::run::spare_core());
+/// ```
+pub fn spare_core() -> bool {
+    let workers = WORKER_THREADS.load(Ordering::Relaxed);
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    workers > 0 && cores > workers
+}
+
 /// A cluster secret; never printed.
 #[derive(Clone, PartialEq, Eq)]
 pub struct ClusterSecret(pub Vec<u8>);

@@ -50,7 +50,7 @@ pub fn open_split(split: &FileSplit) -> Result<LineReader> {
             .map_err(|e| Error::io(path, e))?;
         pos -= 1;
     }
-    let mut inner = BufReader::with_capacity(1 << 16, Box::new(file) as Box<dyn Read>);
+    let mut inner = BufReader::with_capacity(1 << 16, Box::new(file) as Box<dyn Read + Send>);
     if split.start > 0 {
         let mut partial = Vec::new();
         pos += inner
@@ -92,7 +92,7 @@ fn reopen_split(split: &FileSplit, pos: u64, line: u64, line_start: u64) -> Resu
 
 /// Opens `path` for reading bytes, decompressing it when it starts with the
 /// gzip magic bytes (`1f 8b`), whatever its name.
-pub(crate) fn open_bytes(path: &Path) -> Result<Box<dyn Read>> {
+pub(crate) fn open_bytes(path: &Path) -> Result<Box<dyn Read + Send>> {
     let file = File::open(path).map_err(|e| Error::io(path, e))?;
     let (head, file) = with_head(file).map_err(|e| Error::io(path, e))?;
     if head.starts_with(&[0x1f, 0x8b]) {
@@ -129,7 +129,7 @@ fn with_head<R: Read>(mut input: R) -> std::io::Result<(Vec<u8>, impl Read)> {
 /// is for error messages.
 pub struct LineReader {
     path: PathBuf,
-    inner: BufReader<Box<dyn Read>>,
+    inner: BufReader<Box<dyn Read + Send>>,
     line: u64,
     /// The line last read, its ending included, when it did not lie whole
     /// in `inner`'s buffer.
@@ -420,6 +420,12 @@ impl InputFile {
     /// Lines read so far.
     pub fn line(&self) -> u64 {
         self.line
+    }
+
+    /// Whether the file is open now: read from, holding one of the
+    /// [`MAX_OPEN_INPUTS`] places, and not yet at its end.
+    pub fn is_open(&self) -> bool {
+        self.reader.is_some()
     }
 
     /// The file's path.

@@ -2,30 +2,15 @@
 //! plain file.
 
 use std::borrow::Cow;
-use std::cell::RefCell;
 use std::path::PathBuf;
 
-use keyflow_dataflow::source::{
-    check_exists, plan_splits, split_of, Batch, FileSplit, InputFile, NextLine, Partition,
-    PollStatus, Source, SKIP_CHUNK,
-};
+use keyflow_dataflow::source::{check_exists, plan_splits, split_of, FileSplit, Partition, Source};
 use keyflow_dataflow::time::EventTime;
 use serde::Deserialize;
 
 use super::article::{Article, PageView};
-use super::interner::{Interner, GROUP};
+use super::jsonl_partition::JsonlPartition;
 use super::jsonl_plain::parse_plain;
-
-/// Articles a worker keeps shared: enough for the busy part of a day's
-/// traffic, at about 60 bytes each.
-const INTERNED: usize = 1 << 20;
-
-thread_local! {
-    /// One interner per worker thread, shared by every partition it reads:
-    /// the splits of a file name the same articles, and a keyed operator
-    /// compares two handles to one allocation without reading the names.
-    static INTERNER: RefCell<Interner> = RefCell::new(Interner::new(INTERNED));
-}
 
 /// One line's fields, borrowed from the line unless they hold escapes.
 #[derive(Deserialize)]
@@ -92,7 +77,7 @@ pub fn parse_json_message(
 }
 
 /// [`parse_fields`], with the event time the line must hold.
-fn parse_timed(line: &str) -> Result<(EventTime, JsonView<'_>), String> {
+pub(super) fn parse_timed(line: &str) -> Result<(EventTime, JsonView<'_>), String> {
     let raw = parse_fields(line)?;
     let ts = raw.ts.ok_or("missing field `ts`")?;
     Ok((ts, raw))
@@ -146,9 +131,12 @@ pub(crate) fn check_name(what: &str, value: &str) -> Result<(), String> {
 /// Pageview JSON-lines files (gzip or plain, told apart by their first
 /// bytes), one partition per file or, for a large plain file, per byte-range
 /// split of it (see [`plan_splits`]), each opened when first read (see
-/// [`InputFile`]). Malformed lines become bad records named `file:line`, or
+/// [`InputFile`](keyflow_dataflow::source::InputFile)). Malformed lines become bad records named `file:line`, or
 /// `file@byte N` in a split that does not start its file; blank lines are
-/// skipped.
+/// skipped. Where the process has a core to spare
+/// ([`spare_core`](keyflow_dataflow::run::spare_core)), a partition reads
+/// ahead of its worker on a thread of its own; its polls return the same
+/// records either way.
 ///
 /// # Examples
 /// ```
@@ -187,122 +175,6 @@ impl JsonlSource {
     }
 }
 
-struct JsonlPartition {
-    reader: InputFile,
-    held: Held,
-}
-
-/// Lines read whose articles are not yet looked up: the interner looks up
-/// a group at a time.
-#[derive(Default)]
-struct Held {
-    /// Their names, one after another.
-    names: String,
-    pending: Vec<Pending>,
-    articles: Vec<Article>,
-}
-
-/// A line read whose article is not yet looked up.
-struct Pending {
-    ts: EventTime,
-    views: u64,
-    /// Where its project and its title end in `names`.
-    project_end: usize,
-    title_end: usize,
-}
-
-impl Held {
-    /// Keeps a parsed line until its group is looked up; true when the
-    /// group is full.
-    fn hold(&mut self, ts: EventTime, raw: &JsonView<'_>) -> bool {
-        self.names.push_str(&raw.project);
-        let project_end = self.names.len();
-        self.names.push_str(&raw.title);
-        self.pending.push(Pending {
-            ts,
-            views: raw.views,
-            project_end,
-            title_end: self.names.len(),
-        });
-        self.pending.len() == GROUP
-    }
-
-    /// Looks up the held lines' articles and adds them to `batch`, in the
-    /// order they were read.
-    fn flush(&mut self, interner: &mut Interner, batch: &mut Batch<PageView>) {
-        if self.pending.is_empty() {
-            return;
-        }
-        let mut names = [("", ""); GROUP];
-        let mut start = 0;
-        for (name, held) in names.iter_mut().zip(&self.pending) {
-            *name = (
-                &self.names[start..held.project_end],
-                &self.names[held.project_end..held.title_end],
-            );
-            start = held.title_end;
-        }
-        // Empty: the last flush drained it.
-        interner.get_group(&names[..self.pending.len()], &mut self.articles);
-        for (held, article) in self.pending.drain(..).zip(self.articles.drain(..)) {
-            batch.push(held.ts, PageView::new(article, held.views));
-        }
-        self.names.clear();
-    }
-}
-
-impl Partition<PageView> for JsonlPartition {
-    fn poll(&mut self, batch: &mut Batch<PageView>) -> keyflow_dataflow::Result<PollStatus> {
-        INTERNER.with_borrow_mut(|interner| {
-            let mut room = batch.room();
-            let status = loop {
-                if room == 0 {
-                    break PollStatus::Ready;
-                }
-                let next = match self.reader.next_line() {
-                    Ok(next) => next,
-                    Err(e) => {
-                        self.held.flush(interner, batch);
-                        return Err(e);
-                    }
-                };
-                let parsed = match next {
-                    NextLine::End => break PollStatus::Done,
-                    // Not open yet: other files hold every place.
-                    NextLine::Wait => break PollStatus::Ready,
-                    NextLine::Line(Err(reason)) => Err(reason),
-                    NextLine::Line(Ok(line)) if line.trim().is_empty() => continue,
-                    NextLine::Line(Ok(line)) => parse_timed(line),
-                };
-                room -= 1;
-                match parsed {
-                    Ok((ts, raw)) => {
-                        if self.held.hold(ts, &raw) {
-                            self.held.flush(interner, batch);
-                        }
-                    }
-                    Err(reason) => batch.bad(self.reader.location(), reason),
-                }
-            };
-            self.held.flush(interner, batch);
-            Ok(status)
-        })
-    }
-
-    fn offset(&self) -> u64 {
-        self.reader.line()
-    }
-
-    fn skip(&mut self, n: u64) -> keyflow_dataflow::Result<(u64, PollStatus)> {
-        // Blank lines are no items, every other line one: no need to parse.
-        self.reader.skip_items(n.min(SKIP_CHUNK))
-    }
-
-    fn pause(&mut self) {
-        self.reader.pause();
-    }
-}
-
 impl Source for JsonlSource {
     type Item = PageView;
 
@@ -317,10 +189,7 @@ impl Source for JsonlSource {
     fn open(&self, index: usize) -> keyflow_dataflow::Result<Box<dyn Partition<PageView>>> {
         let split = &self.splits[index];
         check_exists(&split.path)?;
-        Ok(Box::new(JsonlPartition {
-            reader: InputFile::split(split),
-            held: Held::default(),
-        }))
+        Ok(Box::new(JsonlPartition::new(split)))
     }
 
     fn split_of(&self, index: usize) -> Option<(usize, usize)> {

@@ -31,6 +31,8 @@ mod dump_source;
 mod generator;
 mod interner;
 mod jsonl;
+mod jsonl_ahead;
+mod jsonl_partition;
 mod jsonl_plain;
 mod stream;
 mod zipf;

@@ -1,0 +1,417 @@
+//! A partition of JSON-lines pageviews: one file, or one split of a large
+//! plain file, read in place or ahead on a thread of its own.
+
+use std::cell::RefCell;
+
+use keyflow_dataflow::source::{
+    Batch, FileSplit, InputFile, NextLine, Partition, PollStatus, SKIP_CHUNK,
+};
+use keyflow_dataflow::time::EventTime;
+
+use super::article::{Article, PageView};
+use super::interner::{Interner, GROUP};
+use super::jsonl::{parse_timed, JsonView};
+use super::jsonl_ahead::{ReadAhead, Served};
+
+/// Articles a worker keeps shared: enough for the busy part of a day's
+/// traffic, at about 60 bytes each.
+const INTERNED: usize = 1 << 20;
+
+thread_local! {
+    /// One interner per worker thread, shared by every partition it reads:
+    /// the splits of a file name the same articles, and a keyed operator
+    /// compares two handles to one allocation without reading the names.
+    static INTERNER: RefCell<Interner> = RefCell::new(Interner::new(INTERNED));
+}
+
+/// One file, or one split of a file, read line by line: in place, or ahead
+/// on a thread of its own (see [`ReadAhead`]).
+pub(super) struct JsonlPartition {
+    /// The file; `None` while a read-ahead thread has it.
+    reader: Option<InputFile>,
+    held: Held,
+    /// Reading ahead on a thread, with what it read not yet handed out.
+    ahead: Option<ReadAhead>,
+    read_ahead: ReadAheadWhen,
+}
+
+/// When a partition reads ahead on a thread of its own.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ReadAheadWhen {
+    /// When this process has a core to spare (see
+    /// [`spare_core`](keyflow_dataflow::run::spare_core)).
+    SpareCore,
+    /// Whenever a poll asks for enough (for tests).
+    #[cfg(test)]
+    Always,
+}
+
+/// The least room a poll must have to start reading ahead: priming polls
+/// that read a few lines of a split, to learn where its records start, do
+/// not start a thread that would read the split far ahead.
+const READ_AHEAD_ROOM: usize = 1024;
+
+/// The worker's interner, for a read-ahead thread to use; the worker gets
+/// an empty one meanwhile.
+fn lend_interner() -> Interner {
+    INTERNER.with_borrow_mut(|interner| std::mem::replace(interner, Interner::new(INTERNED)))
+}
+
+/// An interner lent to a read-ahead thread, given back to its worker, which
+/// keeps the fuller of the two.
+fn return_interner(lent: Interner) {
+    INTERNER.with_borrow_mut(|interner| {
+        if lent.len() >= interner.len() {
+            *interner = lent;
+        }
+    });
+}
+
+/// Lines read whose articles are not yet looked up: the interner looks up
+/// a group at a time.
+#[derive(Default)]
+pub(super) struct Held {
+    /// Their names, one after another.
+    names: String,
+    pending: Vec<Pending>,
+    articles: Vec<Article>,
+}
+
+/// A line read whose article is not yet looked up.
+struct Pending {
+    ts: EventTime,
+    views: u64,
+    /// Where its project and its title end in `names`.
+    project_end: usize,
+    title_end: usize,
+}
+
+impl Held {
+    /// Keeps a parsed line until its group is looked up; true when the
+    /// group is full.
+    pub(super) fn hold(&mut self, ts: EventTime, raw: &JsonView<'_>) -> bool {
+        self.names.push_str(&raw.project);
+        let project_end = self.names.len();
+        self.names.push_str(&raw.title);
+        self.pending.push(Pending {
+            ts,
+            views: raw.views,
+            project_end,
+            title_end: self.names.len(),
+        });
+        self.pending.len() == GROUP
+    }
+
+    /// Looks up the held lines' articles and adds them to `records`, in
+    /// the order they were read.
+    pub(super) fn flush(
+        &mut self,
+        interner: &mut Interner,
+        records: &mut Vec<(EventTime, PageView)>,
+    ) {
+        if self.pending.is_empty() {
+            return;
+        }
+        let mut names = [("", ""); GROUP];
+        let mut start = 0;
+        for (name, held) in names.iter_mut().zip(&self.pending) {
+            *name = (
+                &self.names[start..held.project_end],
+                &self.names[held.project_end..held.title_end],
+            );
+            start = held.title_end;
+        }
+        // Empty: the last flush drained it.
+        interner.get_group(&names[..self.pending.len()], &mut self.articles);
+        for (held, article) in self.pending.drain(..).zip(self.articles.drain(..)) {
+            records.push((held.ts, PageView::new(article, held.views)));
+        }
+        self.names.clear();
+    }
+}
+
+impl JsonlPartition {
+    /// The lines of `split`, not opened yet.
+    pub(super) fn new(split: &FileSplit) -> Self {
+        JsonlPartition {
+            reader: Some(InputFile::split(split)),
+            held: Held::default(),
+            ahead: None,
+            read_ahead: ReadAheadWhen::SpareCore,
+        }
+    }
+
+    /// The file, read in place (no read-ahead holds it).
+    fn file(&mut self) -> &mut InputFile {
+        self.reader.as_mut().expect("no read-ahead holds the file")
+    }
+
+    /// Whether a poll with room for `room` items starts reading ahead: an
+    /// open file (so that the thread never waits for a place among the open
+    /// inputs), a large poll, and a core to spare.
+    fn starts_reading_ahead(&self, room: usize) -> bool {
+        let open = self.reader.as_ref().is_some_and(InputFile::is_open);
+        let when = match self.read_ahead {
+            ReadAheadWhen::SpareCore => keyflow_dataflow::run::spare_core(),
+            #[cfg(test)]
+            ReadAheadWhen::Always => true,
+        };
+        open && room >= READ_AHEAD_ROOM && when
+    }
+
+    /// Hands out what the read-ahead has read; `None` once it is over and
+    /// the file is back here to read on in place.
+    fn poll_ahead(
+        &mut self,
+        batch: &mut Batch<PageView>,
+    ) -> keyflow_dataflow::Result<Option<PollStatus>> {
+        let Some(ahead) = self.ahead.as_mut() else {
+            return Ok(None);
+        };
+        match ahead.poll(batch)? {
+            Served::More => Ok(Some(PollStatus::Ready)),
+            Served::Over(back) => {
+                self.ahead = None;
+                if let Some((file, interner)) = back.map(|b| *b) {
+                    self.reader = Some(file);
+                    return_interner(interner);
+                }
+                Ok(None)
+            }
+        }
+    }
+
+    /// Reads lines in place into `batch`.
+    fn poll_here(&mut self, batch: &mut Batch<PageView>) -> keyflow_dataflow::Result<PollStatus> {
+        let reader = self.reader.as_mut().expect("no read-ahead holds the file");
+        INTERNER.with_borrow_mut(|interner| {
+            let mut room = batch.room();
+            let status = loop {
+                if room == 0 {
+                    break PollStatus::Ready;
+                }
+                let next = match reader.next_line() {
+                    Ok(next) => next,
+                    Err(e) => {
+                        self.held.flush(interner, &mut batch.records);
+                        return Err(e);
+                    }
+                };
+                let parsed = match next {
+                    NextLine::End => break PollStatus::Done,
+                    // Not open yet: other files hold every place.
+                    NextLine::Wait => break PollStatus::Ready,
+                    NextLine::Line(Err(reason)) => Err(reason),
+                    NextLine::Line(Ok(line)) if line.trim().is_empty() => continue,
+                    NextLine::Line(Ok(line)) => parse_timed(line),
+                };
+                room -= 1;
+                match parsed {
+                    Ok((ts, raw)) => {
+                        if self.held.hold(ts, &raw) {
+                            self.held.flush(interner, &mut batch.records);
+                        }
+                    }
+                    Err(reason) => batch.bad(reader.location(), reason),
+                }
+            };
+            self.held.flush(interner, &mut batch.records);
+            Ok(status)
+        })
+    }
+}
+
+impl Partition<PageView> for JsonlPartition {
+    fn poll(&mut self, batch: &mut Batch<PageView>) -> keyflow_dataflow::Result<PollStatus> {
+        if let Some(status) = self.poll_ahead(batch)? {
+            return Ok(status);
+        }
+        if self.starts_reading_ahead(batch.room()) {
+            let file = self.reader.take().expect("checked above");
+            let path = file.path().to_path_buf();
+            let ahead = ReadAhead::start(file, lend_interner()).map_err(|e| {
+                keyflow_dataflow::Error::External(format!(
+                    "{}: cannot start a thread to read ahead: {e}",
+                    path.display()
+                ))
+            })?;
+            self.ahead = Some(ahead);
+            if let Some(status) = self.poll_ahead(batch)? {
+                return Ok(status);
+            }
+        }
+        self.poll_here(batch)
+    }
+
+    fn offset(&self) -> u64 {
+        self.reader.as_ref().map_or(0, InputFile::line)
+    }
+
+    fn skip(&mut self, n: u64) -> keyflow_dataflow::Result<(u64, PollStatus)> {
+        if self.ahead.is_some() {
+            // Skips come before the first poll of a resumed partition; a
+            // later one is handed out and dropped like a poll.
+            let mut batch = Batch::new(n.min(SKIP_CHUNK) as usize);
+            let status = self.poll(&mut batch)?;
+            return Ok(((batch.records.len() + batch.bad.len()) as u64, status));
+        }
+        // Blank lines are no items, every other line one: no need to parse.
+        self.file().skip_items(n.min(SKIP_CHUNK))
+    }
+
+    fn pause(&mut self) {
+        if let Some((file, interner)) = self.ahead.as_mut().and_then(ReadAhead::pause) {
+            // What it read stays to be handed out; the file closes where
+            // the thread stopped.
+            self.reader = Some(file);
+            return_interner(interner);
+        }
+        if let Some(file) = self.reader.as_mut() {
+            file.pause();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::PathBuf;
+
+    use super::*;
+
+    /// A file of `n` lines, most good, some blank, malformed or not UTF-8.
+    fn mixed_file(name: &str, n: usize) -> PathBuf {
+        let path =
+            std::env::temp_dir().join(format!("keyflow-{name}-{}.jsonl", std::process::id()));
+        let mut bytes = Vec::new();
+        for i in 0..n {
+            match i % 997 {
+                5 => bytes.extend_from_slice(b"\n"),
+                17 => bytes.extend_from_slice(b"not json\n"),
+                400 => {
+                    bytes.extend_from_slice(b"{\"project\":\"en\",\"title\":\"\xff\",\"ts\":1}\n")
+                }
+                _ => bytes.extend_from_slice(
+                    format!(
+                        "{{\"project\":\"en\",\"title\":\"T{}\",\"ts\":{},\"views\":{}}}\n",
+                        i % 301,
+                        1000 + i,
+                        1 + i % 3
+                    )
+                    .as_bytes(),
+                ),
+            }
+        }
+        std::fs::write(&path, bytes).unwrap();
+        path
+    }
+
+    fn partition(split: &FileSplit, read_ahead: bool) -> JsonlPartition {
+        JsonlPartition {
+            reader: Some(InputFile::split(split)),
+            held: Held::default(),
+            ahead: None,
+            read_ahead: if read_ahead {
+                ReadAheadWhen::Always
+            } else {
+                ReadAheadWhen::SpareCore
+            },
+        }
+    }
+
+    type Polled = (Vec<(EventTime, PageView)>, Vec<String>, PollStatus);
+
+    /// Polls with `limits` in turn (then 4096 until done), pausing after
+    /// the polls listed in `pauses`.
+    fn polls(p: &mut JsonlPartition, limits: &[usize], pauses: &[usize]) -> Vec<Polled> {
+        let mut out = Vec::new();
+        for i in 0.. {
+            let mut batch = Batch::new(limits.get(i).copied().unwrap_or(4096));
+            let status = p.poll(&mut batch).unwrap();
+            let bad = batch
+                .bad
+                .iter()
+                .map(|b| format!("{}: {}", b.location, b.reason))
+                .collect();
+            out.push((std::mem::take(&mut batch.records), bad, status));
+            if pauses.contains(&i) {
+                p.pause();
+            }
+            if status == PollStatus::Done {
+                return out;
+            }
+            assert!(i < 10_000, "no end");
+        }
+        unreachable!()
+    }
+
+    /// Reading ahead hands out, poll by poll, exactly what reading in place
+    /// does: the same records and bad lines in the same polls, across
+    /// chunks, pauses that close the file, and a skip.
+    #[test]
+    fn reading_ahead_polls_like_reading_in_place() {
+        let path = mixed_file("ahead", 12_345);
+        let bytes = std::fs::metadata(&path).unwrap().len();
+        let splits =
+            keyflow_dataflow::source::plan_splits_at(std::slice::from_ref(&path), bytes / 3 + 1);
+        assert_eq!(splits.len(), 3);
+        // Small polls first (no thread), then large ones, some cutting a
+        // chunk, with a bad line at a poll's edge among them.
+        let limits = [16, 2000, 1024, 5000, 1500, 3, 4096, 1100];
+        for split in &splits {
+            let mut p = partition(split, true);
+            p.poll(&mut Batch::new(16)).unwrap();
+            p.poll(&mut Batch::new(2000)).unwrap();
+            assert!(
+                p.ahead.is_some(),
+                "a large poll of an open file reads ahead"
+            );
+            let here = polls(&mut partition(split, false), &limits, &[]);
+            for pauses in [&[][..], &[1, 2, 4][..]] {
+                let mut p = partition(split, true);
+                let ahead = polls(&mut p, &limits, pauses);
+                assert!(p.ahead.is_none() && p.reader.is_some());
+                assert_eq!(ahead.len(), here.len());
+                for (a, h) in ahead.iter().zip(&here) {
+                    assert_eq!(a, h);
+                }
+            }
+            // A resume skips what a checkpoint had read, then reads on.
+            let mut p = partition(split, true);
+            let mut skipped = 0;
+            while skipped < 3000 {
+                skipped += p.skip(3000 - skipped).unwrap().0;
+            }
+            let mut rest = partition(split, false);
+            let mut skipped = 0;
+            while skipped < 3000 {
+                skipped += rest.skip(3000 - skipped).unwrap().0;
+            }
+            assert_eq!(polls(&mut p, &[4096], &[]), polls(&mut rest, &[4096], &[]));
+        }
+        let all: usize = splits
+            .iter()
+            .map(|s| {
+                polls(&mut partition(s, true), &[], &[])
+                    .iter()
+                    .map(|p| p.0.len() + p.1.len())
+                    .sum::<usize>()
+            })
+            .sum();
+        std::fs::remove_file(&path).unwrap();
+        assert_eq!(all, 12_345 - 13);
+    }
+
+    /// A partition dropped while its thread reads ahead stops the thread.
+    #[test]
+    fn dropping_a_partition_stops_its_read_ahead() {
+        let path = mixed_file("ahead-drop", 50_000);
+        let mut p = partition(&FileSplit::whole(path.clone(), 0), true);
+        let mut batch = Batch::new(4096);
+        p.poll(&mut batch).unwrap();
+        batch.clear();
+        p.poll(&mut batch).unwrap();
+        assert!(p.ahead.is_some());
+        drop(p);
+        std::fs::remove_file(&path).unwrap();
+    }
+}
