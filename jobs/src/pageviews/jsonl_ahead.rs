@@ -150,6 +150,12 @@ impl ReadAhead {
         }
     }
 
+    /// Whether its thread is still reading (not stopped by `pause`, nor
+    /// over).
+    pub(super) fn is_running(&self) -> bool {
+        self.thread.is_some()
+    }
+
     /// Stops the thread, keeping what it had read for later polls, and
     /// returns its reader, now at the end of what was read ahead (none if
     /// it was stopped before).

@@ -1,7 +1,7 @@
 //! A partition of JSON-lines pageviews: one file, or one split of a large
 //! plain file, read in place or ahead on a thread of its own.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 
 use keyflow_dataflow::source::{
     Batch, FileSplit, InputFile, NextLine, Partition, PollStatus, SKIP_CHUNK,
@@ -44,6 +44,9 @@ enum ReadAheadWhen {
     /// Whenever a poll asks for enough (for tests).
     #[cfg(test)]
     Always,
+    /// Never (for tests).
+    #[cfg(test)]
+    Never,
 }
 
 /// The least room a poll must have to start reading ahead: priming polls
@@ -51,15 +54,28 @@ enum ReadAheadWhen {
 /// not start a thread that would read the split far ahead.
 const READ_AHEAD_ROOM: usize = 1024;
 
-/// The worker's interner, for a read-ahead thread to use; the worker gets
-/// an empty one meanwhile.
-fn lend_interner() -> Interner {
-    INTERNER.with_borrow_mut(|interner| std::mem::replace(interner, Interner::new(INTERNED)))
+thread_local! {
+    /// Whether a read-ahead thread has this worker's interner. One at a
+    /// time per worker: partitions read alongside each other (many whole
+    /// files) would otherwise each start a thread and an interner of their
+    /// own.
+    static LENT: Cell<bool> = const { Cell::new(false) };
 }
 
-/// An interner lent to a read-ahead thread, given back to its worker, which
-/// keeps the fuller of the two.
-fn return_interner(lent: Interner) {
+/// The worker's interner, for a read-ahead thread to use; the worker gets
+/// an empty one meanwhile. `None` while another thread has it.
+fn lend_interner() -> Option<Interner> {
+    if LENT.replace(true) {
+        return None;
+    }
+    Some(INTERNER.with_borrow_mut(|interner| std::mem::replace(interner, Interner::new(INTERNED))))
+}
+
+/// Ends a loan of the worker's interner, giving it back (`None` if it is
+/// lost with its thread); the worker keeps the fuller of the two.
+fn return_interner(lent: Option<Interner>) {
+    LENT.set(false);
+    let Some(lent) = lent else { return };
     INTERNER.with_borrow_mut(|interner| {
         if lent.len() >= interner.len() {
             *interner = lent;
@@ -155,6 +171,8 @@ impl JsonlPartition {
             ReadAheadWhen::SpareCore => keyflow_dataflow::run::spare_core(),
             #[cfg(test)]
             ReadAheadWhen::Always => true,
+            #[cfg(test)]
+            ReadAheadWhen::Never => false,
         };
         open && room >= READ_AHEAD_ROOM && when
     }
@@ -168,15 +186,22 @@ impl JsonlPartition {
         let Some(ahead) = self.ahead.as_mut() else {
             return Ok(None);
         };
-        match ahead.poll(batch)? {
-            Served::More => Ok(Some(PollStatus::Ready)),
-            Served::Over(back) => {
+        let running = ahead.is_running();
+        match ahead.poll(batch) {
+            Ok(Served::More) => Ok(Some(PollStatus::Ready)),
+            Ok(Served::Over(back)) => {
                 self.ahead = None;
                 if let Some((file, interner)) = back.map(|b| *b) {
                     self.reader = Some(file);
-                    return_interner(interner);
+                    return_interner(Some(interner));
                 }
                 Ok(None)
+            }
+            Err(e) => {
+                if running {
+                    return_interner(None);
+                }
+                Err(e)
             }
         }
     }
@@ -226,10 +251,15 @@ impl Partition<PageView> for JsonlPartition {
         if let Some(status) = self.poll_ahead(batch)? {
             return Ok(status);
         }
-        if self.starts_reading_ahead(batch.room()) {
+        let lent = self
+            .starts_reading_ahead(batch.room())
+            .then(lend_interner)
+            .flatten();
+        if let Some(interner) = lent {
             let file = self.reader.take().expect("checked above");
             let path = file.path().to_path_buf();
-            let ahead = ReadAhead::start(file, lend_interner()).map_err(|e| {
+            let ahead = ReadAhead::start(file, interner).map_err(|e| {
+                return_interner(None);
                 keyflow_dataflow::Error::External(format!(
                     "{}: cannot start a thread to read ahead: {e}",
                     path.display()
@@ -264,10 +294,19 @@ impl Partition<PageView> for JsonlPartition {
             // What it read stays to be handed out; the file closes where
             // the thread stopped.
             self.reader = Some(file);
-            return_interner(interner);
+            return_interner(Some(interner));
         }
         if let Some(file) = self.reader.as_mut() {
             file.pause();
+        }
+    }
+}
+
+impl Drop for JsonlPartition {
+    fn drop(&mut self) {
+        if self.ahead.as_ref().is_some_and(ReadAhead::is_running) {
+            // Its thread stops as the read-ahead drops, with the interner.
+            return_interner(None);
         }
     }
 }
@@ -305,28 +344,23 @@ mod tests {
         path
     }
 
-    fn partition(split: &FileSplit, read_ahead: bool) -> JsonlPartition {
-        JsonlPartition {
-            reader: Some(InputFile::split(split)),
-            held: Held::default(),
-            ahead: None,
-            read_ahead: if read_ahead {
-                ReadAheadWhen::Always
-            } else {
-                ReadAheadWhen::SpareCore
-            },
-        }
+    fn partition(split: &FileSplit, read_ahead: ReadAheadWhen) -> JsonlPartition {
+        let mut p = JsonlPartition::new(split);
+        p.read_ahead = read_ahead;
+        p
     }
 
     type Polled = (Vec<(EventTime, PageView)>, Vec<String>, PollStatus);
 
     /// Polls with `limits` in turn (then 4096 until done), pausing after
-    /// the polls listed in `pauses`.
-    fn polls(p: &mut JsonlPartition, limits: &[usize], pauses: &[usize]) -> Vec<Polled> {
+    /// the polls listed in `pauses`; and whether it read ahead.
+    fn polls(p: &mut JsonlPartition, limits: &[usize], pauses: &[usize]) -> (Vec<Polled>, bool) {
         let mut out = Vec::new();
-        for i in 0.. {
+        let mut ahead = false;
+        for i in 0..10_000 {
             let mut batch = Batch::new(limits.get(i).copied().unwrap_or(4096));
             let status = p.poll(&mut batch).unwrap();
+            ahead |= p.ahead.is_some();
             let bad = batch
                 .bad
                 .iter()
@@ -337,12 +371,22 @@ mod tests {
                 p.pause();
             }
             if status == PollStatus::Done {
-                return out;
+                assert!(p.ahead.is_none() && p.reader.is_some());
+                return (out, ahead);
             }
-            assert!(i < 10_000, "no end");
         }
-        unreachable!()
+        panic!("no end");
     }
+
+    fn skipped(mut p: JsonlPartition, n: u64) -> JsonlPartition {
+        let mut skipped = 0;
+        while skipped < n {
+            skipped += p.skip(n - skipped).unwrap().0;
+        }
+        p
+    }
+
+    use ReadAheadWhen::{Always, Never};
 
     /// Reading ahead hands out, poll by poll, exactly what reading in place
     /// does: the same records and bad lines in the same polls, across
@@ -354,64 +398,52 @@ mod tests {
         let splits =
             keyflow_dataflow::source::plan_splits_at(std::slice::from_ref(&path), bytes / 3 + 1);
         assert_eq!(splits.len(), 3);
-        // Small polls first (no thread), then large ones, some cutting a
-        // chunk, with a bad line at a poll's edge among them.
+        // A priming poll first (no thread), then large ones, some cutting
+        // a chunk, with a bad line at a poll's edge among them.
         let limits = [16, 2000, 1024, 5000, 1500, 3, 4096, 1100];
+        let mut items = 0;
         for split in &splits {
-            let mut p = partition(split, true);
-            p.poll(&mut Batch::new(16)).unwrap();
-            p.poll(&mut Batch::new(2000)).unwrap();
-            assert!(
-                p.ahead.is_some(),
-                "a large poll of an open file reads ahead"
-            );
-            let here = polls(&mut partition(split, false), &limits, &[]);
+            let (here, ahead) = polls(&mut partition(split, Never), &limits, &[]);
+            assert!(!ahead);
+            items += here.iter().map(|p| p.0.len() + p.1.len()).sum::<usize>();
             for pauses in [&[][..], &[1, 2, 4][..]] {
-                let mut p = partition(split, true);
-                let ahead = polls(&mut p, &limits, pauses);
-                assert!(p.ahead.is_none() && p.reader.is_some());
-                assert_eq!(ahead.len(), here.len());
-                for (a, h) in ahead.iter().zip(&here) {
+                let (there, ahead) = polls(&mut partition(split, Always), &limits, pauses);
+                assert!(ahead, "a large poll of an open file reads ahead");
+                assert_eq!(there.len(), here.len());
+                for (a, h) in there.iter().zip(&here) {
                     assert_eq!(a, h);
                 }
             }
             // A resume skips what a checkpoint had read, then reads on.
-            let mut p = partition(split, true);
-            let mut skipped = 0;
-            while skipped < 3000 {
-                skipped += p.skip(3000 - skipped).unwrap().0;
-            }
-            let mut rest = partition(split, false);
-            let mut skipped = 0;
-            while skipped < 3000 {
-                skipped += rest.skip(3000 - skipped).unwrap().0;
-            }
-            assert_eq!(polls(&mut p, &[4096], &[]), polls(&mut rest, &[4096], &[]));
+            let (there, ahead) = polls(&mut skipped(partition(split, Always), 3000), &[1024], &[]);
+            assert!(ahead);
+            let (here, _) = polls(&mut skipped(partition(split, Never), 3000), &[1024], &[]);
+            assert_eq!(there, here);
         }
-        let all: usize = splits
-            .iter()
-            .map(|s| {
-                polls(&mut partition(s, true), &[], &[])
-                    .iter()
-                    .map(|p| p.0.len() + p.1.len())
-                    .sum::<usize>()
-            })
-            .sum();
         std::fs::remove_file(&path).unwrap();
-        assert_eq!(all, 12_345 - 13);
+        assert_eq!(items, 12_345 - 13, "every line but the blank ones");
     }
 
-    /// A partition dropped while its thread reads ahead stops the thread.
+    /// One partition of a worker reads ahead at a time, and a partition
+    /// dropped while its thread reads stops the thread and lets another
+    /// start.
     #[test]
-    fn dropping_a_partition_stops_its_read_ahead() {
-        let path = mixed_file("ahead-drop", 50_000);
-        let mut p = partition(&FileSplit::whole(path.clone(), 0), true);
-        let mut batch = Batch::new(4096);
-        p.poll(&mut batch).unwrap();
-        batch.clear();
-        p.poll(&mut batch).unwrap();
-        assert!(p.ahead.is_some());
-        drop(p);
+    fn one_read_ahead_at_a_time_per_worker() {
+        let path = mixed_file("ahead-one", 50_000);
+        let whole = FileSplit::whole(path.clone(), 0);
+        let mut a = partition(&whole, Always);
+        let mut b = partition(&whole, Always);
+        for p in [&mut a, &mut b] {
+            p.poll(&mut Batch::new(16)).unwrap();
+            p.poll(&mut Batch::new(2000)).unwrap();
+        }
+        assert!(a.ahead.is_some() && b.ahead.is_none());
+        drop(a);
+        let (rest, ahead) = polls(&mut b, &[], &[]);
+        assert!(ahead);
+        let (mut here, _) = polls(&mut partition(&whole, Never), &[2016], &[]);
+        here.remove(0);
+        assert_eq!(rest, here);
         std::fs::remove_file(&path).unwrap();
     }
 }
