@@ -412,6 +412,7 @@ where
     F: Fn(&mut Worker, &Arc<Context>) -> Result<T> + Send + Sync + 'static,
 {
     ctx.config.validate()?;
+    WORKER_THREADS.store(ctx.config.workers, Ordering::Relaxed);
     if let Some(config) = &ctx.config.checkpoint {
         let c = &ctx.config;
         match Checkpointer::open(config.clone(), c.process, c.processes, c.workers)? {
