@@ -7,7 +7,7 @@
 //! passed a handshake:
 //! - process `j` dials every process `i < j` twice, once for timely's data
 //!   and once for keyflow's control link; process `i` accepts them;
-//! - every connection starts with a handshake (see [`greet`]) that bounds
+//! - every connection starts with a handshake (see the `greet` module) that bounds
 //!   what it reads (frames of at most 64 KiB) and how long it waits, checks
 //!   an HMAC over fresh nonces under the cluster secret (empty when none is
 //!   given, which keeps out strangers that do not speak the protocol but not
