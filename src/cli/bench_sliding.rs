@@ -78,7 +78,9 @@ type Counted = WindowResult<u64, u64>;
 /// The write buffer of the job's CSV sink and of the reference.
 const BUFFER: usize = 1 << 20;
 
-/// One result as both write it, in `format`.
+/// One result as both write it, in `format`: `start,end,key,count`, or
+/// a `WindowResult<u64, u64>` as `JsonLinesSink` writes it (serde), here
+/// by hand (a test checks that the two agree).
 fn line(
     out: &mut impl Write,
     format: Format,
@@ -88,42 +90,22 @@ fn line(
     count: u64,
 ) -> std::io::Result<()> {
     match format {
-        Format::Csv => csv_line(out, start, end, key, count),
-        Format::Json => json_line(out, start, end, key, count),
+        Format::Csv => numbers(
+            out,
+            [(&b""[..], start), (b",", end), (b",", key), (b",", count)],
+            b"\n",
+        ),
+        Format::Json => numbers(
+            out,
+            [
+                (&b"{\"key\":"[..], key),
+                (b",\"start\":", start),
+                (b",\"end\":", end),
+                (b",\"value\":", count),
+            ],
+            b",\"update\":false}\n",
+        ),
     }
-}
-
-/// A result as `JsonLinesSink` writes a `WindowResult<u64, u64>`, by hand
-/// (the reference's side; a test checks that the two agree).
-fn json_line(
-    out: &mut impl Write,
-    start: u64,
-    end: u64,
-    key: u64,
-    count: u64,
-) -> std::io::Result<()> {
-    let fields = [
-        (&b"{\"key\":"[..], key),
-        (b",\"start\":", start),
-        (b",\"end\":", end),
-        (b",\"value\":", count),
-    ];
-    numbers(out, fields, b",\"update\":false}\n")
-}
-
-/// `start,end,key,count`.
-fn csv_line(
-    out: &mut impl Write,
-    start: u64,
-    end: u64,
-    key: u64,
-    count: u64,
-) -> std::io::Result<()> {
-    numbers(
-        out,
-        [(&b""[..], start), (b",", end), (b",", key), (b",", count)],
-        b"\n",
-    )
 }
 
 /// Four numbers, each after its prefix, then `tail`: formatted with `itoa`
@@ -191,7 +173,7 @@ impl CsvOut {
 impl Sink<Counted> for CsvOut {
     fn write(&mut self, _: EventTime, records: &[(EventTime, Counted)]) -> Result<()> {
         for (_, r) in records {
-            csv_line(&mut self.0, r.start, r.end, r.key, r.value)
+            line(&mut self.0, Format::Csv, r.start, r.end, r.key, r.value)
                 .map_err(|e| Error::io(&self.1, e))?;
         }
         Ok(())

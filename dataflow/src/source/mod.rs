@@ -136,6 +136,23 @@ pub struct BadRecord {
     pub reason: String,
 }
 
+impl BadRecord {
+    /// The record at `location`, rejected for `reason`; a long reason is
+    /// cut (see [`shorten`]).
+    ///
+    /// ```
+    /// use keyflow_dataflow::source::BadRecord;
+    /// let bad = BadRecord::new("f:3", "x".repeat(1000));
+    /// assert!(bad.reason.ends_with("…(1000 bytes)"));
+    /// ```
+    pub fn new(location: impl Into<String>, reason: impl Into<String>) -> Self {
+        BadRecord {
+            location: location.into(),
+            reason: shorten(&reason.into(), MAX_REASON),
+        }
+    }
+}
+
 /// What a partition read produced, besides records.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PollStatus {
@@ -209,10 +226,7 @@ impl<T> Batch<T> {
 
     /// Adds a malformed record; a long reason is cut (see [`shorten`]).
     pub fn bad(&mut self, location: impl Into<String>, reason: impl Into<String>) {
-        self.bad.push(BadRecord {
-            location: location.into(),
-            reason: shorten(&reason.into(), MAX_REASON),
-        });
+        self.bad.push(BadRecord::new(location, reason));
     }
 
     /// Counts a well-formed record that holds nothing to count.

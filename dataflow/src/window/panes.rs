@@ -104,8 +104,7 @@ fn fire<'a, V, K: Key, G: Aggregator<V>>(
             .fold((0, 0), |(sum, most), (_, p)| {
                 (sum + p.len(), most.max(p.len()))
             });
-        let budget =
-            (64 << 20) / std::mem::size_of::<(EventTime, WindowResult<K, G::Output>)>().max(1);
+        let budget = (64 << 20) / std::mem::size_of::<(EventTime, WindowResult<K, G::Output>)>();
         let mut results = Vec::with_capacity(sum.min(budget.max(most)));
         state.for_each_in_window(grid, agg, end, |key, acc| {
             results.push((

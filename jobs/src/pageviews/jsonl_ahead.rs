@@ -15,13 +15,12 @@ use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 
-use keyflow_dataflow::source::{BadRecord, Batch, InputFile, NextLine};
+use keyflow_dataflow::source::{BadRecord, Batch, InputFile};
 use keyflow_dataflow::time::EventTime;
 
 use super::article::PageView;
 use super::interner::Interner;
-use super::jsonl::parse_timed;
-use super::jsonl_partition::Held;
+use super::jsonl_partition::{Held, Stopped};
 
 /// Lines (good or bad) a chunk holds at most.
 const CHUNK: usize = 2048;
@@ -94,7 +93,7 @@ pub(super) enum Served {
     /// more may follow.
     More,
     /// Everything read ahead is handed out and the thread is gone, with
-    /// the reader and interner it gave back (none if `pause` took them):
+    /// the reader and interner it gave back (none if `stop` took them):
     /// the reader reads on, and is at its end if the file is.
     Over(Option<Box<(InputFile, Interner)>>),
 }
@@ -131,7 +130,7 @@ impl ReadAhead {
                 }
                 let chunk = self.ready.pop_front().expect("front above");
                 if let Some(Err(e)) = chunk.end {
-                    self.halt();
+                    self.stop();
                     return Err(e);
                 }
                 if chunk.empty || room == 0 {
@@ -144,28 +143,22 @@ impl ReadAhead {
             match self.chunks.as_ref().map(Receiver::recv) {
                 Some(Ok(chunk)) => self.ready.push_back(chunk),
                 // The thread has sent its last chunk (or was stopped, by
-                // `pause`, and what it sent is all handed out).
-                Some(Err(_)) | None => return Ok(Served::Over(self.halt().map(Box::new))),
+                // `stop`, and what it sent is all handed out).
+                Some(Err(_)) | None => return Ok(Served::Over(self.stop().map(Box::new))),
             }
         }
     }
 
-    /// Whether its thread is still reading (not stopped by `pause`, nor
+    /// Whether its thread is still reading (not stopped by `stop`, nor
     /// over).
     pub(super) fn is_running(&self) -> bool {
         self.thread.is_some()
     }
 
-    /// Stops the thread, keeping what it had read for later polls, and
-    /// returns its reader, now at the end of what was read ahead (none if
-    /// it was stopped before).
-    pub(super) fn pause(&mut self) -> Option<(InputFile, Interner)> {
-        self.halt()
-    }
-
-    /// Stops the thread and takes back its reader and interner (once); the
-    /// chunks it sent stay in `ready`.
-    fn halt(&mut self) -> Option<(InputFile, Interner)> {
+    /// Stops the thread and takes back its reader, now at the end of what
+    /// was read ahead, and its interner (`None` if stopped before); the
+    /// chunks it sent stay in `ready` for later polls.
+    pub(super) fn stop(&mut self) -> Option<(InputFile, Interner)> {
         let thread = self.thread.take()?;
         self.stop.store(true, Ordering::Release);
         if let Some(chunks) = self.chunks.take() {
@@ -203,8 +196,6 @@ fn fetch(
     stop: &AtomicBool,
 ) -> (InputFile, Interner) {
     let mut held = Held::default();
-    // Words and cuts the reasons of bad lines as every poll does.
-    let mut bad_lines = Batch::<PageView>::new(0);
     loop {
         let mut chunk = Chunk {
             records: Vec::with_capacity(CHUNK),
@@ -212,50 +203,24 @@ fn fetch(
             empty: false,
             end: None,
         };
-        let mut lines = 0;
-        while lines < CHUNK && chunk.end.is_none() {
-            let next = match file.next_line() {
-                Ok(next) => next,
-                Err(e) => {
-                    chunk.end = Some(Err(e));
-                    break;
-                }
-            };
-            let parsed = match next {
-                NextLine::End => {
-                    chunk.end = Some(Ok(()));
-                    break;
-                }
-                // Started on an open file, which keeps its place to its
-                // end: not expected, but then hand over what is read.
-                NextLine::Wait => {
-                    if lines == 0 {
-                        std::thread::sleep(std::time::Duration::from_millis(1));
-                    }
-                    break;
-                }
-                NextLine::Line(Err(reason)) => Err(reason),
-                NextLine::Line(Ok(line)) if line.trim().is_empty() => continue,
-                NextLine::Line(Ok(line)) => parse_timed(line),
-            };
-            lines += 1;
-            match parsed {
-                Ok((ts, raw)) => {
-                    if held.hold(ts, &raw) {
-                        held.flush(&mut interner, &mut chunk.records);
-                    }
-                }
-                Err(reason) => {
-                    // The lines held come first.
-                    held.flush(&mut interner, &mut chunk.records);
-                    bad_lines.bad(file.location(), reason);
-                    let bad = bad_lines.bad.pop().expect("a bad line added");
-                    chunk.bad.push_back((chunk.records.len(), bad));
-                }
+        let read = held.read(
+            &mut file,
+            &mut interner,
+            CHUNK,
+            &mut chunk.records,
+            &mut chunk.bad,
+        );
+        match read {
+            Ok((_, Stopped::End)) => chunk.end = Some(Ok(())),
+            // Started on an open file, which keeps its place to its end:
+            // not expected, but then hand over what is read.
+            Ok((0, Stopped::Wait)) => {
+                std::thread::sleep(std::time::Duration::from_millis(1));
+                chunk.empty = true;
             }
+            Ok(_) => {}
+            Err(e) => chunk.end = Some(Err(e)),
         }
-        held.flush(&mut interner, &mut chunk.records);
-        chunk.empty = lines == 0 && chunk.end.is_none();
         let last = chunk.end.is_some();
         if chunks.send(chunk).is_err() || last || stop.load(Ordering::Acquire) {
             return (file, interner);

@@ -4,7 +4,7 @@
 use std::cell::{Cell, RefCell};
 
 use keyflow_dataflow::source::{
-    Batch, FileSplit, InputFile, NextLine, Partition, PollStatus, SKIP_CHUNK,
+    BadRecord, Batch, FileSplit, InputFile, NextLine, Partition, PollStatus, SKIP_CHUNK,
 };
 use keyflow_dataflow::time::EventTime;
 
@@ -83,6 +83,16 @@ fn return_interner(lent: Option<Interner>) {
     });
 }
 
+/// Why [`Held::read`] stopped.
+pub(super) enum Stopped {
+    /// It read as many items as it had room for.
+    Full,
+    /// The file is read to its end.
+    End,
+    /// The file is not open yet: other files hold every place.
+    Wait,
+}
+
 /// Lines read whose articles are not yet looked up: the interner looks up
 /// a group at a time.
 #[derive(Default)]
@@ -116,6 +126,57 @@ impl Held {
             title_end: self.names.len(),
         });
         self.pending.len() == GROUP
+    }
+
+    /// Reads up to `room` items (every line but blank ones) of `file`,
+    /// parsing them and looking up their articles in `interner`, into
+    /// `records`; each malformed line goes to `bad` with how many records
+    /// come before it. Returns how many items it read and why it stopped.
+    /// Every line read is in `records` or `bad` when it returns, after a
+    /// read error too.
+    pub(super) fn read(
+        &mut self,
+        file: &mut InputFile,
+        interner: &mut Interner,
+        room: usize,
+        records: &mut Vec<(EventTime, PageView)>,
+        bad: &mut impl Extend<(usize, BadRecord)>,
+    ) -> keyflow_dataflow::Result<(usize, Stopped)> {
+        let mut items = 0;
+        let stopped = loop {
+            if items == room {
+                break Stopped::Full;
+            }
+            let next = match file.next_line() {
+                Ok(next) => next,
+                Err(e) => {
+                    self.flush(interner, records);
+                    return Err(e);
+                }
+            };
+            let parsed = match next {
+                NextLine::End => break Stopped::End,
+                NextLine::Wait => break Stopped::Wait,
+                NextLine::Line(Err(reason)) => Err(reason),
+                NextLine::Line(Ok(line)) if line.trim().is_empty() => continue,
+                NextLine::Line(Ok(line)) => parse_timed(line),
+            };
+            items += 1;
+            match parsed {
+                Ok((ts, raw)) => {
+                    if self.hold(ts, &raw) {
+                        self.flush(interner, records);
+                    }
+                }
+                Err(reason) => {
+                    // The lines held come first.
+                    self.flush(interner, records);
+                    bad.extend([(records.len(), BadRecord::new(file.location(), reason))]);
+                }
+            }
+        };
+        self.flush(interner, records);
+        Ok((items, stopped))
     }
 
     /// Looks up the held lines' articles and adds them to `records`, in
@@ -209,39 +270,16 @@ impl JsonlPartition {
     /// Reads lines in place into `batch`.
     fn poll_here(&mut self, batch: &mut Batch<PageView>) -> keyflow_dataflow::Result<PollStatus> {
         let reader = self.reader.as_mut().expect("no read-ahead holds the file");
-        INTERNER.with_borrow_mut(|interner| {
-            let mut room = batch.room();
-            let status = loop {
-                if room == 0 {
-                    break PollStatus::Ready;
-                }
-                let next = match reader.next_line() {
-                    Ok(next) => next,
-                    Err(e) => {
-                        self.held.flush(interner, &mut batch.records);
-                        return Err(e);
-                    }
-                };
-                let parsed = match next {
-                    NextLine::End => break PollStatus::Done,
-                    // Not open yet: other files hold every place.
-                    NextLine::Wait => break PollStatus::Ready,
-                    NextLine::Line(Err(reason)) => Err(reason),
-                    NextLine::Line(Ok(line)) if line.trim().is_empty() => continue,
-                    NextLine::Line(Ok(line)) => parse_timed(line),
-                };
-                room -= 1;
-                match parsed {
-                    Ok((ts, raw)) => {
-                        if self.held.hold(ts, &raw) {
-                            self.held.flush(interner, &mut batch.records);
-                        }
-                    }
-                    Err(reason) => batch.bad(reader.location(), reason),
-                }
-            };
-            self.held.flush(interner, &mut batch.records);
-            Ok(status)
+        let mut bad = Vec::new();
+        let read = INTERNER.with_borrow_mut(|interner| {
+            self.held
+                .read(reader, interner, batch.room(), &mut batch.records, &mut bad)
+        });
+        batch.bad.extend(bad.into_iter().map(|(_, bad)| bad));
+        Ok(match read? {
+            (_, Stopped::End) => PollStatus::Done,
+            // Full, or not open yet because other files hold every place.
+            (_, Stopped::Full | Stopped::Wait) => PollStatus::Ready,
         })
     }
 }
@@ -290,7 +328,7 @@ impl Partition<PageView> for JsonlPartition {
     }
 
     fn pause(&mut self) {
-        if let Some((file, interner)) = self.ahead.as_mut().and_then(ReadAhead::pause) {
+        if let Some((file, interner)) = self.ahead.as_mut().and_then(ReadAhead::stop) {
             // What it read stays to be handed out; the file closes where
             // the thread stopped.
             self.reader = Some(file);
