@@ -11,6 +11,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use serde::de::DeserializeOwned;
 
+use super::long_line::{pass_line, read_line_within, MAX_LINE_BYTES};
 use super::split::{plan_splits, FileSplit};
 use super::{Batch, Partition, PollStatus, Source};
 use crate::error::{Error, Result};
@@ -25,6 +26,7 @@ pub fn open_lines(path: &Path) -> Result<LineReader> {
         inner: BufReader::with_capacity(1 << 16, open_bytes(path)?),
         line: 0,
         buf: Vec::new(),
+        too_long: false,
         lent: 0,
         start: 0,
         pos: 0,
@@ -52,16 +54,14 @@ pub fn open_split(split: &FileSplit) -> Result<LineReader> {
     }
     let mut inner = BufReader::with_capacity(1 << 16, Box::new(file) as Box<dyn Read + Send>);
     if split.start > 0 {
-        let mut partial = Vec::new();
-        pos += inner
-            .read_until(b'\n', &mut partial)
-            .map_err(|e| Error::io(path, e))? as u64;
+        pos += pass_line(&mut inner).map_err(|e| Error::io(path, e))? as u64;
     }
     Ok(LineReader {
         path: path.clone(),
         inner,
         line: 0,
         buf: Vec::new(),
+        too_long: false,
         lent: 0,
         start: split.start,
         pos,
@@ -82,6 +82,7 @@ fn reopen_split(split: &FileSplit, pos: u64, line: u64, line_start: u64) -> Resu
         inner: BufReader::with_capacity(1 << 16, Box::new(file)),
         line,
         buf: Vec::new(),
+        too_long: false,
         lent: 0,
         start: split.start,
         pos,
@@ -134,6 +135,9 @@ pub struct LineReader {
     /// The line last read, its ending included, when it did not lie whole
     /// in `inner`'s buffer.
     buf: Vec<u8>,
+    /// Whether the line last read was over [`MAX_LINE_BYTES`] (and not
+    /// kept).
+    too_long: bool,
     /// How many bytes of `inner`'s buffer the line last read takes, its
     /// ending included; 0 when it is in `buf`. Most lines are read where
     /// they lie, and given back to the reader when the next is read.
@@ -159,10 +163,11 @@ impl LineReader {
 
     /// Reads the next line; false at the end. A line that lies whole in the
     /// reader's buffer stays there (no copy); one that runs past it is
-    /// copied into `buf`.
+    /// copied into `buf`, unless it is over [`MAX_LINE_BYTES`].
     fn advance(&mut self) -> Result<bool> {
         self.inner.consume(std::mem::take(&mut self.lent));
         self.buf.clear();
+        self.too_long = false;
         if self.end.is_some_and(|end| self.pos >= end) {
             return Ok(false);
         }
@@ -175,10 +180,12 @@ impl LineReader {
                 self.lent = newline + 1;
                 self.lent
             }
-            None => self
-                .inner
-                .read_until(b'\n', &mut self.buf)
-                .map_err(|e| Error::io(&self.path, e))?,
+            None => {
+                let (read, over) = read_line_within(&mut self.inner, &mut self.buf, MAX_LINE_BYTES)
+                    .map_err(|e| Error::io(&self.path, e))?;
+                self.too_long = over;
+                read
+            }
         };
         if n == 0 {
             return Ok(false);
@@ -191,6 +198,11 @@ impl LineReader {
 
     /// The line last read.
     fn current(&self) -> std::result::Result<&str, String> {
+        if self.too_long {
+            return Err(format!(
+                "a line of more than {MAX_LINE_BYTES} bytes (the most one may have)"
+            ));
+        }
         let read = match self.lent {
             0 => &self.buf,
             _ => &self.inner.buffer()[..self.lent],

@@ -22,6 +22,7 @@ mod csv_partition;
 mod csv_split;
 mod iter;
 mod jsonl;
+mod long_line;
 mod operator;
 #[cfg(feature = "redis")]
 mod redis_stream;
@@ -42,6 +43,7 @@ pub use jsonl::{
     check_exists, open_lines, open_split, split_of, InputFile, JsonLinesSource, LineReader,
     NextLine, MAX_OPEN_INPUTS, SKIP_CHUNK,
 };
+pub use long_line::MAX_LINE_BYTES;
 pub(crate) use operator::source_stream;
 #[cfg(feature = "redis")]
 pub use redis_stream::{
