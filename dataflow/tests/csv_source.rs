@@ -10,7 +10,9 @@ use serde::Deserialize;
 
 use keyflow_dataflow::prelude::*;
 use keyflow_dataflow::run::run_with_context;
-use keyflow_dataflow::source::{Batch, CsvSource, Partition, PollStatus, MAX_OPEN_INPUTS};
+use keyflow_dataflow::source::{
+    Batch, CsvSource, Partition, PollStatus, MAX_LINE_BYTES, MAX_OPEN_INPUTS,
+};
 use keyflow_dataflow::testing::Captured;
 
 /// A folder of its own for one test, removed when dropped.
@@ -354,6 +356,43 @@ fn bad_rows_are_reported_with_their_line_and_good_rows_still_arrive() {
     assert!(reasons[5].contains("out of range"), "{}", reasons[5]);
     // Items keep the file's order, bad ones included.
     assert!(matches!(&items[1], Item::Bad(l, _) if *l == at(&path, 3)));
+}
+
+/// A stray quote makes the rest of a file one field: once a row runs past
+/// `MAX_LINE_BYTES` the partition stops with an error that names the file,
+/// after handing out the rows before it, instead of reading the file into
+/// memory. A header row over the limit fails the source's first check.
+#[test]
+fn a_row_over_the_limit_stops_the_partition_with_an_error() {
+    let dir = TempDir::new("long-row");
+    let mut text = b"user,page,ts\nann,/a,1000\nbob,\"/b".to_vec();
+    text.extend(std::iter::repeat_n(b'z', MAX_LINE_BYTES + 100));
+    text.extend_from_slice(b"\ncid,/c,3000\n");
+    let path = dir.file("clicks.csv", &text);
+    let src = CsvSource::<Click>::new("clicks", vec![path.clone()], "ts");
+    let mut partition = src.open(0).unwrap();
+    let mut batch = Batch::new(1);
+    assert_eq!(partition.poll(&mut batch).unwrap(), PollStatus::Ready);
+    assert_eq!(batch.records, vec![click("ann", "/a", 1000)]);
+    let err = partition.poll(&mut Batch::new(10)).unwrap_err().to_string();
+    assert!(err.contains("clicks.csv"), "{err}");
+    assert!(
+        err.contains(&format!("more than {MAX_LINE_BYTES} bytes")),
+        "{err}"
+    );
+
+    let mut header = b"user,page,\"ts".to_vec();
+    header.extend(std::iter::repeat_n(b'z', MAX_LINE_BYTES + 1));
+    let path = dir.file("header.csv", &header);
+    let err = CsvSource::<Click>::new("clicks", vec![path], "ts")
+        .open(0)
+        .map(|_| ())
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("header.csv") && err.contains("more than"),
+        "{err}"
+    );
 }
 
 #[test]

@@ -13,6 +13,7 @@ use serde::de::DeserializeOwned;
 use super::csv_partition::CsvPartition;
 use super::csv_split::plan_csv_splits;
 use super::jsonl::{open_bytes, split_of};
+use super::long_line::RowBound;
 use super::split::{split_bytes, FileSplit};
 use super::{shorten, Partition, Source};
 use crate::error::{Error, Result};
@@ -21,8 +22,8 @@ use crate::time::EventTime;
 /// The CSV reader's buffer, in bytes.
 const BUFFER: usize = 1 << 16;
 
-/// A CSV reader over a file's (decompressed) bytes.
-pub(super) type Reader = csv::Reader<Box<dyn Read>>;
+/// A CSV reader over a file's (decompressed) bytes, its rows bounded.
+pub(super) type Reader = csv::Reader<RowBound>;
 
 /// Where a row's event time is.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -54,7 +55,7 @@ impl Format {
             .delimiter(self.delimiter)
             .flexible(true)
             .buffer_capacity(BUFFER)
-            .from_reader(input)
+            .from_reader(RowBound::new(input))
     }
 
     /// Opens `path` (decompressing it when it starts with the gzip magic

@@ -156,6 +156,8 @@ impl<T> CsvPartition<T> {
             return Ok(Row::End);
         };
         let read = open.reader.read_byte_record(&mut self.record);
+        let at = open.reader.position().byte();
+        open.reader.get_mut().row_ended(at);
         self.offset =
             (open.byte_base + open.reader.position().byte()).saturating_sub(self.split.start);
         match read {

@@ -2,7 +2,7 @@
 //! kept: a file without line breaks (a binary file, a wrong format, one
 //! huge record) must not fill memory.
 
-use std::io::{BufRead, ErrorKind};
+use std::io::{BufRead, ErrorKind, Read};
 
 /// The most bytes a line of a file source may have, its ending included
 /// (16 MiB). A longer line is a bad record, which `--bad-input` drops or
@@ -10,6 +10,53 @@ use std::io::{BufRead, ErrorKind};
 /// lines after it, and the positions that splits and checkpoints record,
 /// are the same as if it had been read whole.
 pub const MAX_LINE_BYTES: usize = 16 << 20;
+
+/// A CSV file's bytes, cut off with an error once a row runs over
+/// [`MAX_LINE_BYTES`]: a quoted field may hold line breaks, so a stray quote
+/// makes the rest of the file one field, and no later row start can be
+/// trusted. The reader's partition marks where each row ends.
+pub(crate) struct RowBound {
+    inner: Box<dyn Read>,
+    /// Bytes handed to the CSV reader so far.
+    read: u64,
+    /// Where the last complete row ended, in the same bytes.
+    row_end: u64,
+}
+
+impl RowBound {
+    pub(crate) fn new(inner: Box<dyn Read>) -> Self {
+        RowBound {
+            inner,
+            read: 0,
+            row_end: 0,
+        }
+    }
+
+    /// Notes that the rows read so far end at byte `at` of this input.
+    pub(crate) fn row_ended(&mut self, at: u64) {
+        self.row_end = at;
+    }
+}
+
+impl Read for RowBound {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        // The CSV reader reads again only once it has parsed everything it
+        // read: all of it since the last row's end is the current row.
+        if self.read - self.row_end > MAX_LINE_BYTES as u64 {
+            return Err(std::io::Error::new(
+                ErrorKind::InvalidData,
+                format!(
+                    "a row of more than {MAX_LINE_BYTES} bytes after byte {} \
+                     (an unclosed quote?); the rows after it cannot be found",
+                    self.row_end
+                ),
+            ));
+        }
+        let n = self.inner.read(buf)?;
+        self.read += n as u64;
+        Ok(n)
+    }
+}
 
 /// Appends the rest of a line (through its newline, or to the end of the
 /// input) to `kept` while `kept` stays within `limit` bytes; past that,
