@@ -49,13 +49,14 @@ impl Format {
     /// A reader of `input`. Rows of another length than the first are
     /// found by the partition, which knows the first row of a file whose
     /// split it reads from the middle.
-    pub(super) fn reader(&self, input: Box<dyn Read>, headers: bool) -> Reader {
+    /// `base` is the file offset of `input`'s first byte.
+    pub(super) fn reader(&self, input: Box<dyn Read>, base: u64, headers: bool) -> Reader {
         csv::ReaderBuilder::new()
             .has_headers(headers)
             .delimiter(self.delimiter)
             .flexible(true)
             .buffer_capacity(BUFFER)
-            .from_reader(RowBound::new(input))
+            .from_reader(RowBound::new(input, base))
     }
 
     /// Opens `path` (decompressing it when it starts with the gzip magic
@@ -64,7 +65,7 @@ impl Format {
     /// the first row does not have is an [`Error::Config`] naming it and
     /// the file.
     fn first_row(&self, path: &Path) -> Result<Option<FirstRow>> {
-        let mut reader = self.reader(open_bytes(path)?, self.has_headers());
+        let mut reader = self.reader(open_bytes(path)?, 0, self.has_headers());
         let first = reader
             .byte_headers()
             .map_err(|e| csv_error(path, e))?

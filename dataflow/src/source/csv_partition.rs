@@ -117,7 +117,7 @@ impl<T> CsvPartition<T> {
                 None => input,
             };
             return Ok(OpenCsv {
-                reader: self.format.reader(input, self.format.has_headers()),
+                reader: self.format.reader(input, 0, self.format.has_headers()),
                 byte_base: 0,
                 line_base: 0,
                 first: (0, 1),
@@ -134,7 +134,7 @@ impl<T> CsvPartition<T> {
         Ok(OpenCsv {
             reader: self
                 .format
-                .reader(Box::new(Cursor::new(b"\n").chain(rest)), false),
+                .reader(Box::new(Cursor::new(b"\n").chain(rest)), at - 1, false),
             byte_base: at - 1,
             // The reader counts its newline as line 1.
             line_base: line as i64 - 2,

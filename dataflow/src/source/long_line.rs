@@ -17,6 +17,9 @@ pub const MAX_LINE_BYTES: usize = 16 << 20;
 /// trusted. The reader's partition marks where each row ends.
 pub(crate) struct RowBound {
     inner: Box<dyn Read>,
+    /// The file offset of this input's first byte (of the decompressed
+    /// bytes, for gzip).
+    base: u64,
     /// Bytes handed to the CSV reader so far.
     read: u64,
     /// Where the last complete row ended, in the same bytes.
@@ -24,9 +27,11 @@ pub(crate) struct RowBound {
 }
 
 impl RowBound {
-    pub(crate) fn new(inner: Box<dyn Read>) -> Self {
+    /// `inner`, whose first byte is at file offset `base`.
+    pub(crate) fn new(inner: Box<dyn Read>, base: u64) -> Self {
         RowBound {
             inner,
+            base,
             read: 0,
             row_end: 0,
         }
@@ -46,9 +51,9 @@ impl Read for RowBound {
             return Err(std::io::Error::new(
                 ErrorKind::InvalidData,
                 format!(
-                    "a row of more than {MAX_LINE_BYTES} bytes after byte {} \
-                     (an unclosed quote?); the rows after it cannot be found",
-                    self.row_end
+                    "the row at byte {} runs over {MAX_LINE_BYTES} bytes (an unclosed \
+                     quote?); the rows after it cannot be found",
+                    self.base + self.row_end
                 ),
             ));
         }
