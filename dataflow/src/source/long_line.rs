@@ -8,7 +8,9 @@ use std::io::{BufRead, ErrorKind, Read};
 /// (16 MiB). A longer line is a bad record, which `--bad-input` drops or
 /// fails on; it is read through to its end without being kept, so the
 /// lines after it, and the positions that splits and checkpoints record,
-/// are the same as if it had been read whole.
+/// are the same as if it had been read whole. A CSV row over it stops its
+/// partition with an error instead: a quoted field may span lines, so
+/// after such a row no row start can be trusted.
 pub const MAX_LINE_BYTES: usize = 16 << 20;
 
 /// A CSV file's bytes, cut off with an error once a row runs over
@@ -47,7 +49,7 @@ impl Read for RowBound {
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
         // The CSV reader reads again only once it has parsed everything it
         // read: all of it since the last row's end is the current row.
-        if self.read - self.row_end > MAX_LINE_BYTES as u64 {
+        if self.read.saturating_sub(self.row_end) > MAX_LINE_BYTES as u64 {
             return Err(std::io::Error::new(
                 ErrorKind::InvalidData,
                 format!(
