@@ -131,11 +131,13 @@ impl<T> CsvPartition<T> {
             Some(end) => Box::new(file.take(end.saturating_sub(at))),
             None => Box::new(file),
         };
+        // The newline given first stands for the byte before `at`.
+        let byte_base = at - 1;
         Ok(OpenCsv {
             reader: self
                 .format
-                .reader(Box::new(Cursor::new(b"\n").chain(rest)), at - 1, false),
-            byte_base: at - 1,
+                .reader(Box::new(Cursor::new(b"\n").chain(rest)), byte_base, false),
+            byte_base,
             // The reader counts its newline as line 1.
             line_base: line as i64 - 2,
             first: (at, line as i64),
@@ -158,8 +160,7 @@ impl<T> CsvPartition<T> {
         let read = open.reader.read_byte_record(&mut self.record);
         let at = open.reader.position().byte();
         open.reader.get_mut().row_ended(at);
-        self.offset =
-            (open.byte_base + open.reader.position().byte()).saturating_sub(self.split.start);
+        self.offset = (open.byte_base + at).saturating_sub(self.split.start);
         match read {
             Ok(true) => {
                 let fields = self.first.as_ref().map_or(0, |f| f.fields);
