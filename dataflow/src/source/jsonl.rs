@@ -54,7 +54,11 @@ pub fn open_split(split: &FileSplit) -> Result<LineReader> {
     }
     let mut inner = BufReader::with_capacity(1 << 16, Box::new(file) as Box<dyn Read + Send>);
     if split.start > 0 {
-        pos += pass_line(&mut inner).map_err(|e| Error::io(path, e))? as u64;
+        // A line that runs past the split's end starts no line here: the
+        // pass stops at the end, so that the splits inside one huge line
+        // do not each read to its end.
+        let room = split.end.map_or(u64::MAX, |end| end.saturating_sub(pos));
+        pos += pass_line(&mut (&mut inner).take(room)).map_err(|e| Error::io(path, e))? as u64;
     }
     Ok(LineReader {
         path: path.clone(),
@@ -584,5 +588,46 @@ impl<T: DeserializeOwned + 'static> Source for JsonLinesSource<T> {
 
     fn split_of(&self, index: usize) -> Option<(usize, usize)> {
         split_of(&self.splits, index)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A split that starts inside a line passes the rest of it, but no
+    /// further than its own end: a file of one huge line, split many ways,
+    /// is then read about once, not once per split.
+    #[test]
+    fn a_split_inside_a_long_line_passes_no_further_than_its_end() {
+        let dir = std::env::temp_dir().join(format!("keyflow-split-pass-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("long.jsonl");
+        let mut text = b"a\n".to_vec();
+        text.extend(std::iter::repeat_n(b'x', 10_000));
+        text.extend_from_slice(b"\nb\n");
+        std::fs::write(&path, &text).unwrap();
+        let split = |start, end| FileSplit {
+            path: path.clone(),
+            file: 0,
+            part: 1,
+            start,
+            end,
+        };
+        let mut inside = open_split(&split(100, Some(200))).unwrap();
+        assert_eq!(inside.pos, 200);
+        assert!(inside.next_line().unwrap().is_none());
+        // The long line ends just before this split's end: the line after
+        // it starts at the end and is the next split's.
+        let mut up_to = open_split(&split(100, Some(10_003))).unwrap();
+        assert_eq!(up_to.pos, 10_003);
+        assert!(up_to.next_line().unwrap().is_none());
+        let mut past = open_split(&split(100, Some(10_004))).unwrap();
+        assert_eq!(past.pos, 10_003);
+        assert_eq!(past.next_line().unwrap().unwrap().unwrap(), "b");
+        assert!(past.next_line().unwrap().is_none());
+        let mut last = open_split(&split(100, None)).unwrap();
+        assert_eq!(last.next_line().unwrap().unwrap().unwrap(), "b");
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }
