@@ -68,8 +68,22 @@ impl Read for RowBound {
 /// Appends the rest of a line (through its newline, or to the end of the
 /// input) to `kept` while `kept` stays within `limit` bytes; past that,
 /// reads through the line without keeping it, and empties `kept`. Returns
-/// the bytes read, and whether the line was over `limit`.
-pub(crate) fn read_line_within(
+/// the bytes read, and whether the line was over `limit`. Unlike
+/// `read_until`, a file without line breaks never fills memory.
+///
+/// ```
+/// use keyflow_dataflow::source::read_line_within;
+/// let mut input = &b"short\na line too long\nend"[..];
+/// let mut line = Vec::new();
+/// assert_eq!(read_line_within(&mut input, &mut line, 8).unwrap(), (6, false));
+/// assert_eq!(line, b"short\n");
+/// line.clear();
+/// assert_eq!(read_line_within(&mut input, &mut line, 8).unwrap(), (16, true));
+/// assert!(line.is_empty());
+/// assert_eq!(read_line_within(&mut input, &mut line, 8).unwrap(), (3, false));
+/// assert_eq!(line, b"end");
+/// ```
+pub fn read_line_within(
     input: &mut impl BufRead,
     kept: &mut Vec<u8>,
     limit: usize,

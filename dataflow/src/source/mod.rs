@@ -43,7 +43,7 @@ pub use jsonl::{
     check_exists, open_lines, open_split, split_of, InputFile, JsonLinesSource, LineReader,
     NextLine, MAX_OPEN_INPUTS, SKIP_CHUNK,
 };
-pub use long_line::MAX_LINE_BYTES;
+pub use long_line::{read_line_within, MAX_LINE_BYTES};
 pub(crate) use operator::source_stream;
 #[cfg(feature = "redis")]
 pub use redis_stream::{

@@ -95,6 +95,25 @@ fn damage_is_detected() {
 }
 
 #[test]
+fn a_file_without_line_breaks_fails_without_being_read_whole() {
+    // An endless input: the reader must stop once a line is too long.
+    let endless = std::io::BufReader::new(std::io::repeat(b'x'));
+    let err = Reader::new(Path::new("big.bin"), endless)
+        .read()
+        .unwrap_err();
+    let r = err.to_string();
+    assert!(
+        r.contains("line 1") && r.contains("more than 16777216 bytes"),
+        "{r}"
+    );
+    let bytes: &[u8] = b"keyflow-baseline 1\n\xff\n";
+    let err = Reader::new(Path::new("base.txt"), bytes)
+        .read()
+        .unwrap_err();
+    assert!(err.to_string().contains("line 2: not UTF-8"), "{err}");
+}
+
+#[test]
 fn rows_must_be_sorted_and_unique() {
     let text = sample().to_text();
     let mut lines: Vec<&str> = text.lines().collect();

@@ -1,9 +1,10 @@
 //! Reading baseline files (the format is described in [`super::format`]).
 
 use std::collections::BTreeMap;
-use std::io::BufRead;
+use std::io::{BufRead, Read};
 use std::path::{Path, PathBuf};
 
+use keyflow_dataflow::source::{read_line_within, MAX_LINE_BYTES};
 use keyflow_dataflow::time::{days_from_civil, EventTime};
 
 use super::format::{is_field, Baseline, BASELINE_MAGIC, BASELINE_VERSION, HOURS};
@@ -25,7 +26,7 @@ pub(super) struct Reader<R> {
     path: PathBuf,
     input: R,
     line_no: u64,
-    line: String,
+    line: Vec<u8>,
     crc: flate2::Crc,
 }
 
@@ -36,7 +37,7 @@ impl<R: BufRead> Reader<R> {
             path: path.to_path_buf(),
             input,
             line_no: 0,
-            line: String::new(),
+            line: Vec::new(),
             crc: flate2::Crc::new(),
         }
     }
@@ -55,32 +56,40 @@ impl<R: BufRead> Reader<R> {
 
     /// The next line without its `\n`; `None` at the end of the file.
     /// The line counts towards the checksum once [`Reader::sum`] is called.
+    /// A line over [`MAX_LINE_BYTES`] fails once that much is read, so that
+    /// a wrong file without line breaks is neither read into memory nor
+    /// read to its end.
     fn next(&mut self) -> Result<Option<&str>> {
         self.line.clear();
-        let n = self.input.read_line(&mut self.line).map_err(|e| {
-            let reason = if e.kind() == std::io::ErrorKind::InvalidData {
-                "not UTF-8 text: not a baseline file, or a damaged one".to_string()
-            } else {
-                e.to_string()
-            };
-            Error::Format {
-                path: self.path.clone(),
-                reason: format!("line {}: {reason}", self.line_no + 1),
-            }
-        })?;
+        let mut bounded = (&mut self.input).take(MAX_LINE_BYTES as u64 + 1);
+        let (n, over) =
+            read_line_within(&mut bounded, &mut self.line, MAX_LINE_BYTES).map_err(|e| {
+                Error::Format {
+                    path: self.path.clone(),
+                    reason: format!("line {}: {e}", self.line_no + 1),
+                }
+            })?;
         if n == 0 {
             return Ok(None);
         }
         self.line_no += 1;
-        if !self.line.ends_with('\n') {
+        if over {
+            return Err(self.fail(format!(
+                "a line of more than {MAX_LINE_BYTES} bytes: not a baseline file, or a damaged one"
+            )));
+        }
+        let Ok(line) = std::str::from_utf8(&self.line) else {
+            return Err(self.fail("not UTF-8 text: not a baseline file, or a damaged one"));
+        };
+        if !line.ends_with('\n') {
             return Err(self.fail("the line has no end: the file is truncated"));
         }
-        Ok(Some(self.line.trim_end_matches('\n')))
+        Ok(Some(line.trim_end_matches('\n')))
     }
 
     /// Adds the line last read to the checksum.
     fn sum(&mut self) {
-        self.crc.update(self.line.as_bytes());
+        self.crc.update(&self.line);
     }
 
     /// The next line, which must exist and be `name value`.
