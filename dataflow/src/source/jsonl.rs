@@ -594,21 +594,19 @@ impl<T: DeserializeOwned + 'static> Source for JsonLinesSource<T> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::source::test_file::temp;
 
     /// A split that starts inside a line passes the rest of it, but no
     /// further than its own end: a file of one huge line, split many ways,
     /// is then read about once, not once per split.
     #[test]
     fn a_split_inside_a_long_line_passes_no_further_than_its_end() {
-        let dir = std::env::temp_dir().join(format!("keyflow-split-pass-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let path = dir.join("long.jsonl");
         let mut text = b"a\n".to_vec();
         text.extend(std::iter::repeat_n(b'x', 10_000));
         text.extend_from_slice(b"\nb\n");
-        std::fs::write(&path, &text).unwrap();
+        let path = temp("split-pass.jsonl", &text);
         let split = |start, end| FileSplit {
-            path: path.clone(),
+            path: path.to_path_buf(),
             file: 0,
             part: 1,
             start,
@@ -628,6 +626,5 @@ mod tests {
         assert!(past.next_line().unwrap().is_none());
         let mut last = open_split(&split(100, None)).unwrap();
         assert_eq!(last.next_line().unwrap().unwrap().unwrap(), "b");
-        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -177,16 +177,14 @@ mod tests {
     /// the lines around it read as they are.
     #[test]
     fn a_file_source_reads_past_lines_over_the_limit() {
+        use crate::source::test_file::temp;
         use crate::source::{FileSplit, InputFile, NextLine};
-        let dir = std::env::temp_dir().join(format!("keyflow-long-line-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let path = dir.join("long.jsonl");
         let mut text = b"first\n".to_vec();
         text.extend(std::iter::repeat_n(b'x', MAX_LINE_BYTES + 10));
         text.extend_from_slice(b"\nthird\n");
         // Over by one byte, and no newline at the end.
         text.extend(std::iter::repeat_n(b'y', MAX_LINE_BYTES + 1));
-        std::fs::write(&path, &text).unwrap();
+        let path = temp("long.jsonl", &text);
         let read = |mut file: InputFile| {
             let mut lines = Vec::new();
             while let NextLine::Line(line) = file.next_line().unwrap() {
@@ -199,7 +197,7 @@ mod tests {
         };
         let at = |line: u64| format!("{}:{line}", path.display());
         assert_eq!(
-            read(InputFile::new(path.clone())),
+            read(InputFile::new(path.to_path_buf())),
             vec![
                 (Ok("first".to_string()), at(1)),
                 (Err(true), at(2)),
@@ -210,7 +208,7 @@ mod tests {
         // A split that starts inside the first long line reads from the
         // line after it; its last long line is its own.
         let split = FileSplit {
-            path: path.clone(),
+            path: path.to_path_buf(),
             file: 0,
             part: 1,
             start: 100,
@@ -227,9 +225,8 @@ mod tests {
                 (Err(true), format!("{}@byte {}", path.display(), third + 6)),
             ]
         );
-        let mut file = InputFile::new(path.clone());
+        let mut file = InputFile::new(path.to_path_buf());
         assert_eq!(file.skip_items(10).unwrap().0, 4);
-        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

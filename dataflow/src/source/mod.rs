@@ -27,6 +27,8 @@ mod operator;
 #[cfg(feature = "redis")]
 mod redis_stream;
 mod split;
+#[cfg(test)]
+mod test_file;
 mod watermark;
 
 use std::time::Duration;

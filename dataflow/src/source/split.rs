@@ -145,35 +145,8 @@ pub fn plan_splits(files: &[PathBuf]) -> Vec<FileSplit> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::source::test_file::temp;
     use crate::source::{InputFile, NextLine};
-
-    /// A file of a test, removed when dropped (with its directory, once
-    /// the last file is gone).
-    struct Temp(PathBuf);
-
-    impl std::ops::Deref for Temp {
-        type Target = PathBuf;
-        fn deref(&self) -> &PathBuf {
-            &self.0
-        }
-    }
-
-    impl Drop for Temp {
-        fn drop(&mut self) {
-            let _ = std::fs::remove_file(&self.0);
-            if let Some(dir) = self.0.parent() {
-                let _ = std::fs::remove_dir(dir);
-            }
-        }
-    }
-
-    fn temp(name: &str, bytes: &[u8]) -> Temp {
-        let dir = std::env::temp_dir().join(format!("keyflow-split-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let path = dir.join(name);
-        std::fs::write(&path, bytes).unwrap();
-        Temp(path)
-    }
 
     /// Every split's lines with their locations, in partition order.
     fn read(files: &[PathBuf], split: u64) -> Vec<Vec<(String, String)>> {
