@@ -81,7 +81,7 @@ fn drain<T>(partition: &mut dyn Partition<T>, limit: usize) -> Vec<Item<T>> {
 }
 
 /// Every item of partition 0, one at a time.
-fn read_all<T: serde::de::DeserializeOwned + 'static>(src: &CsvSource<T>) -> Vec<Item<T>> {
+fn read_all<T: serde::de::DeserializeOwned + Send + 'static>(src: &CsvSource<T>) -> Vec<Item<T>> {
     drain(&mut *src.open(0).unwrap(), 1)
 }
 

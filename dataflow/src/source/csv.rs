@@ -10,6 +10,7 @@ use std::time::UNIX_EPOCH;
 use csv::{ByteRecord, ErrorKind};
 use serde::de::DeserializeOwned;
 
+use super::ahead::AheadPartition;
 use super::csv_partition::CsvPartition;
 use super::csv_split::plan_csv_splits;
 use super::jsonl::{open_bytes, split_of};
@@ -50,7 +51,7 @@ impl Format {
     /// found by the partition, which knows the first row of a file whose
     /// split it reads from the middle.
     /// `base` is the file offset of `input`'s first byte.
-    pub(super) fn reader(&self, input: Box<dyn Read>, base: u64, headers: bool) -> Reader {
+    pub(super) fn reader(&self, input: Box<dyn Read + Send>, base: u64, headers: bool) -> Reader {
         csv::ReaderBuilder::new()
             .has_headers(headers)
             .delimiter(self.delimiter)
@@ -223,7 +224,7 @@ pub struct CsvSource<T> {
     _item: PhantomData<fn() -> T>,
 }
 
-impl<T: DeserializeOwned + 'static> CsvSource<T> {
+impl<T: DeserializeOwned + Send + 'static> CsvSource<T> {
     /// A source over `files` whose first row is a header: rows deserialize
     /// by header name, and the event time is in the column named
     /// `time_column`.
@@ -287,7 +288,17 @@ impl<T: DeserializeOwned + 'static> CsvSource<T> {
     }
 }
 
-impl<T: DeserializeOwned + 'static> Source for CsvSource<T> {
+impl<T: DeserializeOwned + Send + 'static> CsvSource<T> {
+    /// The reader of partition `index`. Checks the file and its time column
+    /// now, and closes the file: it is read again on the first poll.
+    pub(super) fn reader(&self, index: usize) -> Result<CsvPartition<T>> {
+        let split = &self.splits()[index];
+        let first = self.format.first_row(&split.path)?;
+        Ok(CsvPartition::new(split.clone(), self.format.clone(), first))
+    }
+}
+
+impl<T: DeserializeOwned + Send + 'static> Source for CsvSource<T> {
     type Item = T;
 
     fn name(&self) -> String {
@@ -299,15 +310,7 @@ impl<T: DeserializeOwned + 'static> Source for CsvSource<T> {
     }
 
     fn open(&self, index: usize) -> Result<Box<dyn Partition<T>>> {
-        let split = &self.splits()[index];
-        // Checks the file and its time column now, and closes the file: it
-        // is read again on the first poll.
-        let first = self.format.first_row(&split.path)?;
-        Ok(Box::new(CsvPartition::new(
-            split.clone(),
-            self.format.clone(),
-            first,
-        )))
+        Ok(Box::new(AheadPartition::new(self.reader(index)?)))
     }
 
     fn split_of(&self, index: usize) -> Option<(usize, usize)> {

@@ -1,6 +1,7 @@
 //! One partition of a CSV source: a whole file, or a split of a large
 //! plain one that starts at a row start (see `csv_split`).
 
+use std::collections::VecDeque;
 use std::fs::File;
 use std::io::{Cursor, Read, Seek, SeekFrom};
 use std::marker::PhantomData;
@@ -8,10 +9,11 @@ use std::marker::PhantomData;
 use csv::{ByteRecord, ErrorKind, Position};
 use serde::de::DeserializeOwned;
 
+use super::ahead::{ChunkRead, Stopped};
 use super::csv::{csv_error, parse_time, FirstRow, Format, Reader};
 use super::jsonl::{open_bytes, OpenSlot};
 use super::split::FileSplit;
-use super::{Batch, Partition, PollStatus};
+use super::{BadRecord, PollStatus};
 use crate::error::{Error, Result};
 use crate::time::EventTime;
 
@@ -112,7 +114,7 @@ impl<T> CsvPartition<T> {
         let resume = from.or((self.split.start > 0).then_some((self.split.start, 0)));
         let Some((at, line)) = resume else {
             let input = open_bytes(path)?;
-            let input: Box<dyn Read> = match self.split.end {
+            let input: Box<dyn Read + Send> = match self.split.end {
                 Some(end) => Box::new(input.take(end)),
                 None => input,
             };
@@ -127,7 +129,7 @@ impl<T> CsvPartition<T> {
         let mut file = File::open(path).map_err(|e| Error::io(path, e))?;
         file.seek(SeekFrom::Start(at))
             .map_err(|e| Error::io(path, e))?;
-        let rest: Box<dyn Read> = match self.split.end {
+        let rest: Box<dyn Read + Send> = match self.split.end {
             Some(end) => Box::new(file.take(end.saturating_sub(at))),
             None => Box::new(file),
         };
@@ -214,20 +216,36 @@ impl<T> CsvPartition<T> {
     }
 }
 
-impl<T: DeserializeOwned> Partition<T> for CsvPartition<T> {
-    fn poll(&mut self, batch: &mut Batch<T>) -> Result<PollStatus> {
-        while !batch.is_full() {
-            match self.next_row()? {
-                Row::End => return Ok(PollStatus::Done),
-                Row::Wait => break,
-                Row::Bad(location, reason) => batch.bad(location, reason),
+impl<T: DeserializeOwned + Send + 'static> ChunkRead<T> for CsvPartition<T> {
+    fn read(
+        &mut self,
+        room: usize,
+        records: &mut Vec<(EventTime, T)>,
+        bad: &mut VecDeque<(usize, BadRecord)>,
+    ) -> Result<(usize, Stopped)> {
+        let mut items = 0;
+        while items < room {
+            let (location, reason) = match self.next_row()? {
+                Row::End => return Ok((items, Stopped::End)),
+                Row::Wait => return Ok((items, Stopped::Wait)),
+                Row::Bad(location, reason) => (location, reason),
                 Row::Record => match self.parse() {
-                    Ok((ts, item)) => batch.push(ts, item),
-                    Err(reason) => batch.bad(self.location(self.record.position()), reason),
+                    Ok(record) => {
+                        records.push(record);
+                        items += 1;
+                        continue;
+                    }
+                    Err(reason) => (self.location(self.record.position()), reason),
                 },
-            }
+            };
+            bad.push_back((records.len(), BadRecord::new(location, reason)));
+            items += 1;
         }
-        Ok(PollStatus::Ready)
+        Ok((items, Stopped::Full))
+    }
+
+    fn is_open(&self) -> bool {
+        matches!(self.file, FileState::Open(_))
     }
 
     fn offset(&self) -> u64 {

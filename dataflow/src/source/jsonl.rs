@@ -2,18 +2,20 @@
 //! a large plain file, and the lazily opened input files that file sources
 //! read.
 
+use std::collections::VecDeque;
 use std::fs::File;
 use std::io::{BufRead, BufReader, Read, Seek, SeekFrom};
 use std::marker::PhantomData;
 use std::path::{Path, PathBuf};
-use std::rc::Rc;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 
 use serde::de::DeserializeOwned;
 
+use super::ahead::{AheadPartition, ChunkRead, Stopped};
 use super::long_line::{pass_line, read_line_within, MAX_LINE_BYTES};
 use super::split::{plan_splits, FileSplit};
-use super::{Batch, Partition, PollStatus, Source};
+use super::{BadRecord, Partition, PollStatus, Source};
 use crate::error::{Error, Result};
 use crate::time::EventTime;
 
@@ -470,7 +472,7 @@ pub fn check_exists(path: &Path) -> Result<()> {
 }
 
 /// Extracts a record's event time.
-type TimeOf<T> = Rc<dyn Fn(&T) -> Option<EventTime>>;
+type TimeOf<T> = Arc<dyn Fn(&T) -> Option<EventTime> + Send + Sync>;
 
 /// A source of JSON objects, one per line. Each file is a partition, and a
 /// large uncompressed file is cut into byte-range splits at line
@@ -507,66 +509,95 @@ pub struct JsonLinesSource<T> {
     _item: PhantomData<T>,
 }
 
-impl<T: DeserializeOwned + 'static> JsonLinesSource<T> {
+impl<T: DeserializeOwned + Send + 'static> JsonLinesSource<T> {
     /// A source over `files` whose records carry their time as `ts(record)`.
     /// Large uncompressed files are read in splits (see [`plan_splits`]).
     pub fn new(
         name: &str,
         files: Vec<PathBuf>,
-        ts: impl Fn(&T) -> Option<EventTime> + 'static,
+        ts: impl Fn(&T) -> Option<EventTime> + Send + Sync + 'static,
     ) -> Self {
         JsonLinesSource {
             name: name.to_string(),
             splits: plan_splits(&files),
-            ts: Rc::new(ts),
+            ts: Arc::new(ts),
             _item: PhantomData,
         }
     }
 }
 
-struct JsonPartition<T> {
-    reader: InputFile,
-    ts: TimeOf<T>,
+/// Reads a partition's lines into records, in place or on a thread of
+/// its own (see [`AheadPartition`]).
+pub(super) struct JsonReader<T> {
+    pub(super) file: InputFile,
+    pub(super) ts: TimeOf<T>,
 }
 
-impl<T: DeserializeOwned> Partition<T> for JsonPartition<T> {
-    fn poll(&mut self, batch: &mut Batch<T>) -> Result<PollStatus> {
-        while !batch.is_full() {
-            let parsed = match self.reader.next_line()? {
-                NextLine::End => return Ok(PollStatus::Done),
-                NextLine::Wait => break,
+impl<T: DeserializeOwned + Send + 'static> ChunkRead<T> for JsonReader<T> {
+    fn read(
+        &mut self,
+        room: usize,
+        records: &mut Vec<(EventTime, T)>,
+        bad: &mut VecDeque<(usize, BadRecord)>,
+    ) -> Result<(usize, Stopped)> {
+        let mut items = 0;
+        while items < room {
+            let parsed = match self.file.next_line()? {
+                NextLine::End => return Ok((items, Stopped::End)),
+                NextLine::Wait => return Ok((items, Stopped::Wait)),
                 NextLine::Line(Err(reason)) => Err(reason),
                 NextLine::Line(Ok(line)) if line.trim().is_empty() => continue,
                 NextLine::Line(Ok(line)) => {
                     serde_json::from_str::<T>(line).map_err(|e| e.to_string())
                 }
             };
-            match parsed {
+            items += 1;
+            let reason = match parsed {
                 Ok(item) => match (self.ts)(&item) {
-                    Some(ts) => batch.push(ts, item),
-                    None => batch.bad(self.reader.location(), "record has no event time"),
+                    Some(ts) => {
+                        records.push((ts, item));
+                        continue;
+                    }
+                    None => "record has no event time".to_string(),
                 },
-                Err(reason) => batch.bad(self.reader.location(), reason),
-            }
+                Err(reason) => reason,
+            };
+            bad.push_back((records.len(), BadRecord::new(self.file.location(), reason)));
         }
-        Ok(PollStatus::Ready)
+        Ok((items, Stopped::Full))
+    }
+
+    fn is_open(&self) -> bool {
+        self.file.is_open()
     }
 
     fn offset(&self) -> u64 {
-        self.reader.line()
+        self.file.line()
     }
 
     fn skip(&mut self, n: u64) -> Result<(u64, PollStatus)> {
         // Blank lines are no items, every other line one: no need to parse.
-        self.reader.skip_items(n.min(SKIP_CHUNK))
+        self.file.skip_items(n.min(SKIP_CHUNK))
     }
 
     fn pause(&mut self) {
-        self.reader.pause();
+        self.file.pause();
     }
 }
 
-impl<T: DeserializeOwned + 'static> Source for JsonLinesSource<T> {
+impl<T: DeserializeOwned + Send + 'static> JsonLinesSource<T> {
+    /// The reader of partition `index`, not opened yet.
+    pub(super) fn reader(&self, index: usize) -> Result<JsonReader<T>> {
+        let split = &self.splits[index];
+        check_exists(&split.path)?;
+        Ok(JsonReader {
+            file: InputFile::split(split),
+            ts: Arc::clone(&self.ts),
+        })
+    }
+}
+
+impl<T: DeserializeOwned + Send + 'static> Source for JsonLinesSource<T> {
     type Item = T;
 
     fn name(&self) -> String {
@@ -578,12 +609,7 @@ impl<T: DeserializeOwned + 'static> Source for JsonLinesSource<T> {
     }
 
     fn open(&self, index: usize) -> Result<Box<dyn Partition<T>>> {
-        let split = &self.splits[index];
-        check_exists(&split.path)?;
-        Ok(Box::new(JsonPartition {
-            reader: InputFile::split(split),
-            ts: Rc::clone(&self.ts),
-        }))
+        Ok(Box::new(AheadPartition::new(self.reader(index)?)))
     }
 
     fn split_of(&self, index: usize) -> Option<(usize, usize)> {

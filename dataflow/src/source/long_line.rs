@@ -18,7 +18,7 @@ pub const MAX_LINE_BYTES: usize = 16 << 20;
 /// makes the rest of the file one field, and no later row start can be
 /// trusted. The reader's partition marks where each row ends.
 pub(crate) struct RowBound {
-    inner: Box<dyn Read>,
+    inner: Box<dyn Read + Send>,
     /// The file offset of this input's first byte (of the decompressed
     /// bytes, for gzip).
     base: u64,
@@ -30,7 +30,7 @@ pub(crate) struct RowBound {
 
 impl RowBound {
     /// `inner`, whose first byte is at file offset `base`.
-    pub(crate) fn new(inner: Box<dyn Read>, base: u64) -> Self {
+    pub(crate) fn new(inner: Box<dyn Read + Send>, base: u64) -> Self {
         RowBound {
             inner,
             base,

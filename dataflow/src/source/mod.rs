@@ -17,6 +17,9 @@
 //! [`Source::split_of`]), so that it does not read hours ahead in event
 //! time of its own progress and hold all of it in windows.
 
+mod ahead;
+#[cfg(test)]
+mod ahead_tests;
 mod csv;
 mod csv_partition;
 mod csv_split;
@@ -40,6 +43,7 @@ use crate::error::{Error, Result};
 use crate::time::EventTime;
 
 pub use self::csv::CsvSource;
+pub use ahead::{AheadPartition, ChunkRead, ReadAheadWhen, Stopped};
 pub use iter::IterSource;
 pub use jsonl::{
     check_exists, open_lines, open_split, split_of, InputFile, JsonLinesSource, LineReader,

@@ -9,7 +9,7 @@ use keyflow_dataflow::time::EventTime;
 use serde::Deserialize;
 
 use super::article::{Article, PageView};
-use super::jsonl_partition::JsonlPartition;
+use super::jsonl_partition::partition;
 use super::jsonl_plain::parse_plain;
 
 /// One line's fields, borrowed from the line unless they hold escapes.
@@ -189,7 +189,7 @@ impl Source for JsonlSource {
     fn open(&self, index: usize) -> keyflow_dataflow::Result<Box<dyn Partition<PageView>>> {
         let split = &self.splits[index];
         check_exists(&split.path)?;
-        Ok(Box::new(JsonlPartition::new(split)))
+        Ok(Box::new(partition(split)))
     }
 
     fn split_of(&self, index: usize) -> Option<(usize, usize)> {

@@ -1,17 +1,19 @@
 //! A partition of JSON-lines pageviews: one file, or one split of a large
-//! plain file, read in place or ahead on a thread of its own.
+//! plain file, read in place or ahead on a thread of its own (see
+//! [`AheadPartition`]).
 
-use std::cell::{Cell, RefCell};
+use std::cell::RefCell;
+use std::collections::VecDeque;
 
 use keyflow_dataflow::source::{
-    BadRecord, Batch, FileSplit, InputFile, NextLine, Partition, PollStatus, SKIP_CHUNK,
+    AheadPartition, BadRecord, ChunkRead, FileSplit, InputFile, NextLine, PollStatus, Stopped,
+    SKIP_CHUNK,
 };
 use keyflow_dataflow::time::EventTime;
 
 use super::article::{Article, PageView};
 use super::interner::{Interner, GROUP};
 use super::jsonl::{parse_timed, JsonView};
-use super::jsonl_ahead::{ReadAhead, Served};
 
 /// Articles a worker keeps shared: enough for the busy part of a day's
 /// traffic, at about 60 bytes each.
@@ -25,72 +27,76 @@ thread_local! {
 }
 
 /// One file, or one split of a file, read line by line: in place, or ahead
-/// on a thread of its own (see [`ReadAhead`]).
-pub(super) struct JsonlPartition {
-    /// The file; `None` while a read-ahead thread has it.
-    reader: Option<InputFile>,
+/// on a thread of its own.
+pub(super) type JsonlPartition = AheadPartition<PageView, Lines>;
+
+/// The partition of `split`'s lines, not opened yet.
+pub(super) fn partition(split: &FileSplit) -> JsonlPartition {
+    AheadPartition::new(Lines {
+        file: InputFile::split(split),
+        held: Held::default(),
+        lent: None,
+    })
+}
+
+/// Reads a partition's lines and looks up their articles: in the worker's
+/// interner, or, on a read-ahead thread, in the one it was lent.
+pub(super) struct Lines {
+    file: InputFile,
     held: Held,
-    /// Reading ahead on a thread, with what it read not yet handed out.
-    ahead: Option<ReadAhead>,
-    read_ahead: ReadAheadWhen,
+    /// The worker's interner, while a read-ahead thread has it; the worker
+    /// meanwhile has an empty one. At most one partition of a worker reads
+    /// ahead, so at most one has it.
+    lent: Option<Interner>,
 }
 
-/// When a partition reads ahead on a thread of its own.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum ReadAheadWhen {
-    /// When this process has a core to spare (see
-    /// [`spare_core`](keyflow_dataflow::run::spare_core)).
-    SpareCore,
-    /// Whenever a poll asks for enough (for tests).
-    #[cfg(test)]
-    Always,
-    /// Never (for tests).
-    #[cfg(test)]
-    Never,
-}
-
-/// The least room a poll must have to start reading ahead: priming polls
-/// that read a few lines of a split, to learn where its records start, do
-/// not start a thread that would read the split far ahead.
-const READ_AHEAD_ROOM: usize = 1024;
-
-thread_local! {
-    /// Whether a read-ahead thread has this worker's interner. One at a
-    /// time per worker: partitions read alongside each other (many whole
-    /// files) would otherwise each start a thread and an interner of their
-    /// own.
-    static LENT: Cell<bool> = const { Cell::new(false) };
-}
-
-/// The worker's interner, for a read-ahead thread to use; the worker gets
-/// an empty one meanwhile. `None` while another thread has it.
-fn lend_interner() -> Option<Interner> {
-    if LENT.replace(true) {
-        return None;
-    }
-    Some(INTERNER.with_borrow_mut(|interner| std::mem::replace(interner, Interner::new(INTERNED))))
-}
-
-/// Ends a loan of the worker's interner, giving it back (`None` if it is
-/// lost with its thread); the worker keeps the fuller of the two.
-fn return_interner(lent: Option<Interner>) {
-    LENT.set(false);
-    let Some(lent) = lent else { return };
-    INTERNER.with_borrow_mut(|interner| {
-        if lent.len() >= interner.len() {
-            *interner = lent;
+impl ChunkRead<PageView> for Lines {
+    fn read(
+        &mut self,
+        room: usize,
+        records: &mut Vec<(EventTime, PageView)>,
+        bad: &mut VecDeque<(usize, BadRecord)>,
+    ) -> keyflow_dataflow::Result<(usize, Stopped)> {
+        let (file, held) = (&mut self.file, &mut self.held);
+        match self.lent.as_mut() {
+            Some(interner) => held.read(file, interner, room, records, bad),
+            None => {
+                INTERNER.with_borrow_mut(|interner| held.read(file, interner, room, records, bad))
+            }
         }
-    });
-}
+    }
 
-/// Why [`Held::read`] stopped.
-pub(super) enum Stopped {
-    /// It read as many items as it had room for.
-    Full,
-    /// The file is read to its end.
-    End,
-    /// The file is not open yet: other files hold every place.
-    Wait,
+    fn is_open(&self) -> bool {
+        self.file.is_open()
+    }
+
+    fn offset(&self) -> u64 {
+        self.file.line()
+    }
+
+    fn skip(&mut self, n: u64) -> keyflow_dataflow::Result<(u64, PollStatus)> {
+        // Blank lines are no items, every other line one: no need to parse.
+        self.file.skip_items(n.min(SKIP_CHUNK))
+    }
+
+    fn pause(&mut self) {
+        self.file.pause();
+    }
+
+    fn leave(&mut self) {
+        let empty = Interner::new(INTERNED);
+        self.lent = Some(INTERNER.with_borrow_mut(|interner| std::mem::replace(interner, empty)));
+    }
+
+    /// The worker keeps the fuller of the two interners.
+    fn back(&mut self) {
+        let Some(lent) = self.lent.take() else { return };
+        INTERNER.with_borrow_mut(|interner| {
+            if lent.len() >= interner.len() {
+                *interner = lent;
+            }
+        });
+    }
 }
 
 /// Lines read whose articles are not yet looked up: the interner looks up
@@ -207,151 +213,11 @@ impl Held {
     }
 }
 
-impl JsonlPartition {
-    /// The lines of `split`, not opened yet.
-    pub(super) fn new(split: &FileSplit) -> Self {
-        JsonlPartition {
-            reader: Some(InputFile::split(split)),
-            held: Held::default(),
-            ahead: None,
-            read_ahead: ReadAheadWhen::SpareCore,
-        }
-    }
-
-    /// The file, read in place (no read-ahead holds it).
-    fn file(&mut self) -> &mut InputFile {
-        self.reader.as_mut().expect("no read-ahead holds the file")
-    }
-
-    /// Whether a poll with room for `room` items starts reading ahead: an
-    /// open file (so that the thread never waits for a place among the open
-    /// inputs), a large poll, and a core to spare.
-    fn starts_reading_ahead(&self, room: usize) -> bool {
-        let open = self.reader.as_ref().is_some_and(InputFile::is_open);
-        let when = match self.read_ahead {
-            ReadAheadWhen::SpareCore => keyflow_dataflow::run::spare_core(),
-            #[cfg(test)]
-            ReadAheadWhen::Always => true,
-            #[cfg(test)]
-            ReadAheadWhen::Never => false,
-        };
-        open && room >= READ_AHEAD_ROOM && when
-    }
-
-    /// Hands out what the read-ahead has read; `None` once it is over and
-    /// the file is back here to read on in place.
-    fn poll_ahead(
-        &mut self,
-        batch: &mut Batch<PageView>,
-    ) -> keyflow_dataflow::Result<Option<PollStatus>> {
-        let Some(ahead) = self.ahead.as_mut() else {
-            return Ok(None);
-        };
-        let running = ahead.is_running();
-        match ahead.poll(batch) {
-            Ok(Served::More) => Ok(Some(PollStatus::Ready)),
-            Ok(Served::Over(back)) => {
-                self.ahead = None;
-                if let Some((file, interner)) = back.map(|b| *b) {
-                    self.reader = Some(file);
-                    return_interner(Some(interner));
-                }
-                Ok(None)
-            }
-            Err(e) => {
-                if running {
-                    return_interner(None);
-                }
-                Err(e)
-            }
-        }
-    }
-
-    /// Reads lines in place into `batch`.
-    fn poll_here(&mut self, batch: &mut Batch<PageView>) -> keyflow_dataflow::Result<PollStatus> {
-        let reader = self.reader.as_mut().expect("no read-ahead holds the file");
-        let mut bad = Vec::new();
-        let read = INTERNER.with_borrow_mut(|interner| {
-            self.held
-                .read(reader, interner, batch.room(), &mut batch.records, &mut bad)
-        });
-        batch.bad.extend(bad.into_iter().map(|(_, bad)| bad));
-        Ok(match read? {
-            (_, Stopped::End) => PollStatus::Done,
-            // Full, or not open yet because other files hold every place.
-            (_, Stopped::Full | Stopped::Wait) => PollStatus::Ready,
-        })
-    }
-}
-
-impl Partition<PageView> for JsonlPartition {
-    fn poll(&mut self, batch: &mut Batch<PageView>) -> keyflow_dataflow::Result<PollStatus> {
-        if let Some(status) = self.poll_ahead(batch)? {
-            return Ok(status);
-        }
-        let lent = self
-            .starts_reading_ahead(batch.room())
-            .then(lend_interner)
-            .flatten();
-        if let Some(interner) = lent {
-            let file = self.reader.take().expect("checked above");
-            let path = file.path().to_path_buf();
-            let ahead = ReadAhead::start(file, interner).map_err(|e| {
-                return_interner(None);
-                keyflow_dataflow::Error::External(format!(
-                    "{}: cannot start a thread to read ahead: {e}",
-                    path.display()
-                ))
-            })?;
-            self.ahead = Some(ahead);
-            if let Some(status) = self.poll_ahead(batch)? {
-                return Ok(status);
-            }
-        }
-        self.poll_here(batch)
-    }
-
-    fn offset(&self) -> u64 {
-        self.reader.as_ref().map_or(0, InputFile::line)
-    }
-
-    fn skip(&mut self, n: u64) -> keyflow_dataflow::Result<(u64, PollStatus)> {
-        if self.ahead.is_some() {
-            // Skips come before the first poll of a resumed partition; a
-            // later one is handed out and dropped like a poll.
-            let mut batch = Batch::new(n.min(SKIP_CHUNK) as usize);
-            let status = self.poll(&mut batch)?;
-            return Ok(((batch.records.len() + batch.bad.len()) as u64, status));
-        }
-        // Blank lines are no items, every other line one: no need to parse.
-        self.file().skip_items(n.min(SKIP_CHUNK))
-    }
-
-    fn pause(&mut self) {
-        if let Some((file, interner)) = self.ahead.as_mut().and_then(ReadAhead::stop) {
-            // What it read stays to be handed out; the file closes where
-            // the thread stopped.
-            self.reader = Some(file);
-            return_interner(Some(interner));
-        }
-        if let Some(file) = self.reader.as_mut() {
-            file.pause();
-        }
-    }
-}
-
-impl Drop for JsonlPartition {
-    fn drop(&mut self) {
-        if self.ahead.as_ref().is_some_and(ReadAhead::is_running) {
-            // Its thread stops as the read-ahead drops, with the interner.
-            return_interner(None);
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use std::path::PathBuf;
+
+    use keyflow_dataflow::source::{Batch, Partition, ReadAheadWhen};
 
     use super::*;
 
@@ -382,10 +248,8 @@ mod tests {
         path
     }
 
-    fn partition(split: &FileSplit, read_ahead: ReadAheadWhen) -> JsonlPartition {
-        let mut p = JsonlPartition::new(split);
-        p.read_ahead = read_ahead;
-        p
+    fn partition(split: &FileSplit, when: ReadAheadWhen) -> JsonlPartition {
+        super::partition(split).read_ahead(when)
     }
 
     type Polled = (Vec<(EventTime, PageView)>, Vec<String>, PollStatus);
@@ -398,7 +262,7 @@ mod tests {
         for i in 0..10_000 {
             let mut batch = Batch::new(limits.get(i).copied().unwrap_or(4096));
             let status = p.poll(&mut batch).unwrap();
-            ahead |= p.ahead.is_some();
+            ahead |= p.is_reading_ahead();
             let bad = batch
                 .bad
                 .iter()
@@ -409,7 +273,7 @@ mod tests {
                 p.pause();
             }
             if status == PollStatus::Done {
-                assert!(p.ahead.is_none() && p.reader.is_some());
+                assert!(!p.is_reading_ahead() && p.reader().is_some());
                 return (out, ahead);
             }
         }
@@ -475,7 +339,7 @@ mod tests {
             p.poll(&mut Batch::new(16)).unwrap();
             p.poll(&mut Batch::new(2000)).unwrap();
         }
-        assert!(a.ahead.is_some() && b.ahead.is_none());
+        assert!(a.is_reading_ahead() && !b.is_reading_ahead());
         drop(a);
         let (rest, ahead) = polls(&mut b, &[], &[]);
         assert!(ahead);

@@ -31,7 +31,6 @@ mod dump_source;
 mod generator;
 mod interner;
 mod jsonl;
-mod jsonl_ahead;
 mod jsonl_partition;
 mod jsonl_plain;
 mod stream;
