@@ -61,7 +61,9 @@ fn main() -> anyhow::Result<()> {
             let input = IterSource::new("sample", 1, |_| sample().into_iter());
             flow.source("clicks", input, &SourceConfig::default())?
         } else {
-            let input = JsonLinesSource::new("clicks", files.clone(), |c: &Click| Some(c.ts));
+            // Parsing runs beside the worker where a core is spare.
+            let input = JsonLinesSource::new("clicks", files.clone(), |c: &Click| Some(c.ts))
+                .read_ahead(ReadAheadWhen::SpareCore);
             flow.source("clicks", input, &SourceConfig::default())?
         };
         clicks

@@ -79,7 +79,7 @@ pub mod prelude {
     pub use crate::run::{run, Context, RunConfig};
     pub use crate::sink::{Encoded, JsonLinesSink, MapSink, Sink, StdoutSink};
     pub use crate::source::{
-        BadInputPolicy, CsvSource, IterSource, JsonLinesSource, Source, SourceConfig,
+        BadInputPolicy, CsvSource, IterSource, JsonLinesSource, ReadAheadWhen, Source, SourceConfig,
     };
     pub use crate::time::{EventTime, Window, DAY, HOUR, MINUTE, SECOND};
     pub use crate::window::{

@@ -297,7 +297,9 @@ fn fetch<T, R: ChunkRead<T>>(mut reader: R, chunks: SyncSender<Chunk<T>>, stop: 
 /// not change. A thread starts only on a poll with room for at least 1,024
 /// items of an open input, and at most one partition per worker reads
 /// ahead at a time. [`JsonLinesSource`](super::JsonLinesSource) and
-/// [`CsvSource`](super::CsvSource) partitions read this way.
+/// [`CsvSource`](super::CsvSource) partitions read this way when asked to
+/// (their `read_ahead`), and the trending job's JSON-lines pageviews
+/// wherever a core is spare.
 ///
 /// # Examples
 /// ```

@@ -10,7 +10,7 @@ use std::time::UNIX_EPOCH;
 use csv::{ByteRecord, ErrorKind};
 use serde::de::DeserializeOwned;
 
-use super::ahead::AheadPartition;
+use super::ahead::{AheadPartition, ReadAheadWhen};
 use super::csv_partition::CsvPartition;
 use super::csv_split::plan_csv_splits;
 use super::jsonl::{open_bytes, split_of};
@@ -221,6 +221,7 @@ pub struct CsvSource<T> {
     split_size: Option<u64>,
     /// Planned on first use, once the delimiter is known.
     splits: OnceCell<Vec<FileSplit>>,
+    read_ahead: ReadAheadWhen,
     _item: PhantomData<fn() -> T>,
 }
 
@@ -238,6 +239,7 @@ impl<T: DeserializeOwned + Send + 'static> CsvSource<T> {
             },
             split_size: None,
             splits: OnceCell::new(),
+            read_ahead: ReadAheadWhen::Never,
             _item: PhantomData,
         }
     }
@@ -256,6 +258,7 @@ impl<T: DeserializeOwned + Send + 'static> CsvSource<T> {
             },
             split_size: None,
             splits: OnceCell::new(),
+            read_ahead: ReadAheadWhen::Never,
             _item: PhantomData,
         }
     }
@@ -276,6 +279,16 @@ impl<T: DeserializeOwned + Send + 'static> CsvSource<T> {
     pub fn split_size(mut self, bytes: u64) -> Self {
         self.split_size = Some(bytes.max(1));
         self.splits = OnceCell::new();
+        self
+    }
+
+    /// Reads and parses rows on a thread of its own, beside the worker,
+    /// `when` says (by default never; see [`AheadPartition`]). Worth it
+    /// where a core would otherwise idle: where sink threads already keep
+    /// every core busy it slows the job instead (`keyflow bench sliding`
+    /// at one worker on two cores: about 15% slower, see BENCHMARKS.md).
+    pub fn read_ahead(mut self, when: ReadAheadWhen) -> Self {
+        self.read_ahead = when;
         self
     }
 
@@ -310,7 +323,9 @@ impl<T: DeserializeOwned + Send + 'static> Source for CsvSource<T> {
     }
 
     fn open(&self, index: usize) -> Result<Box<dyn Partition<T>>> {
-        Ok(Box::new(AheadPartition::new(self.reader(index)?)))
+        Ok(Box::new(
+            AheadPartition::new(self.reader(index)?).read_ahead(self.read_ahead),
+        ))
     }
 
     fn split_of(&self, index: usize) -> Option<(usize, usize)> {

@@ -12,7 +12,7 @@ use std::sync::Arc;
 
 use serde::de::DeserializeOwned;
 
-use super::ahead::{AheadPartition, ChunkRead, Stopped};
+use super::ahead::{AheadPartition, ChunkRead, ReadAheadWhen, Stopped};
 use super::long_line::{pass_line, read_line_within, MAX_LINE_BYTES};
 use super::split::{plan_splits, FileSplit};
 use super::{BadRecord, Partition, PollStatus, Source};
@@ -506,6 +506,7 @@ pub struct JsonLinesSource<T> {
     name: String,
     splits: Vec<FileSplit>,
     ts: TimeOf<T>,
+    read_ahead: ReadAheadWhen,
     _item: PhantomData<T>,
 }
 
@@ -521,8 +522,19 @@ impl<T: DeserializeOwned + Send + 'static> JsonLinesSource<T> {
             name: name.to_string(),
             splits: plan_splits(&files),
             ts: Arc::new(ts),
+            read_ahead: ReadAheadWhen::Never,
             _item: PhantomData,
         }
+    }
+
+    /// Reads and parses lines on a thread of its own, beside the worker,
+    /// `when` says (by default never; see [`AheadPartition`]). Worth it
+    /// where a core would otherwise idle: where workers and sink threads
+    /// already keep every core busy it slows the job instead (see
+    /// BENCHMARKS.md).
+    pub fn read_ahead(mut self, when: ReadAheadWhen) -> Self {
+        self.read_ahead = when;
+        self
     }
 }
 
@@ -609,7 +621,9 @@ impl<T: DeserializeOwned + Send + 'static> Source for JsonLinesSource<T> {
     }
 
     fn open(&self, index: usize) -> Result<Box<dyn Partition<T>>> {
-        Ok(Box::new(AheadPartition::new(self.reader(index)?)))
+        Ok(Box::new(
+            AheadPartition::new(self.reader(index)?).read_ahead(self.read_ahead),
+        ))
     }
 
     fn split_of(&self, index: usize) -> Option<(usize, usize)> {
