@@ -324,7 +324,11 @@ fn fetch<T, R: ChunkRead<T>>(mut reader: R, chunks: SyncSender<Chunk<T>>, stop: 
 ///     }
 ///     fn is_open(&self) -> bool { true }
 ///     fn offset(&self) -> u64 { self.next }
-///     fn skip(&mut self, n: u64) -> keyflow_dataflow::Result<(u64, PollStatus)> { unimplemented!() }
+///     fn skip(&mut self, n: u64) -> keyflow_dataflow::Result<(u64, PollStatus)> {
+///         let n = n.min(self.end - self.next);
+///         self.next += n;
+///         Ok((n, if self.next == self.end { PollStatus::Done } else { PollStatus::Ready }))
+///     }
 ///     fn pause(&mut self) {}
 /// }
 ///
