@@ -1,5 +1,6 @@
 //! The testing kit: a scripted source and a capturing sink, for tests of
-//! jobs and operators (keyflow's own and users').
+//! jobs and operators (keyflow's own and users'), and a check for readers
+//! that read ahead.
 
 use std::collections::VecDeque;
 use std::rc::Rc;
@@ -12,6 +13,9 @@ use crate::error::{Error, Result};
 use crate::flow::Events;
 use crate::source::{Batch, EventStream, Partition, PollStatus, Source, SourceConfig};
 use crate::time::EventTime;
+
+mod ahead;
+pub use ahead::{check_read_ahead, poll_to_end, Polled};
 
 /// One step of a scripted partition.
 #[derive(Debug, Clone)]

@@ -70,6 +70,12 @@ pub trait ChunkRead<T>: Send + 'static {
     /// As [`Partition::pause`], on the worker's thread.
     fn pause(&mut self);
 
+    /// What it reads, such as a file's path, for errors that happen
+    /// outside its own calls.
+    fn describe(&self) -> String {
+        "an input".to_string()
+    }
+
     /// Called on the worker's thread before the reader moves to a thread
     /// of its own (to take what it used from the worker's thread, such as
     /// a thread-local table).
@@ -431,11 +437,12 @@ impl<T: Send + 'static, R: ChunkRead<T>> Partition<T> for AheadPartition<T, R> {
         if self.starts_reading_ahead(batch.room()) {
             if let Some(claim) = Claim::take() {
                 let mut reader = self.reader.take().expect("checked above");
+                let what = reader.describe();
                 reader.leave();
                 // On failure the reader is lost with the closure; it only
                 // holds what it read so far, and the run stops here.
                 let ahead = ReadAhead::start(claim, reader).map_err(|e| {
-                    Error::External(format!("cannot start a thread to read ahead: {e}"))
+                    Error::External(format!("cannot start a thread to read {what} ahead: {e}"))
                 })?;
                 self.ahead = Some(ahead);
                 if let Some(status) = self.poll_ahead(batch)? {

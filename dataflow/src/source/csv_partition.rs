@@ -289,4 +289,8 @@ impl<T: DeserializeOwned + Send + 'static> ChunkRead<T> for CsvPartition<T> {
             self.file = FileState::Closed(from);
         }
     }
+
+    fn describe(&self) -> String {
+        self.split.path.display().to_string()
+    }
 }

@@ -595,6 +595,10 @@ impl<T: DeserializeOwned + Send + 'static> ChunkRead<T> for JsonReader<T> {
     fn pause(&mut self) {
         self.file.pause();
     }
+
+    fn describe(&self) -> String {
+        self.file.path().display().to_string()
+    }
 }
 
 impl<T: DeserializeOwned + Send + 'static> JsonLinesSource<T> {

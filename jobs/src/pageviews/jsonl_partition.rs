@@ -83,6 +83,10 @@ impl ChunkRead<PageView> for Lines {
         self.file.pause();
     }
 
+    fn describe(&self) -> String {
+        self.file.path().display().to_string()
+    }
+
     fn leave(&mut self) {
         let empty = Interner::new(INTERNED);
         self.lent = Some(INTERNER.with_borrow_mut(|interner| std::mem::replace(interner, empty)));
@@ -218,6 +222,7 @@ mod tests {
     use std::path::PathBuf;
 
     use keyflow_dataflow::source::{Batch, Partition, ReadAheadWhen};
+    use keyflow_dataflow::testing::{check_read_ahead, poll_to_end};
 
     use super::*;
 
@@ -252,42 +257,6 @@ mod tests {
         super::partition(split).read_ahead(when)
     }
 
-    type Polled = (Vec<(EventTime, PageView)>, Vec<String>, PollStatus);
-
-    /// Polls with `limits` in turn (then 4096 until done), pausing after
-    /// the polls listed in `pauses`; and whether it read ahead.
-    fn polls(p: &mut JsonlPartition, limits: &[usize], pauses: &[usize]) -> (Vec<Polled>, bool) {
-        let mut out = Vec::new();
-        let mut ahead = false;
-        for i in 0..10_000 {
-            let mut batch = Batch::new(limits.get(i).copied().unwrap_or(4096));
-            let status = p.poll(&mut batch).unwrap();
-            ahead |= p.is_reading_ahead();
-            let bad = batch
-                .bad
-                .iter()
-                .map(|b| format!("{}: {}", b.location, b.reason))
-                .collect();
-            out.push((std::mem::take(&mut batch.records), bad, status));
-            if pauses.contains(&i) {
-                p.pause();
-            }
-            if status == PollStatus::Done {
-                assert!(!p.is_reading_ahead() && p.reader().is_some());
-                return (out, ahead);
-            }
-        }
-        panic!("no end");
-    }
-
-    fn skipped(mut p: JsonlPartition, n: u64) -> JsonlPartition {
-        let mut skipped = 0;
-        while skipped < n {
-            skipped += p.skip(n - skipped).unwrap().0;
-        }
-        p
-    }
-
     use ReadAheadWhen::{Always, Never};
 
     /// Reading ahead hands out, poll by poll, exactly what reading in place
@@ -300,28 +269,7 @@ mod tests {
         let splits =
             keyflow_dataflow::source::plan_splits_at(std::slice::from_ref(&path), bytes / 3 + 1);
         assert_eq!(splits.len(), 3);
-        // A priming poll first (no thread), then large ones, some cutting
-        // a chunk, with a bad line at a poll's edge among them.
-        let limits = [16, 2000, 1024, 5000, 1500, 3, 4096, 1100];
-        let mut items = 0;
-        for split in &splits {
-            let (here, ahead) = polls(&mut partition(split, Never), &limits, &[]);
-            assert!(!ahead);
-            items += here.iter().map(|p| p.0.len() + p.1.len()).sum::<usize>();
-            for pauses in [&[][..], &[1, 2, 4][..]] {
-                let (there, ahead) = polls(&mut partition(split, Always), &limits, pauses);
-                assert!(ahead, "a large poll of an open file reads ahead");
-                assert_eq!(there.len(), here.len());
-                for (a, h) in there.iter().zip(&here) {
-                    assert_eq!(a, h);
-                }
-            }
-            // A resume skips what a checkpoint had read, then reads on.
-            let (there, ahead) = polls(&mut skipped(partition(split, Always), 3000), &[1024], &[]);
-            assert!(ahead);
-            let (here, _) = polls(&mut skipped(partition(split, Never), 3000), &[1024], &[]);
-            assert_eq!(there, here);
-        }
+        let items = check_read_ahead(splits.len(), |index| super::partition(&splits[index]));
         std::fs::remove_file(&path).unwrap();
         assert_eq!(items, 12_345 - 13, "every line but the blank ones");
     }
@@ -341,9 +289,9 @@ mod tests {
         }
         assert!(a.is_reading_ahead() && !b.is_reading_ahead());
         drop(a);
-        let (rest, ahead) = polls(&mut b, &[], &[]);
+        let (rest, ahead) = poll_to_end(&mut b, &[], &[]);
         assert!(ahead);
-        let (mut here, _) = polls(&mut partition(&whole, Never), &[2016], &[]);
+        let (mut here, _) = poll_to_end(&mut partition(&whole, Never), &[2016], &[]);
         here.remove(0);
         assert_eq!(rest, here);
         std::fs::remove_file(&path).unwrap();
