@@ -1,11 +1,13 @@
 //! Where activity events come from: JSON-lines files or the generator.
 
+use std::collections::VecDeque;
 use std::path::PathBuf;
 
 use keyflow_dataflow::source::{
-    check_exists, plan_splits, split_of, Batch, FileSplit, InputFile, NextLine, Partition,
-    PollStatus, Source, SKIP_CHUNK,
+    check_exists, plan_splits, split_of, AheadPartition, BadRecord, ChunkRead, FileSplit,
+    InputFile, NextLine, Partition, PollStatus, Source, Stopped, SKIP_CHUNK,
 };
+use keyflow_dataflow::time::EventTime;
 
 use super::event::{parse_activity_line, Activity, Strings};
 use super::generator::{ActivityGenerator, ActivityGeneratorConfig};
@@ -14,7 +16,9 @@ use crate::pageviews::input_files;
 
 /// Activity JSON-lines files (gzip or plain, told apart by their first
 /// bytes), one partition per file or, for a large plain file, per byte-range
-/// split of it (see [`plan_splits`]), each opened when first read. Lines are
+/// split of it (see [`plan_splits`]), each opened when first read and read
+/// ahead on a thread of its own where the process has a core to spare (see
+/// [`AheadPartition`]; what the job computes does not change). Lines are
 /// parsed by [`parse_activity_line`]; malformed ones become bad records named
 /// `file:line`, or `file@byte N` in a split that does not start its file,
 /// and blank lines are skipped.
@@ -49,41 +53,70 @@ impl ActivityJsonl {
     }
 }
 
-struct JsonlPartition {
-    reader: InputFile,
+/// Reads a partition's lines and parses them: in place, or ahead on a
+/// thread of its own where a core is spare (see [`AheadPartition`]).
+struct Lines {
+    file: InputFile,
+    /// Moves with the reader, so a read-ahead thread shares its names too.
     strings: Strings,
 }
 
-impl Partition<Activity> for JsonlPartition {
-    fn poll(&mut self, batch: &mut Batch<Activity>) -> keyflow_dataflow::Result<PollStatus> {
-        while !batch.is_full() {
-            let parsed = match self.reader.next_line()? {
-                NextLine::End => return Ok(PollStatus::Done),
-                // Not open yet: other files hold every place.
-                NextLine::Wait => break,
+impl ChunkRead<Activity> for Lines {
+    fn read(
+        &mut self,
+        room: usize,
+        records: &mut Vec<(EventTime, Activity)>,
+        bad: &mut VecDeque<(usize, BadRecord)>,
+    ) -> keyflow_dataflow::Result<(usize, Stopped)> {
+        let mut items = 0;
+        while items < room {
+            let parsed = match self.file.next_line()? {
+                NextLine::End => return Ok((items, Stopped::End)),
+                NextLine::Wait => return Ok((items, Stopped::Wait)),
                 NextLine::Line(Err(reason)) => Err(reason),
                 NextLine::Line(Ok(line)) if line.trim().is_empty() => continue,
                 NextLine::Line(Ok(line)) => parse_activity_line(line, &mut self.strings),
             };
+            items += 1;
             match parsed {
-                Ok((ts, event)) => batch.push(ts, event),
-                Err(reason) => batch.bad(self.reader.location(), reason),
+                Ok(record) => records.push(record),
+                Err(reason) => {
+                    bad.push_back((records.len(), BadRecord::new(self.file.location(), reason)))
+                }
             }
         }
-        Ok(PollStatus::Ready)
+        Ok((items, Stopped::Full))
+    }
+
+    fn is_open(&self) -> bool {
+        self.file.is_open()
     }
 
     fn offset(&self) -> u64 {
-        self.reader.line()
+        self.file.line()
     }
 
     fn skip(&mut self, n: u64) -> keyflow_dataflow::Result<(u64, PollStatus)> {
         // Blank lines are no items, every other line one: no need to parse.
-        self.reader.skip_items(n.min(SKIP_CHUNK))
+        self.file.skip_items(n.min(SKIP_CHUNK))
     }
 
     fn pause(&mut self) {
-        self.reader.pause();
+        self.file.pause();
+    }
+
+    fn describe(&self) -> String {
+        self.file.path().display().to_string()
+    }
+}
+
+impl ActivityJsonl {
+    /// Partition `index`'s reader, not opened yet.
+    fn reader(&self, index: usize) -> Lines {
+        Lines {
+            file: InputFile::split(&self.splits[index]),
+            strings: Strings::default(),
+        }
     }
 }
 
@@ -99,12 +132,8 @@ impl Source for ActivityJsonl {
     }
 
     fn open(&self, index: usize) -> keyflow_dataflow::Result<Box<dyn Partition<Activity>>> {
-        let split = &self.splits[index];
-        check_exists(&split.path)?;
-        Ok(Box::new(JsonlPartition {
-            reader: InputFile::split(split),
-            strings: Strings::default(),
-        }))
+        check_exists(&self.splits[index].path)?;
+        Ok(Box::new(AheadPartition::new(self.reader(index))))
     }
 
     fn split_of(&self, index: usize) -> Option<(usize, usize)> {
@@ -166,5 +195,55 @@ impl Source for ActivitySource {
             ActivitySource::Jsonl(s) => s.split_of(index),
             ActivitySource::Generator(s) => s.split_of(index),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use keyflow_dataflow::testing::check_read_ahead;
+
+    use super::*;
+
+    /// Reading ahead hands out what reading in place does, poll by poll,
+    /// across the splits of a file with malformed and blank lines.
+    #[test]
+    fn activity_lines_read_ahead_as_in_place() {
+        let path = std::env::temp_dir().join(format!(
+            "keyflow-activity-ahead-{}.jsonl",
+            std::process::id()
+        ));
+        let mut text = Vec::new();
+        for i in 0..12_345u64 {
+            match i % 997 {
+                5 => text.extend_from_slice(b"\n"),
+                17 => text.extend_from_slice(b"not json\n"),
+                301 => text.extend_from_slice(b"{\"user_id\":\"u\",\"action_type\":\"tap\"}\n"),
+                400 => text.extend_from_slice(b"{\"user_id\":\"\xff\"}\n"),
+                _ => text.extend_from_slice(
+                    format!(
+                        "{{\"user_id\":\"u{}\",\"session_id\":\"s{}\",\"page_url\":\"/p{}\",\
+                         \"ts\":{i},\"action_type\":\"view\",\"browser\":\"b\",\"device_type\":\"d\"}}\n",
+                        i % 101,
+                        i % 203,
+                        i % 7
+                    )
+                    .as_bytes(),
+                ),
+            }
+        }
+        std::fs::write(&path, &text).unwrap();
+        let src = ActivityJsonl {
+            splits: keyflow_dataflow::source::plan_splits_at(
+                std::slice::from_ref(&path),
+                text.len() as u64 / 3 + 1,
+            ),
+        };
+        assert_eq!(src.partitions(), 3);
+        assert_eq!(src.reader(0).describe(), path.display().to_string());
+        let items = check_read_ahead(src.partitions(), |index| {
+            AheadPartition::new(src.reader(index))
+        });
+        std::fs::remove_file(&path).unwrap();
+        assert_eq!(items, 12_345 - 13, "every line but the blank ones");
     }
 }
