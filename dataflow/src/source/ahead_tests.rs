@@ -6,9 +6,9 @@ use std::sync::Arc;
 use serde::Deserialize;
 
 use super::ahead::{AheadPartition, ChunkRead};
-use super::jsonl::JsonReader;
+use super::jsonl::JsonLine;
 use super::test_file::temp;
-use super::{plan_splits_at, CsvSource, InputFile, Source};
+use super::{plan_splits_at, CsvSource, ParsedLines, Source};
 use crate::testing::check_read_ahead;
 
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
@@ -34,10 +34,8 @@ fn json_lines_read_ahead_as_in_place() {
     assert_eq!(splits.len(), 3);
     let ts = Arc::new(|n: &Note| (n.ts > 0).then_some(n.ts));
     let open = |index: usize| {
-        AheadPartition::new(JsonReader {
-            file: InputFile::split(&splits[index]),
-            ts: ts.clone(),
-        })
+        let ts = ts.clone();
+        AheadPartition::new(ParsedLines::new(&splits[index], JsonLine { ts }))
     };
     // A thread that cannot start says which file it was for.
     let reader = open(2);

@@ -2,7 +2,6 @@
 //! a large plain file, and the lazily opened input files that file sources
 //! read.
 
-use std::collections::VecDeque;
 use std::fs::File;
 use std::io::{BufRead, BufReader, Read, Seek, SeekFrom};
 use std::marker::PhantomData;
@@ -12,10 +11,11 @@ use std::sync::Arc;
 
 use serde::de::DeserializeOwned;
 
-use super::ahead::{AheadPartition, ChunkRead, ReadAheadWhen, Stopped};
+use super::ahead::{AheadPartition, ReadAheadWhen};
+use super::lines::{ParseLine, ParsedLines};
 use super::long_line::{pass_line, read_line_within, MAX_LINE_BYTES};
 use super::split::{plan_splits, FileSplit};
-use super::{BadRecord, Partition, PollStatus, Source};
+use super::{Partition, PollStatus, Source};
 use crate::error::{Error, Result};
 use crate::time::EventTime;
 
@@ -538,78 +538,28 @@ impl<T: DeserializeOwned + Send + 'static> JsonLinesSource<T> {
     }
 }
 
-/// Reads a partition's lines into records, in place or on a thread of
-/// its own (see [`AheadPartition`]).
-pub(super) struct JsonReader<T> {
-    pub(super) file: InputFile,
+/// Parses a line as one JSON object and takes its event time.
+pub(super) struct JsonLine<T> {
     pub(super) ts: TimeOf<T>,
 }
 
-impl<T: DeserializeOwned + Send + 'static> ChunkRead<T> for JsonReader<T> {
-    fn read(
-        &mut self,
-        room: usize,
-        records: &mut Vec<(EventTime, T)>,
-        bad: &mut VecDeque<(usize, BadRecord)>,
-    ) -> Result<(usize, Stopped)> {
-        let mut items = 0;
-        while items < room {
-            let parsed = match self.file.next_line()? {
-                NextLine::End => return Ok((items, Stopped::End)),
-                NextLine::Wait => return Ok((items, Stopped::Wait)),
-                NextLine::Line(Err(reason)) => Err(reason),
-                NextLine::Line(Ok(line)) if line.trim().is_empty() => continue,
-                NextLine::Line(Ok(line)) => {
-                    serde_json::from_str::<T>(line).map_err(|e| e.to_string())
-                }
-            };
-            items += 1;
-            let reason = match parsed {
-                Ok(item) => match (self.ts)(&item) {
-                    Some(ts) => {
-                        records.push((ts, item));
-                        continue;
-                    }
-                    None => "record has no event time".to_string(),
-                },
-                Err(reason) => reason,
-            };
-            bad.push_back((records.len(), BadRecord::new(self.file.location(), reason)));
+impl<T: DeserializeOwned + Send + 'static> ParseLine<T> for JsonLine<T> {
+    fn parse(&mut self, line: &str) -> std::result::Result<(EventTime, T), String> {
+        let item = serde_json::from_str::<T>(line).map_err(|e| e.to_string())?;
+        match (self.ts)(&item) {
+            Some(ts) => Ok((ts, item)),
+            None => Err("record has no event time".to_string()),
         }
-        Ok((items, Stopped::Full))
-    }
-
-    fn is_open(&self) -> bool {
-        self.file.is_open()
-    }
-
-    fn offset(&self) -> u64 {
-        self.file.line()
-    }
-
-    fn skip(&mut self, n: u64) -> Result<(u64, PollStatus)> {
-        // Blank lines are no items, every other line one: no need to parse.
-        self.file.skip_items(n.min(SKIP_CHUNK))
-    }
-
-    fn pause(&mut self) {
-        self.file.pause();
-    }
-
-    fn describe(&self) -> String {
-        self.file.path().display().to_string()
     }
 }
 
 impl<T: DeserializeOwned + Send + 'static> JsonLinesSource<T> {
     /// The reader of partition `index`, not opened yet.
-    pub(super) fn reader(&self, index: usize) -> Result<JsonReader<T>> {
+    pub(super) fn reader(&self, index: usize) -> Result<ParsedLines<JsonLine<T>>> {
         let split = &self.splits[index];
         check_exists(&split.path)?;
-        Ok(JsonReader {
-            file: InputFile::split(split),
-            ts: Arc::clone(&self.ts),
-        })
+        let ts = Arc::clone(&self.ts);
+        Ok(ParsedLines::new(split, JsonLine { ts }))
     }
 }
 

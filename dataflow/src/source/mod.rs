@@ -25,6 +25,7 @@ mod csv_partition;
 mod csv_split;
 mod iter;
 mod jsonl;
+mod lines;
 mod long_line;
 mod operator;
 #[cfg(feature = "redis")]
@@ -49,6 +50,7 @@ pub use jsonl::{
     check_exists, open_lines, open_split, split_of, InputFile, JsonLinesSource, LineReader,
     NextLine, MAX_OPEN_INPUTS, SKIP_CHUNK,
 };
+pub use lines::{ParseLine, ParsedLines};
 pub use long_line::{read_line_within, MAX_LINE_BYTES};
 pub(crate) use operator::source_stream;
 #[cfg(feature = "redis")]

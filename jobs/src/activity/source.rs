@@ -1,11 +1,10 @@
 //! Where activity events come from: JSON-lines files or the generator.
 
-use std::collections::VecDeque;
 use std::path::PathBuf;
 
 use keyflow_dataflow::source::{
-    check_exists, plan_splits, split_of, AheadPartition, BadRecord, ChunkRead, FileSplit,
-    InputFile, NextLine, Partition, PollStatus, Source, Stopped, SKIP_CHUNK,
+    check_exists, plan_splits, split_of, AheadPartition, FileSplit, ParseLine, ParsedLines,
+    Partition, Source,
 };
 use keyflow_dataflow::time::EventTime;
 
@@ -53,70 +52,23 @@ impl ActivityJsonl {
     }
 }
 
-/// Reads a partition's lines and parses them: in place, or ahead on a
-/// thread of its own where a core is spare (see [`AheadPartition`]).
-struct Lines {
-    file: InputFile,
-    /// Moves with the reader, so a read-ahead thread shares its names too.
+/// Parses activity lines, sharing their repeated names.
+struct ActivityLine {
+    /// Moves with the reader, so a read-ahead thread shares names too.
     strings: Strings,
 }
 
-impl ChunkRead<Activity> for Lines {
-    fn read(
-        &mut self,
-        room: usize,
-        records: &mut Vec<(EventTime, Activity)>,
-        bad: &mut VecDeque<(usize, BadRecord)>,
-    ) -> keyflow_dataflow::Result<(usize, Stopped)> {
-        let mut items = 0;
-        while items < room {
-            let parsed = match self.file.next_line()? {
-                NextLine::End => return Ok((items, Stopped::End)),
-                NextLine::Wait => return Ok((items, Stopped::Wait)),
-                NextLine::Line(Err(reason)) => Err(reason),
-                NextLine::Line(Ok(line)) if line.trim().is_empty() => continue,
-                NextLine::Line(Ok(line)) => parse_activity_line(line, &mut self.strings),
-            };
-            items += 1;
-            match parsed {
-                Ok(record) => records.push(record),
-                Err(reason) => {
-                    bad.push_back((records.len(), BadRecord::new(self.file.location(), reason)))
-                }
-            }
-        }
-        Ok((items, Stopped::Full))
-    }
-
-    fn is_open(&self) -> bool {
-        self.file.is_open()
-    }
-
-    fn offset(&self) -> u64 {
-        self.file.line()
-    }
-
-    fn skip(&mut self, n: u64) -> keyflow_dataflow::Result<(u64, PollStatus)> {
-        // Blank lines are no items, every other line one: no need to parse.
-        self.file.skip_items(n.min(SKIP_CHUNK))
-    }
-
-    fn pause(&mut self) {
-        self.file.pause();
-    }
-
-    fn describe(&self) -> String {
-        self.file.path().display().to_string()
+impl ParseLine<Activity> for ActivityLine {
+    fn parse(&mut self, line: &str) -> Result<(EventTime, Activity), String> {
+        parse_activity_line(line, &mut self.strings)
     }
 }
 
 impl ActivityJsonl {
     /// Partition `index`'s reader, not opened yet.
-    fn reader(&self, index: usize) -> Lines {
-        Lines {
-            file: InputFile::split(&self.splits[index]),
-            strings: Strings::default(),
-        }
+    fn reader(&self, index: usize) -> ParsedLines<ActivityLine> {
+        let strings = Strings::default();
+        ParsedLines::new(&self.splits[index], ActivityLine { strings })
     }
 }
 
@@ -200,6 +152,7 @@ impl Source for ActivitySource {
 
 #[cfg(test)]
 mod tests {
+    use keyflow_dataflow::source::ChunkRead;
     use keyflow_dataflow::testing::check_read_ahead;
 
     use super::*;
