@@ -118,10 +118,23 @@ fn a_run_in_which_every_record_is_bad_fails() {
     let dir = tempfile::tempdir().unwrap();
     let bad = dir.path().join("bad.jsonl");
     std::fs::write(&bad, "not json\n{\"project\":\"en\"}\n").unwrap();
-    let run = keyflow(trending_args(&["--input", &arg(&bad), "--quiet"]), LIMIT);
+    // It fails before its outputs are final: an earlier file at --out
+    // stays as it was, and nothing else is left beside it.
+    let out = dir.path().join("out").join("minutes.jsonl");
+    std::fs::create_dir_all(out.parent().unwrap()).unwrap();
+    std::fs::write(&out, "earlier\n").unwrap();
+    let args = ["--input", &arg(&bad), "--quiet", "--out", &arg(&out)];
+    let run = keyflow(trending_args(&args), LIMIT);
     assert_eq!(run.code, Some(2), "{}", run.stderr);
     assert!(run.stderr.contains("all 2 records"), "{}", run.stderr);
     assert!(run.stderr.contains("malformed"), "{}", run.stderr);
+    assert_eq!(std::fs::read_to_string(&out).unwrap(), "earlier\n");
+    assert_eq!(std::fs::read_dir(out.parent().unwrap()).unwrap().count(), 1);
+    // Without an earlier file, none appears.
+    std::fs::remove_file(&out).unwrap();
+    let run = keyflow(trending_args(&args), LIMIT);
+    assert_eq!(run.code, Some(2), "{}", run.stderr);
+    assert_eq!(std::fs::read_dir(out.parent().unwrap()).unwrap().count(), 0);
 
     // A gzip of text in the dump format, read as JSON: every line is bad.
     let dump = dir.path().join("pagecounts-20160801-000000.gz");

@@ -210,6 +210,18 @@ pub struct Context {
     checkpointer: std::sync::OnceLock<Arc<Checkpointer>>,
     graph_wanted: AtomicBool,
     graph: std::sync::OnceLock<JobGraph>,
+    close_check: std::sync::OnceLock<CloseCheck>,
+}
+
+/// What a sink asks before it closes (see [`Context::check_before_close`]).
+struct CloseCheck(Box<CheckFn>);
+
+type CheckFn = dyn Fn(&Context) -> Result<()> + Send + Sync;
+
+impl std::fmt::Debug for CloseCheck {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("CloseCheck")
+    }
 }
 
 impl Context {
@@ -224,6 +236,7 @@ impl Context {
             checkpointer: std::sync::OnceLock::new(),
             graph_wanted: AtomicBool::new(false),
             graph: std::sync::OnceLock::new(),
+            close_check: std::sync::OnceLock::new(),
         }
     }
 
@@ -259,6 +272,53 @@ impl Context {
     /// ```
     pub fn graph(&self) -> Option<&JobGraph> {
         self.graph.get()
+    }
+
+    /// Has every sink of this process ask `check` before it closes, that
+    /// is, before it makes its output final (a file sink renames its file
+    /// into place then). An error fails the run there, and the outputs keep
+    /// what they held before it: a file sink removes its file in progress.
+    /// For rules over the whole run's input that only its end can settle,
+    /// such as refusing a run in which every record was malformed. Only
+    /// the first check set counts; returns whether this one was set.
+    ///
+    /// # Examples
+    /// ```
+    /// use std::sync::Arc;
+    /// use keyflow_dataflow::prelude::*;
+    /// use keyflow_dataflow::run::run_with_context;
+    ///
+    /// let path = std::env::temp_dir().join(format!("keyflow-doc-gate-{}.jsonl", std::process::id()));
+    /// std::fs::write(&path, "old\n")?;
+    /// let ctx = Arc::new(Context::new(RunConfig::threads(2)));
+    /// ctx.check_before_close(|ctx| match ctx.metrics.snapshot().events {
+    ///     0 => Err(Error::External("nothing was read".into())),
+    ///     _ => Ok(()),
+    /// });
+    /// let target = path.clone();
+    /// let run = run_with_context(Arc::clone(&ctx), move |flow| {
+    ///     let target = target.clone();
+    ///     let none = IterSource::new("n", 2, |_| std::iter::empty::<(u64, u64)>());
+    ///     flow.source("n", none, &SourceConfig::default())?.sink("out", move || JsonLinesSink::create(&target))
+    /// });
+    /// assert_eq!(run.unwrap_err().to_string(), "nothing was read");
+    /// assert_eq!(std::fs::read_to_string(&path)?, "old\n");
+    /// # std::fs::remove_file(&path)?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn check_before_close(
+        &self,
+        check: impl Fn(&Context) -> Result<()> + Send + Sync + 'static,
+    ) -> bool {
+        self.close_check.set(CloseCheck(Box::new(check))).is_ok()
+    }
+
+    /// Runs the check set by [`Context::check_before_close`], if any.
+    pub(crate) fn check_close(&self) -> Result<()> {
+        match self.close_check.get() {
+            Some(check) => (check.0)(self),
+            None => Ok(()),
+        }
     }
 
     /// The process's checkpoint coordinator, when the job checkpoints.

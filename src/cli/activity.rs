@@ -278,6 +278,7 @@ pub fn run(args: &ActivityArgs) -> anyhow::Result<i32> {
     check_parquet_out(args, run_config.checkpoint.as_ref(), resuming)?;
     let processes = run_config.processes;
     let ctx = Arc::new(Context::new(run_config));
+    super::validate::refuse_all_bad_outputs(&ctx, processes);
     let dashboard = Dashboard::start(&args.serve, "activity", &ctx)?;
     let progress = Progress::start(&ctx, args.quiet);
     let quiet = args.quiet;

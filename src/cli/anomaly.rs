@@ -262,6 +262,7 @@ pub fn run_anomaly(args: &AnomalyArgs) -> anyhow::Result<i32> {
     }
     let processes = run_config.processes;
     let ctx = Arc::new(Context::new(run_config));
+    super::validate::refuse_all_bad_outputs(&ctx, processes);
     let dashboard = Dashboard::start(&args.serve, "anomaly", &ctx)?;
     let progress = Progress::start(&ctx, args.quiet);
     let (quiet, out) = (args.quiet, super::kafka_io::file_out(&args.out).cloned());
@@ -361,6 +362,7 @@ pub fn run_pageviews(args: &PageviewsArgs) -> anyhow::Result<i32> {
     let redis = args.trending.redis.config()?;
     let processes = run_config.processes;
     let ctx = Arc::new(Context::new(run_config));
+    super::validate::refuse_all_bad_outputs(&ctx, processes);
     let dashboard = Dashboard::start(&args.trending.serve, "pageviews", &ctx)?;
     let quiet = args.trending.quiet;
     let progress = Progress::start(&ctx, quiet);

@@ -287,6 +287,7 @@ pub fn run(args: &BehaviourArgs) -> anyhow::Result<i32> {
     }
     let processes = run_config.processes;
     let ctx = Arc::new(Context::new(run_config));
+    super::validate::refuse_all_bad_outputs(&ctx, processes);
     let dashboard = Dashboard::start(&args.serve, "behaviour", &ctx)?;
     let progress = Progress::start_with(&ctx, args.quiet, quality_text);
     let quiet = args.quiet;

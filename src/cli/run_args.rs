@@ -125,7 +125,8 @@ pub struct EventTimeArgs {
     #[arg(long, default_value = "7days", value_parser = parse_typed_duration, value_name = "DURATION")]
     pub max_future: TypedDuration,
     /// Malformed input: drop (count and skip; a run in which every record
-    /// was malformed still fails) or fail (stop, naming file and line).
+    /// was malformed still fails, and keeps an earlier --out) or fail
+    /// (stop, naming file and line).
     #[arg(long, default_value = "drop", value_parser = parse_bad_input)]
     pub bad_input: BadInputPolicy,
 }

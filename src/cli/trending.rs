@@ -229,6 +229,7 @@ pub fn run(args: &TrendingArgs) -> anyhow::Result<i32> {
     }
     let processes = run_config.processes;
     let ctx = Arc::new(Context::new(run_config));
+    super::validate::refuse_all_bad_outputs(&ctx, processes);
     let dashboard = Dashboard::start(&args.serve, "trending", &ctx)?;
     let progress = Progress::start(&ctx, args.quiet);
     let quiet = args.quiet;

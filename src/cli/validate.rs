@@ -290,23 +290,43 @@ impl<'a> RunPaths<'a> {
     }
 }
 
+/// Why a run has no results, when every record it read was malformed.
+fn all_bad(ctx: &keyflow::dataflow::run::Context) -> Option<String> {
+    let m = ctx.metrics.snapshot();
+    (m.events == 0 && m.bad > 0).then(|| {
+        format!(
+            "all {} records read were malformed and skipped (--bad-input drop), so there are \
+             no results; the warnings above name the first few",
+            m.bad
+        )
+    })
+}
+
+/// Makes a run that read records and found every one malformed fail before
+/// its sinks make their outputs final, so that such a run leaves no empty
+/// `--out` behind and keeps an earlier file at that path. Counters are per
+/// process, so in a cluster a process cannot tell whether the others read
+/// good records; there [`some_input_was_good`] only warns, after the run.
+pub fn refuse_all_bad_outputs(ctx: &keyflow::dataflow::run::Context, processes: usize) {
+    if processes == 1 {
+        ctx.check_before_close(|ctx| match all_bad(ctx) {
+            Some(what) => Err(keyflow::dataflow::Error::External(what)),
+            None => Ok(()),
+        });
+    }
+}
+
 /// Fails a run that read records and found every one malformed: under
-/// `--bad-input drop` it would otherwise end with no results and exit 0.
-/// Counters are per process, so in a cluster a process cannot tell whether
-/// the others read good records; there it only warns.
+/// `--bad-input drop` it would otherwise end with no results and exit 0
+/// (a run without sinks gets here; one with sinks failed before they
+/// closed, see [`refuse_all_bad_outputs`]).
 pub fn some_input_was_good(
     ctx: &keyflow::dataflow::run::Context,
     processes: usize,
 ) -> anyhow::Result<()> {
-    let m = ctx.metrics.snapshot();
-    if m.events > 0 || m.bad == 0 {
+    let Some(what) = all_bad(ctx) else {
         return Ok(());
-    }
-    let what = format!(
-        "all {} records read were malformed and skipped (--bad-input drop), so there are no \
-         results; the warnings above name the first few",
-        m.bad
-    );
+    };
     if processes > 1 {
         tracing::warn!("this process: {what}");
         return Ok(());

@@ -197,7 +197,15 @@ fn serve<X, T, S, R>(
                 written
             }
             Task::Commit(epoch) => commit(&mut target, epoch),
-            Task::Close => target.sink.close(),
+            Task::Close => {
+                if let Err(e) = ctx.check_close() {
+                    // The job's own rule, not this step's failure: the sink
+                    // drops unclosed, so its output stays as it was.
+                    ctx.fail(e);
+                    return;
+                }
+                target.sink.close()
+            }
         };
         if let Err(e) = outcome {
             ctx.fail(e.in_step(step));
