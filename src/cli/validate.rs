@@ -290,10 +290,13 @@ impl<'a> RunPaths<'a> {
     }
 }
 
-/// Why a run has no results, when every record it read was malformed.
+/// Why a run has no results, when every record it read was malformed. A
+/// run resumed from a checkpoint cannot tell: what it read before the
+/// crash is not in its counters.
 fn all_bad(ctx: &keyflow::dataflow::run::Context) -> Option<String> {
+    let resumed = ctx.checkpointer().and_then(|c| c.restored_epoch());
     let m = ctx.metrics.snapshot();
-    (m.events == 0 && m.bad > 0).then(|| {
+    (m.events == 0 && m.bad > 0 && resumed.is_none()).then(|| {
         format!(
             "all {} records read were malformed and skipped (--bad-input drop), so there are \
              no results; the warnings above name the first few",
