@@ -287,7 +287,7 @@ pub fn run(args: &ActivityArgs) -> anyhow::Result<i32> {
         Lateness::Allowed(d) => d,
         _ => 0,
     };
-    run_with_context(Arc::clone(&ctx), move |flow| {
+    let ran = run_with_context(Arc::clone(&ctx), move |flow| {
         let events = flow.source("activity", make_source()?, &source_config)?;
         let out = activity(events, &config)?;
         if !args.quiet {
@@ -317,9 +317,9 @@ pub fn run(args: &ActivityArgs) -> anyhow::Result<i32> {
             })?;
         }
         Ok(())
-    })?;
+    });
     drop(progress);
-    super::progress::summary(&ctx, quiet);
+    super::validate::finish_run(ran, &ctx, quiet)?;
     super::validate::some_input_was_good(&ctx, processes)?;
     dashboard.serve_on();
     Ok(0)

@@ -267,7 +267,7 @@ pub fn run_anomaly(args: &AnomalyArgs) -> anyhow::Result<i32> {
     let progress = Progress::start(&ctx, args.quiet);
     let (quiet, out) = (args.quiet, super::kafka_io::file_out(&args.out).cloned());
     let dash = dashboard.clone();
-    run_with_context(Arc::clone(&ctx), move |flow| {
+    let ran = run_with_context(Arc::clone(&ctx), move |flow| {
         let src: PageviewSource = make_source()?;
         let (config, source_config, out) = (config.clone(), source_config.clone(), out.clone());
         let events = flow.source("pageviews", src, &source_config)?;
@@ -295,10 +295,10 @@ pub fn run_anomaly(args: &AnomalyArgs) -> anyhow::Result<i32> {
             hours.sink("out", || JsonLinesSink::create(path))?;
         }
         Ok(())
-    })?;
-    acker.acknowledge()?;
+    });
     drop(progress);
-    super::progress::summary(&ctx, quiet);
+    super::validate::finish_run(ran, &ctx, quiet)?;
+    acker.acknowledge()?;
     super::validate::some_input_was_good(&ctx, processes)?;
     dashboard.serve_on();
     Ok(0)
@@ -368,7 +368,7 @@ pub fn run_pageviews(args: &PageviewsArgs) -> anyhow::Result<i32> {
     let progress = Progress::start(&ctx, quiet);
     let args = args.clone();
     let dash = dashboard.clone();
-    run_with_context(Arc::clone(&ctx), move |flow| {
+    let ran = run_with_context(Arc::clone(&ctx), move |flow| {
         let src: PageviewSource = make_source()?;
         let (tc, ac, sc, args) = (
             trending_config.clone(),
@@ -420,10 +420,10 @@ pub fn run_pageviews(args: &PageviewsArgs) -> anyhow::Result<i32> {
             })?;
         }
         Ok(())
-    })?;
-    acker.acknowledge()?;
+    });
     drop(progress);
-    super::progress::summary(&ctx, quiet);
+    super::validate::finish_run(ran, &ctx, quiet)?;
+    acker.acknowledge()?;
     super::validate::some_input_was_good(&ctx, processes)?;
     dashboard.serve_on();
     Ok(0)

@@ -292,7 +292,7 @@ pub fn run(args: &BehaviourArgs) -> anyhow::Result<i32> {
     let progress = Progress::start_with(&ctx, args.quiet, quality_text);
     let quiet = args.quiet;
     let args = args.clone();
-    run_with_context(Arc::clone(&ctx), move |flow| {
+    let ran = run_with_context(Arc::clone(&ctx), move |flow| {
         let source = if args.input.inputs.is_empty() {
             UserSource::generator(generator.clone())?
         } else {
@@ -327,9 +327,9 @@ pub fn run(args: &BehaviourArgs) -> anyhow::Result<i32> {
             out.late.sink("late", || JsonLinesSink::create(path))?;
         }
         Ok(())
-    })?;
+    });
     drop(progress);
-    super::progress::summary(&ctx, quiet);
+    super::validate::finish_run(ran, &ctx, quiet)?;
     let quality = quality_text(&ctx);
     if !quality.is_empty() {
         eprintln!("quality: {quality}");

@@ -239,7 +239,7 @@ pub fn run(args: &TrendingArgs) -> anyhow::Result<i32> {
         _ => 0,
     };
     let dash = dashboard.clone();
-    run_with_context(Arc::clone(&ctx), move |flow| {
+    let ran = run_with_context(Arc::clone(&ctx), move |flow| {
         let source: PageviewSource = make_source()?;
         let (config, source_config, args) = (config.clone(), source_config.clone(), args.clone());
         let events = flow.source("pageviews", source, &source_config)?;
@@ -280,10 +280,10 @@ pub fn run(args: &TrendingArgs) -> anyhow::Result<i32> {
                 .sink("redis", || super::redis_out::trending_sink(config.clone()))?;
         }
         Ok(())
-    })?;
-    acker.acknowledge()?;
+    });
     drop(progress);
-    super::progress::summary(&ctx, quiet);
+    super::validate::finish_run(ran, &ctx, quiet)?;
+    acker.acknowledge()?;
     super::validate::some_input_was_good(&ctx, processes)?;
     dashboard.serve_on();
     Ok(0)

@@ -319,6 +319,21 @@ pub fn refuse_all_bad_outputs(ctx: &keyflow::dataflow::run::Context, processes: 
     }
 }
 
+/// Ends a run: prints its summary when it succeeded, or failed by the
+/// rule of [`refuse_all_bad_outputs`] (the summary then shows the bad
+/// records), and returns its outcome.
+pub fn finish_run<T>(
+    ran: keyflow::dataflow::Result<T>,
+    ctx: &keyflow::dataflow::run::Context,
+    quiet: bool,
+) -> anyhow::Result<()> {
+    if ran.is_ok() || all_bad(ctx).is_some() {
+        super::progress::summary(ctx, quiet);
+    }
+    ran?;
+    Ok(())
+}
+
 /// Fails a run that read records and found every one malformed: under
 /// `--bad-input drop` it would otherwise end with no results and exit 0
 /// (a run without sinks gets here; one with sinks failed before they
