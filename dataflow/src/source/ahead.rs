@@ -304,8 +304,8 @@ fn fetch<T, R: ChunkRead<T>>(mut reader: R, chunks: SyncSender<Chunk<T>>, stop: 
 /// items of an open input, and at most one partition per worker reads
 /// ahead at a time. [`JsonLinesSource`](super::JsonLinesSource) and
 /// [`CsvSource`](super::CsvSource) partitions read this way when asked to
-/// (their `read_ahead`), and the trending job's JSON-lines pageviews
-/// wherever a core is spare.
+/// (their `read_ahead`); the trending and activity jobs' JSON-lines
+/// inputs wherever a core is spare.
 ///
 /// # Examples
 /// ```
