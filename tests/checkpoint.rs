@@ -148,6 +148,46 @@ fn a_checkpoint_restores_at_another_worker_count() {
     }
 }
 
+#[test]
+fn a_second_run_on_one_directory_is_refused_while_the_first_runs() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("views.jsonl.gz");
+    gzip_events(&input);
+    let l = Layout {
+        dir: dir.path(),
+        input: &input,
+    };
+    let want = reference(&l, "ref", "2");
+    let ck = l.ckpt("c");
+    let args = l.args("c", &["--checkpoint-dir", &p(&ck)]);
+    let first = cmd(&args).arg("--workers").arg("2").spawn().expect("start keyflow");
+    // The first run holds the lock from before it reads the directory.
+    let lock = ck.join("lock-p0");
+    let start = Instant::now();
+    while !std::fs::read_to_string(&lock).is_ok_and(|t| t.contains(&first.id().to_string())) {
+        assert!(start.elapsed() < Duration::from_secs(60), "no lock taken");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    // Neither a plain second run nor one told to start afresh (which
+    // would wipe the first one's checkpoints) may touch the directory.
+    for extra in [&["--workers", "1"][..], &["--fresh"][..]] {
+        let mut again = args.clone();
+        again.extend(s(extra));
+        let (code, err) = finish(&again);
+        assert!(!err.contains("already ran"), "the first run ended too soon");
+        assert_eq!(code, 2, "{err}");
+        assert!(err.contains("in use by another run as process 0"), "{err}");
+    }
+    let out = wait_bounded(first, Duration::from_secs(240));
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_same("beside a refused run", &l.outputs("c"), &want);
+    assert!(ck.join("FINISHED").exists());
+    // The lock went with the first run: the same command now says it is done.
+    let (code, err) = finish(&args);
+    assert_eq!(code, 0, "{err}");
+    assert!(err.contains("already ran to its end"), "{err}");
+}
+
 fn newest_epoch(ck: &Path) -> PathBuf {
     let mut epochs: Vec<PathBuf> = std::fs::read_dir(ck)
         .unwrap()

@@ -39,7 +39,8 @@ pub enum Error {
     /// A source or sink failed for a reason outside keyflow.
     #[error("{0}")]
     External(String),
-    /// A checkpoint file is damaged, foreign or of another version.
+    /// A checkpoint file is damaged, foreign or of another version, or the
+    /// directory is in use by another run.
     #[error("checkpoint {path}: {reason}")]
     Checkpoint {
         /// The file involved.

@@ -473,6 +473,12 @@ where
 {
     ctx.config.validate()?;
     WORKER_THREADS.store(ctx.config.workers, Ordering::Relaxed);
+    // Held until the run returns: another run on this directory, as this
+    // process, would write the same parts and cut back the same outputs.
+    let _lock = match &ctx.config.checkpoint {
+        Some(config) => Some(crate::checkpoint::lock(&config.dir, ctx.config.process)?),
+        None => None,
+    };
     if let Some(config) = &ctx.config.checkpoint {
         let c = &ctx.config;
         match Checkpointer::open(config.clone(), c.process, c.processes, c.workers)? {

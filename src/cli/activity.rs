@@ -261,7 +261,9 @@ pub fn run(args: &ActivityArgs) -> anyhow::Result<i32> {
         keyflow::jobs::pageviews::input_files(&args.source.inputs)?
     };
     let mut resuming = false;
-    match args.checkpoint.plan("activity", &semantic, &files)? {
+    match args
+        .checkpoint
+        .plan("activity", &semantic, &files, run_config.process)? {
         Plan::Off => {}
         Plan::Finished(dir) => {
             report_finished(&dir);

@@ -201,10 +201,11 @@ fn checkpoint_plan(
     semantic: String,
     source: &SourceArgs,
     baseline: &std::path::Path,
+    process: usize,
 ) -> anyhow::Result<Option<super::checkpoint_args::Plan>> {
     let mut inputs = source.files().to_vec();
     inputs.push(baseline.to_path_buf());
-    let plan = checkpoint.plan(job, &semantic, &inputs)?;
+    let plan = checkpoint.plan(job, &semantic, &inputs, process)?;
     if let super::checkpoint_args::Plan::Finished(dir) = &plan {
         super::checkpoint_args::report_finished(dir);
         return Ok(None);
@@ -246,6 +247,7 @@ pub fn run_anomaly(args: &AnomalyArgs) -> anyhow::Result<i32> {
         semantic,
         &args.source,
         &args.scoring.baseline,
+        run_config.process,
     )? {
         None => return Ok(0),
         Some(super::checkpoint_args::Plan::Run(c)) => run_config.checkpoint = Some(c),
@@ -350,6 +352,7 @@ pub fn run_pageviews(args: &PageviewsArgs) -> anyhow::Result<i32> {
         semantic,
         &t.source,
         &args.scoring.baseline,
+        run_config.process,
     )? {
         None => return Ok(0),
         Some(super::checkpoint_args::Plan::Run(c)) => run_config.checkpoint = Some(c),

@@ -276,7 +276,7 @@ pub fn run(args: &BehaviourArgs) -> anyhow::Result<i32> {
     );
     match args
         .checkpoint
-        .plan("behaviour", &semantic, &args.input.inputs)?
+        .plan("behaviour", &semantic, &args.input.inputs, run_config.process)?
     {
         Plan::Off => {}
         Plan::Finished(dir) => {

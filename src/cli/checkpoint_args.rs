@@ -1,6 +1,7 @@
 //! `--checkpoint-dir`, `--checkpoint-every` and `--fresh`, shared by the jobs.
 
 use std::path::{Path, PathBuf};
+use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
 use clap::Args;
@@ -69,8 +70,17 @@ impl CheckpointArgs {
     /// Checks the flags and the directory. `semantic` is everything that
     /// changes the job's results (its configuration, source flags and
     /// outputs), so that a restore with other values is refused; `inputs`
-    /// are fingerprinted by path, size and modification time.
-    pub fn plan(&self, job: &str, semantic: &str, inputs: &[PathBuf]) -> anyhow::Result<Plan> {
+    /// are fingerprinted by path, size and modification time. Takes the
+    /// directory's lock for `process` first and holds it until this
+    /// process ends: nothing else may wipe, read or write the directory
+    /// as this process meanwhile.
+    pub fn plan(
+        &self,
+        job: &str,
+        semantic: &str,
+        inputs: &[PathBuf],
+        process: usize,
+    ) -> anyhow::Result<Plan> {
         let Some(dir) = &self.checkpoint_dir else {
             if self.checkpoint_every.is_some() {
                 anyhow::bail!("--checkpoint-every needs --checkpoint-dir");
@@ -104,6 +114,7 @@ impl CheckpointArgs {
             crc32(fingerprint.as_bytes()),
             crc32(fingerprint.chars().rev().collect::<String>().as_bytes())
         );
+        hold(checkpoint::lock(dir, process)?);
         if self.fresh {
             checkpoint::wipe(dir)?;
         }
@@ -118,6 +129,15 @@ impl CheckpointArgs {
             _ => Plan::Run(config),
         })
     }
+}
+
+/// The checkpoint directory's lock, kept until the process exits; the run
+/// shares it (see [`checkpoint::lock`]).
+fn hold(lock: checkpoint::DirLock) {
+    static HELD: Mutex<Vec<checkpoint::DirLock>> = Mutex::new(Vec::new());
+    HELD.lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .push(lock);
 }
 
 fn crc32(bytes: &[u8]) -> u32 {

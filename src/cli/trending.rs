@@ -211,7 +211,7 @@ pub fn run(args: &TrendingArgs) -> anyhow::Result<i32> {
     );
     match args
         .checkpoint
-        .plan("trending", &semantic, args.source.files())?
+        .plan("trending", &semantic, args.source.files(), run_config.process)?
     {
         Plan::Off => {}
         Plan::Finished(dir) => {

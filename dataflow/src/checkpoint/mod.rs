@@ -15,7 +15,9 @@
 //! worker (temporary name, fsync, rename) and a `done` marker per process.
 //! Process 0 writes the epoch's manifest last, once every process is done,
 //! and keeps the two newest complete checkpoints. Across hosts, the
-//! checkpoint directory must be one shared file system.
+//! checkpoint directory must be one shared file system. A run holds the
+//! directory's lock for its process index while it runs (see [`lock`]),
+//! so a second run on the same directory is refused at its start.
 //!
 //! A job checkpoints with one call on its run configuration; a second run
 //! with the same directory resumes (here, the job had finished: nothing to
@@ -50,12 +52,14 @@
 
 mod coordinator;
 mod epochs;
+mod lock;
 mod store;
 
 use std::path::PathBuf;
 
 pub use coordinator::{Checkpointer, Completed, StepCheckpoint};
 pub use epochs::{take_below, EpochClock};
+pub use lock::{lock, DirLock};
 pub use store::{identity, newest_complete, status, wipe, Status, FORMAT_VERSION};
 
 /// Where and how often a job checkpoints.
