@@ -160,7 +160,11 @@ fn a_second_run_on_one_directory_is_refused_while_the_first_runs() {
     let want = reference(&l, "ref", "2");
     let ck = l.ckpt("c");
     let args = l.args("c", &["--checkpoint-dir", &p(&ck)]);
-    let first = cmd(&args).arg("--workers").arg("2").spawn().expect("start keyflow");
+    let first = cmd(&args)
+        .arg("--workers")
+        .arg("2")
+        .spawn()
+        .expect("start keyflow");
     // The first run holds the lock from before it reads the directory.
     let lock = ck.join("lock-p0");
     let start = Instant::now();
@@ -179,7 +183,11 @@ fn a_second_run_on_one_directory_is_refused_while_the_first_runs() {
         assert!(err.contains("in use by another run as process 0"), "{err}");
     }
     let out = wait_bounded(first, Duration::from_secs(240));
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert_same("beside a refused run", &l.outputs("c"), &want);
     assert!(ck.join("FINISHED").exists());
     // The lock went with the first run: the same command now says it is done.

@@ -242,6 +242,47 @@ fn members_with_different_worker_counts_fail_clearly() {
     }
 }
 
+#[test]
+fn members_with_checkpoint_directories_of_their_own_fail_clearly() {
+    let dir = tempfile::tempdir().unwrap();
+    let hosts = two_free_hosts(dir.path());
+    let start = |process: &str| {
+        let ckpt = dir.path().join(format!("ckpt-{process}"));
+        Command::new(KEYFLOW)
+            .args(["run", "trending", "--quiet", "--articles", "1000"])
+            .args(["--processes", "2", "--process", process])
+            .args(["--hostfile", &hosts, "--connect-timeout", "10s"])
+            .arg("--checkpoint-dir")
+            .arg(&ckpt)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let (p0, p1) = (start("0"), start("1"));
+    for (child, other) in [(p0, "process 1"), (p1, "process 0")] {
+        let (out, elapsed) = wait_bounded(child, Duration::from_secs(30));
+        assert!(elapsed < Duration::from_secs(20), "took {elapsed:?}");
+        assert!(!out.status.success());
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            stderr.contains(&format!(
+                "{other} of the cluster does not use this directory"
+            )),
+            "{stderr}"
+        );
+    }
+    // Nothing was written that a later run would take for a checkpoint.
+    for process in ["0", "1"] {
+        let ckpt = dir.path().join(format!("ckpt-{process}"));
+        let names: Vec<_> = std::fs::read_dir(&ckpt)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        assert_eq!(names, [format!("lock-p{process}")], "{}", ckpt.display());
+    }
+}
+
 fn anomaly_at(layout: (usize, usize), dir: &Path, baseline: &str) -> Vec<u8> {
     let (processes, workers) = layout;
     let out = dir.join(format!("anomaly-{processes}x{workers}.jsonl"));

@@ -67,17 +67,31 @@ fn the_pod_command_is_a_cluster_member_with_checkpoints_on_a_volume() {
     let ready = flag_value(&command, "--ready-file").unwrap();
     let probe = strings(&container()["readinessProbe"]["exec"]["command"]);
     assert_eq!(probe, ["/usr/local/bin/keyflow", "ready", ready]);
+    // Checkpoints on one claim that every pod mounts, read-write by many:
+    // a volume per pod would leave every checkpoint incomplete.
     let checkpoints = flag_value(&command, "--checkpoint-dir").unwrap();
+    let mounts = container()["volumeMounts"].as_vec().unwrap().clone();
+    let mount = mounts
+        .iter()
+        .find(|m| checkpoints.starts_with(m["mountPath"].as_str().unwrap()))
+        .expect("the checkpoint directory is on a mounted volume");
     let set = manifest("statefulset.yaml");
-    let claim = set["spec"]["volumeClaimTemplates"][0]["metadata"]["name"]
+    let volume = set["spec"]["template"]["spec"]["volumes"]
+        .as_vec()
+        .unwrap()
+        .iter()
+        .find(|v| v["name"] == mount["name"])
+        .expect("a volume of the pod, not one per pod")
+        .clone();
+    let claim_name = volume["persistentVolumeClaim"]["claimName"]
         .as_str()
         .unwrap();
-    let mounts = container()["volumeMounts"].as_vec().unwrap().clone();
-    let state = mounts
-        .iter()
-        .find(|m| m["name"].as_str() == Some(claim))
-        .expect("the claim is mounted");
-    assert!(checkpoints.starts_with(state["mountPath"].as_str().unwrap()));
+    let claim = manifest("checkpoints.yaml");
+    assert_eq!(claim["kind"].as_str(), Some("PersistentVolumeClaim"));
+    assert_eq!(claim["metadata"]["name"].as_str(), Some(claim_name));
+    assert_eq!(strings(&claim["spec"]["accessModes"]), ["ReadWriteMany"]);
+    let listed = strings(&manifest("kustomization.yaml")["resources"]);
+    assert!(listed.contains(&"checkpoints.yaml".to_string()));
     let hosts = mounts
         .iter()
         .find(|m| m["name"].as_str() == Some("hosts"))

@@ -3,7 +3,8 @@
 //! from a container filesystem (the image that `deploy/build-image.sh`
 //! exported, when `KEYFLOW_IMAGE_ROOTFS` names it; otherwise the same
 //! layout staged from this build), with `HOSTNAME=keyflow-N` and an
-//! `/etc/hosts` that resolves the pod names. Their output must equal a
+//! `/etc/hosts` that resolves the pod names, and one checkpoint directory
+//! bound into both, as the manifest's shared claim. Their output must equal a
 //! single process's. Then a long run is partitioned by taking one host's
 //! link down: both processes must exit non-zero within `--peer-timeout`
 //! plus a few seconds, process 0 naming the lost peer.
@@ -139,6 +140,40 @@ impl Drop for Hosts {
     }
 }
 
+/// The checkpoint claim of `deploy/k8s/checkpoints.yaml`, one directory
+/// that every pod mounts: bound into each host's filesystem, and unbound on
+/// drop (lazily, so that a process still in it does not keep it).
+struct Shared {
+    mounts: Vec<PathBuf>,
+}
+
+impl Shared {
+    fn checkpoints(dir: &Path, roots: &[PathBuf]) -> Shared {
+        let shared = dir.join("checkpoints");
+        std::fs::create_dir_all(&shared).unwrap();
+        sh("chmod", &["0777", shared.to_str().unwrap()]);
+        let mut bound = Shared { mounts: Vec::new() };
+        for root in roots {
+            let at = root.join("work/checkpoints");
+            std::fs::create_dir_all(&at).unwrap();
+            sh(
+                "mount",
+                &["--bind", shared.to_str().unwrap(), at.to_str().unwrap()],
+            );
+            bound.mounts.push(at);
+        }
+        bound
+    }
+}
+
+impl Drop for Shared {
+    fn drop(&mut self) {
+        for at in &self.mounts {
+            let _ = Command::new("umount").arg("-l").arg(at).status();
+        }
+    }
+}
+
 /// A container filesystem for one host: a hard-linked copy of the exported
 /// image, or the same layout staged from this build's binary.
 fn root_for(i: usize, dir: &Path, hosts_file: &str) -> PathBuf {
@@ -221,6 +256,7 @@ fn pods_in_two_namespaces_match_one_process_and_a_partition_stops_both() {
     let roots: Vec<PathBuf> = (0..2)
         .map(|i| root_for(i, dir.path(), &hosts_file))
         .collect();
+    let _shared = Shared::checkpoints(dir.path(), &roots);
     let command = pod_command();
 
     for (i, root) in roots.iter().enumerate() {
@@ -255,11 +291,7 @@ fn pods_in_two_namespaces_match_one_process_and_a_partition_stops_both() {
     let mut long = with_flag(&command, "--input", None);
     long = with_flag(&long, "--input-format", None);
     long = with_flag(&long, "--peer-timeout", Some("5s"));
-    long = with_flag(
-        &long,
-        "--checkpoint-dir",
-        Some("/work/state/long-checkpoints"),
-    );
+    long = with_flag(&long, "--checkpoint-dir", Some("/work/checkpoints/long"));
     long = with_flag(&long, "--out", Some("/work/state/long.jsonl"));
     long.extend(
         [

@@ -504,6 +504,9 @@ where
     let shared = Arc::clone(&ctx);
     let work = move |worker: &mut Worker| {
         let index = worker.index();
+        if shared.is_aborted() {
+            return None;
+        }
         let outcome = catch_unwind(AssertUnwindSafe(|| {
             let value = build(worker, &shared)?;
             if let Some(c) = shared.checkpointer() {
@@ -529,9 +532,19 @@ where
     let mut watch = None;
     let guards = if ctx.config.processes > 1 {
         let (builders, comms, heartbeat) = join_cluster(&ctx)?;
+        // From here an error goes through the workers, which then stop at
+        // once: returning it would drop the mesh, whose threads wait for
+        // the peers to close theirs first.
+        let c = &ctx.config;
+        let started = match &c.checkpoint {
+            Some(ck) => crate::checkpoint::check_shared(&ck.dir, c.process, c.processes),
+            None => Ok(()),
+        };
+        if let Err(error) = started.and_then(|()| mark_ready(c)) {
+            ctx.fail(error);
+        }
         watch = Some(heartbeat);
         watch_network_threads(&ctx);
-        mark_ready(&ctx.config)?;
         timely::execute::execute_from(builders, comms, WorkerConfig::default(), work)
             .map_err(Error::Startup)?
     } else {

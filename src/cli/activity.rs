@@ -263,7 +263,8 @@ pub fn run(args: &ActivityArgs) -> anyhow::Result<i32> {
     let mut resuming = false;
     match args
         .checkpoint
-        .plan("activity", &semantic, &files, run_config.process)? {
+        .plan("activity", &semantic, &files, run_config.process)?
+    {
         Plan::Off => {}
         Plan::Finished(dir) => {
             report_finished(&dir);

@@ -274,10 +274,12 @@ pub fn run(args: &BehaviourArgs) -> anyhow::Result<i32> {
         output_id(&args.stats_out),
         output_id(&args.late_out)
     );
-    match args
-        .checkpoint
-        .plan("behaviour", &semantic, &args.input.inputs, run_config.process)?
-    {
+    match args.checkpoint.plan(
+        "behaviour",
+        &semantic,
+        &args.input.inputs,
+        run_config.process,
+    )? {
         Plan::Off => {}
         Plan::Finished(dir) => {
             report_finished(&dir);

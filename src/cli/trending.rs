@@ -209,10 +209,12 @@ pub fn run(args: &TrendingArgs) -> anyhow::Result<i32> {
         output_id(&args.late_out),
         output_id(&args.hourly_out)
     );
-    match args
-        .checkpoint
-        .plan("trending", &semantic, args.source.files(), run_config.process)?
-    {
+    match args.checkpoint.plan(
+        "trending",
+        &semantic,
+        args.source.files(),
+        run_config.process,
+    )? {
         Plan::Off => {}
         Plan::Finished(dir) => {
             report_finished(&dir);

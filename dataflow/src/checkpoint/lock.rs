@@ -96,6 +96,50 @@ pub fn lock(dir: &Path, process: usize) -> Result<DirLock> {
     Ok(DirLock { _file: file })
 }
 
+/// Checks that every other process of a cluster holds its lock in `dir`,
+/// as each does from before it joins the mesh: a process that wrote its
+/// parts into a directory of its own would leave every epoch incomplete,
+/// and the directories growing, for as long as the job runs. Call it once
+/// the mesh has formed. A lock this file system cannot test counts as held.
+///
+/// ```
+/// use keyflow_dataflow::checkpoint::{check_shared, lock};
+///
+/// let dir = std::env::temp_dir().join(format!("keyflow-shared-doc-{}", std::process::id()));
+/// let (_p0, _p1) = (lock(&dir, 0)?, lock(&dir, 1)?);
+/// check_shared(&dir, 0, 2)?;
+/// assert!(check_shared(&dir, 0, 3).is_err()); // no process 2 here
+/// # std::fs::remove_dir_all(&dir)?;
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub fn check_shared(dir: &Path, process: usize, processes: usize) -> Result<()> {
+    for other in (0..processes).filter(|&p| p != process) {
+        let path = dir.join(format!("lock-p{other}"));
+        let held = match File::open(&path) {
+            // Taken only if nobody holds it; dropping the file lets it go.
+            Ok(file) => match file.try_lock() {
+                Ok(()) => false,
+                Err(TryLockError::WouldBlock) => true,
+                Err(TryLockError::Error(e)) if e.kind() == ErrorKind::Unsupported => true,
+                Err(TryLockError::Error(e)) => return Err(Error::io(&path, e)),
+            },
+            Err(e) if e.kind() == ErrorKind::NotFound => false,
+            Err(e) => return Err(Error::io(&path, e)),
+        };
+        if !held {
+            return Err(Error::Checkpoint {
+                path: dir.to_path_buf(),
+                reason: format!(
+                    "process {other} of the cluster does not use this directory; every \
+                     process must share one checkpoint directory (one machine, or one file \
+                     system shared by the hosts), or no checkpoint ever completes"
+                ),
+            });
+        }
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -117,9 +161,31 @@ mod tests {
         file.try_lock().unwrap();
         let err = lock(&dir, 0).unwrap_err().to_string();
         assert!(err.contains("in use by another run as process 0"), "{err}");
-        assert!(err.contains(&format!("pid {}", std::process::id())), "{err}");
+        assert!(
+            err.contains(&format!("pid {}", std::process::id())),
+            "{err}"
+        );
         drop(file);
         lock(&dir, 0).unwrap();
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_cluster_shares_the_directory_only_when_every_lock_is_held() {
+        let dir = dir("cluster");
+        let p0 = lock(&dir, 0).unwrap();
+        let err = check_shared(&dir, 0, 2).unwrap_err().to_string();
+        assert!(
+            err.contains("process 1 of the cluster does not use"),
+            "{err}"
+        );
+        // A lock file left by an earlier run, but nobody holding it.
+        drop(lock(&dir, 1).unwrap());
+        assert!(check_shared(&dir, 0, 2).is_err());
+        let p1 = lock(&dir, 1).unwrap();
+        check_shared(&dir, 0, 2).unwrap();
+        check_shared(&dir, 1, 2).unwrap();
+        drop((p0, p1));
         std::fs::remove_dir_all(&dir).unwrap();
     }
 
