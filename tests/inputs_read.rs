@@ -1,7 +1,7 @@
 //! How inputs are read: thousands of files under a low open-file limit, gzip
 //! told by its magic bytes, runs in which every record is malformed, dump
-//! titles with control characters, lines of 0 views, and messages about
-//! huge bad values.
+//! titles with control characters, lines of 0 views, event times past the
+//! year 9999, and messages about huge bad values.
 
 mod trending_support;
 
@@ -151,6 +151,46 @@ fn a_run_in_which_every_record_is_bad_fails() {
     let empty = dir.path().join("empty.jsonl");
     std::fs::write(&empty, "").unwrap();
     keyflow(trending_args(&["--input", &arg(&empty)]), LIMIT).assert_success("empty");
+}
+
+#[test]
+fn event_times_from_the_year_10000_on_are_counted_and_dropped() {
+    // Such times used to run windows and timers up to u64::MAX: a hang or
+    // a panic, even as the first record of a file (no watermark yet).
+    let dir = tempfile::tempdir().unwrap();
+    let views = dir.path().join("views.jsonl");
+    let good = Event::new("en", "A", BASE, 1).json_line(false);
+    let far = |ts: u64| format!("{{\"project\":\"en\",\"title\":\"A\",\"ts\":{ts},\"views\":1}}");
+    let text = format!("{}\n{good}\n{}\n", far(u64::MAX), far(u64::MAX - 1_551_615));
+    std::fs::write(&views, text).unwrap();
+    let out = dir.path().join("minutes.jsonl");
+    let run = keyflow(
+        trending_args(&["--input", &arg(&views), "--quiet", "--out", &arg(&out)]),
+        LIMIT,
+    );
+    run.assert_success("trending");
+    assert!(
+        run.stderr.contains("2 too far in the future"),
+        "{}",
+        run.stderr
+    );
+    assert!(!std::fs::read_to_string(&out).unwrap().is_empty());
+
+    let users = dir.path().join("users.jsonl");
+    let event = |ts: u64| {
+        format!("{{\"user\":\"u1\",\"ts\":{ts},\"from\":\"/\",\"op\":\"view\",\"to\":\"/p/3\"}}\n")
+    };
+    std::fs::write(&users, event(u64::MAX) + &event(BASE)).unwrap();
+    let run = keyflow(
+        ["run", "behaviour", "--quiet", "--input", &arg(&users)],
+        LIMIT,
+    );
+    run.assert_success("behaviour");
+    assert!(
+        run.stderr.contains("1 too far in the future"),
+        "{}",
+        run.stderr
+    );
 }
 
 #[test]

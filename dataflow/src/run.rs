@@ -65,6 +65,9 @@ pub fn spare_core() -> bool {
     workers > 0 && cores > workers
 }
 
+/// The most worker threads one process runs.
+pub const MAX_WORKERS: usize = 512;
+
 /// A cluster secret; never printed.
 #[derive(Clone, PartialEq, Eq)]
 pub struct ClusterSecret(pub Vec<u8>);
@@ -139,6 +142,13 @@ impl RunConfig {
             return Err(Error::Config(
                 "--workers 0: need at least one worker".into(),
             ));
+        }
+        if self.workers > MAX_WORKERS {
+            return Err(Error::Config(format!(
+                "--workers {}: at most {MAX_WORKERS} per process (every pair of workers \
+                 keeps channels, so memory grows with the square); run more processes instead",
+                self.workers
+            )));
         }
         if self.processes == 0 {
             return Err(Error::Config(
@@ -719,6 +729,9 @@ mod tests {
             .unwrap_err()
             .to_string()
             .contains("--workers 0"));
+        c.workers = MAX_WORKERS + 1;
+        let message = c.validate().unwrap_err().to_string();
+        assert!(message.contains("--workers 513: at most 512"), "{message}");
         c.workers = 1;
         c.processes = 2;
         c.process = 2;

@@ -24,6 +24,12 @@ pub const HOUR: u64 = 60 * MINUTE;
 /// One day in milliseconds.
 pub const DAY: u64 = 24 * HOUR;
 
+/// The end of the event times a source accepts: 10000-01-01T00:00:00Z.
+/// A record at or after it is rejected like one too far in the future
+/// (counted, never emitted): window ends, timers and bounds past it would
+/// come near `u64::MAX` and overflow, and no date after it has four digits.
+pub const MAX_EVENT_TIME: EventTime = 253_402_300_800_000;
+
 /// A half-open event-time interval `[start, end)`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct Window {

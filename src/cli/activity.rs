@@ -186,6 +186,7 @@ impl ActivityArgs {
             .inputs(&self.source.inputs)
             .output("--out", self.out.as_ref())
             .output("--late-out", self.late_out.as_ref())
+            .output("--ready-file", self.cluster.ready_file.as_ref())
             .output_dir("--parquet-out", self.parquet_out.as_ref())
             .output_dir("--checkpoint-dir", self.checkpoint.checkpoint_dir.as_ref())
     }

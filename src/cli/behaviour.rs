@@ -211,6 +211,7 @@ impl BehaviourArgs {
             .output("--alerts-out", self.alerts_out.as_ref())
             .output("--stats-out", self.stats_out.as_ref())
             .output("--late-out", self.late_out.as_ref())
+            .output("--ready-file", self.cluster.ready_file.as_ref())
             .output_dir("--checkpoint-dir", self.checkpoint.checkpoint_dir.as_ref())
     }
 }

@@ -113,6 +113,7 @@ impl TrendingArgs {
             .inputs(self.source.files())
             .output("--out", super::kafka_io::file_out(&self.out))
             .output("--late-out", self.late_out.as_ref())
+            .output("--ready-file", self.cluster.ready_file.as_ref())
             .output_dir("--hourly-out", self.hourly_out.as_ref())
             .output_dir("--checkpoint-dir", self.checkpoint.checkpoint_dir.as_ref())
     }

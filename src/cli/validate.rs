@@ -263,6 +263,19 @@ impl<'a> RunPaths<'a> {
             if dir.id.kind == Kind::Special {
                 continue;
             }
+            // What a run writes into a directory (hourly files, checkpoint
+            // files) could replace whatever else is there.
+            let inside = |g: &&Given| {
+                g.id.kind != Kind::Special && g.id.canonical.starts_with(&dir.id.canonical)
+            };
+            if let Some(other) = outputs.iter().chain(&reads).find(inside) {
+                bail!(
+                    "{} is inside {}: the files the run writes there could replace it; \
+                     keep it elsewhere",
+                    other.name(),
+                    dir.name()
+                );
+            }
             if let Some(src) = sources.iter().find(|s| s.id.same(&dir.id)) {
                 bail!(
                     "{} is the same path as {}: a run never overwrites what it reads",
@@ -357,6 +370,7 @@ pub fn baseline(args: &super::anomaly::BaselineArgs) -> anyhow::Result<()> {
     RunPaths::new()
         .inputs(&args.inputs)
         .output("--out", Some(&args.out))
+        .output("--ready-file", args.cluster.ready_file.as_ref())
         .check()
 }
 
@@ -367,6 +381,8 @@ pub fn anomaly(args: &super::anomaly::AnomalyArgs) -> anyhow::Result<()> {
         .reads("--baseline", &args.scoring.baseline)
         .output("--out", super::kafka_io::file_out(&args.out))
         .output("--baseline-out", args.scoring.baseline_out.as_ref())
+        .output("--ready-file", args.cluster.ready_file.as_ref())
+        .output_dir("--checkpoint-dir", args.checkpoint.checkpoint_dir.as_ref())
         .check()
 }
 
@@ -398,7 +414,12 @@ pub fn pageviews(args: &super::anomaly::PageviewsArgs) -> anyhow::Result<()> {
         .output("--trending-out", args.trending_out.as_ref())
         .output("--anomaly-out", args.anomaly_out.as_ref())
         .output("--baseline-out", args.scoring.baseline_out.as_ref())
+        .output("--ready-file", trending.cluster.ready_file.as_ref())
         .output_dir("--hourly-out", trending.hourly_out.as_ref())
+        .output_dir(
+            "--checkpoint-dir",
+            trending.checkpoint.checkpoint_dir.as_ref(),
+        )
         .check()
 }
 
@@ -461,6 +482,35 @@ mod tests {
             .output_dir("--hourly-out", Some(&below))
             .check()
             .unwrap();
+    }
+
+    #[test]
+    fn nothing_read_or_written_may_sit_inside_an_output_directory() {
+        let dir = tempfile::tempdir().unwrap();
+        let (ckpt, hourly) = (dir.path().join("ckpt"), dir.path().join("hourly"));
+        std::fs::create_dir(&hourly).unwrap();
+        let baseline = hourly.join("pageviews-20160802-000000");
+        std::fs::write(&baseline, "").unwrap();
+        let finished = ckpt.join("FINISHED");
+        let message = err(RunPaths::new()
+            .output("--late-out", Some(&finished))
+            .output_dir("--checkpoint-dir", Some(&ckpt)));
+        assert!(
+            message.contains("--late-out") && message.contains("inside --checkpoint-dir"),
+            "{message}"
+        );
+        let message = err(RunPaths::new()
+            .reads("--baseline", &baseline)
+            .output_dir("--hourly-out", Some(&hourly)));
+        assert!(message.contains("inside --hourly-out"), "{message}");
+        // The ready file is an output like the others.
+        let input = dir.path().join("views.jsonl");
+        std::fs::write(&input, "").unwrap();
+        let inputs = vec![input.clone()];
+        let message = err(RunPaths::new()
+            .inputs(&inputs)
+            .output("--ready-file", Some(&input)));
+        assert!(message.contains("--ready-file"), "{message}");
     }
 
     #[test]

@@ -12,7 +12,9 @@ pub enum Verdict {
     OnTime,
     /// Below the watermark; it travels at the given (watermark) time.
     Late(EventTime),
-    /// Too far ahead of the watermark: rejected, and it does not move it.
+    /// Too far ahead of the watermark, or at or after
+    /// [`MAX_EVENT_TIME`](crate::time::MAX_EVENT_TIME): rejected, and it does
+    /// not move the watermark.
     Future,
 }
 
@@ -57,6 +59,9 @@ impl PartitionClock {
     /// Judges one record and advances the watermark past it if on time.
     #[inline]
     pub fn observe(&mut self, ts: EventTime) -> Verdict {
+        if ts >= crate::time::MAX_EVENT_TIME {
+            return Verdict::Future;
+        }
         let wm = self.watermark();
         if ts < wm {
             return Verdict::Late(wm);
@@ -97,6 +102,15 @@ impl PartitionClock {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn times_from_the_year_10000_on_are_rejected_even_first() {
+        let mut c = PartitionClock::new(0, None);
+        assert_eq!(c.observe(u64::MAX), Verdict::Future);
+        assert_eq!(c.observe(crate::time::MAX_EVENT_TIME), Verdict::Future);
+        assert_eq!(c.watermark(), 0);
+        assert_eq!(c.observe(crate::time::MAX_EVENT_TIME - 1), Verdict::OnTime);
+    }
 
     #[test]
     fn watermark_trails_max_seen() {

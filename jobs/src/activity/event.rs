@@ -114,8 +114,9 @@ pub const MAX_COORDINATE: f64 = 1e15;
 
 /// The latest event time accepted: 10000-01-01T00:00:00Z, the first instant
 /// whose date has five digits, which Parquet readers and `date=` directory
-/// names do not take.
-pub const MAX_EVENT_TIME: EventTime = 253_402_300_800_000;
+/// names do not take. Every source rejects later times anyway; here they
+/// are a malformed line, named by its place in the file.
+pub const MAX_EVENT_TIME: EventTime = keyflow_dataflow::time::MAX_EVENT_TIME;
 
 /// One activity event, with the fields the job uses. Its event time travels
 /// beside it. Strings are shared (`Arc<str>`), so a record is cheap to copy

@@ -57,6 +57,10 @@ use crate::error::{Error, Result};
 /// The most boundaries an alert window may span (its populations are kept).
 pub const MAX_ALERT_BOUNDARIES: u64 = 1_000_000;
 
+/// The most boundaries a bounce or session timeout may span: the reports
+/// after the input ends run until the last user's timeout.
+pub const MAX_TIMEOUT_BOUNDARIES: u64 = 1_000_000;
+
 /// The behaviour job's configuration.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct BehaviourConfig {
@@ -102,6 +106,8 @@ impl BehaviourConfig {
     /// use keyflow_jobs::behaviour::BehaviourConfig;
     /// let bad = BehaviourConfig { resolution: 0, ..Default::default() };
     /// assert!(bad.validate().unwrap_err().to_string().contains("resolution 0"));
+    /// let endless = BehaviourConfig { session_timeout: u64::MAX, ..Default::default() };
+    /// assert!(endless.validate().unwrap_err().to_string().contains("session timeout"));
     /// ```
     pub fn validate(&self) -> Result<()> {
         let fail = |msg: String| Err(Error::Config(msg));
@@ -116,6 +122,20 @@ impl BehaviourConfig {
         }
         if self.landing.is_empty() {
             return fail("the landing page is empty".into());
+        }
+        for (what, timeout) in [
+            ("bounce", self.bounce_timeout),
+            ("session", self.session_timeout),
+        ] {
+            if timeout / self.resolution > MAX_TIMEOUT_BOUNDARIES {
+                return fail(format!(
+                    "{what} timeout {timeout} ms spans {} boundaries of {} ms; at most \
+                     {MAX_TIMEOUT_BOUNDARIES} (after the input ends, a report is written for \
+                     every boundary until the last user times out)",
+                    timeout / self.resolution,
+                    self.resolution
+                ));
+            }
         }
         if self.alert_window == 0 || !self.alert_window.is_multiple_of(self.resolution) {
             return fail(format!(
