@@ -217,7 +217,7 @@ fn damage_is_an_error_naming_the_file_and_the_output_is_untouched() {
         input: &input,
     };
     let ck = l.ckpt("d");
-    let args = l.args("d", &["--checkpoint-dir", &p(&ck)]);
+    let args = l.args("d", &["--checkpoint-dir", &p(&ck), "--workers", "2"]);
     for delay in [800, 1300, 2000, 3000, 4500, 6000] {
         kill_after(&args, Duration::from_millis(delay));
         if has_complete_epoch(&ck) {
@@ -251,6 +251,12 @@ fn damage_is_an_error_naming_the_file_and_the_output_is_untouched() {
             &part,
             b"hello".to_vec(),
             "not a keyflow checkpoint",
+        ),
+        (
+            "another worker's part, sound in itself",
+            &part,
+            read(&epoch.join("p0-w1.part")),
+            "not the part this epoch's manifest recorded",
         ),
         (
             "damaged manifest",

@@ -47,6 +47,11 @@ struct Manifest {
     processes: usize,
     workers: usize,
     parts: Vec<String>,
+    /// The CRC-32 of each part's body, as its header gives it, so that a
+    /// part put there from another epoch or checkpoint is refused (empty
+    /// in manifests written before they were recorded).
+    #[serde(default)]
+    part_crcs: Vec<u32>,
     /// Blobs (under `DIR/blobs/`) the parts refer to.
     #[serde(default)]
     blobs: Vec<String>,
@@ -120,9 +125,32 @@ fn framed(body: Vec<u8>) -> Result<Vec<u8>> {
     Ok(out)
 }
 
-fn decode_part(path: &Path) -> Result<BTreeMap<String, Vec<u8>>> {
-    let body = unframe(path)?;
+/// Decodes a part, which must be the one whose body has checksum `crc`
+/// when the manifest recorded it.
+fn decode_part(path: &Path, crc: Option<u32>) -> Result<BTreeMap<String, Vec<u8>>> {
+    let (body, found) = unframe_with_crc(path)?;
+    if crc.is_some_and(|want| want != found) {
+        return Err(damaged(
+            path,
+            "not the part this epoch's manifest recorded (its checksum differs): \
+             it was put here from another epoch or checkpoint",
+        ));
+    }
     super::decode(&body, &path.display().to_string())
+}
+
+/// The body checksum in a part's header, for the manifest.
+fn part_crc(path: &Path) -> Result<u32> {
+    let mut head = [0u8; HEADER];
+    File::open(path)
+        .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut head))
+        .map_err(|e| damaged(path, format!("cannot read: {e}")))?;
+    if &head[..8] != MAGIC {
+        return Err(damaged(path, "not a keyflow checkpoint part (bad header)"));
+    }
+    let mut crc = [0u8; 4];
+    crc.copy_from_slice(&head[20..24]);
+    Ok(u32::from_le_bytes(crc))
 }
 
 fn blob_path(dir: &Path, name: &str) -> Result<PathBuf> {
@@ -149,6 +177,11 @@ pub(crate) fn read_blob(dir: &Path, name: &str) -> Result<Vec<u8>> {
 }
 
 fn unframe(path: &Path) -> Result<Vec<u8>> {
+    unframe_with_crc(path).map(|(body, _)| body)
+}
+
+/// The body of a framed file, checked, and its checksum.
+fn unframe_with_crc(path: &Path) -> Result<(Vec<u8>, u32)> {
     let mut bytes = std::fs::read(path).map_err(|e| damaged(path, format!("cannot read: {e}")))?;
     if bytes.len() < HEADER || &bytes[..8] != MAGIC {
         return Err(damaged(path, "not a keyflow checkpoint part (bad header)"));
@@ -177,7 +210,7 @@ fn unframe(path: &Path) -> Result<Vec<u8>> {
     if crc32fast::hash(body) != crc {
         return Err(damaged(path, "checksum mismatch (the file is damaged)"));
     }
-    Ok(bytes.split_off(HEADER))
+    Ok((bytes.split_off(HEADER), crc))
 }
 
 /// Epoch directories present, newest first.
@@ -284,14 +317,21 @@ pub(crate) fn load(
     let manifest = read_manifest(&edir.join("MANIFEST"))?;
     check_fingerprint(&edir.join("MANIFEST"), &manifest.fingerprint, fingerprint)?;
     let mut steps: BTreeMap<String, Vec<Vec<u8>>> = BTreeMap::new();
-    for name in &manifest.parts {
+    if !manifest.part_crcs.is_empty() && manifest.part_crcs.len() != manifest.parts.len() {
+        return Err(damaged(
+            &edir.join("MANIFEST"),
+            "it lists another number of checksums than parts",
+        ));
+    }
+    for (i, name) in manifest.parts.iter().enumerate() {
         if name.contains('/') || name.contains("..") {
             return Err(damaged(
                 &edir.join("MANIFEST"),
                 format!("bad part name `{name}`"),
             ));
         }
-        for (step, bytes) in decode_part(&edir.join(name))? {
+        let crc = manifest.part_crcs.get(i).copied();
+        for (step, bytes) in decode_part(&edir.join(name), crc)? {
             steps.entry(step).or_default().push(bytes);
         }
     }
@@ -319,15 +359,21 @@ pub(crate) fn try_complete(
             serde_json::from_str(&text).map_err(|e| damaged(&done, format!("bad marker: {e}")))?;
         blobs.extend(listed);
     }
+    let parts: Vec<String> = (0..processes * workers)
+        .map(|w| part_name(w / workers, w))
+        .collect();
+    let part_crcs = parts
+        .iter()
+        .map(|name| part_crc(&edir.join(name)))
+        .collect::<Result<Vec<u32>>>()?;
     let manifest = Manifest {
         version: FORMAT_VERSION,
         fingerprint: fingerprint.to_string(),
         epoch,
         processes,
         workers,
-        parts: (0..processes * workers)
-            .map(|w| part_name(w / workers, w))
-            .collect(),
+        parts,
+        part_crcs,
         blobs,
     };
     let json = serde_json::to_string(&manifest)

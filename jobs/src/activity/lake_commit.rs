@@ -166,7 +166,35 @@ pub(super) fn restore(
             reason: "the checkpoint counts this hour as written, but its file is missing".into(),
         });
     }
+    if let Some(damaged) = keep.iter().find(|f| !framed_as_parquet(f)) {
+        return Err(Error::Checkpoint {
+            path: damaged.clone(),
+            reason: "the checkpoint counts this hour as written, but its file is damaged (it \
+                     does not start and end as a Parquet file); start over with --fresh and an \
+                     empty --parquet-out"
+                .into(),
+        });
+    }
     cut_back(&sink.dir, &keep)
+}
+
+/// Whether `path` starts and ends with Parquet's magic bytes: a written
+/// file cut short, or overwritten by something else since, does not.
+fn framed_as_parquet(path: &Path) -> bool {
+    use std::io::{Read, Seek, SeekFrom};
+    const MAGIC: &[u8; 4] = b"PAR1";
+    let check = || -> std::io::Result<bool> {
+        let mut file = std::fs::File::open(path)?;
+        if file.metadata()?.len() < 12 {
+            return Ok(false);
+        }
+        let (mut head, mut tail) = ([0u8; 4], [0u8; 4]);
+        file.read_exact(&mut head)?;
+        file.seek(SeekFrom::End(-4))?;
+        file.read_exact(&mut tail)?;
+        Ok(&head == MAGIC && &tail == MAGIC)
+    };
+    check().unwrap_or(false)
 }
 
 /// Removes every part file under `dir` that a [`HourlyParquetSink`] wrote,
@@ -384,6 +412,31 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("missing") && err.contains("hour=00"), "{err}");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_committed_file_cut_short_is_an_error() {
+        let dir = temp_dir("cut");
+        let mut blobs = MemBlobs::default();
+        let mut sink = HourlyParquetSink::create(&dir, MINUTE, 0).unwrap();
+        feed(&mut sink, 0, 70);
+        let point = sink.commit_with(&mut blobs).unwrap();
+        drop(sink);
+        let file = hour_dir(&dir, 0).join(PART_FILE);
+        let len = std::fs::metadata(&file).unwrap().len();
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open(&file)
+            .unwrap()
+            .set_len(len - 1)
+            .unwrap();
+        let mut resumed = HourlyParquetSink::resume(&dir, MINUTE, 0).unwrap();
+        let err = resumed
+            .restore_with(&point, &mut blobs)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("damaged") && err.contains("hour=00"), "{err}");
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }
