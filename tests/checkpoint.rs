@@ -324,26 +324,31 @@ fn a_killed_run_without_checkpoints_leaves_no_output_that_looks_complete() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("minutes.jsonl");
     std::fs::write(&out, "the previous complete output\n").unwrap();
-    let args = s(&[
-        "run",
-        "trending",
-        "--articles",
-        "5000",
-        "--rate",
-        "400",
-        "--duration",
-        "600m",
-        "--top",
-        "0",
-        "--quiet",
-        "--out",
-    ]);
-    let args = [args, vec![p(&out)]].concat();
+    let args = |duration: &str| {
+        let mut a = s(&["run", "trending", "--articles", "5000", "--rate", "400"]);
+        a.extend(s(&[
+            "--duration",
+            duration,
+            "--top",
+            "0",
+            "--quiet",
+            "--out",
+        ]));
+        a.push(p(&out));
+        a
+    };
     assert!(
-        kill_after(&args, Duration::from_millis(1500)),
+        kill_after(&args("600m"), Duration::from_millis(1500)),
         "the run ended too soon"
     );
     assert_eq!(read(&out), b"the previous complete output\n");
+    // The killed run's file in progress is left beside it, until a run
+    // that finishes writing the same output clears it.
+    let beside = || std::fs::read_dir(dir.path()).unwrap().count();
+    assert_eq!(beside(), 2, "the killed run left its file in progress");
+    let (code, err) = finish(&args("2m"));
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(beside(), 1, "the orphan is gone, the new output in place");
 }
 
 #[test]

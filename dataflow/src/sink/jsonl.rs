@@ -82,6 +82,61 @@ pub fn remove_stale_temps(path: &Path, what: &str, keep: Option<&Path>) {
     }
 }
 
+/// Removes the temporary files beside `path` (`.NAME.WHAT-PID-N`) whose
+/// process no longer runs on this host: what runs killed before they
+/// finished left behind. Called once an output is final, so a run that
+/// does finish clears them; a file of a live process stays, and so does
+/// every one where `/proc` cannot tell.
+///
+/// ```
+/// use keyflow_dataflow::sink::remove_orphaned_temps;
+///
+/// let dir = std::env::temp_dir().join(format!("keyflow-orphans-{}", std::process::id()));
+/// std::fs::create_dir_all(&dir)?;
+/// // Above Linux's largest process id: no such process runs.
+/// let dead = dir.join(".out.jsonl.inprogress-4194305-0");
+/// let mine = dir.join(format!(".out.jsonl.inprogress-{}-3", std::process::id()));
+/// std::fs::write(&dead, "half")?;
+/// std::fs::write(&mine, "half")?;
+/// remove_orphaned_temps(&dir.join("out.jsonl"), "inprogress");
+/// # #[cfg(target_os = "linux")]
+/// assert!(!dead.exists());
+/// assert!(mine.exists());
+/// # std::fs::remove_dir_all(&dir)?;
+/// # Ok::<(), std::io::Error>(())
+/// ```
+pub fn remove_orphaned_temps(path: &Path, what: &str) {
+    let proc = Path::new("/proc/self");
+    if !proc.exists() {
+        return;
+    }
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy())
+        .unwrap_or_default();
+    let dir = match path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        Some(d) => d.to_path_buf(),
+        None => PathBuf::from("."),
+    };
+    let prefix = format!(".{name}.{what}-");
+    let Ok(entries) = std::fs::read_dir(&dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let file = entry.file_name().to_string_lossy().into_owned();
+        let pid = file
+            .strip_prefix(&prefix)
+            .and_then(|rest| rest.split_once('-'))
+            .and_then(|(pid, n)| n.parse::<u64>().ok().and(pid.parse::<u32>().ok()));
+        let orphaned = pid.is_some_and(|pid| {
+            pid != std::process::id() && !Path::new("/proc").join(pid.to_string()).exists()
+        });
+        if orphaned {
+            let _ = std::fs::remove_file(entry.path());
+        }
+    }
+}
+
 /// Temporary files being written that a signal handler should remove.
 static IN_FLIGHT: std::sync::Mutex<Vec<PathBuf>> = std::sync::Mutex::new(Vec::new());
 
@@ -257,6 +312,7 @@ impl JsonLinesSink {
                     let _ = d.sync_all();
                 }
             }
+            remove_orphaned_temps(&self.path, "inprogress");
         }
         self.closed = true;
         Ok(())

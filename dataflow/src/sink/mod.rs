@@ -38,7 +38,9 @@ use crate::time::EventTime;
 pub use self::redis::{RedisConfig, RedisConnection, RedisEntries, RedisSink};
 pub(crate) use encoded::sink_encoded_stream;
 pub use encoded::Encoded;
-pub use jsonl::{remove_stale_temps, remove_temporary_files, temp_name, JsonLinesSink};
+pub use jsonl::{
+    remove_orphaned_temps, remove_stale_temps, remove_temporary_files, temp_name, JsonLinesSink,
+};
 pub(crate) use ordered::sink_stream;
 pub(crate) use partitioned::sink_partitioned;
 
