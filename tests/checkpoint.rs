@@ -312,6 +312,10 @@ fn damage_is_an_error_naming_the_file_and_the_output_is_untouched() {
     let (code, err) = finish(&other);
     assert_ne!(code, 0);
     assert!(err.contains("different job or configuration"), "{err}");
+    assert!(
+        err.contains("min_views: 1") && err.contains("min_views: 3"),
+        "{err}"
+    );
     // The undamaged checkpoint still resumes, and --fresh starts over.
     let (code, err) = finish(&args);
     assert_eq!(code, 0, "{err}");

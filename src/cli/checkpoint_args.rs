@@ -97,7 +97,10 @@ impl CheckpointArgs {
         if every == 0 {
             anyhow::bail!("--checkpoint-every 0: the interval must be positive");
         }
-        let files: Vec<String> = inputs.iter().map(|p| describe(p)).collect();
+        // A directory stands for its files: those are what must not change
+        // (the directory's own time changes when a file comes and goes).
+        let expanded = keyflow::jobs::pageviews::input_files(inputs).unwrap_or(inputs.to_vec());
+        let files: Vec<String> = expanded.iter().map(|p| describe(p)).collect();
         let mut fingerprint = format!(
             "job={job} every={every} config={semantic} inputs=[{}]",
             files.join(",")
@@ -109,10 +112,11 @@ impl CheckpointArgs {
         if split != keyflow::dataflow::source::DEFAULT_SPLIT_BYTES {
             fingerprint.push_str(&format!(" split={split}"));
         }
+        let described = fingerprint;
         let fingerprint = format!(
             "{job}-{:08x}-{:08x}",
-            crc32(fingerprint.as_bytes()),
-            crc32(fingerprint.chars().rev().collect::<String>().as_bytes())
+            crc32(described.as_bytes()),
+            crc32(described.chars().rev().collect::<String>().as_bytes())
         );
         hold(checkpoint::lock(dir, process)?);
         if self.fresh {
@@ -124,7 +128,21 @@ impl CheckpointArgs {
             fingerprint,
         };
         config.validate()?;
-        Ok(match checkpoint::status(dir, &config.fingerprint)? {
+        let described_at = dir.join(DESCRIBED);
+        let status = checkpoint::status(dir, &config.fingerprint).map_err(|e| {
+            let before = std::fs::read_to_string(&described_at).unwrap_or_default();
+            match first_difference(&before, &described) {
+                Some((then, now)) => {
+                    anyhow::anyhow!("{e}\n  it was made with   {then}\n  where this run has {now}")
+                }
+                None => e.into(),
+            }
+        })?;
+        if status == Status::Fresh {
+            // Only read back to say what differs, so not worth failing for.
+            let _ = std::fs::write(&described_at, &described);
+        }
+        Ok(match status {
             Status::Finished => Plan::Finished(dir.clone()),
             _ => Plan::Run(config),
         })
@@ -138,6 +156,28 @@ fn hold(lock: checkpoint::DirLock) {
     HELD.lock()
         .unwrap_or_else(PoisonError::into_inner)
         .push(lock);
+}
+
+/// The readable form of the fingerprint the checkpoint was made with, so
+/// that a refusal can say what differs.
+const DESCRIBED: &str = "fingerprint.txt";
+
+/// The first word where two fingerprints' readable forms differ, with the
+/// word before it (mostly a field's name), each cut to a readable length.
+fn first_difference(then: &str, now: &str) -> Option<(String, String)> {
+    let (a, b): (Vec<&str>, Vec<&str>) = (
+        then.split_whitespace().collect(),
+        now.split_whitespace().collect(),
+    );
+    if a.is_empty() {
+        return None;
+    }
+    let at = (0..a.len().max(b.len())).find(|&i| a.get(i) != b.get(i))?;
+    let around = |words: &[&str]| {
+        let text = words[at.saturating_sub(1)..words.len().min(at + 1)].join(" ");
+        format!("`{}`", keyflow::dataflow::source::shorten(&text, 160))
+    };
+    Some((around(&a), around(&b)))
 }
 
 fn crc32(bytes: &[u8]) -> u32 {
