@@ -57,6 +57,7 @@ fn error_chain(error: &anyhow::Error) -> String {
 }
 
 fn dispatch(command: Command) -> anyhow::Result<i32> {
+    keyflow::dataflow::source::check_split_bytes()?;
     match command {
         Command::Jobs => {
             for (name, what) in cli::JOBS {

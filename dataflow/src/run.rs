@@ -171,15 +171,26 @@ impl RunConfig {
                     self.processes
                 )));
             }
-            for host in &self.hosts {
-                let ok = host
-                    .rsplit_once(':')
-                    .is_some_and(|(h, p)| !h.is_empty() && p.parse::<u16>().is_ok());
+            for (i, host) in self.hosts.iter().enumerate() {
+                let ok = host.rsplit_once(':').is_some_and(|(h, p)| {
+                    !h.is_empty() && p.parse::<u16>().is_ok_and(|port| port > 0)
+                });
                 if !ok {
                     return Err(Error::Config(format!(
-                        "host file entry `{host}` is not host:port"
+                        "host file entry `{host}` is not host:port (a port from 1 to 65535)"
                     )));
                 }
+                if let Some(first) = self.hosts[..i].iter().position(|h| h == host) {
+                    return Err(Error::Config(format!(
+                        "host file entry `{host}` is given for process {first} and process {i}: \
+                         each process listens on an address of its own"
+                    )));
+                }
+            }
+            if self.connect_timeout.is_zero() {
+                return Err(Error::Config(
+                    "--connect-timeout 0: the processes could never connect".into(),
+                ));
             }
         }
         Ok(())
@@ -745,6 +756,23 @@ mod tests {
         assert!(c.validate().unwrap_err().to_string().contains("lists 1"));
         c.hosts.push("nonsense".into());
         assert!(c.validate().unwrap_err().to_string().contains("nonsense"));
+        c.hosts[1] = "127.0.0.1:0".into();
+        assert!(c
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .contains("127.0.0.1:0"));
+        c.hosts[1] = "127.0.0.1:2101".into();
+        let message = c.validate().unwrap_err().to_string();
+        assert!(message.contains("process 0 and process 1"), "{message}");
+        c.hosts[1] = "127.0.0.1:2102".into();
+        c.validate().unwrap();
+        c.connect_timeout = Duration::ZERO;
+        assert!(c
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .contains("--connect-timeout 0"));
     }
 
     #[test]

@@ -58,8 +58,8 @@ pub use redis_stream::{
     pack_id, unpack_id, ParseEntry, RedisStreamConfig, RedisStreamSource, CONSUMER,
 };
 pub use split::{
-    plan_splits, plan_splits_at, split_bytes, FileSplit, DEFAULT_SPLIT_BYTES, MIN_SPLITS,
-    SPLIT_BYTES_ENV,
+    check_split_bytes, plan_splits, plan_splits_at, split_bytes, FileSplit, DEFAULT_SPLIT_BYTES,
+    MIN_SPLITS, SPLIT_BYTES_ENV,
 };
 pub use watermark::PartitionClock;
 

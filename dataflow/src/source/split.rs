@@ -29,6 +29,26 @@ pub const DEFAULT_SPLIT_BYTES: u64 = 64 << 20;
 /// the same value.
 pub const SPLIT_BYTES_ENV: &str = "KEYFLOW_SPLIT_BYTES";
 
+/// Fails, naming the value, when [`SPLIT_BYTES_ENV`] is set to anything but
+/// a positive number of bytes ([`split_bytes`] would ignore it), so that a
+/// command can refuse it before any work.
+///
+/// ```
+/// assert!(keyflow_dataflow::source::check_split_bytes().is_ok()); // unset
+/// ```
+pub fn check_split_bytes() -> crate::Result<()> {
+    match std::env::var(SPLIT_BYTES_ENV) {
+        Err(std::env::VarError::NotPresent) => Ok(()),
+        Ok(v) if v.trim().parse::<u64>().is_ok_and(|n| n > 0) => Ok(()),
+        Ok(v) => Err(crate::Error::Config(format!(
+            "{SPLIT_BYTES_ENV}={v}: not a positive number of bytes"
+        ))),
+        Err(_) => Err(crate::Error::Config(format!(
+            "{SPLIT_BYTES_ENV} is not valid Unicode"
+        ))),
+    }
+}
+
 /// The split size in force: [`SPLIT_BYTES_ENV`] when it holds a positive
 /// number, else [`DEFAULT_SPLIT_BYTES`].
 pub fn split_bytes() -> u64 {

@@ -87,9 +87,13 @@ impl UserGeneratorConfig {
         if self.duration_ms == 0 {
             return fail("generator duration 0 would produce no events".into());
         }
-        if self.start_ms.checked_add(self.duration_ms).is_none() {
+        if self
+            .start_ms
+            .checked_add(self.duration_ms)
+            .is_none_or(|end| end > keyflow_dataflow::time::MAX_EVENT_TIME)
+        {
             return fail(format!(
-                "generator start {} plus duration {} ms overflows event time",
+                "generator start {} plus duration {} ms is after the year 9999",
                 self.start_ms, self.duration_ms
             ));
         }

@@ -114,9 +114,13 @@ impl GeneratorConfig {
                 self.speedup
             ));
         }
-        if self.start_ms.checked_add(self.duration_ms).is_none() {
+        if self
+            .start_ms
+            .checked_add(self.duration_ms)
+            .is_none_or(|end| end > keyflow_dataflow::time::MAX_EVENT_TIME)
+        {
             return fail(format!(
-                "generator start {} plus duration {} ms overflows event time",
+                "generator start {} plus duration {} ms is after the year 9999",
                 self.start_ms, self.duration_ms
             ));
         }

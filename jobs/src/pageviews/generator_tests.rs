@@ -264,7 +264,15 @@ fn validate_names_bad_values() {
                 start_ms: u64::MAX,
                 ..small(1)
             },
-            "overflows",
+            "year 9999",
+        ),
+        (
+            // Events past it would all be dropped, for ever.
+            GeneratorConfig {
+                duration_ms: keyflow_dataflow::time::MAX_EVENT_TIME,
+                ..small(1)
+            },
+            "year 9999",
         ),
     ];
     for (config, word) in cases {
