@@ -130,6 +130,21 @@ fn normalize(path: &Path) -> PathBuf {
     out
 }
 
+/// The nearest existing ancestor of `path` when it is not a directory:
+/// writing `path` would then fail with an error that names neither it nor
+/// its flag.
+fn file_above(path: &Path) -> Option<PathBuf> {
+    let absolute = std::path::absolute(path).ok()?;
+    let mut above = absolute.parent();
+    while let Some(dir) = above {
+        if let Ok(meta) = std::fs::metadata(dir) {
+            return (!meta.is_dir()).then(|| dir.to_path_buf());
+        }
+        above = dir.parent();
+    }
+    None
+}
+
 /// A path given on the command line, with its flag.
 struct Given<'a> {
     flag: &'a str,
@@ -221,6 +236,15 @@ impl<'a> RunPaths<'a> {
                      or its views would be counted twice",
                     a.path.display(),
                     b.path.display()
+                );
+            }
+        }
+        for out in outputs.iter().chain(&dirs) {
+            if let Some(file) = file_above(out.path) {
+                bail!(
+                    "{}: {} is a file, not a directory, so nothing can be written below it",
+                    out.name(),
+                    file.display()
                 );
             }
         }
@@ -511,6 +535,21 @@ mod tests {
             .inputs(&inputs)
             .output("--ready-file", Some(&input)));
         assert!(message.contains("--ready-file"), "{message}");
+    }
+
+    #[test]
+    fn an_output_below_a_file_is_refused_naming_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("views.jsonl.gz");
+        std::fs::write(&file, "").unwrap();
+        let out = file.join("sub").join("x.jsonl");
+        let message = err(RunPaths::new().output("--out", Some(&out)));
+        assert!(
+            message.contains("--out") && message.contains("views.jsonl.gz is a file"),
+            "{message}"
+        );
+        let message = err(RunPaths::new().output_dir("--hourly-out", Some(&file.join("h"))));
+        assert!(message.contains("--hourly-out"), "{message}");
     }
 
     #[test]
