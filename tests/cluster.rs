@@ -281,7 +281,9 @@ fn members_with_checkpoint_directories_of_their_own_fail_clearly() {
             .collect();
         assert!(names.contains(&format!("lock-p{process}")), "{names:?}");
         assert!(
-            !names.iter().any(|n| n.starts_with("epoch-") || n == "FINISHED"),
+            !names
+                .iter()
+                .any(|n| n.starts_with("epoch-") || n == "FINISHED"),
             "{}: {names:?}",
             ckpt.display()
         );
