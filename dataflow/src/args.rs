@@ -126,6 +126,7 @@ fn host_name() -> Option<String> {
 /// );
 /// assert_eq!(expand_peers("a:1, b:2").unwrap(), ["a:1", "b:2"]);
 /// assert!(expand_peers("k-{2..1}:1").is_err());
+/// assert!(expand_peers("k{0..1}{0..1}:1").is_err());
 /// ```
 pub fn expand_peers(list: &str) -> Result<Vec<String>> {
     let mut out = Vec::new();
@@ -142,8 +143,19 @@ pub fn expand_peers(list: &str) -> Result<Vec<String>> {
         let (range, tail) = rest.split_once('}').ok_or_else(bad)?;
         let (a, b) = range.split_once("..").ok_or_else(bad)?;
         let (a, b): (usize, usize) = (a.parse().map_err(|_| bad())?, b.parse().map_err(|_| bad())?);
-        if a > b || b - a >= 10_000 {
+        if a > b {
             return Err(bad());
+        }
+        if b - a >= 10_000 {
+            return Err(Error::Config(format!(
+                "--peers: `{part}` names {} hosts; at most 10000 per range",
+                b - a + 1
+            )));
+        }
+        if tail.contains('{') {
+            return Err(Error::Config(format!(
+                "--peers: `{part}` has more than one range; give one {{FIRST..LAST}} per entry"
+            )));
         }
         out.extend((a..=b).map(|i| format!("{head}{i}{tail}")));
     }
@@ -166,6 +178,12 @@ impl ClusterArgs {
             (Some(path), _) => Some(RunConfig::read_hostfile(path)?),
             (None, peers) => peers,
         };
+        if listed.as_ref().is_some_and(Vec::is_empty) {
+            return Err(Error::Config(match &self.hostfile {
+                Some(path) => format!("--hostfile {} lists no addresses", path.display()),
+                None => "--peers lists no addresses".into(),
+            }));
+        }
         let processes = self
             .processes
             .or(listed.as_ref().map(Vec::len))

@@ -177,12 +177,13 @@ impl RunConfig {
                 });
                 if !ok {
                     return Err(Error::Config(format!(
-                        "host file entry `{host}` is not host:port (a port from 1 to 65535)"
+                        "host entry `{host}` (of --hostfile or --peers) is not host:port, \
+                         with a port from 1 to 65535"
                     )));
                 }
                 if let Some(first) = self.hosts[..i].iter().position(|h| h == host) {
                     return Err(Error::Config(format!(
-                        "host file entry `{host}` is given for process {first} and process {i}: \
+                        "host entry `{host}` is given for process {first} and process {i}: \
                          each process listens on an address of its own"
                     )));
                 }
