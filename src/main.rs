@@ -19,9 +19,17 @@ fn main() {
         job.cluster_mut().settings =
             keyflow::dataflow::args::agreed_settings(&matches, cli::WRITTEN_BY_ONE);
     }
-    let filter = std::env::var("RUST_LOG").unwrap_or_else(|_| cli.log.clone());
+    let (text, from) = match std::env::var("RUST_LOG") {
+        Ok(text) => (text, "RUST_LOG"),
+        Err(_) => (cli.log.clone(), "--log"),
+    };
+    // A filter that does not parse would silently log less than asked.
+    let filter = tracing_subscriber::EnvFilter::try_new(&text).unwrap_or_else(|e| {
+        eprintln!("keyflow: error: invalid configuration: {from} `{text}`: {e}");
+        std::process::exit(2);
+    });
     tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
+        .with_env_filter(filter)
         .with_writer(std::io::stderr)
         // Colour codes only for a person at a terminal, never in a log file.
         .with_ansi(std::io::stderr().is_terminal())

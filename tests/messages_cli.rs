@@ -90,6 +90,15 @@ fn errors_have_no_colour_codes_and_no_doubled_os_text() {
         "1m",
     ]);
     assert!(!stderr(&out).contains('\u{1b}'), "{:?}", stderr(&out));
+
+    // A log filter that does not parse is refused, not half applied.
+    let out = keyflow(&["--log", "nonsense[[[", "jobs"]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("--log `nonsense[[[`"),
+        "{}",
+        stderr(&out)
+    );
 }
 
 #[test]
