@@ -56,10 +56,9 @@ fn special(path: &Path) -> bool {
     std::fs::metadata(path).is_ok_and(|m| !m.is_file() && !m.is_dir())
 }
 
-/// Removes temporary files beside `path` that killed runs left behind
-/// (`.NAME.WHAT-PID-N`), except `keep`. Called on restore only: a resumed
-/// run owns its outputs.
-pub fn remove_stale_temps(path: &Path, what: &str, keep: Option<&Path>) {
+/// The temporary files beside `path` (`.NAME.WHAT-PID-N`), each with what
+/// follows the prefix (`PID-N`); none when its directory cannot be read.
+fn temps_beside(path: &Path, what: &str) -> Vec<(PathBuf, String)> {
     let name = path
         .file_name()
         .map(|n| n.to_string_lossy())
@@ -70,13 +69,24 @@ pub fn remove_stale_temps(path: &Path, what: &str, keep: Option<&Path>) {
     };
     let prefix = format!(".{name}.{what}-");
     let Ok(entries) = std::fs::read_dir(&dir) else {
-        return;
+        return Vec::new();
     };
-    for entry in entries.flatten() {
-        let found = entry.path();
-        let stale = entry.file_name().to_string_lossy().starts_with(&prefix)
-            && keep.is_none_or(|k| k.file_name() != found.file_name());
-        if stale {
+    entries
+        .flatten()
+        .filter_map(|entry| {
+            let file = entry.file_name().to_string_lossy().into_owned();
+            let rest = file.strip_prefix(&prefix)?.to_string();
+            Some((entry.path(), rest))
+        })
+        .collect()
+}
+
+/// Removes temporary files beside `path` that killed runs left behind
+/// (`.NAME.WHAT-PID-N`), except `keep`. Called on restore only: a resumed
+/// run owns its outputs.
+pub fn remove_stale_temps(path: &Path, what: &str, keep: Option<&Path>) {
+    for (found, _) in temps_beside(path, what) {
+        if keep.is_none_or(|k| k.file_name() != found.file_name()) {
             let _ = std::fs::remove_file(&found);
         }
     }
@@ -106,33 +116,18 @@ pub fn remove_stale_temps(path: &Path, what: &str, keep: Option<&Path>) {
 /// # Ok::<(), std::io::Error>(())
 /// ```
 pub fn remove_orphaned_temps(path: &Path, what: &str) {
-    let proc = Path::new("/proc/self");
-    if !proc.exists() {
+    if !Path::new("/proc/self").exists() {
         return;
     }
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy())
-        .unwrap_or_default();
-    let dir = match path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        Some(d) => d.to_path_buf(),
-        None => PathBuf::from("."),
-    };
-    let prefix = format!(".{name}.{what}-");
-    let Ok(entries) = std::fs::read_dir(&dir) else {
-        return;
-    };
-    for entry in entries.flatten() {
-        let file = entry.file_name().to_string_lossy().into_owned();
-        let pid = file
-            .strip_prefix(&prefix)
-            .and_then(|rest| rest.split_once('-'))
+    for (found, rest) in temps_beside(path, what) {
+        let pid = rest
+            .split_once('-')
             .and_then(|(pid, n)| n.parse::<u64>().ok().and(pid.parse::<u32>().ok()));
         let orphaned = pid.is_some_and(|pid| {
             pid != std::process::id() && !Path::new("/proc").join(pid.to_string()).exists()
         });
         if orphaned {
-            let _ = std::fs::remove_file(entry.path());
+            let _ = std::fs::remove_file(&found);
         }
     }
 }
