@@ -561,7 +561,11 @@ where
         let started = match &c.checkpoint {
             Some(ck) => crate::checkpoint::check_shared(&ck.dir, c.process, c.processes),
             None => Ok(()),
-        };
+        }
+        .and_then(|()| match ctx.checkpointer() {
+            Some(checkpointer) => checkpointer.check_start(),
+            None => Ok(()),
+        });
         if let Err(error) = started.and_then(|()| mark_ready(c)) {
             ctx.fail(error);
         }

@@ -126,6 +126,8 @@ impl Checkpointer {
                 store::load(&config.dir, epoch, &config.fingerprint)?,
             ),
         };
+        store::forget_unfinished(&config.dir, process, restored_epoch)?;
+        store::write_start(&config.dir, process, restored_epoch)?;
         let failure = Arc::new(Mutex::new(None));
         let completed = Completed::default();
         if let Some(epoch) = restored_epoch {
@@ -357,6 +359,17 @@ impl Checkpointer {
     pub fn processes(&self) -> usize {
         self.processes
     }
+
+    /// Checks that every process of the cluster restored from the same
+    /// epoch as this one; call it once the mesh has formed.
+    pub fn check_start(&self) -> Result<()> {
+        store::check_start(
+            &self.config.dir,
+            self.process,
+            self.processes,
+            self.restored_epoch,
+        )
+    }
 }
 
 fn write_job(config: &CheckpointConfig, process: usize, job: &Job) -> Result<()> {
@@ -484,5 +497,104 @@ impl StepCheckpoint {
     /// A blob of the restored run, by the name a restored part gave.
     pub fn restored_blob(&self, name: &str) -> Result<Vec<u8>> {
         store::read_blob(&self.ckpt.config.dir, name)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn scratch(name: &str) -> std::path::PathBuf {
+        let dir = std::env::temp_dir().join(format!("keyflow-ckpt-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        dir
+    }
+
+    fn config(dir: &std::path::Path) -> CheckpointConfig {
+        CheckpointConfig {
+            dir: dir.to_path_buf(),
+            every: 10,
+            fingerprint: "test".into(),
+        }
+    }
+
+    /// Process `p` of two, one worker each, with one step.
+    fn open(dir: &std::path::Path, p: usize) -> (Arc<Checkpointer>, StepCheckpoint) {
+        let c = Checkpointer::open(config(dir), p, 2, 1).unwrap().unwrap();
+        let k = c.register(p, "s", "here").unwrap();
+        c.seal(p);
+        (c, k)
+    }
+
+    /// Process 1 saves epochs with parts that name the blob they refer to.
+    fn run_ahead(k: &StepCheckpoint, blob_at: EventTime, epochs: &[EventTime]) {
+        let blob = k.save_blob(blob_at, b"shard".to_vec()).unwrap();
+        for &e in epochs {
+            k.save_with(e, blob.clone().into_bytes(), std::slice::from_ref(&blob))
+                .unwrap();
+        }
+    }
+
+    #[test]
+    fn a_killed_member_s_unfinished_epochs_are_not_completed_by_the_next_run() {
+        let dir = &scratch("unfinished");
+        // Run A: process 1 gets to 50, process 0 to 20; both are killed.
+        let (p1, k1) = open(dir, 1);
+        run_ahead(&k1, 10, &[10, 20, 30, 40, 50]);
+        p1.finish(false).unwrap();
+        let (p0, k0) = open(dir, 0);
+        for e in [10, 20] {
+            k0.save(e, vec![0]).unwrap();
+        }
+        p0.finish(false).unwrap();
+        assert_eq!(store::newest_complete(dir).unwrap(), Some(20));
+        // Run B restores 20. Process 1 writes a new blob; process 0 runs
+        // past the epochs where pruning drops run A's blob, to 50, where
+        // run A's process 1 left its done marker.
+        let (p1, k1) = open(dir, 1);
+        let (p0, k0) = open(dir, 0);
+        assert_eq!(
+            (p0.restored_epoch(), p1.restored_epoch()),
+            (Some(20), Some(20))
+        );
+        p0.check_start().unwrap();
+        run_ahead(&k1, 30, &[30, 40]);
+        p1.finish(false).unwrap();
+        for e in [30, 40, 50] {
+            k0.save(e, vec![0]).unwrap();
+        }
+        p0.finish(false).unwrap();
+        // 50 is not complete: only run B's process 0 wrote it.
+        assert_eq!(store::newest_complete(dir).unwrap(), Some(40));
+        // And what is complete restores, blobs included.
+        let (p1, k1) = open(dir, 1);
+        assert_eq!(p1.restored_epoch(), Some(40));
+        let parts = k1.restored_parts();
+        assert_eq!(parts.len(), 2);
+        let name = String::from_utf8(parts[1].clone()).unwrap();
+        assert_eq!(k1.restored_blob(&name).unwrap(), b"shard");
+        p1.finish(false).unwrap();
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn processes_that_restored_different_epochs_are_refused() {
+        let dir = &scratch("start");
+        let (p1, _k1) = open(dir, 1);
+        let (p0, _k0) = open(dir, 0);
+        p0.check_start().unwrap();
+        p1.check_start().unwrap();
+        // Process 1 as if restarted after an epoch completed.
+        store::write_start(dir, 1, Some(20)).unwrap();
+        let err = p0.check_start().unwrap_err().to_string();
+        assert!(
+            err.contains("process 1 started from the checkpoint at")
+                && err.contains("process 0 started from the beginning")
+                && err.contains("start them all again together"),
+            "{err}"
+        );
+        p0.finish(false).unwrap();
+        p1.finish(false).unwrap();
+        std::fs::remove_dir_all(dir).unwrap();
     }
 }

@@ -5,6 +5,7 @@
 //! DIR/epoch-<E>/done-p<P>        process P has written all of its parts
 //! DIR/epoch-<E>/MANIFEST         written last, by process 0: the epoch is complete
 //! DIR/FINISHED                   the job ran to its end
+//! DIR/start-p<P>                 the epoch process P of the current run restored
 //! ```
 //!
 //! Every file is written to a temporary name, fsynced and renamed, and the
@@ -435,6 +436,91 @@ fn prune(dir: &Path) -> Result<()> {
     Ok(())
 }
 
+/// Removes what process `process` wrote for epochs after `restored`,
+/// none of which is complete: a run killed mid-epoch leaves parts and a
+/// done marker there. Process 0 of the next run would otherwise complete
+/// such an epoch with them, and they may refer to blobs that pruning has
+/// removed since, or to state the new run never had. Called before the
+/// run joins its cluster, so no process of the new run writes before every
+/// process has cleared its own.
+pub(crate) fn forget_unfinished(
+    dir: &Path,
+    process: usize,
+    restored: Option<EventTime>,
+) -> Result<()> {
+    let done = format!("done-p{process}");
+    let parts = format!("p{process}-w");
+    for epoch in epochs(dir)? {
+        if restored.is_some_and(|r| epoch <= r) {
+            continue;
+        }
+        let edir = epoch_dir(dir, epoch);
+        if edir.join("MANIFEST").exists() {
+            // Newer than the restored epoch yet complete: another run
+            // completed it after this one looked. The start check refuses
+            // that run; leave its files alone.
+            continue;
+        }
+        let Ok(entries) = std::fs::read_dir(&edir) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if name == done || (name.starts_with(&parts) && name.ends_with(".part")) {
+                std::fs::remove_file(entry.path()).map_err(|e| Error::io(entry.path(), e))?;
+            }
+        }
+    }
+    Ok(())
+}
+
+#[derive(Debug, Serialize, Deserialize, PartialEq)]
+struct Start {
+    restored: Option<EventTime>,
+}
+
+/// Records the epoch process `process` restored from, for [`check_start`].
+pub(crate) fn write_start(dir: &Path, process: usize, restored: Option<EventTime>) -> Result<()> {
+    let text = serde_json::to_string(&Start { restored })
+        .map_err(|e| Error::External(format!("checkpoint start: {e}")))?;
+    write_atomic(&dir.join(format!("start-p{process}")), text.as_bytes())
+}
+
+/// Checks that every process of the cluster restored from the same epoch
+/// as this one. Processes restarted one by one (a pod at a time) may read
+/// the directory on either side of an epoch's completion; mixing their
+/// states would give wrong output, so the run stops and says to start them
+/// again. Call it once the mesh has formed: each process wrote its start
+/// before joining.
+pub(crate) fn check_start(
+    dir: &Path,
+    process: usize,
+    processes: usize,
+    restored: Option<EventTime>,
+) -> Result<()> {
+    let show = |e: Option<EventTime>| match e {
+        Some(e) => format!("the checkpoint at {}", crate::time::format_utc(e)),
+        None => "the beginning".to_string(),
+    };
+    for other in (0..processes).filter(|&p| p != process) {
+        let path = dir.join(format!("start-p{other}"));
+        let text = std::fs::read_to_string(&path).map_err(|e| Error::io(&path, e))?;
+        let start: Start =
+            serde_json::from_str(&text).map_err(|e| damaged(&path, format!("bad marker: {e}")))?;
+        if start.restored != restored {
+            return Err(damaged(
+                dir,
+                format!(
+                    "process {other} started from {} where process {process} started from {}:                      the processes were started at different moments of the checkpoint;                      start them all again together",
+                    show(start.restored),
+                    show(restored)
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// Marks the job finished: a later run with the same configuration does
 /// nothing, and the epochs are no longer needed.
 pub(crate) fn mark_finished(dir: &Path, fingerprint: &str) -> Result<()> {
@@ -460,6 +546,11 @@ pub fn wipe(dir: &Path) -> Result<()> {
     let finished = dir.join("FINISHED");
     if finished.exists() {
         std::fs::remove_file(&finished).map_err(|e| Error::io(&finished, e))?;
+    }
+    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        if entry.file_name().to_string_lossy().starts_with("start-p") {
+            let _ = std::fs::remove_file(entry.path());
+        }
     }
     for sub in ["blobs", "ids"] {
         let path = dir.join(sub);
