@@ -19,6 +19,12 @@
 //! directory's lock for its process index while it runs (see [`lock`]),
 //! so a second run on the same directory is refused at its start.
 //!
+//! A process that restores first removes what it wrote for the epochs
+//! after the restored one: a killed run leaves them incomplete, and they
+//! must not be completed with the next run's parts. Once a cluster's mesh
+//! has formed, every process checks that all restored the same epoch, as
+//! members restarted one at a time may not have.
+//!
 //! A job checkpoints with one call on its run configuration; a second run
 //! with the same directory resumes (here, the job had finished: nothing to
 //! do).
