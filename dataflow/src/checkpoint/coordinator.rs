@@ -597,4 +597,22 @@ mod tests {
         p1.finish(false).unwrap();
         std::fs::remove_dir_all(dir).unwrap();
     }
+
+    #[test]
+    fn a_finished_job_s_leftover_epochs_and_blobs_are_removed() {
+        let dir = &scratch("finished");
+        std::fs::create_dir_all(dir).unwrap();
+        store::mark_finished(dir, "test").unwrap();
+        // As a run killed right after the marker leaves them.
+        std::fs::create_dir_all(store::epoch_dir(dir, 30)).unwrap();
+        store::write_blob(dir, "s-w0-e30", b"shard").unwrap();
+        assert!(Checkpointer::open(config(dir), 0, 1, 1).unwrap().is_none());
+        let mut left: Vec<_> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        left.sort();
+        assert_eq!(left, ["FINISHED"]);
+        std::fs::remove_dir_all(dir).unwrap();
+    }
 }

@@ -278,7 +278,10 @@ fn check_fingerprint(path: &Path, found: &str, expected: &str) -> Result<()> {
 }
 
 /// What `dir` holds for the job with `fingerprint`. A damaged or foreign
-/// checkpoint is an error naming the file, never a fresh start.
+/// checkpoint is an error naming the file, never a fresh start. For a
+/// finished job it also removes any epochs and blobs still there (a run
+/// killed between marking the job finished and removing them); call it
+/// holding the directory's [`lock`](super::lock).
 pub fn status(dir: &Path, fingerprint: &str) -> Result<Status> {
     let finished = dir.join("FINISHED");
     if finished.exists() {
@@ -287,6 +290,8 @@ pub fn status(dir: &Path, fingerprint: &str) -> Result<Status> {
         let f: Finished = serde_json::from_str(&text)
             .map_err(|e| damaged(&finished, format!("bad marker: {e}")))?;
         check_fingerprint(&finished, &f.fingerprint, fingerprint)?;
+        // A run killed right after writing the marker left them behind.
+        remove_epochs_and_blobs(dir)?;
         return Ok(Status::Finished);
     }
     for epoch in epochs(dir)? {
@@ -530,6 +535,11 @@ pub(crate) fn mark_finished(dir: &Path, fingerprint: &str) -> Result<()> {
     };
     let text = serde_json::to_string(&f).map_err(|e| Error::External(e.to_string()))?;
     write_atomic(&dir.join("FINISHED"), text.as_bytes())?;
+    remove_epochs_and_blobs(dir)
+}
+
+/// Removes the epochs and blobs of a finished job: nothing restores them.
+fn remove_epochs_and_blobs(dir: &Path) -> Result<()> {
     for e in epochs(dir)? {
         let _ = std::fs::remove_dir_all(epoch_dir(dir, e));
     }
