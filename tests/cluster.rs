@@ -145,6 +145,76 @@ fn a_killed_member_stops_the_cluster_quickly() {
 }
 
 #[test]
+fn an_idle_cluster_outlives_its_connect_timeout_and_a_member_paused_briefly() {
+    // One event a second, paced: the links sit idle for longer than the
+    // start-up timeout, whose deadline the handshake left on the sockets
+    // (timely's threads took the timed-out read for a lost peer), and a
+    // member stopped for a second saw its read fail with EINTR.
+    let dir = tempfile::tempdir().unwrap();
+    let job = |out: &Path| {
+        [
+            "run",
+            "trending",
+            "--articles",
+            "100",
+            "--rate",
+            "1",
+            "--duration",
+            "6s",
+            "--top",
+            "0",
+            "--quiet",
+            "--out",
+            &out.display().to_string(),
+        ]
+        .map(String::from)
+        .to_vec()
+    };
+    let want = dir.path().join("want.jsonl");
+    let argv = job(&want);
+    let argv: Vec<&str> = argv.iter().map(String::as_str).collect();
+    assert!(run(&argv, Duration::from_secs(60)).status.success());
+    let got = dir.path().join("got.jsonl");
+    let child = Command::new(KEYFLOW)
+        .args(["cluster", "--processes", "2", "--workers", "1", "--"])
+        .args(job(&got))
+        .args(["--realtime", "--connect-timeout", "1s"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let launcher = child.id().to_string();
+    let started = Instant::now();
+    let members = loop {
+        let found = Command::new("pgrep")
+            .args(["-P", &launcher])
+            .output()
+            .unwrap();
+        let pids: Vec<String> = String::from_utf8_lossy(&found.stdout)
+            .split_whitespace()
+            .map(String::from)
+            .collect();
+        if pids.len() == 2 || started.elapsed() > Duration::from_secs(20) {
+            break pids;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert_eq!(members.len(), 2, "the cluster did not start its members");
+    std::thread::sleep(Duration::from_secs(2));
+    let _ = Command::new("kill").args(["-STOP", &members[0]]).status();
+    std::thread::sleep(Duration::from_secs(1));
+    let _ = Command::new("kill").args(["-CONT", &members[0]]).status();
+    let (out, _) = wait_bounded(child, Duration::from_secs(60));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let want = std::fs::read(&want).unwrap();
+    assert!(!want.is_empty() && std::fs::read(&got).unwrap() == want);
+}
+
+#[test]
 fn a_short_hostfile_is_rejected_before_any_work() {
     let dir = tempfile::tempdir().unwrap();
     let hosts = dir.path().join("hosts");

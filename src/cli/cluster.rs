@@ -230,10 +230,12 @@ fn run_once(cmd: &ClusterCmd, dir: &std::path::Path, secret: &str) -> anyhow::Re
             } else {
                 format!(" (then {})", others.join(", "))
             };
-            eprintln!(
-                "keyflow cluster: process {index} {what}{also}; stopping the other {} processes",
-                running.len()
-            );
+            let stopping = match running.len() {
+                0 => String::new(),
+                1 => "; stopping the other process".to_string(),
+                n => format!("; stopping the other {n} processes"),
+            };
+            eprintln!("keyflow cluster: process {index} {what}{also}{stopping}");
             stop_all(&mut running);
             return Ok(Outcome::Failed(code, format!("process {index} {what}")));
         }

@@ -35,7 +35,7 @@ use std::time::Duration;
 pub use hello::Channel;
 pub use watch::{Reports, Watch};
 
-use crate::error::Result;
+use crate::error::{Error, Result};
 
 /// What the mesh needs to know about this process and its cluster.
 #[derive(Debug, Clone, Copy)]
@@ -84,5 +84,15 @@ pub struct Links {
 pub fn form(mesh: &Mesh<'_>) -> Result<Links> {
     let mut links = links::connect(mesh)?;
     barrier::cross(mesh, &mut links)?;
+    // The handshake read with deadlines, which stay on a socket. timely's
+    // network threads take any read error as the end of the cluster: an
+    // idle link would time out, and a read interrupted by a signal (a
+    // short SIGSTOP) fails with EINTR only when a timeout is set.
+    for stream in links.data.iter().flatten() {
+        stream
+            .set_read_timeout(None)
+            .and_then(|()| stream.set_write_timeout(None))
+            .map_err(|e| Error::Startup(format!("cannot set up a link for timely: {e}")))?;
+    }
     Ok(links)
 }
