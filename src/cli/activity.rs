@@ -273,7 +273,11 @@ pub fn run(args: &ActivityArgs) -> anyhow::Result<i32> {
         }
         Plan::Run(checkpoint) => {
             resuming = matches!(
-                checkpoint::status(&checkpoint.dir, &checkpoint.fingerprint)?,
+                checkpoint::status_as(
+                    &checkpoint.dir,
+                    &checkpoint.fingerprint,
+                    run_config.process
+                )?,
                 Status::Resume(_)
             );
             run_config.checkpoint = Some(checkpoint);

@@ -129,7 +129,7 @@ impl CheckpointArgs {
         };
         config.validate()?;
         let described_at = dir.join(DESCRIBED);
-        let status = checkpoint::status(dir, &config.fingerprint).map_err(|e| {
+        let status = checkpoint::status_as(dir, &config.fingerprint, process).map_err(|e| {
             let before = std::fs::read_to_string(&described_at).unwrap_or_default();
             match first_difference(&before, &described) {
                 Some((then, now)) => {
@@ -138,8 +138,9 @@ impl CheckpointArgs {
                 None => e.into(),
             }
         })?;
-        if status == Status::Fresh {
-            // Only read back to say what differs, so not worth failing for.
+        if status == Status::Fresh && process == 0 {
+            // Process 0's, whose fingerprint the checkpoints carry. Only
+            // read back to say what differs, so not worth failing for.
             let _ = std::fs::write(&described_at, &described);
         }
         Ok(match status {

@@ -118,14 +118,15 @@ impl Checkpointer {
     ) -> Result<Option<Arc<Self>>> {
         config.validate()?;
         std::fs::create_dir_all(&config.dir).map_err(|e| Error::io(&config.dir, e))?;
-        let (restored_epoch, restored) = match store::status(&config.dir, &config.fingerprint)? {
-            Status::Finished => return Ok(None),
-            Status::Fresh => (None, BTreeMap::new()),
-            Status::Resume(epoch) => (
-                Some(epoch),
-                store::load(&config.dir, epoch, &config.fingerprint)?,
-            ),
-        };
+        let (restored_epoch, restored) =
+            match store::status_as(&config.dir, &config.fingerprint, process)? {
+                Status::Finished => return Ok(None),
+                Status::Fresh => (None, BTreeMap::new()),
+                Status::Resume(epoch) => (
+                    Some(epoch),
+                    store::load(&config.dir, epoch, &config.fingerprint, process)?,
+                ),
+            };
         store::forget_unfinished(&config.dir, process, restored_epoch)?;
         store::write_start(&config.dir, process, restored_epoch)?;
         let failure = Arc::new(Mutex::new(None));
@@ -613,6 +614,29 @@ mod tests {
             .collect();
         left.sort();
         assert_eq!(left, ["FINISHED"]);
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn only_process_0_checks_the_fingerprint() {
+        let dir = &scratch("fingerprint");
+        let (p1, k1) = open(dir, 1);
+        run_ahead(&k1, 10, &[10]);
+        p1.finish(false).unwrap();
+        let (p0, k0) = open(dir, 0);
+        k0.save(10, vec![0]).unwrap();
+        p0.finish(false).unwrap();
+        // Process 1 may have another output path, or its own copy of an
+        // input: its fingerprint is not the one the manifest carries.
+        let other = CheckpointConfig {
+            fingerprint: "other".into(),
+            ..config(dir)
+        };
+        let p1 = Checkpointer::open(other.clone(), 1, 2, 1).unwrap().unwrap();
+        assert_eq!(p1.restored_epoch(), Some(10));
+        p1.finish(false).unwrap();
+        let err = Checkpointer::open(other, 0, 2, 1).unwrap_err().to_string();
+        assert!(err.contains("different job or configuration"), "{err}");
         std::fs::remove_dir_all(dir).unwrap();
     }
 }

@@ -283,13 +283,26 @@ fn check_fingerprint(path: &Path, found: &str, expected: &str) -> Result<()> {
 /// killed between marking the job finished and removing them); call it
 /// holding the directory's [`lock`](super::lock).
 pub fn status(dir: &Path, fingerprint: &str) -> Result<Status> {
+    status_as(dir, fingerprint, 0)
+}
+
+/// [`status`] as process `process` of a cluster. Only process 0 checks
+/// the fingerprint: the manifests and the finished marker carry its
+/// fingerprint, and the others' may differ where their command lines may
+/// (an output's path, an input's copy on another host). They must match
+/// process 0's flags when the mesh forms, and restore the epoch it does.
+pub fn status_as(dir: &Path, fingerprint: &str, process: usize) -> Result<Status> {
+    let check = |path: &Path, found: &str| match process {
+        0 => check_fingerprint(path, found, fingerprint),
+        _ => Ok(()),
+    };
     let finished = dir.join("FINISHED");
     if finished.exists() {
         let text = std::fs::read_to_string(&finished)
             .map_err(|e| damaged(&finished, format!("cannot read: {e}")))?;
         let f: Finished = serde_json::from_str(&text)
             .map_err(|e| damaged(&finished, format!("bad marker: {e}")))?;
-        check_fingerprint(&finished, &f.fingerprint, fingerprint)?;
+        check(&finished, &f.fingerprint)?;
         // A run killed right after writing the marker left them behind.
         remove_epochs_and_blobs(dir)?;
         return Ok(Status::Finished);
@@ -298,7 +311,7 @@ pub fn status(dir: &Path, fingerprint: &str) -> Result<Status> {
         let path = epoch_dir(dir, epoch).join("MANIFEST");
         if path.exists() {
             let manifest = read_manifest(&path)?;
-            check_fingerprint(&path, &manifest.fingerprint, fingerprint)?;
+            check(&path, &manifest.fingerprint)?;
             return Ok(Status::Resume(epoch));
         }
     }
@@ -313,15 +326,19 @@ pub fn newest_complete(dir: &Path) -> Result<Option<EventTime>> {
 }
 
 /// Every part of a complete epoch, by step id, with the parts of all old
-/// workers in worker order.
+/// workers in worker order; process 0 checks the fingerprint (see
+/// [`status_as`]).
 pub(crate) fn load(
     dir: &Path,
     epoch: EventTime,
     fingerprint: &str,
+    process: usize,
 ) -> Result<BTreeMap<String, Vec<Vec<u8>>>> {
     let edir = epoch_dir(dir, epoch);
     let manifest = read_manifest(&edir.join("MANIFEST"))?;
-    check_fingerprint(&edir.join("MANIFEST"), &manifest.fingerprint, fingerprint)?;
+    if process == 0 {
+        check_fingerprint(&edir.join("MANIFEST"), &manifest.fingerprint, fingerprint)?;
+    }
     let mut steps: BTreeMap<String, Vec<Vec<u8>>> = BTreeMap::new();
     if !manifest.part_crcs.is_empty() && manifest.part_crcs.len() != manifest.parts.len() {
         return Err(damaged(
