@@ -4,7 +4,7 @@
 
 use std::path::Path;
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 mod cluster_support;
 
@@ -108,23 +108,7 @@ fn a_killed_member_stops_the_cluster_quickly() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let launcher = child.id();
-    // Find the members (children of the launcher) once they run.
-    let started = Instant::now();
-    let members = loop {
-        let found = Command::new("pgrep")
-            .args(["-P", &launcher.to_string()])
-            .output()
-            .unwrap();
-        let pids: Vec<u32> = String::from_utf8_lossy(&found.stdout)
-            .split_whitespace()
-            .filter_map(|p| p.parse().ok())
-            .collect();
-        if pids.len() == 2 || started.elapsed() > Duration::from_secs(20) {
-            break pids;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    };
+    let members = two_members(child.id());
     assert_eq!(members.len(), 2, "the cluster did not start its members");
     std::thread::sleep(Duration::from_secs(3));
     Command::new("kill")
@@ -183,22 +167,7 @@ fn an_idle_cluster_outlives_its_connect_timeout_and_a_member_paused_briefly() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let launcher = child.id().to_string();
-    let started = Instant::now();
-    let members = loop {
-        let found = Command::new("pgrep")
-            .args(["-P", &launcher])
-            .output()
-            .unwrap();
-        let pids: Vec<String> = String::from_utf8_lossy(&found.stdout)
-            .split_whitespace()
-            .map(String::from)
-            .collect();
-        if pids.len() == 2 || started.elapsed() > Duration::from_secs(20) {
-            break pids;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    };
+    let members: Vec<String> = two_members(child.id()).iter().map(u32::to_string).collect();
     assert_eq!(members.len(), 2, "the cluster did not start its members");
     std::thread::sleep(Duration::from_secs(2));
     let _ = Command::new("kill").args(["-STOP", &members[0]]).status();

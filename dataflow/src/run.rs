@@ -558,14 +558,13 @@ where
         // once: returning it would drop the mesh, whose threads wait for
         // the peers to close theirs first.
         let c = &ctx.config;
-        let started = match &c.checkpoint {
-            Some(ck) => crate::checkpoint::check_shared(&ck.dir, c.process, c.processes),
-            None => Ok(()),
-        }
-        .and_then(|()| match ctx.checkpointer() {
-            Some(checkpointer) => checkpointer.check_start(),
-            None => Ok(()),
-        });
+        let started = match (&c.checkpoint, ctx.checkpointer()) {
+            (Some(ck), Some(checkpointer)) => {
+                crate::checkpoint::check_shared(&ck.dir, c.process, c.processes)
+                    .and_then(|()| checkpointer.check_start())
+            }
+            _ => Ok(()),
+        };
         if let Err(error) = started.and_then(|()| mark_ready(c)) {
             ctx.fail(error);
         }

@@ -71,3 +71,23 @@ pub fn two_free_hosts(dir: &Path) -> String {
     std::fs::write(&hosts, text).unwrap();
     hosts.display().to_string()
 }
+
+/// The pids of the members `keyflow cluster` (pid `launcher`) started,
+/// once both of two run; fewer if they did not within 20 s.
+pub fn two_members(launcher: u32) -> Vec<u32> {
+    let started = Instant::now();
+    loop {
+        let found = Command::new("pgrep")
+            .args(["-P", &launcher.to_string()])
+            .output()
+            .unwrap();
+        let pids: Vec<u32> = String::from_utf8_lossy(&found.stdout)
+            .split_whitespace()
+            .filter_map(|p| p.parse().ok())
+            .collect();
+        if pids.len() == 2 || started.elapsed() > Duration::from_secs(20) {
+            return pids;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}

@@ -496,7 +496,7 @@ pub(crate) fn forget_unfinished(
     Ok(())
 }
 
-#[derive(Debug, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Serialize, Deserialize)]
 struct Start {
     restored: Option<EventTime>,
 }
@@ -533,7 +533,9 @@ pub(crate) fn check_start(
             return Err(damaged(
                 dir,
                 format!(
-                    "process {other} started from {} where process {process} started from {}:                      the processes were started at different moments of the checkpoint;                      start them all again together",
+                    "process {other} started from {} where process {process} started from {}: \
+                     the processes were started at different moments of the checkpoint; \
+                     start them all again together",
                     show(start.restored),
                     show(restored)
                 ),
