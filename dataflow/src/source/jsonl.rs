@@ -204,6 +204,12 @@ impl LineReader {
 
     /// The line last read.
     fn current(&self) -> std::result::Result<&str, String> {
+        let bytes = self.current_bytes()?;
+        std::str::from_utf8(bytes).map_err(|e| format!("invalid UTF-8: {e}"))
+    }
+
+    /// The line last read, as bytes: not checked to be UTF-8.
+    fn current_bytes(&self) -> std::result::Result<&[u8], String> {
         if self.too_long {
             return Err(format!(
                 "a line of more than {MAX_LINE_BYTES} bytes (the most one may have)"
@@ -217,7 +223,7 @@ impl LineReader {
             .iter()
             .rposition(|&b| b != b'\n' && b != b'\r')
             .map_or(0, |last| last + 1);
-        std::str::from_utf8(&read[..end]).map_err(|e| format!("invalid UTF-8: {e}"))
+        Ok(&read[..end])
     }
 
     /// Where the line last returned is: `file:line`, or `file@byte N` (its
@@ -280,11 +286,12 @@ impl Drop for OpenSlot {
     }
 }
 
-/// What [`InputFile::next_line`] found.
+/// What [`InputFile::next_line`] found (a line as text), or
+/// [`InputFile::next_bytes`] (a line as bytes, `L` = `[u8]`).
 #[derive(Debug, PartialEq, Eq)]
-pub enum NextLine<'a> {
-    /// A line without its ending, or why it is not text.
-    Line(std::result::Result<&'a str, String>),
+pub enum NextLine<'a, L: ?Sized = str> {
+    /// A line without its ending, or why it cannot be read.
+    Line(std::result::Result<&'a L, String>),
     /// The file is not open yet because [`MAX_OPEN_INPUTS`] others are:
     /// read nothing now and ask again (its partition stays active, so its
     /// watermark holds progress back and nothing it reads later is late).
@@ -366,8 +373,37 @@ impl InputFile {
         self.ended = true;
     }
 
-    /// The next line, opening the file first if a place is free.
+    /// The next line, opening the file first if a place is free. A line
+    /// that is not UTF-8 comes as an `Err` saying so.
     pub fn next_line(&mut self) -> Result<NextLine<'_>> {
+        self.next_with(LineReader::current)
+    }
+
+    /// The next line as [`InputFile::next_line`] gives it, but as bytes,
+    /// not checked to be UTF-8: for a parser that checks only the parts it
+    /// keeps. Only a line over [`MAX_LINE_BYTES`] comes as an `Err`.
+    ///
+    /// ```
+    /// use keyflow_dataflow::source::{InputFile, NextLine};
+    /// let path = std::env::temp_dir().join(format!("keyflow-doc-bytes-{}", std::process::id()));
+    /// std::fs::write(&path, b"a\r\n\xff\n")?;
+    /// let mut file = InputFile::new(path.clone());
+    /// assert_eq!(file.next_bytes()?, NextLine::Line(Ok(&b"a"[..])));
+    /// assert_eq!(file.next_bytes()?, NextLine::Line(Ok(&b"\xff"[..])));
+    /// assert_eq!(file.next_bytes()?, NextLine::End);
+    /// std::fs::remove_file(&path)?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn next_bytes(&mut self) -> Result<NextLine<'_, [u8]>> {
+        self.next_with(LineReader::current_bytes)
+    }
+
+    /// Reads the next line, opening the file first if a place is free, and
+    /// gives it as `line` reads it from the reader.
+    fn next_with<'a, L: ?Sized>(
+        &'a mut self,
+        line: impl FnOnce(&'a LineReader) -> std::result::Result<&'a L, String>,
+    ) -> Result<NextLine<'a, L>> {
         if self.ended {
             return Ok(NextLine::End);
         }
@@ -386,7 +422,7 @@ impl InputFile {
         // Kept here so that `location` stays right after the file closes.
         self.line = reader.line();
         self.line_start = reader.line_start;
-        Ok(NextLine::Line(reader.current()))
+        Ok(NextLine::Line(line(reader)))
     }
 
     /// Passes up to `n` lines as [`LineReader::skip_items`] does, to resume

@@ -83,27 +83,96 @@ pub(super) fn parse_timed(line: &str) -> Result<(EventTime, JsonView<'_>), Strin
     Ok((ts, raw))
 }
 
+/// A file line's fields, its names as bytes that are known to be UTF-8.
+pub(super) struct LineFields<'a> {
+    pub(super) ts: EventTime,
+    pub(super) views: u64,
+    pub(super) project: Cow<'a, [u8]>,
+    pub(super) title: Cow<'a, [u8]>,
+}
+
+/// [`parse_timed`] of a file's line read as bytes; `None` for a blank
+/// line. A plain line is read straight from its bytes, its names checked
+/// only where its scan could not tell; any other line is checked to be
+/// UTF-8 first, as [`InputFile::next_line`] would have.
+///
+/// [`InputFile::next_line`]: keyflow_dataflow::source::InputFile::next_line
+pub(super) fn parse_line(line: &[u8]) -> Result<Option<LineFields<'_>>, String> {
+    if let Some(plain) = parse_plain(line) {
+        let (project, title) = (&line[plain.project], &line[plain.title]);
+        if !plain.names_checked {
+            check_name("project", &String::from_utf8_lossy(project))?;
+            check_name("title", &String::from_utf8_lossy(title))?;
+        }
+        check_views(plain.views)?;
+        return Ok(Some(LineFields {
+            ts: plain.ts,
+            views: plain.views,
+            project: Cow::Borrowed(project),
+            title: Cow::Borrowed(title),
+        }));
+    }
+    let line = std::str::from_utf8(line).map_err(|e| format!("invalid UTF-8: {e}"))?;
+    if line.trim().is_empty() {
+        return Ok(None);
+    }
+    let raw = serde_json::from_str(line).map_err(|e| e.to_string())?;
+    let raw = check_fields(raw)?;
+    Ok(Some(LineFields {
+        ts: raw.ts.ok_or("missing field `ts`")?,
+        views: raw.views,
+        project: bytes(raw.project),
+        title: bytes(raw.title),
+    }))
+}
+
+/// A name's bytes, borrowed where the name is.
+fn bytes(name: Cow<'_, str>) -> Cow<'_, [u8]> {
+    match name {
+        Cow::Borrowed(name) => Cow::Borrowed(name.as_bytes()),
+        Cow::Owned(name) => Cow::Owned(name.into_bytes()),
+    }
+}
+
 /// Parses and checks one line's fields.
 fn parse_fields(line: &str) -> Result<JsonView<'_>, String> {
-    let raw = match parse_plain(line) {
-        Some(raw) => raw,
+    let raw = match parse_plain(line.as_bytes()) {
+        Some(plain) => JsonView {
+            project: Cow::Borrowed(&line[plain.project]),
+            title: Cow::Borrowed(&line[plain.title]),
+            ts: Some(plain.ts),
+            views: plain.views,
+            names_checked: plain.names_checked,
+        },
         None => serde_json::from_str(line).map_err(|e| e.to_string())?,
     };
+    check_fields(raw)
+}
+
+/// Checks what the parser does not: names, and views in range.
+fn check_fields(raw: JsonView<'_>) -> Result<JsonView<'_>, String> {
     if !raw.names_checked {
         check_name("project", &raw.project)?;
         check_name("title", &raw.title)?;
     }
-    if raw.views == 0 {
+    check_views(raw.views)?;
+    Ok(raw)
+}
+
+/// An event stands for at least one view, and at most [`MAX_VIEWS`].
+///
+/// [`MAX_VIEWS`]: super::MAX_VIEWS
+fn check_views(views: u64) -> Result<(), String> {
+    if views == 0 {
         return Err("views is 0; an event stands for at least one view".into());
     }
-    if raw.views > super::MAX_VIEWS {
+    if views > super::MAX_VIEWS {
         return Err(format!(
-            "views {} exceeds the maximum of {} per event",
-            raw.views,
+            "views {views} exceeds the maximum of {} per event",
             super::MAX_VIEWS
         ));
     }
-    Ok(raw)
+    Ok(())
 }
 
 /// Project codes and titles become fields of space-separated dump lines

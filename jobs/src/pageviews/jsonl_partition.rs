@@ -2,6 +2,7 @@
 //! plain file, read in place or ahead on a thread of its own (see
 //! [`AheadPartition`]).
 
+use std::borrow::Cow;
 use std::cell::RefCell;
 use std::collections::VecDeque;
 
@@ -13,7 +14,7 @@ use keyflow_dataflow::time::EventTime;
 
 use super::article::{Article, PageView};
 use super::interner::{Interner, GROUP};
-use super::jsonl::{parse_timed, JsonView};
+use super::jsonl::{parse_line, LineFields};
 
 /// Articles a worker keeps shared: enough for the busy part of a day's
 /// traffic, at about 60 bytes each.
@@ -107,8 +108,8 @@ impl ChunkRead<PageView> for Lines {
 /// a group at a time.
 #[derive(Default)]
 pub(super) struct Held {
-    /// Their names, one after another.
-    names: String,
+    /// Their names, one after another: UTF-8, checked a group at a time.
+    names: Vec<u8>,
     pending: Vec<Pending>,
     articles: Vec<Article>,
 }
@@ -125,13 +126,13 @@ struct Pending {
 impl Held {
     /// Keeps a parsed line until its group is looked up; true when the
     /// group is full.
-    pub(super) fn hold(&mut self, ts: EventTime, raw: &JsonView<'_>) -> bool {
-        self.names.push_str(&raw.project);
+    pub(super) fn hold(&mut self, fields: &LineFields<'_>) -> bool {
+        self.names.extend_from_slice(&fields.project);
         let project_end = self.names.len();
-        self.names.push_str(&raw.title);
+        self.names.extend_from_slice(&fields.title);
         self.pending.push(Pending {
-            ts,
-            views: raw.views,
+            ts: fields.ts,
+            views: fields.views,
             project_end,
             title_end: self.names.len(),
         });
@@ -157,7 +158,7 @@ impl Held {
             if items == room {
                 break Stopped::Full;
             }
-            let next = match file.next_line() {
+            let next = match file.next_bytes() {
                 Ok(next) => next,
                 Err(e) => {
                     self.flush(interner, records);
@@ -168,13 +169,16 @@ impl Held {
                 NextLine::End => break Stopped::End,
                 NextLine::Wait => break Stopped::Wait,
                 NextLine::Line(Err(reason)) => Err(reason),
-                NextLine::Line(Ok(line)) if line.trim().is_empty() => continue,
-                NextLine::Line(Ok(line)) => parse_timed(line),
+                NextLine::Line(Ok(line)) => match parse_line(line) {
+                    Ok(None) => continue,
+                    Ok(Some(fields)) => Ok(fields),
+                    Err(reason) => Err(reason),
+                },
             };
             items += 1;
             match parsed {
-                Ok((ts, raw)) => {
-                    if self.hold(ts, &raw) {
+                Ok(fields) => {
+                    if self.hold(&fields) {
                         self.flush(interner, records);
                     }
                 }
@@ -199,12 +203,20 @@ impl Held {
         if self.pending.is_empty() {
             return;
         }
+        // Every name held is UTF-8, so this check cannot fail: one for the
+        // group costs less than one per name. (Were it to, the names would
+        // be replaced, not the run stopped.)
+        let text = match std::str::from_utf8(&self.names) {
+            Ok(text) => Cow::Borrowed(text),
+            Err(_) => String::from_utf8_lossy(&self.names),
+        };
         let mut names = [("", ""); GROUP];
         let mut start = 0;
         for (name, held) in names.iter_mut().zip(&self.pending) {
             *name = (
-                &self.names[start..held.project_end],
-                &self.names[held.project_end..held.title_end],
+                text.get(start..held.project_end).unwrap_or_default(),
+                text.get(held.project_end..held.title_end)
+                    .unwrap_or_default(),
             );
             start = held.title_end;
         }

@@ -6,41 +6,65 @@
 //! zeros, numbers past `u64`) returns `None` and goes to `serde_json`, which
 //! also words the errors.
 
-use std::borrow::Cow;
+use std::ops::Range;
 
-use super::jsonl::JsonView;
+/// The fields of a plain line. The names are where they lie in the line,
+/// and are UTF-8: a plain name is ASCII by its scan, any other is checked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) struct Plain {
+    pub(super) project: Range<usize>,
+    pub(super) title: Range<usize>,
+    pub(super) ts: u64,
+    pub(super) views: u64,
+    /// Whether both names are known to pass
+    /// [`check_name`](super::jsonl::check_name): the scan for the closing
+    /// quotes learns it.
+    pub(super) names_checked: bool,
+}
 
-/// The fields of a plain line, or `None` for anything else.
-pub(super) fn parse_plain(line: &str) -> Option<JsonView<'_>> {
-    let mut rest = line.strip_prefix("{\"project\":\"")?;
-    let (project, project_plain) = string(&mut rest)?;
-    rest = rest.strip_prefix(",\"title\":\"")?;
-    let (title, title_plain) = string(&mut rest)?;
-    rest = rest.strip_prefix(",\"ts\":")?;
-    let ts = number(&mut rest)?;
-    let views = match rest.strip_prefix(",\"views\":") {
-        Some(mut after) => {
-            let views = number(&mut after)?;
-            rest = after;
-            views
-        }
-        None => 1,
+/// The fields of a plain line, or `None` for anything else. Reads bytes, so
+/// that a file's lines need no UTF-8 check of their own: the literals are
+/// ASCII, a plain name too, and any other name is checked.
+pub(super) fn parse_plain(line: &[u8]) -> Option<Plain> {
+    let mut at = 0;
+    let expect = |at: &mut usize, literal: &[u8]| {
+        let found = line.get(*at..*at + literal.len()) == Some(literal);
+        *at += literal.len();
+        found
     };
-    (rest == "}").then_some(JsonView {
-        project: Cow::Borrowed(project),
-        title: Cow::Borrowed(title),
-        ts: Some(ts),
+    if !expect(&mut at, b"{\"project\":\"") {
+        return None;
+    }
+    let (project, project_plain) = string(line, &mut at)?;
+    if !expect(&mut at, b",\"title\":\"") {
+        return None;
+    }
+    let (title, title_plain) = string(line, &mut at)?;
+    if !expect(&mut at, b",\"ts\":") {
+        return None;
+    }
+    let ts = number(line, &mut at)?;
+    let mut views = 1;
+    if line[at..].starts_with(b",\"views\":") {
+        at += b",\"views\":".len();
+        views = number(line, &mut at)?;
+    }
+    (&line[at..] == b"}").then_some(Plain {
+        project,
+        title,
+        ts,
         views,
         names_checked: project_plain && title_plain,
     })
 }
 
-/// A string's body up to its closing quote, which is consumed, and whether
-/// the body is a plain name: not empty, ASCII, no space or control
-/// character, so that it needs no further check. `None` on an escape or a
-/// control character, which JSON forbids unescaped.
-fn string<'a>(rest: &mut &'a str) -> Option<(&'a str, bool)> {
-    let bytes = rest.as_bytes();
+/// The body of the string that starts at `at`, up to its closing quote,
+/// which `at` moves past, and whether the body is a plain name: not empty,
+/// ASCII, no space or control character, so that it needs no further
+/// check. `None` on an escape, a control character (which JSON forbids
+/// unescaped), or a body that is not UTF-8.
+fn string(line: &[u8], at: &mut usize) -> Option<(Range<usize>, bool)> {
+    let bytes = &line[*at..];
     // Nearly every name ends at its quote in this first scan; anything
     // else a name may hold (spaces, other characters) takes the second.
     let first = first_stop(bytes)?;
@@ -52,12 +76,11 @@ fn string<'a>(rest: &mut &'a str) -> Option<(&'a str, bool)> {
             .position(|&b| b == b'"' || b == b'\\' || b < 0x20)?;
         (first + more, false)
     };
-    if bytes[end] != b'"' {
+    if bytes[end] != b'"' || (!plain && std::str::from_utf8(&bytes[..end]).is_err()) {
         return None;
     }
-    // The quote is ASCII, so both sides are on character boundaries.
-    let (body, after) = rest.split_at(end);
-    *rest = &after[1..];
+    let body = *at..*at + end;
+    *at += end + 1;
     Some((body, plain))
 }
 
@@ -100,25 +123,72 @@ fn stops(word: u64) -> u64 {
 
 /// An unsigned integer as JSON writes it: no sign, no leading zero, no
 /// fraction or exponent (those are left in `rest` and fail the caller).
-fn number(rest: &mut &str) -> Option<u64> {
-    let bytes = rest.as_bytes();
-    let len = bytes.iter().take_while(|b| b.is_ascii_digit()).count();
+/// Eight digits at a time while eight are left, as an event time has
+/// thirteen.
+fn number(line: &[u8], at: &mut usize) -> Option<u64> {
+    let bytes = &line[*at..];
+    let mut value = 0u64;
+    let mut len = 0;
+    let mut words = bytes.chunks_exact(8);
+    for chunk in words.by_ref() {
+        let w = word(chunk);
+        let digits = digits_in(w);
+        if digits < 8 {
+            if digits > 0 {
+                // The digits moved to the word's end, '0's before them.
+                let shift = 8 * (8 - digits as u32);
+                let padded = (w << shift) | (ONES * u64::from(b'0')) >> (64 - shift);
+                value = value
+                    .checked_mul(10u64.pow(digits as u32))?
+                    .checked_add(eight_digits(padded))?;
+            }
+            return finish(bytes, value, len + digits, at);
+        }
+        value = value
+            .checked_mul(100_000_000)?
+            .checked_add(eight_digits(w))?;
+        len += 8;
+    }
+    let tail = words.remainder();
+    let digits = tail.iter().take_while(|b| b.is_ascii_digit()).count();
+    value = more_digits(value, &tail[..digits])?;
+    finish(bytes, value, len + digits, at)
+}
+
+/// `value` followed by `digits`, checked for overflow.
+fn more_digits(value: u64, digits: &[u8]) -> Option<u64> {
+    digits.iter().try_fold(value, |v, &b| {
+        v.checked_mul(10)?.checked_add(u64::from(b - b'0'))
+    })
+}
+
+/// The number of `len` digits at the start of `bytes` is `value`: moves
+/// `at` past them, unless there are none or a leading zero.
+fn finish(bytes: &[u8], value: u64, len: usize, at: &mut usize) -> Option<u64> {
     if len == 0 || (len > 1 && bytes[0] == b'0') {
         return None;
     }
-    let digits = &bytes[..len];
-    let value = if len <= 19 {
-        // Nineteen digits stay below u64::MAX: no checks needed.
-        digits
-            .iter()
-            .fold(0u64, |v, &b| v * 10 + u64::from(b - b'0'))
-    } else {
-        digits.iter().try_fold(0u64, |v, &b| {
-            v.checked_mul(10)?.checked_add(u64::from(b - b'0'))
-        })?
-    };
-    *rest = &rest[len..];
+    *at += len;
     Some(value)
+}
+
+/// How many of a word's bytes, from its first in memory, are ASCII digits.
+/// A byte is a digit when XOR `'0'` leaves at most 9: no high nibble, and
+/// adding 6 does not carry into it. A carry only runs upwards from a byte
+/// that is no digit already, so the lowest mark is exact.
+fn digits_in(word: u64) -> usize {
+    let x = word ^ (ONES * u64::from(b'0'));
+    let not_digit = (x | x.wrapping_add(ONES * 6)) & (ONES * 0xf0);
+    (not_digit.trailing_zeros() / 8) as usize
+}
+
+/// The value of a word of eight ASCII digits, the first in memory the
+/// most significant: pairs, then fours, then all eight, by multiplies.
+fn eight_digits(word: u64) -> u64 {
+    let w = word - ONES * u64::from(b'0');
+    let w = (w * 10 + (w >> 8)) & 0x00ff_00ff_00ff_00ff;
+    let w = (w * 100 + (w >> 16)) & 0x0000_ffff_0000_ffff;
+    (w * 10_000 + (w >> 32)) & 0xffff_ffff
 }
 
 /// Eight bytes as a little-endian word.
@@ -131,9 +201,17 @@ fn word(eight: &[u8]) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::pageviews::jsonl::JsonView;
 
     fn fields(line: &str) -> Option<(String, String, Option<u64>, u64)> {
-        parse_plain(line).map(|v| (v.project.into(), v.title.into(), v.ts, v.views))
+        parse_plain(line.as_bytes()).map(|v| {
+            (
+                line[v.project].into(),
+                line[v.title].into(),
+                Some(v.ts),
+                v.views,
+            )
+        })
     }
 
     #[test]
@@ -150,7 +228,7 @@ mod tests {
 
     #[test]
     fn knows_which_names_need_no_check() {
-        let checked = |line: &str| parse_plain(line).map(|v| v.names_checked);
+        let checked = |line: &str| parse_plain(line.as_bytes()).map(|v| v.names_checked);
         assert_eq!(
             checked(r#"{"project":"en","title":"Main_Page","ts":1}"#),
             Some(true)
@@ -160,6 +238,23 @@ mod tests {
             assert_eq!(checked(&line), Some(false), "{title:?}");
         }
         assert_eq!(checked(r#"{"project":"","title":"A","ts":1}"#), Some(false));
+    }
+
+    /// A name that is not UTF-8 is declined, for the slow path to name
+    /// the error; one that is, and not plain, is read.
+    #[test]
+    fn declines_names_that_are_not_utf8() {
+        let line = |title: &[u8]| {
+            let mut line = br#"{"project":"en","title":""#.to_vec();
+            line.extend_from_slice(title);
+            line.extend_from_slice(br#"","ts":1}"#);
+            line
+        };
+        assert!(parse_plain(&line(b"A\xffB")).is_none());
+        assert!(parse_plain(&line(b"\xc3")).is_none());
+        let zurich = line("Zürich".as_bytes());
+        let read = parse_plain(&zurich).map(|v| zurich[v.title].to_vec());
+        assert_eq!(read.as_deref(), Some("Zürich".as_bytes()));
     }
 
     #[test]
@@ -205,10 +300,10 @@ mod tests {
                 let digits = &text[..len];
                 let leading_zero = len > 1 && digits.starts_with('0');
                 let want = digits.parse::<u64>().ok().filter(|_| !leading_zero);
-                let mut rest = text.as_str();
-                assert_eq!(number(&mut rest), want, "{text}");
+                let mut at = 0;
+                assert_eq!(number(text.as_bytes(), &mut at), want, "{text}");
                 if want.is_some() {
-                    assert_eq!(rest, &text[len..]);
+                    assert_eq!(at, len);
                 }
             }
         }
