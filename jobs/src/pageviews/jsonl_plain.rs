@@ -63,6 +63,7 @@ pub(super) fn parse_plain(line: &[u8]) -> Option<Plain> {
 /// ASCII, no space or control character, so that it needs no further
 /// check. `None` on an escape, a control character (which JSON forbids
 /// unescaped), or a body that is not UTF-8.
+#[inline(always)]
 fn string(line: &[u8], at: &mut usize) -> Option<(Range<usize>, bool)> {
     let bytes = &line[*at..];
     // Nearly every name ends at its quote in this first scan; anything
@@ -125,23 +126,16 @@ fn stops(word: u64) -> u64 {
 /// fraction or exponent (those are left in `rest` and fail the caller).
 /// Eight digits at a time while eight are left, as an event time has
 /// thirteen.
+#[inline(always)]
 fn number(line: &[u8], at: &mut usize) -> Option<u64> {
     let bytes = &line[*at..];
     let mut value = 0u64;
     let mut len = 0;
-    let mut words = bytes.chunks_exact(8);
-    for chunk in words.by_ref() {
+    while let Some(chunk) = bytes.get(len..len + 8) {
         let w = word(chunk);
         let digits = digits_in(w);
         if digits < 8 {
-            if digits > 0 {
-                // The digits moved to the word's end, '0's before them.
-                let shift = 8 * (8 - digits as u32);
-                let padded = (w << shift) | (ONES * u64::from(b'0')) >> (64 - shift);
-                value = value
-                    .checked_mul(10u64.pow(digits as u32))?
-                    .checked_add(eight_digits(padded))?;
-            }
+            value = append(value, w, digits)?;
             return finish(bytes, value, len + digits, at);
         }
         value = value
@@ -149,17 +143,29 @@ fn number(line: &[u8], at: &mut usize) -> Option<u64> {
             .checked_add(eight_digits(w))?;
         len += 8;
     }
-    let tail = words.remainder();
-    let digits = tail.iter().take_while(|b| b.is_ascii_digit()).count();
-    value = more_digits(value, &tail[..digits])?;
+    // Fewer than eight bytes left: a word of them, ended by a non-digit.
+    let tail = &bytes[len..];
+    let mut padded = [b' '; 8];
+    padded[..tail.len()].copy_from_slice(tail);
+    let w = u64::from_le_bytes(padded);
+    let digits = digits_in(w);
+    value = append(value, w, digits)?;
     finish(bytes, value, len + digits, at)
 }
 
-/// `value` followed by `digits`, checked for overflow.
-fn more_digits(value: u64, digits: &[u8]) -> Option<u64> {
-    digits.iter().try_fold(value, |v, &b| {
-        v.checked_mul(10)?.checked_add(u64::from(b - b'0'))
-    })
+/// `value` followed by the first `digits` (fewer than eight) digits of
+/// `word`, checked for overflow.
+#[inline(always)]
+fn append(value: u64, word: u64, digits: usize) -> Option<u64> {
+    if digits == 0 {
+        return Some(value);
+    }
+    // The digits moved to the word's end, '0's before them.
+    let shift = 8 * (8 - digits as u32);
+    let padded = (word << shift) | (ONES * u64::from(b'0')) >> (64 - shift);
+    value
+        .checked_mul(10u64.pow(digits as u32))?
+        .checked_add(eight_digits(padded))
 }
 
 /// The number of `len` digits at the start of `bytes` is `value`: moves
