@@ -140,6 +140,8 @@ pub struct RiseState<K> {
     /// The next boundary's evaluation, read ahead of its close
     /// ([`RiseState::read_ahead`]). Derived: never logged or saved.
     ahead: Option<Ahead>,
+    /// The last read ahead, done with: its buffers serve the next.
+    spare_ahead: Option<Ahead>,
 }
 
 /// One change to a [`RiseState`], as its methods were called.
@@ -166,6 +168,7 @@ impl<K> Default for RiseState<K> {
             doomed: 0,
             log: None,
             ahead: None,
+            spare_ahead: None,
         }
     }
 }
@@ -208,7 +211,10 @@ impl<K: Key> RiseState<K> {
             .chain(self.schedule.values())
             .map(|v| v.capacity() * 8 + 48)
             .sum();
-        let ahead = self.ahead.as_ref().map_or(0, |a| a.approx_bytes());
+        let ahead = (self.ahead.iter())
+            .chain(&self.spare_ahead)
+            .map(|a| a.approx_bytes())
+            .sum::<usize>();
         table + panes + index + ahead + std::mem::size_of::<Self>()
     }
 

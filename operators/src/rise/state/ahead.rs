@@ -54,21 +54,37 @@ pub(crate) struct Ahead {
 }
 
 impl Ahead {
-    fn new(b: u64, geo: &Geometry, todo: Vec<Candidate>) -> Self {
+    /// Boundary `b`'s read of `todo`, in the buffers of `spare` (an
+    /// earlier boundary's read, done with) where there is one: a read
+    /// keeps up to a few MiB, which fresh buffers would fault in again
+    /// every boundary.
+    fn new(b: u64, geo: &Geometry, todo: Vec<Candidate>, spare: Option<Ahead>) -> Self {
         let start = b.saturating_sub(geo.span());
-        Ahead {
+        let mut ahead = spare.unwrap_or_else(|| Ahead {
             b,
             start,
-            first_end: start + geo.per_window,
+            first_end: start,
             geo: *geo,
-            todo,
+            todo: Vec::new(),
             next: 0,
             buckets: Vec::new(),
             hashes: Vec::new(),
             counts: Vec::new(),
             at: HashTable::new(),
             recheck: Vec::new(),
-        }
+        });
+        ahead.b = b;
+        ahead.start = start;
+        ahead.first_end = start + geo.per_window;
+        ahead.geo = *geo;
+        ahead.todo = todo;
+        ahead.next = 0;
+        ahead.buckets.clear();
+        ahead.hashes.clear();
+        ahead.counts.clear();
+        ahead.at.clear();
+        ahead.recheck.clear();
+        ahead
     }
 
     /// Whether pane `p` lies at or after the start of the span. A weight
@@ -150,7 +166,10 @@ impl<K: Key> RiseState<K> {
         };
         let mut ahead = match self.take_ahead(b) {
             Some(a) => a,
-            None => Ahead::new(b, geo, self.take_candidates(b, geo, min_first)),
+            None => {
+                let todo = self.take_candidates(b, geo, min_first);
+                Ahead::new(b, geo, todo, self.spare_ahead.take())
+            }
         };
         let left = self.read(&mut ahead, min_first, budget);
         self.ahead = Some(ahead);
@@ -247,6 +266,7 @@ impl<K: Key> RiseState<K> {
                 filed: DUE,
             });
             self.put_back(a.b, read.chain(a.todo[a.next..].iter().copied()));
+            self.spare_ahead = Some(a);
         }
     }
 
@@ -301,6 +321,7 @@ impl<K: Key> RiseState<K> {
             let c = Candidate { hash, filed: DUE };
             passed += self.evaluate_hash(c, lo, b, geo, min_first, pred, counts, &mut emit);
         }
+        self.spare_ahead = Some(ahead);
         passed
     }
 }
