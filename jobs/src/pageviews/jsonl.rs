@@ -116,10 +116,9 @@ pub(super) fn parse_line(line: &[u8]) -> Result<Option<LineFields<'_>>, String> 
     if line.trim().is_empty() {
         return Ok(None);
     }
-    let raw = serde_json::from_str(line).map_err(|e| e.to_string())?;
-    let raw = check_fields(raw)?;
+    let (ts, raw) = parse_timed(line)?;
     Ok(Some(LineFields {
-        ts: raw.ts.ok_or("missing field `ts`")?,
+        ts,
         views: raw.views,
         project: bytes(raw.project),
         title: bytes(raw.title),

@@ -169,10 +169,9 @@ impl Held {
                 NextLine::End => break Stopped::End,
                 NextLine::Wait => break Stopped::Wait,
                 NextLine::Line(Err(reason)) => Err(reason),
-                NextLine::Line(Ok(line)) => match parse_line(line) {
-                    Ok(None) => continue,
-                    Ok(Some(fields)) => Ok(fields),
-                    Err(reason) => Err(reason),
+                NextLine::Line(Ok(line)) => match parse_line(line).transpose() {
+                    Some(parsed) => parsed,
+                    None => continue,
                 },
             };
             items += 1;
@@ -204,8 +203,8 @@ impl Held {
             return;
         }
         // Every name held is UTF-8, so this check cannot fail: one for the
-        // group costs less than one per name. (Were it to, the names would
-        // be replaced, not the run stopped.)
+        // group costs less than one per name, and less than the lossy
+        // conversion, which only stands in for a panic.
         let text = match std::str::from_utf8(&self.names) {
             Ok(text) => Cow::Borrowed(text),
             Err(_) => String::from_utf8_lossy(&self.names),

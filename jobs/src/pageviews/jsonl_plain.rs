@@ -27,26 +27,20 @@ pub(super) struct Plain {
 /// ASCII, a plain name too, and any other name is checked.
 pub(super) fn parse_plain(line: &[u8]) -> Option<Plain> {
     let mut at = 0;
-    let expect = |at: &mut usize, literal: &[u8]| {
-        let found = line.get(*at..*at + literal.len()) == Some(literal);
-        *at += literal.len();
-        found
-    };
-    if !expect(&mut at, b"{\"project\":\"") {
+    if !literal(line, &mut at, b"{\"project\":\"") {
         return None;
     }
     let (project, project_plain) = string(line, &mut at)?;
-    if !expect(&mut at, b",\"title\":\"") {
+    if !literal(line, &mut at, b",\"title\":\"") {
         return None;
     }
     let (title, title_plain) = string(line, &mut at)?;
-    if !expect(&mut at, b",\"ts\":") {
+    if !literal(line, &mut at, b",\"ts\":") {
         return None;
     }
     let ts = number(line, &mut at)?;
     let mut views = 1;
-    if line[at..].starts_with(b",\"views\":") {
-        at += b",\"views\":".len();
+    if literal(line, &mut at, b",\"views\":") {
         views = number(line, &mut at)?;
     }
     (&line[at..] == b"}").then_some(Plain {
@@ -56,6 +50,15 @@ pub(super) fn parse_plain(line: &[u8]) -> Option<Plain> {
         views,
         names_checked: project_plain && title_plain,
     })
+}
+
+/// Whether `text` comes at `at`; if so, `at` moves past it.
+fn literal(line: &[u8], at: &mut usize, text: &[u8]) -> bool {
+    let found = line[*at..].starts_with(text);
+    if found {
+        *at += text.len();
+    }
+    found
 }
 
 /// The body of the string that starts at `at`, up to its closing quote,
@@ -123,7 +126,7 @@ fn stops(word: u64) -> u64 {
 }
 
 /// An unsigned integer as JSON writes it: no sign, no leading zero, no
-/// fraction or exponent (those are left in `rest` and fail the caller).
+/// fraction or exponent (`at` stops before those, which fails the caller).
 /// Eight digits at a time while eight are left, as an event time has
 /// thirteen.
 #[inline(always)]
