@@ -331,6 +331,10 @@ fn members_die_with_their_launcher() {
     std::thread::sleep(Duration::from_millis(500));
     launcher.kill().unwrap();
     launcher.wait().unwrap();
+    // A launcher killed outright cannot remove its own folder.
+    let _ = std::fs::remove_dir_all(
+        std::env::temp_dir().join(format!("keyflow-cluster-{}", launcher.id())),
+    );
     let start = Instant::now();
     while members.iter().any(|&m| alive(m)) && start.elapsed() < Duration::from_secs(10) {
         std::thread::sleep(Duration::from_millis(50));

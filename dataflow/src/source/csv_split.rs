@@ -237,9 +237,10 @@ mod tests {
     use rand::{Rng, SeedableRng};
 
     fn temp(name: &str, bytes: &[u8]) -> PathBuf {
-        let dir = std::env::temp_dir().join(format!("keyflow-csv-split-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let path = dir.join(name);
+        // A file of its own in the temporary folder: tests run in parallel,
+        // and each removes only what it wrote.
+        let path =
+            std::env::temp_dir().join(format!("keyflow-csv-split-{}-{name}", std::process::id()));
         std::fs::write(&path, bytes).unwrap();
         path
     }
