@@ -233,17 +233,9 @@ pub(super) fn plan_csv_splits(files: &[PathBuf], split: u64, delimiter: u8) -> V
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::source::test_file::temp;
     use rand::rngs::StdRng;
     use rand::{Rng, SeedableRng};
-
-    fn temp(name: &str, bytes: &[u8]) -> PathBuf {
-        // A file of its own in the temporary folder: tests run in parallel,
-        // and each removes only what it wrote.
-        let path =
-            std::env::temp_dir().join(format!("keyflow-csv-split-{}-{name}", std::process::id()));
-        std::fs::write(&path, bytes).unwrap();
-        path
-    }
 
     /// Every record of `bytes` as the CSV reader reads it.
     fn records(bytes: &[u8], delimiter: u8) -> Vec<Vec<Vec<u8>>> {
@@ -261,10 +253,10 @@ mod tests {
     /// Checks that reading every split's bytes on its own gives the file's
     /// records, at every split size.
     fn check(name: &str, bytes: &[u8], delimiter: u8) {
-        let path = temp(name, bytes);
+        let path = temp(&format!("csv-split-{name}"), bytes);
         let whole = records(bytes, delimiter);
         for split in 1..=bytes.len() as u64 + 1 {
-            let plan = plan_csv_splits(std::slice::from_ref(&path), split, delimiter);
+            let plan = plan_csv_splits(std::slice::from_ref(&*path), split, delimiter);
             assert_eq!(
                 plan.len() as u64,
                 (bytes.len() as u64).div_ceil(split).max(1)
@@ -282,7 +274,6 @@ mod tests {
                 String::from_utf8_lossy(bytes)
             );
         }
-        let _ = std::fs::remove_file(&path);
     }
 
     #[test]
@@ -325,19 +316,17 @@ mod tests {
         let mut text = vec![b'"'];
         text.resize(CHUNK - 1, b'x');
         text.extend_from_slice(b"\"\"\ny\"\nnext,row\n");
-        let path = temp("chunks.csv", &text);
+        let path = temp("csv-split-chunks.csv", &text);
         let starts = row_starts(&path, &[1, CHUNK as u64 + 2], b',').unwrap();
         let end = text.len() as u64;
         assert_eq!(starts, vec![end - 9, end - 9]);
-        let _ = std::fs::remove_file(&path);
     }
 
     #[test]
     fn a_quote_delimiter_or_an_unreadable_file_stays_whole() {
-        let path = temp("whole.csv", b"a\"b\"c\nd\"e\"f\n");
-        let plan = plan_csv_splits(std::slice::from_ref(&path), 4, b'"');
+        let path = temp("csv-split-whole.csv", b"a\"b\"c\nd\"e\"f\n");
+        let plan = plan_csv_splits(std::slice::from_ref(&*path), 4, b'"');
         assert_eq!((plan[0].start, plan[0].end), (0, None));
         assert!(plan[1..].iter().all(|s| s.end == Some(0)));
-        let _ = std::fs::remove_file(&path);
     }
 }

@@ -19,13 +19,19 @@ use super::{Partition, PollStatus, Source};
 use crate::error::{Error, Result};
 use crate::time::EventTime;
 
+/// The bytes a line reader reads at once. A line that lies whole in them
+/// is within [`MAX_LINE_BYTES`], so [`BufferedLines`] never meets one too
+/// long.
+const BUFFER: usize = 1 << 16;
+const _: () = assert!(BUFFER <= MAX_LINE_BYTES);
+
 /// Opens `path` for reading lines, decompressing it when it starts with the
 /// gzip magic bytes (`1f 8b`), whatever its name. A missing file is an
 /// error that names it.
 pub fn open_lines(path: &Path) -> Result<LineReader> {
     Ok(LineReader {
         path: path.to_path_buf(),
-        inner: BufReader::with_capacity(1 << 16, open_bytes(path)?),
+        inner: BufReader::with_capacity(BUFFER, open_bytes(path)?),
         line: 0,
         buf: Vec::new(),
         too_long: false,
@@ -54,7 +60,7 @@ pub fn open_split(split: &FileSplit) -> Result<LineReader> {
             .map_err(|e| Error::io(path, e))?;
         pos -= 1;
     }
-    let mut inner = BufReader::with_capacity(1 << 16, Box::new(file) as Box<dyn Read + Send>);
+    let mut inner = BufReader::with_capacity(BUFFER, Box::new(file) as Box<dyn Read + Send>);
     if split.start > 0 {
         // A line that runs past the split's end starts no line here: the
         // pass stops at the end, so that the splits inside one huge line
@@ -85,7 +91,7 @@ fn reopen_split(split: &FileSplit, pos: u64, line: u64, line_start: u64) -> Resu
         .map_err(|e| Error::io(path, e))?;
     Ok(LineReader {
         path: path.clone(),
-        inner: BufReader::with_capacity(1 << 16, Box::new(file)),
+        inner: BufReader::with_capacity(BUFFER, Box::new(file)),
         line,
         buf: Vec::new(),
         too_long: false,
@@ -205,7 +211,7 @@ impl LineReader {
     /// The line last read.
     fn current(&self) -> std::result::Result<&str, String> {
         let bytes = self.current_bytes()?;
-        std::str::from_utf8(bytes).map_err(|e| format!("invalid UTF-8: {e}"))
+        as_text(bytes)
     }
 
     /// The line last read, as bytes: not checked to be UTF-8.
@@ -219,11 +225,26 @@ impl LineReader {
             0 => &self.buf,
             _ => &self.inner.buffer()[..self.lent],
         };
-        let end = read
-            .iter()
-            .rposition(|&b| b != b'\n' && b != b'\r')
-            .map_or(0, |last| last + 1);
-        Ok(&read[..end])
+        Ok(without_ending(read))
+    }
+
+    /// The lines after the line last read that lie whole in the buffer,
+    /// each read as [`LineReader::advance`] would, without refilling it.
+    /// Once they are used up, `advance` reads on from the last one.
+    fn buffered(&mut self) -> BufferedLines<'_> {
+        // The line last read goes, as `advance` would let it go; `lent`
+        // then grows by each line handed out.
+        self.inner.consume(std::mem::take(&mut self.lent));
+        self.buf.clear();
+        self.too_long = false;
+        BufferedLines {
+            rest: self.inner.buffer(),
+            lent: &mut self.lent,
+            line: &mut self.line,
+            pos: &mut self.pos,
+            line_start: &mut self.line_start,
+            end: self.end,
+        }
     }
 
     /// Where the line last returned is: `file:line`, or `file@byte N` (its
@@ -255,6 +276,53 @@ impl LineReader {
             passed += 1;
         }
         Ok(passed)
+    }
+}
+
+/// A line's bytes as text, or why they are not.
+pub(crate) fn as_text(line: &[u8]) -> std::result::Result<&str, String> {
+    std::str::from_utf8(line).map_err(|e| format!("invalid UTF-8: {e}"))
+}
+
+/// A line's bytes without the line ending: every `\n` and `\r` at its end.
+fn without_ending(line: &[u8]) -> &[u8] {
+    let end = line
+        .iter()
+        .rposition(|&b| b != b'\n' && b != b'\r')
+        .map_or(0, |last| last + 1);
+    &line[..end]
+}
+
+/// The lines of a [`LineReader`] that lie whole in its buffer (see
+/// [`InputFile::buffered_bytes`]). Reading a line here costs a search for
+/// its newline and a few counts, against a call through the reader's whole
+/// path (refill, long lines, the open file's state) for each.
+struct BufferedLines<'a> {
+    /// What follows the last line handed out.
+    rest: &'a [u8],
+    /// The reader's bytes to let go of on its next read.
+    lent: &'a mut usize,
+    line: &'a mut u64,
+    pos: &'a mut u64,
+    line_start: &'a mut u64,
+    end: Option<u64>,
+}
+
+impl<'a> BufferedLines<'a> {
+    /// The next line without its ending; `None` when the rest of the
+    /// buffer holds no whole line, or at the split's end.
+    fn next(&mut self) -> Option<&'a [u8]> {
+        if self.end.is_some_and(|end| *self.pos >= end) {
+            return None;
+        }
+        let n = memchr::memchr(b'\n', self.rest)? + 1;
+        let (line, rest) = self.rest.split_at(n);
+        self.rest = rest;
+        *self.lent += n;
+        *self.line += 1;
+        *self.line_start = *self.pos;
+        *self.pos += n as u64;
+        Some(without_ending(line))
     }
 }
 
@@ -398,6 +466,40 @@ impl InputFile {
         self.next_with(LineReader::current_bytes)
     }
 
+    /// The lines that lie whole in the open file's buffer, read one by one
+    /// as [`InputFile::next_bytes`] reads them but without refilling the
+    /// buffer, which makes each cheaper: a reader takes these first, then
+    /// one line from `next_bytes`, which refills the buffer (or opens or
+    /// ends the file), and so on. Nothing while the file is not open.
+    ///
+    /// ```
+    /// use keyflow_dataflow::source::{InputFile, NextLine};
+    /// let path = std::env::temp_dir().join(format!("keyflow-doc-buffered-{}", std::process::id()));
+    /// std::fs::write(&path, b"a\r\nb\n\xff\n")?;
+    /// let mut file = InputFile::new(path.clone());
+    /// let mut lines = Vec::new();
+    /// loop {
+    ///     lines.extend(file.buffered_bytes().map(<[u8]>::to_vec));
+    ///     match file.next_bytes()? {
+    ///         NextLine::Line(line) => lines.push(line?.to_vec()),
+    ///         NextLine::Wait => continue,
+    ///         NextLine::End => break,
+    ///     }
+    /// }
+    /// assert_eq!(lines, [&b"a"[..], b"b", b"\xff"]);
+    /// std::fs::remove_file(&path)?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn buffered_bytes(&mut self) -> FileLines<'_> {
+        FileLines {
+            lines: self.reader.as_mut().map(LineReader::buffered),
+            path: &self.split.path,
+            split_start: self.split.start,
+            line: &mut self.line,
+            line_start: &mut self.line_start,
+        }
+    }
+
     /// Reads the next line, opening the file first if a place is free, and
     /// gives it as `line` reads it from the reader.
     fn next_with<'a, L: ?Sized>(
@@ -464,11 +566,12 @@ impl InputFile {
     /// Where the line last returned is: `file:line`, or `file@byte N` in a
     /// split that does not start its file (see [`LineReader::location`]).
     pub fn location(&self) -> String {
-        if self.split.start > 0 {
-            format!("{}@byte {}", self.split.path.display(), self.line_start)
-        } else {
-            format!("{}:{}", self.split.path.display(), self.line)
-        }
+        location(
+            &self.split.path,
+            self.split.start,
+            self.line,
+            self.line_start,
+        )
     }
 
     /// Lines read so far.
@@ -485,6 +588,48 @@ impl InputFile {
     /// The file's path.
     pub fn path(&self) -> &Path {
         &self.split.path
+    }
+}
+
+/// `file:line`, or `file@byte N` (where the line starts) in a split that
+/// does not start its file.
+fn location(path: &Path, split_start: u64, line: u64, line_start: u64) -> String {
+    if split_start > 0 {
+        format!("{}@byte {line_start}", path.display())
+    } else {
+        format!("{}:{line}", path.display())
+    }
+}
+
+/// The lines that lie whole in an [`InputFile`]'s buffer (see
+/// [`InputFile::buffered_bytes`]).
+pub struct FileLines<'a> {
+    lines: Option<BufferedLines<'a>>,
+    path: &'a Path,
+    split_start: u64,
+    /// The file's own count and place of the line last returned.
+    line: &'a mut u64,
+    line_start: &'a mut u64,
+}
+
+/// Each line without its ending, as bytes (not checked to be UTF-8), until
+/// the buffer holds no further whole line, or at the split's end.
+impl<'a> Iterator for FileLines<'a> {
+    type Item = &'a [u8];
+
+    fn next(&mut self) -> Option<&'a [u8]> {
+        let lines = self.lines.as_mut()?;
+        let line = lines.next()?;
+        *self.line = *lines.line;
+        *self.line_start = *lines.line_start;
+        Some(line)
+    }
+}
+
+impl FileLines<'_> {
+    /// Where the line last returned is, as [`InputFile::location`] says.
+    pub fn location(&self) -> String {
+        location(self.path, self.split_start, *self.line, *self.line_start)
     }
 }
 
@@ -625,6 +770,79 @@ impl<T: DeserializeOwned + Send + 'static> Source for JsonLinesSource<T> {
 mod tests {
     use super::*;
     use crate::source::test_file::temp;
+
+    /// Every line of `split` with its location, read one at a time, or
+    /// taking `take(i)` lines from the buffer before each line read alone,
+    /// and pausing before each read where `pause(i)`.
+    fn read_all(
+        split: &FileSplit,
+        take: impl Fn(usize) -> usize,
+        pause: impl Fn(usize) -> bool,
+    ) -> Vec<(std::result::Result<Vec<u8>, String>, String)> {
+        let mut file = InputFile::split(split);
+        let mut got = Vec::new();
+        for i in 0.. {
+            if pause(i) {
+                file.pause();
+            }
+            let mut lines = file.buffered_bytes();
+            for _ in 0..take(i) {
+                let Some(line) = lines.next() else { break };
+                got.push((Ok(line.to_vec()), lines.location()));
+            }
+            match file.next_bytes().unwrap() {
+                NextLine::Line(line) => {
+                    got.push((line.map(<[u8]>::to_vec), file.location()));
+                }
+                NextLine::End => break,
+                NextLine::Wait => panic!("no other file is open"),
+            }
+        }
+        got
+    }
+
+    /// Lines taken from the buffer are the lines, locations and splits'
+    /// ends that reading one line at a time gives: random files of short,
+    /// blank, CRLF and buffer-crossing lines, split at random, read with
+    /// pauses that close and reopen the file.
+    #[test]
+    fn buffered_lines_read_as_single_lines_do() {
+        let mut x: u64 = 7;
+        let mut next = move |n: u64| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x % n
+        };
+        for round in 0..12 {
+            let mut text = Vec::new();
+            while text.len() < 300_000 {
+                let len = match next(20) {
+                    0 => BUFFER as u64 + next(3000),
+                    1 => 0,
+                    _ => next(200),
+                };
+                text.extend((0..len).map(|i| b'a' + (i % 26) as u8));
+                text.extend_from_slice(if next(4) == 0 { b"\r\n" } else { b"\n" });
+            }
+            if round % 2 == 1 {
+                text.extend_from_slice(b"no newline at the end");
+            }
+            let path = temp(&format!("buffered-{round}.jsonl"), &text);
+            let split = [text.len() as u64 + 1, 100_000, 30_001][round % 3];
+            let seed = next(1000);
+            for s in crate::source::plan_splits_at(std::slice::from_ref(&*path), split) {
+                let one = read_all(&s, |_| 0, |_| false);
+                let mixed = read_all(
+                    &s,
+                    |i| (i * 7 + seed as usize) % 50,
+                    |i| (i * 13 + seed as usize).is_multiple_of(40),
+                );
+                assert_eq!(one.len(), mixed.len(), "round {round}, {s:?}");
+                assert!(one == mixed, "round {round}, {s:?}");
+            }
+        }
+    }
 
     /// A split that starts inside a line passes the rest of it, but no
     /// further than its own end: a file of one huge line, split many ways,

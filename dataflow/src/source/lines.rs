@@ -3,7 +3,7 @@
 use std::collections::VecDeque;
 
 use super::ahead::{ChunkRead, Stopped};
-use super::jsonl::{InputFile, NextLine, SKIP_CHUNK};
+use super::jsonl::{as_text, InputFile, NextLine, SKIP_CHUNK};
 use super::split::FileSplit;
 use super::{BadRecord, PollStatus};
 use crate::error::Result;
@@ -77,20 +77,23 @@ impl<T: Send + 'static, P: ParseLine<T>> ChunkRead<T> for ParsedLines<P> {
     ) -> Result<(usize, Stopped)> {
         let mut items = 0;
         while items < room {
+            // The lines already in the buffer first, then one that refills
+            // it (or opens or ends the file).
+            let mut lines = self.file.buffered_bytes();
+            while items < room {
+                let Some(line) = lines.next() else { break };
+                let parsed = parse_one(&mut self.parser, as_text(line));
+                items += keep(parsed, || lines.location(), records, bad);
+            }
+            if items == room {
+                break;
+            }
             let parsed = match self.file.next_line()? {
                 NextLine::End => return Ok((items, Stopped::End)),
                 NextLine::Wait => return Ok((items, Stopped::Wait)),
-                NextLine::Line(Err(reason)) => Err(reason),
-                NextLine::Line(Ok(line)) if line.trim().is_empty() => continue,
-                NextLine::Line(Ok(line)) => self.parser.parse(line),
+                NextLine::Line(line) => parse_one(&mut self.parser, line),
             };
-            items += 1;
-            match parsed {
-                Ok(record) => records.push(record),
-                Err(reason) => {
-                    bad.push_back((records.len(), BadRecord::new(self.file.location(), reason)))
-                }
-            }
+            items += keep(parsed, || self.file.location(), records, bad);
         }
         Ok((items, Stopped::Full))
     }
@@ -115,4 +118,33 @@ impl<T: Send + 'static, P: ParseLine<T>> ChunkRead<T> for ParsedLines<P> {
     fn describe(&self) -> String {
         self.file.path().display().to_string()
     }
+}
+
+/// A line's record, or why it has none; `None` for a blank line, which is
+/// no item.
+fn parse_one<T, P: ParseLine<T>>(
+    parser: &mut P,
+    line: std::result::Result<&str, String>,
+) -> Option<std::result::Result<(EventTime, T), String>> {
+    match line {
+        Ok(line) if line.trim().is_empty() => None,
+        Ok(line) => Some(parser.parse(line)),
+        Err(reason) => Some(Err(reason)),
+    }
+}
+
+/// Puts a parsed line's record in `records`, or the reason it has none in
+/// `bad`, at the line's location; 0 for a blank line, 1 for an item.
+fn keep<T>(
+    parsed: Option<std::result::Result<(EventTime, T), String>>,
+    location: impl FnOnce() -> String,
+    records: &mut Vec<(EventTime, T)>,
+    bad: &mut VecDeque<(usize, BadRecord)>,
+) -> usize {
+    match parsed {
+        None => return 0,
+        Some(Ok(record)) => records.push(record),
+        Some(Err(reason)) => bad.push_back((records.len(), BadRecord::new(location(), reason))),
+    }
+    1
 }

@@ -126,7 +126,7 @@ struct Pending {
 impl Held {
     /// Keeps a parsed line until its group is looked up; true when the
     /// group is full.
-    pub(super) fn hold(&mut self, fields: &LineFields<'_>) -> bool {
+    fn hold(&mut self, fields: &LineFields<'_>) -> bool {
         self.names.extend_from_slice(&fields.project);
         let project_end = self.names.len();
         self.names.extend_from_slice(&fields.title);
@@ -155,6 +155,18 @@ impl Held {
     ) -> keyflow_dataflow::Result<(usize, Stopped)> {
         let mut items = 0;
         let stopped = loop {
+            // The lines already in the buffer first, then one that refills
+            // it (or opens or ends the file).
+            let mut lines = file.buffered_bytes();
+            while items < room {
+                let Some(line) = lines.next() else { break };
+                match parse_line(line) {
+                    Ok(None) => continue,
+                    Ok(Some(fields)) => self.take(&fields, interner, records),
+                    Err(reason) => self.reject(lines.location(), reason, interner, records, bad),
+                }
+                items += 1;
+            }
             if items == room {
                 break Stopped::Full;
             }
@@ -176,20 +188,39 @@ impl Held {
             };
             items += 1;
             match parsed {
-                Ok(fields) => {
-                    if self.hold(&fields) {
-                        self.flush(interner, records);
-                    }
-                }
-                Err(reason) => {
-                    // The lines held come first.
-                    self.flush(interner, records);
-                    bad.extend([(records.len(), BadRecord::new(file.location(), reason))]);
-                }
+                Ok(fields) => self.take(&fields, interner, records),
+                Err(reason) => self.reject(file.location(), reason, interner, records, bad),
             }
         };
         self.flush(interner, records);
         Ok((items, stopped))
+    }
+
+    /// Holds a parsed line, looking up its group's articles once the group
+    /// is full.
+    fn take(
+        &mut self,
+        fields: &LineFields<'_>,
+        interner: &mut Interner,
+        records: &mut Vec<(EventTime, PageView)>,
+    ) {
+        if self.hold(fields) {
+            self.flush(interner, records);
+        }
+    }
+
+    /// Puts a malformed line in `bad`, after the records of the lines held
+    /// before it.
+    fn reject(
+        &mut self,
+        location: String,
+        reason: String,
+        interner: &mut Interner,
+        records: &mut Vec<(EventTime, PageView)>,
+        bad: &mut impl Extend<(usize, BadRecord)>,
+    ) {
+        self.flush(interner, records);
+        bad.extend([(records.len(), BadRecord::new(location, reason))]);
     }
 
     /// Looks up the held lines' articles and adds them to `records`, in

@@ -147,10 +147,19 @@ fn number(line: &[u8], at: &mut usize) -> Option<u64> {
         len += 8;
     }
     // Fewer than eight bytes left: a word of them, ended by a non-digit.
-    let tail = &bytes[len..];
-    let mut padded = [b' '; 8];
-    padded[..tail.len()].copy_from_slice(tail);
-    let w = u64::from_le_bytes(padded);
+    // The line's last eight bytes, shifted down, put zeros past its end;
+    // copying the tail into a padded word instead stalls the load that
+    // reads it back.
+    let tail = bytes.len() - len;
+    let w = match line.len().checked_sub(8) {
+        _ if tail == 0 => 0,
+        Some(last) => word(&line[last..]) >> (8 * (8 - tail)),
+        None => {
+            let mut padded = [b' '; 8];
+            padded[..tail].copy_from_slice(&bytes[len..]);
+            u64::from_le_bytes(padded)
+        }
+    };
     let digits = digits_in(w);
     value = append(value, w, digits)?;
     finish(bytes, value, len + digits, at)
@@ -309,10 +318,15 @@ mod tests {
                 let digits = &text[..len];
                 let leading_zero = len > 1 && digits.starts_with('0');
                 let want = digits.parse::<u64>().ok().filter(|_| !leading_zero);
-                let mut at = 0;
-                assert_eq!(number(text.as_bytes(), &mut at), want, "{text}");
-                if want.is_some() {
-                    assert_eq!(at, len);
+                // Alone, and after a field name: a line of fewer than eight
+                // bytes, and one whose last eight start before the number.
+                for prefix in ["", "{\"views\":"] {
+                    let line = format!("{prefix}{text}");
+                    let mut at = prefix.len();
+                    assert_eq!(number(line.as_bytes(), &mut at), want, "{line}");
+                    if want.is_some() {
+                        assert_eq!(at, prefix.len() + len);
+                    }
                 }
             }
         }
