@@ -151,8 +151,9 @@ pub struct LineReader {
     /// kept).
     too_long: bool,
     /// How many bytes of `inner`'s buffer the line last read takes, its
-    /// ending included; 0 when it is in `buf`. Most lines are read where
-    /// they lie, and given back to the reader when the next is read.
+    /// ending included (after [`LineReader::buffered`], all the lines it
+    /// handed out); 0 when it is in `buf`. Most lines are read where they
+    /// lie, and given back to the reader when the next is read.
     lent: usize,
     /// Where the split starts: 0 for a whole file.
     start: u64,
@@ -214,7 +215,8 @@ impl LineReader {
         as_text(bytes)
     }
 
-    /// The line last read, as bytes: not checked to be UTF-8.
+    /// The line last read by [`LineReader::advance`], as bytes: not
+    /// checked to be UTF-8.
     fn current_bytes(&self) -> std::result::Result<&[u8], String> {
         if self.too_long {
             return Err(format!(
