@@ -212,7 +212,7 @@ impl LineReader {
     /// The line last read.
     fn current(&self) -> std::result::Result<&str, String> {
         let bytes = self.current_bytes()?;
-        as_text(bytes)
+        line_text(bytes)
     }
 
     /// The line last read by [`LineReader::advance`], as bytes: not
@@ -281,8 +281,16 @@ impl LineReader {
     }
 }
 
-/// A line's bytes as text, or why they are not.
-pub(crate) fn as_text(line: &[u8]) -> std::result::Result<&str, String> {
+/// A line's bytes as text, or why they are not, in the words
+/// [`InputFile::next_line`] uses: for a reader of [`InputFile::next_bytes`]
+/// or [`InputFile::buffered_bytes`] that checks a line itself.
+///
+/// ```
+/// use keyflow_dataflow::source::line_text;
+/// assert_eq!(line_text(b"a"), Ok("a"));
+/// assert!(line_text(b"\xff").unwrap_err().starts_with("invalid UTF-8"));
+/// ```
+pub fn line_text(line: &[u8]) -> std::result::Result<&str, String> {
     std::str::from_utf8(line).map_err(|e| format!("invalid UTF-8: {e}"))
 }
 

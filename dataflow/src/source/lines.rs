@@ -3,7 +3,7 @@
 use std::collections::VecDeque;
 
 use super::ahead::{ChunkRead, Stopped};
-use super::jsonl::{as_text, InputFile, NextLine, SKIP_CHUNK};
+use super::jsonl::{line_text, InputFile, NextLine, SKIP_CHUNK};
 use super::split::FileSplit;
 use super::{BadRecord, PollStatus};
 use crate::error::Result;
@@ -82,7 +82,7 @@ impl<T: Send + 'static, P: ParseLine<T>> ChunkRead<T> for ParsedLines<P> {
             let mut lines = self.file.buffered_bytes();
             while items < room {
                 let Some(line) = lines.next() else { break };
-                let parsed = parse_one(&mut self.parser, as_text(line));
+                let parsed = parse_one(&mut self.parser, line_text(line));
                 items += keep(parsed, || lines.location(), records, bad);
             }
             if items == room {

@@ -47,8 +47,8 @@ pub use self::csv::CsvSource;
 pub use ahead::{AheadPartition, ChunkRead, ReadAheadWhen, Stopped};
 pub use iter::IterSource;
 pub use jsonl::{
-    check_exists, open_lines, open_split, split_of, FileLines, InputFile, JsonLinesSource,
-    LineReader, NextLine, MAX_OPEN_INPUTS, SKIP_CHUNK,
+    check_exists, line_text, open_lines, open_split, split_of, FileLines, InputFile,
+    JsonLinesSource, LineReader, NextLine, MAX_OPEN_INPUTS, SKIP_CHUNK,
 };
 pub use lines::{ParseLine, ParsedLines};
 pub use long_line::{read_line_within, MAX_LINE_BYTES};

@@ -4,7 +4,9 @@
 use std::borrow::Cow;
 use std::path::PathBuf;
 
-use keyflow_dataflow::source::{check_exists, plan_splits, split_of, FileSplit, Partition, Source};
+use keyflow_dataflow::source::{
+    check_exists, line_text, plan_splits, split_of, FileSplit, Partition, Source,
+};
 use keyflow_dataflow::time::EventTime;
 use serde::Deserialize;
 
@@ -112,7 +114,7 @@ pub(super) fn parse_line(line: &[u8]) -> Result<Option<LineFields<'_>>, String> 
             title: Cow::Borrowed(title),
         }));
     }
-    let line = std::str::from_utf8(line).map_err(|e| format!("invalid UTF-8: {e}"))?;
+    let line = line_text(line)?;
     if line.trim().is_empty() {
         return Ok(None);
     }

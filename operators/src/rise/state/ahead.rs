@@ -60,31 +60,27 @@ impl Ahead {
     /// every boundary.
     fn new(b: u64, geo: &Geometry, todo: Vec<Candidate>, spare: Option<Ahead>) -> Self {
         let start = b.saturating_sub(geo.span());
-        let mut ahead = spare.unwrap_or_else(|| Ahead {
+        let (mut buckets, mut hashes, mut counts, mut at, mut recheck) = spare
+            .map(|a| (a.buckets, a.hashes, a.counts, a.at, a.recheck))
+            .unwrap_or_default();
+        buckets.clear();
+        hashes.clear();
+        counts.clear();
+        at.clear();
+        recheck.clear();
+        Ahead {
             b,
             start,
-            first_end: start,
+            first_end: start + geo.per_window,
             geo: *geo,
-            todo: Vec::new(),
+            todo,
             next: 0,
-            buckets: Vec::new(),
-            hashes: Vec::new(),
-            counts: Vec::new(),
-            at: HashTable::new(),
-            recheck: Vec::new(),
-        });
-        ahead.b = b;
-        ahead.start = start;
-        ahead.first_end = start + geo.per_window;
-        ahead.geo = *geo;
-        ahead.todo = todo;
-        ahead.next = 0;
-        ahead.buckets.clear();
-        ahead.hashes.clear();
-        ahead.counts.clear();
-        ahead.at.clear();
-        ahead.recheck.clear();
-        ahead
+            buckets,
+            hashes,
+            counts,
+            at,
+            recheck,
+        }
     }
 
     /// Whether pane `p` lies at or after the start of the span. A weight
