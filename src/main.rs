@@ -92,6 +92,7 @@ fn dispatch(command: Command) -> anyhow::Result<i32> {
             cli::bench::BenchCmd::Trending(args) => cli::bench::throughput(&args),
             cli::bench::BenchCmd::Latency(args) => cli::bench::latency(&args),
             cli::bench::BenchCmd::Sliding(args) => cli::bench_sliding::sliding(&args),
+            cli::bench::BenchCmd::Jsonl(args) => cli::bench_jsonl::jsonl(&args),
             cli::bench::BenchCmd::Behaviour(args) => {
                 cli::bench_behaviour::behaviour_throughput(&args)
             }

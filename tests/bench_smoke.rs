@@ -135,3 +135,49 @@ fn bench_kafka_reads_every_event_from_the_topic() {
         );
     }
 }
+
+#[test]
+fn bench_jsonl_finds_the_same_minutes_in_the_file_as_in_the_generator() {
+    let dir = tempfile::tempdir().unwrap();
+    let kept = dir.path().join("kept");
+    let report = bench(&[
+        "jsonl",
+        "--articles",
+        "2000",
+        "--events",
+        "60000",
+        "--workers",
+        "2",
+        "--rounds",
+        "2",
+        "--dir",
+        kept.to_str().unwrap(),
+    ]);
+    assert_eq!(report["results_match"], true, "{report}");
+    assert_eq!(report["events"], 60_000, "{report}");
+    assert!(report["minutes"].as_u64().unwrap() > 60, "{report}");
+    let rounds = report["rounds"].as_array().unwrap();
+    assert_eq!(rounds.len(), 2, "{report}");
+    assert_eq!(rounds[0]["first"], "file", "{report}");
+    assert_eq!(rounds[1]["first"], "generator", "{report}");
+    assert!(report["file_vs_generator"].as_f64().unwrap() > 0.0);
+    // The file holds every event, one line each, and stays in --dir.
+    let lines = std::fs::read_to_string(kept.join("events.jsonl")).unwrap();
+    assert_eq!(lines.lines().count(), 60_000);
+    assert_eq!(
+        report["input_bytes"].as_u64().unwrap(),
+        lines.len() as u64,
+        "{report}"
+    );
+
+    // A --dir with someone else's file is refused before any work.
+    std::fs::write(kept.join("notes.txt"), "mine").unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_keyflow"))
+        .args(["bench", "jsonl", "--events", "1000", "--dir"])
+        .arg(&kept)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("holds notes.txt"), "{stderr}");
+}

@@ -32,6 +32,10 @@ pub enum BenchCmd {
     /// file, through the ordered output path, against a single-thread loop
     /// writing the same results; prints JSON.
     Sliding(super::bench_sliding::SlidingBenchArgs),
+    /// Throughput of the trending job reading a JSON-lines file of the
+    /// generator's events, against the generator itself, rounds
+    /// alternating in one run; prints JSON.
+    Jsonl(super::bench_jsonl::JsonlBenchArgs),
     /// Throughput of the trending job reading a Kafka topic (an in-process
     /// mock cluster) next to a file and the generator; prints JSON. Needs
     /// the `kafka` feature.
@@ -105,7 +109,7 @@ pub(super) fn reset_peak_rss() {
     let _ = std::fs::write("/proc/self/clear_refs", "5");
 }
 
-fn generator(articles: u32, events: u64, seed: u64, realtime: bool) -> GeneratorConfig {
+pub(super) fn generator(articles: u32, events: u64, seed: u64, realtime: bool) -> GeneratorConfig {
     // Two hours of event time, so that every minute of the second hour has
     // six full windows behind it.
     let rate = (events / 7_200).max(1);
@@ -128,16 +132,25 @@ fn job_config() -> TrendingConfig {
 }
 
 /// Minutes with the wall-clock time they were written.
-type Timed = Vec<(TrendingMinute, Instant)>;
+pub(super) type Timed = Vec<(TrendingMinute, Instant)>;
 
 /// Runs the trending job over `config`'s events, collecting its minutes
 /// with their wall-clock write times.
 fn run_job(config: &GeneratorConfig, run: RunConfig) -> anyhow::Result<(Timed, Arc<Context>)> {
+    run_source(PageviewSource::generator(config.clone())?, run)
+}
+
+/// Runs the trending job over `source`, collecting its minutes with their
+/// wall-clock write times.
+pub(super) fn run_source(
+    source: PageviewSource,
+    run: RunConfig,
+) -> anyhow::Result<(Timed, Arc<Context>)> {
     let minutes = Arc::new(Mutex::new(Vec::new()));
     let ctx = Arc::new(Context::new(run));
-    let (config, out) = (config.clone(), Arc::clone(&minutes));
+    let out = Arc::clone(&minutes);
     keyflow::dataflow::run::run_with_context(Arc::clone(&ctx), move |flow| {
-        let src = PageviewSource::generator(config.clone())?;
+        let src = source.clone();
         let out = Arc::clone(&out);
         let events = flow.source("pageviews", src, &SourceConfig::default())?;
         let job = trending(events, &job_config())?;

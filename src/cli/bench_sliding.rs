@@ -10,7 +10,6 @@ use std::io::{BufRead, BufReader, BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use anyhow::Context as _;
 use clap::Args;
 use keyflow::dataflow::prelude::*;
 use rand::rngs::StdRng;
@@ -19,6 +18,7 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::bench::{peak_rss, reset_peak_rss};
+use super::bench_dir::{settle, work_dir};
 
 /// Flags of `keyflow bench sliding`.
 #[derive(Debug, Clone, Args)]
@@ -149,15 +149,6 @@ fn write_input(path: &Path, n: u64, keys: u64, span: u64) -> anyhow::Result<()> 
         writeln!(out, "{key},{}", START_MS + i * span / n)?;
     }
     out.flush()?;
-    Ok(())
-}
-
-/// Writes `path` to disk, untimed, so that the next timed run does not pay
-/// for the kernel writing back what the last one left in the page cache:
-/// the reference runs right after the job, and a job that ends sooner
-/// would otherwise leave it more of the job's output to write back.
-fn settle(path: &Path) -> anyhow::Result<()> {
-    File::open(path)?.sync_all()?;
     Ok(())
 }
 
@@ -341,15 +332,6 @@ fn same_bytes(a: &Path, b: &Path) -> anyhow::Result<bool> {
     }
 }
 
-/// Removes the temporary directory however the run ends.
-struct RemoveOnDrop(PathBuf);
-
-impl Drop for RemoveOnDrop {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
 pub fn sliding(args: &SlidingBenchArgs) -> anyhow::Result<i32> {
     anyhow::ensure!(args.events > 0, "--events 0: there must be events");
     anyhow::ensure!(
@@ -360,18 +342,7 @@ pub fn sliding(args: &SlidingBenchArgs) -> anyhow::Result<i32> {
     );
     anyhow::ensure!(args.minutes > 0, "--minutes 0: the events must span time");
     anyhow::ensure!(args.workers > 0, "--workers 0: at least one worker");
-    let (dir, _removed) = match &args.dir {
-        Some(dir) => {
-            check_dir(dir)?;
-            (dir.clone(), None)
-        }
-        None => {
-            let dir =
-                std::env::temp_dir().join(format!("keyflow-bench-sliding-{}", std::process::id()));
-            (dir.clone(), Some(RemoveOnDrop(dir)))
-        }
-    };
-    std::fs::create_dir_all(&dir).with_context(|| format!("--dir {}", dir.display()))?;
+    let (dir, _removed) = work_dir(args.dir.as_deref(), "sliding", &OWN_FILES)?;
     let input = dir.join("events.csv");
     write_input(&input, args.events, args.keys, args.minutes * MINUTE)?;
     settle(&input)?;
@@ -437,30 +408,6 @@ pub fn sliding(args: &SlidingBenchArgs) -> anyhow::Result<i32> {
 /// The files this benchmark writes in `--dir`, and rewrites on a rerun.
 const OWN_FILES: [&str; 3] = ["events.csv", "job.csv", "reference.csv"];
 
-/// Refuses a `--dir` that holds anything but this benchmark's own files
-/// (and their files in progress), which it would overwrite.
-fn check_dir(dir: &Path) -> anyhow::Result<()> {
-    let entries = match std::fs::read_dir(dir) {
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
-        Err(e) => anyhow::bail!("--dir {}: {e}", dir.display()),
-        Ok(entries) => entries,
-    };
-    for entry in entries {
-        let name = entry?.file_name().to_string_lossy().into_owned();
-        let own = OWN_FILES
-            .iter()
-            .any(|f| name == *f || name.starts_with(&format!(".{f}.")));
-        anyhow::ensure!(
-            own,
-            "--dir {}: holds {name}, which this benchmark did not write; give a new or empty \
-             directory, or one of an earlier `bench sliding` (it rewrites {})",
-            dir.display(),
-            OWN_FILES.join(", ")
-        );
-    }
-    Ok(())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -523,19 +470,5 @@ mod tests {
                 );
             }
         }
-    }
-
-    #[test]
-    fn a_dir_with_other_files_is_refused() {
-        let dir = tempfile::tempdir().unwrap();
-        check_dir(&dir.path().join("new")).unwrap();
-        std::fs::write(dir.path().join("events.csv"), "old").unwrap();
-        std::fs::write(dir.path().join(".job.csv.inprogress-1-0"), "half").unwrap();
-        check_dir(dir.path()).unwrap();
-        std::fs::write(dir.path().join("precious.csv"), "mine").unwrap();
-        let message = check_dir(dir.path()).unwrap_err().to_string();
-        assert!(message.contains("holds precious.csv"), "{message}");
-        let file = dir.path().join("precious.csv");
-        assert!(check_dir(&file).is_err());
     }
 }

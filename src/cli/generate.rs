@@ -142,18 +142,12 @@ impl Target {
     }
 }
 
-/// Runs `keyflow generate`; returns the exit code.
-pub fn generate(args: &GenerateArgs) -> anyhow::Result<i32> {
-    let config = GeneratorConfig {
-        articles: args.articles,
-        seed: args.seed,
-        rate: args.rate,
-        duration_ms: args.duration.value.as_millis() as u64,
-        realtime: args.realtime,
-        ..Default::default()
-    };
-    let source = PageviewSource::generator(config)?;
-    let mut target = Target::open(args)?;
+/// Hands `write` the events of every partition of `source`, merged into
+/// event-time order, a thousand at a time; returns how many there were.
+fn in_time_order(
+    source: &PageviewSource,
+    mut write: impl FnMut(&[(u64, PageView)]) -> anyhow::Result<()>,
+) -> anyhow::Result<u64> {
     let mut parts = (0..source.partitions())
         .map(|i| source.open(i).map(|p| (p, VecDeque::new(), false)))
         .collect::<Result<Vec<_>, _>>()?;
@@ -182,13 +176,41 @@ pub fn generate(args: &GenerateArgs) -> anyhow::Result<i32> {
         let Some((_, i)) = next else { break };
         out.extend(parts[i].1.pop_front());
         if out.len() == 1000 {
-            target.write(&out)?;
+            write(&out)?;
             written += out.len() as u64;
             out.clear();
         }
     }
-    target.write(&out)?;
-    written += out.len() as u64;
+    write(&out)?;
+    Ok(written + out.len() as u64)
+}
+
+/// Writes the events of `source` to `path` as JSON lines, as `keyflow
+/// generate --to PATH` does; returns how many.
+pub(super) fn jsonl_file(source: &PageviewSource, path: &std::path::Path) -> anyhow::Result<u64> {
+    let file =
+        std::fs::File::create(path).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+    let mut target = Target::Lines(Box::new(std::io::BufWriter::new(file)));
+    let written = in_time_order(source, |events| target.write(events))?;
+    if let Target::Lines(mut out) = target {
+        out.flush()?;
+    }
+    Ok(written)
+}
+
+/// Runs `keyflow generate`; returns the exit code.
+pub fn generate(args: &GenerateArgs) -> anyhow::Result<i32> {
+    let config = GeneratorConfig {
+        articles: args.articles,
+        seed: args.seed,
+        rate: args.rate,
+        duration_ms: args.duration.value.as_millis() as u64,
+        realtime: args.realtime,
+        ..Default::default()
+    };
+    let source = PageviewSource::generator(config)?;
+    let mut target = Target::open(args)?;
+    let written = in_time_order(&source, |events| target.write(events))?;
     match target {
         Target::Lines(mut w) => w.flush()?,
         #[cfg(feature = "kafka")]

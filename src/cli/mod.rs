@@ -5,6 +5,8 @@ pub mod anomaly;
 pub mod behaviour;
 pub mod bench;
 pub mod bench_behaviour;
+mod bench_dir;
+pub mod bench_jsonl;
 #[cfg(feature = "kafka")]
 pub mod bench_kafka;
 pub mod bench_sliding;
