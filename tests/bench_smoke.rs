@@ -170,6 +170,29 @@ fn bench_jsonl_finds_the_same_minutes_in_the_file_as_in_the_generator() {
         "{report}"
     );
 
+    // Each run a process of its own: the file's output file holds the
+    // same bytes as the generator's.
+    let cold = bench(&[
+        "jsonl",
+        "--articles",
+        "2000",
+        "--events",
+        "60000",
+        "--workers",
+        "2",
+        "--rounds",
+        "1",
+        "--cold",
+        "--dir",
+        kept.to_str().unwrap(),
+    ]);
+    assert_eq!(cold["results_match"], true, "{cold}");
+    assert_eq!(cold["cold"], true, "{cold}");
+    let written = std::fs::read(kept.join("file.out")).unwrap();
+    assert_eq!(written, std::fs::read(kept.join("generator.out")).unwrap());
+    assert!(!written.is_empty());
+    assert!(cold["minutes"].as_u64().unwrap() > 0, "{cold}");
+
     // A --dir with someone else's file is refused before any work.
     std::fs::write(kept.join("notes.txt"), "mine").unwrap();
     let out = Command::new(env!("CARGO_BIN_EXE_keyflow"))

@@ -3,14 +3,15 @@
 //! run. An untimed run on the generator comes first; then rounds alternate
 //! which input goes first, and the report gives the medians and their
 //! ratio: what reading, parsing and naming articles from a file costs on
-//! top of the generator's bare ids.
+//! top of the generator's bare ids. With `--cold`, each run is a process of
+//! its own, as a standalone run is.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use clap::Args;
 use keyflow::dataflow::prelude::*;
-use keyflow::jobs::pageviews::{DumpTime, InputFormat, PageviewSource};
+use keyflow::jobs::pageviews::{DumpTime, GeneratorConfig, InputFormat, PageviewSource};
 use keyflow::jobs::trending::TrendingMinute;
 use serde_json::json;
 
@@ -40,16 +41,39 @@ pub struct JsonlBenchArgs {
     /// removed at the end].
     #[arg(long, value_name = "DIR")]
     pub dir: Option<PathBuf>,
+    /// Run each timed run as a process of its own (`keyflow run trending`,
+    /// its output to a file in the directory), as a standalone run is: no
+    /// untimed run first, and each run pays for its new memory.
+    #[arg(long)]
+    pub cold: bool,
 }
 
 /// The files this benchmark writes in `--dir`, and rewrites on a rerun.
-const OWN_FILES: [&str; 1] = ["events.jsonl"];
+const OWN_FILES: [&str; 3] = ["events.jsonl", "file.out", "generator.out"];
 
-/// One timed run: seconds, peak RSS, and the minutes it wrote.
+/// One timed run: seconds, peak RSS (in this process only), and what it
+/// wrote.
 struct Timed {
     seconds: f64,
-    peak_rss: u64,
-    minutes: Vec<TrendingMinute>,
+    peak_rss: Option<u64>,
+    output: Output,
+}
+
+/// What a run wrote: its minutes, or, run as a process, its output file.
+#[derive(PartialEq)]
+enum Output {
+    Minutes(Vec<TrendingMinute>),
+    Bytes(Vec<u8>),
+}
+
+impl Output {
+    /// How many minutes it holds (a line each in a file).
+    fn minutes(&self) -> usize {
+        match self {
+            Output::Minutes(minutes) => minutes.len(),
+            Output::Bytes(bytes) => bytes.iter().filter(|&&b| b == b'\n').count(),
+        }
+    }
 }
 
 /// Runs the trending job over `source`, checking that it read `events`.
@@ -65,9 +89,48 @@ fn timed(source: &PageviewSource, workers: usize, events: u64) -> anyhow::Result
     );
     Ok(Timed {
         seconds,
-        peak_rss: peak_rss().unwrap_or(0),
-        minutes: minutes.into_iter().map(|(m, _)| m).collect(),
+        peak_rss: peak_rss(),
+        output: Output::Minutes(minutes.into_iter().map(|(m, _)| m).collect()),
     })
+}
+
+/// Runs `keyflow run trending` over `input` (`--input FILE`, or the
+/// generator's flags) as a process of its own, its output to `out`.
+fn timed_process(input: &[String], workers: usize, out: &Path) -> anyhow::Result<Timed> {
+    let exe = std::env::current_exe()?;
+    let start = Instant::now();
+    let ran = std::process::Command::new(exe)
+        .args(["run", "trending", "--top", "0", "--quiet", "--workers"])
+        .arg(workers.to_string())
+        .args(input)
+        .arg("--out")
+        .arg(out)
+        .output()?;
+    let seconds = start.elapsed().as_secs_f64();
+    anyhow::ensure!(
+        ran.status.success(),
+        "keyflow run trending {input:?}: {}: {}",
+        ran.status,
+        String::from_utf8_lossy(&ran.stderr).trim()
+    );
+    Ok(Timed {
+        seconds,
+        peak_rss: None,
+        output: Output::Bytes(std::fs::read(out)?),
+    })
+}
+
+/// The flags of `keyflow run trending` for the generator of `config`.
+fn generator_flags(config: &GeneratorConfig) -> Vec<String> {
+    [
+        ("--articles", config.articles.to_string()),
+        ("--seed", config.seed.to_string()),
+        ("--rate", config.rate.to_string()),
+        ("--duration", format!("{}ms", config.duration_ms)),
+    ]
+    .into_iter()
+    .flat_map(|(flag, value)| [flag.to_string(), value])
+    .collect()
 }
 
 fn median(values: &[f64]) -> f64 {
@@ -92,7 +155,7 @@ pub fn jsonl(args: &JsonlBenchArgs) -> anyhow::Result<i32> {
     );
     let config = generator(args.articles, args.events, args.seed, false);
     let events = config.total_events();
-    let from_generator = PageviewSource::generator(config)?;
+    let from_generator = PageviewSource::generator(config.clone())?;
     let (dir, _removed) = work_dir(args.dir.as_deref(), "jsonl", &OWN_FILES)?;
     let path = dir.join(OWN_FILES[0]);
     let written = super::generate::jsonl_file(&from_generator, &path)?;
@@ -107,40 +170,59 @@ pub fn jsonl(args: &JsonlBenchArgs) -> anyhow::Result<i32> {
         DumpTime::Start,
     )?;
 
-    // The process's first run is slower whichever input it reads: its
-    // memory is new, and every page it touches is a fault. An untimed run
-    // first, so that the rounds compare the inputs alone.
-    let warmup = timed(&from_generator, args.workers, events)?;
+    let (file_args, gen_args) = (
+        vec!["--input".to_string(), path.display().to_string()],
+        generator_flags(&config),
+    );
+    let run = |file: bool| {
+        let source = if file { &from_file } else { &from_generator };
+        if !args.cold {
+            return timed(source, args.workers, events);
+        }
+        let (input, out) = if file {
+            (&file_args, dir.join(OWN_FILES[1]))
+        } else {
+            (&gen_args, dir.join(OWN_FILES[2]))
+        };
+        timed_process(input, args.workers, &out)
+    };
+    // A process's first run is slower whichever input it reads: its memory
+    // is new, and every page it touches is a fault. In one process, an
+    // untimed run first, so that the rounds compare the inputs alone.
+    let warmup = if args.cold { None } else { Some(run(false)?) };
+    let warmup_seconds = warmup.as_ref().map(|w| w.seconds);
+    let mut expected = warmup.map(|w| w.output);
     let mut rounds = Vec::with_capacity(args.rounds);
     let (mut file_secs, mut gen_secs) = (Vec::new(), Vec::new());
-    let (mut file_peak, mut gen_peak) = (0u64, 0u64);
-    let (warmup_seconds, expected) = (warmup.seconds, warmup.minutes);
+    let (mut file_peak, mut gen_peak) = (None, None);
     for round in 0..args.rounds {
         let file_first = round % 2 == 0;
         let mut pair = [None, None];
         for file in [file_first, !file_first] {
-            let source = if file { &from_file } else { &from_generator };
-            let run = timed(source, args.workers, events)?;
-            anyhow::ensure!(
-                expected == run.minutes,
-                "round {}: the trending minutes from the {} differ from the generator's",
-                round + 1,
-                if file { "file" } else { "generator" }
-            );
-            pair[usize::from(!file)] = Some(run);
+            let timed = run(file)?;
+            match &expected {
+                None => expected = Some(timed.output),
+                Some(output) => anyhow::ensure!(
+                    *output == timed.output,
+                    "round {}: the {} run wrote other trending minutes than the first run",
+                    round + 1,
+                    if file { "file" } else { "generator" }
+                ),
+            }
+            pair[usize::from(!file)] = Some((timed.seconds, timed.peak_rss));
         }
-        let [Some(file), Some(gen)] = pair else {
+        let [Some((file, file_rss)), Some((gen, gen_rss))] = pair else {
             unreachable!("each round runs both")
         };
-        file_secs.push(file.seconds);
-        gen_secs.push(gen.seconds);
-        file_peak = file_peak.max(file.peak_rss);
-        gen_peak = gen_peak.max(gen.peak_rss);
+        file_secs.push(file);
+        gen_secs.push(gen);
+        file_peak = file_peak.max(file_rss);
+        gen_peak = gen_peak.max(gen_rss);
         rounds.push(json!({
             "first": if file_first { "file" } else { "generator" },
-            "file_seconds": file.seconds,
-            "generator_seconds": gen.seconds,
-            "file_vs_generator": gen.seconds / file.seconds,
+            "file_seconds": file,
+            "generator_seconds": gen,
+            "file_vs_generator": gen / file,
         }));
     }
     let (file_median, gen_median) = (median(&file_secs), median(&gen_secs));
@@ -150,8 +232,9 @@ pub fn jsonl(args: &JsonlBenchArgs) -> anyhow::Result<i32> {
         "events": events,
         "workers": args.workers,
         "input_bytes": std::fs::metadata(&path)?.len(),
+        "cold": args.cold,
         "warmup_seconds": warmup_seconds,
-        "minutes": expected.len(),
+        "minutes": expected.as_ref().map_or(0, Output::minutes),
         "results_match": true,
         "file": {
             "median_seconds": file_median,
