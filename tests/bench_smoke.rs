@@ -140,19 +140,13 @@ fn bench_kafka_reads_every_event_from_the_topic() {
 fn bench_jsonl_finds_the_same_minutes_in_the_file_as_in_the_generator() {
     let dir = tempfile::tempdir().unwrap();
     let kept = dir.path().join("kept");
-    let report = bench(&[
-        "jsonl",
-        "--articles",
-        "2000",
-        "--events",
-        "60000",
-        "--workers",
-        "2",
-        "--rounds",
-        "2",
-        "--dir",
-        kept.to_str().unwrap(),
-    ]);
+    let small = |more: &[&str]| {
+        let mut args = vec!["jsonl", "--articles", "2000", "--events", "60000"];
+        args.extend(["--workers", "2", "--dir", kept.to_str().unwrap()]);
+        args.extend(more);
+        bench(&args)
+    };
+    let report = small(&["--rounds", "2"]);
     assert_eq!(report["results_match"], true, "{report}");
     assert_eq!(report["events"], 60_000, "{report}");
     assert!(report["minutes"].as_u64().unwrap() > 60, "{report}");
@@ -172,20 +166,7 @@ fn bench_jsonl_finds_the_same_minutes_in_the_file_as_in_the_generator() {
 
     // Each run a process of its own: the file's output file holds the
     // same bytes as the generator's.
-    let cold = bench(&[
-        "jsonl",
-        "--articles",
-        "2000",
-        "--events",
-        "60000",
-        "--workers",
-        "2",
-        "--rounds",
-        "1",
-        "--cold",
-        "--dir",
-        kept.to_str().unwrap(),
-    ]);
+    let cold = small(&["--rounds", "1", "--cold"]);
     assert_eq!(cold["results_match"], true, "{cold}");
     assert_eq!(cold["cold"], true, "{cold}");
     let written = std::fs::read(kept.join("file.out")).unwrap();

@@ -197,27 +197,28 @@ pub fn jsonl(args: &JsonlBenchArgs) -> anyhow::Result<i32> {
     let (mut file_peak, mut gen_peak) = (None, None);
     for round in 0..args.rounds {
         let file_first = round % 2 == 0;
-        let mut pair = [None, None];
-        for file in [file_first, !file_first] {
-            let timed = run(file)?;
+        let (mut file, mut gen) = (0.0, 0.0);
+        for from_file in [file_first, !file_first] {
+            let timed = run(from_file)?;
             match &expected {
                 None => expected = Some(timed.output),
                 Some(output) => anyhow::ensure!(
                     *output == timed.output,
                     "round {}: the {} run wrote other trending minutes than the first run",
                     round + 1,
-                    if file { "file" } else { "generator" }
+                    if from_file { "file" } else { "generator" }
                 ),
             }
-            pair[usize::from(!file)] = Some((timed.seconds, timed.peak_rss));
+            let (seconds, peak) = if from_file {
+                (&mut file, &mut file_peak)
+            } else {
+                (&mut gen, &mut gen_peak)
+            };
+            *seconds = timed.seconds;
+            *peak = (*peak).max(timed.peak_rss);
         }
-        let [Some((file, file_rss)), Some((gen, gen_rss))] = pair else {
-            unreachable!("each round runs both")
-        };
         file_secs.push(file);
         gen_secs.push(gen);
-        file_peak = file_peak.max(file_rss);
-        gen_peak = gen_peak.max(gen_rss);
         rounds.push(json!({
             "first": if file_first { "file" } else { "generator" },
             "file_seconds": file,
