@@ -387,3 +387,72 @@ fn an_input_that_ends_mid_day_says_nothing_was_folded() {
     );
     assert!(!updated.exists());
 }
+
+/// A JSON-lines line whose time lies past the year 9999 (microseconds
+/// taken for milliseconds) is a counted bad line: the baseline of the
+/// others is written, and `run anomaly` reads it back.
+#[test]
+fn a_baseline_skips_times_past_the_end_of_event_time() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = path(dir.path(), "views.jsonl");
+    let mut lines = String::new();
+    for hour in 0..48u64 {
+        let ts = 1_470_009_600_000 + hour * 3_600_000;
+        lines.push_str(&format!(
+            "{{\"project\":\"en\",\"title\":\"A\",\"ts\":{ts},\"views\":2}}\n"
+        ));
+    }
+    lines.push_str("{\"project\":\"en\",\"title\":\"A\",\"ts\":1470009600000000,\"views\":2}\n");
+    std::fs::write(&input, &lines).unwrap();
+    let base = path(dir.path(), "base.txt").display().to_string();
+    let input_s = input.display().to_string();
+    let out = keyflow_output(&[
+        "baseline",
+        "--input-format",
+        "jsonl",
+        "--out",
+        &base,
+        "--input",
+        &input_s,
+    ]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stderr.contains("end of event time"), "{stderr}");
+    let text = std::fs::read_to_string(&base).unwrap();
+    assert!(
+        text.contains("\ndays 2\nfirst-day 2016-08-01\nlast-day 2016-08-02\n"),
+        "{text:.300}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(&input).unwrap(),
+        lines,
+        "input kept"
+    );
+
+    // The baseline reads back, to score a later day.
+    let later = path(dir.path(), "later.jsonl");
+    std::fs::write(
+        &later,
+        "{\"project\":\"en\",\"title\":\"A\",\"ts\":1470182400000,\"views\":2}\n",
+    )
+    .unwrap();
+    let input_s = later.display().to_string();
+    let scores = path(dir.path(), "scores").display().to_string();
+    let out = keyflow_output(&[
+        "run",
+        "anomaly",
+        "--baseline",
+        &base,
+        "--input-format",
+        "jsonl",
+        "--input",
+        &input_s,
+        "--out",
+        &scores,
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

@@ -306,7 +306,7 @@ fn invalid_flags_fail_naming_the_bad_value() {
     // Each case: flags, and alternatives of which one must be in the
     // message (the value as typed, or in ms). The generator flags would
     // make any run that got past validation take minutes.
-    let cases: [(&[&str], &[&str]); 9] = [
+    let cases: [(&[&str], &[&str]); 11] = [
         (&["--window", "7m", "--slide", "2m"], &["7m", "420000"]),
         (&["--window", "ten"], &["ten"]),
         (&["--slide", "0s"], &["slide 0", "0s"]),
@@ -316,6 +316,12 @@ fn invalid_flags_fail_naming_the_bad_value() {
         (&["--input-format", "xml"], &["xml"]),
         (&["--max-out-of-orderness", "soon"], &["soon"]),
         (&["--min-views", "x"], &["'x'", "`x`"]),
+        // Past u64 milliseconds: it used to wrap to 384 ms.
+        (
+            &["--duration", "18446744073709552s"],
+            &["18446744073709552s"],
+        ),
+        (&["--max-future", "10000000years"], &["10000000years"]),
     ];
     for (flags, names) in cases {
         let mut args = trending_args(flags);

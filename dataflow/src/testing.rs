@@ -15,7 +15,9 @@ use crate::source::{Batch, EventStream, Partition, PollStatus, Source, SourceCon
 use crate::time::EventTime;
 
 mod ahead;
+mod blobs;
 pub use ahead::{check_read_ahead, poll_to_end, Polled};
+pub use blobs::MemoryBlobs;
 
 /// One step of a scripted partition.
 #[derive(Debug, Clone)]

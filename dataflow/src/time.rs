@@ -80,11 +80,21 @@ pub fn align_down(ts: EventTime, size: u64, offset: u64) -> EventTime {
 /// use keyflow_dataflow::time::parse_duration_ms;
 /// assert_eq!(parse_duration_ms("window", "10m").unwrap(), 600_000);
 /// assert!(parse_duration_ms("window", "ten").unwrap_err().to_string().contains("ten"));
+/// // Longer than all of event time: refused, not wrapped.
+/// assert!(parse_duration_ms("window", "10000000years").is_err());
 /// ```
 pub fn parse_duration_ms(what: &str, text: &str) -> Result<u64> {
     let d: Duration = humantime::parse_duration(text.trim())
         .map_err(|e| Error::Config(format!("{what} `{text}` is not a duration ({e})")))?;
-    Ok(d.as_millis() as u64)
+    // Event time ends at MAX_EVENT_TIME: a longer span means nothing, and
+    // one past u64 milliseconds would wrap into a short one.
+    match u64::try_from(d.as_millis()) {
+        Ok(ms) if ms <= MAX_EVENT_TIME => Ok(ms),
+        _ => Err(Error::Config(format!(
+            "{what} `{text}` is longer than event time spans \
+             (at most {MAX_EVENT_TIME} ms, from 1970 to the year 10000)"
+        ))),
+    }
 }
 
 /// Formats event time as `YYYY-MM-DD HH:MM:SS` in UTC.

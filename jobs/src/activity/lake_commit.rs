@@ -268,24 +268,7 @@ mod tests {
 
     use super::*;
     use crate::activity::UserFeatures;
-
-    /// Blobs in memory, as a checkpoint directory keeps them.
-    #[derive(Default)]
-    struct MemBlobs(BTreeMap<String, Vec<u8>>);
-
-    impl Blobs for MemBlobs {
-        fn save(&mut self, bytes: Vec<u8>) -> Result<String> {
-            let name = format!("blob-{}", self.0.len());
-            self.0.insert(name.clone(), bytes);
-            Ok(name)
-        }
-
-        fn keep(&mut self, _name: &str) {}
-
-        fn read(&mut self, name: &str) -> Result<Vec<u8>> {
-            Ok(self.0[name].clone())
-        }
-    }
+    use keyflow_dataflow::testing::MemoryBlobs;
 
     fn result(user: &str, start: EventTime) -> (EventTime, WindowResult<Arc<str>, UserFeatures>) {
         let r = WindowResult {
@@ -346,7 +329,7 @@ mod tests {
         // Committed in hour 0 and mid-hour 1 (rows encoded as they came in
         // between), then ran into hour 3 and stopped, leaving a temporary
         // file of an interrupted write.
-        let mut blobs = MemBlobs::default();
+        let mut blobs = MemoryBlobs::default();
         let mut first = HourlyParquetSink::create(&dir, MINUTE, 0).unwrap();
         feed(&mut first, 0, 30);
         first.commit_with(&mut blobs).unwrap();
@@ -401,7 +384,7 @@ mod tests {
     #[test]
     fn a_missing_committed_file_is_an_error() {
         let dir = temp_dir("missing");
-        let mut blobs = MemBlobs::default();
+        let mut blobs = MemoryBlobs::default();
         let mut sink = HourlyParquetSink::create(&dir, MINUTE, 0).unwrap();
         feed(&mut sink, 0, 70);
         let point = sink.commit_with(&mut blobs).unwrap();
@@ -418,7 +401,7 @@ mod tests {
     #[test]
     fn a_committed_file_cut_short_is_an_error() {
         let dir = temp_dir("cut");
-        let mut blobs = MemBlobs::default();
+        let mut blobs = MemoryBlobs::default();
         let mut sink = HourlyParquetSink::create(&dir, MINUTE, 0).unwrap();
         feed(&mut sink, 0, 70);
         let point = sink.commit_with(&mut blobs).unwrap();

@@ -12,7 +12,7 @@ use keyflow_dataflow::metrics::Metrics;
 use keyflow_dataflow::run::{step_until_done, Context};
 use keyflow_dataflow::source::{open_lines, BadInputPolicy};
 use keyflow_dataflow::stable_hash;
-use keyflow_dataflow::time::{align_down, EventTime, DAY, HOUR};
+use keyflow_dataflow::time::{align_down, format_utc, EventTime, DAY, HOUR, MAX_EVENT_TIME};
 use timely::dataflow::operators::{Exchange, Inspect};
 use timely::worker::Worker;
 
@@ -183,7 +183,16 @@ fn read_file(
                 InputFormat::Jsonl => parse_json_line(line)
                     .map(|(ts, view)| (view.article, align_down(ts, HOUR, 0), view.views)),
             },
-        };
+        }
+        // As the streaming sources do: days past it have no four-digit
+        // year, and the baseline could not be read back.
+        .and_then(|parsed| match parsed.1 {
+            hour if hour >= MAX_EVENT_TIME => Err(format!(
+                "event time {hour} is at or after {}, the end of event time",
+                format_utc(MAX_EVENT_TIME)
+            )),
+            _ => Ok(parsed),
+        });
         match parsed {
             Ok((article, hour, views)) => {
                 read += 1;

@@ -1,5 +1,6 @@
 //! Wikimedia hourly dump files replayed as minute-stamped events.
 
+use std::collections::HashMap;
 use std::path::PathBuf;
 
 use keyflow_dataflow::source::{
@@ -87,7 +88,7 @@ impl Source for DumpSource {
             loaded: false,
             file_stamp: hour_from_file_name(&split.path),
             time: self.time,
-            projects: Vec::new(),
+            projects: Projects::default(),
             entries: Vec::new(),
             group: 0..0,
             minute: 0,
@@ -108,6 +109,41 @@ struct Entry {
     title: Box<str>,
 }
 
+/// The distinct domain codes of a file, by number. A dump lists its lines
+/// by project, so most lines name the project of the line before; the rest
+/// are looked up by hash (a real dump has over a thousand projects).
+#[derive(Default)]
+struct Projects {
+    names: Vec<String>,
+    ids: HashMap<String, u32>,
+    last: u32,
+}
+
+impl Projects {
+    /// The number of `project`, numbered in order of first sight.
+    fn id(&mut self, project: &str) -> u32 {
+        if self
+            .names
+            .get(self.last as usize)
+            .is_some_and(|p| p == project)
+        {
+            return self.last;
+        }
+        let next = self.names.len() as u32;
+        let id = *self.ids.entry(project.to_string()).or_insert(next);
+        if id == next {
+            self.names.push(project.to_string());
+        }
+        self.last = id;
+        id
+    }
+
+    /// The domain code numbered `id`.
+    fn name(&self, id: u32) -> &str {
+        self.names.get(id as usize).map_or("", String::as_str)
+    }
+}
+
 struct DumpPartition {
     /// The file; it keeps its place among the open inputs until the
     /// partition is done emitting, so that few files' lines are held at once.
@@ -116,7 +152,7 @@ struct DumpPartition {
     loaded: bool,
     file_stamp: Option<EventTime>,
     time: DumpTime,
-    projects: Vec<String>,
+    projects: Projects,
     entries: Vec<Entry>,
     /// Entries of the hour being emitted; they are sorted by hour, then by
     /// views descending, so that a minute's pass stops at the first entry
@@ -154,20 +190,11 @@ impl DumpPartition {
                 NextLine::Line(Err(reason)) => Err(reason),
                 NextLine::Line(Ok(line)) if line.trim().is_empty() => continue,
                 NextLine::Line(Ok(line)) => parse_dump_line_with(line, self.file_stamp, self.time)
-                    .map(|l| {
-                        let project = match self.projects.iter().position(|p| p == l.project) {
-                            Some(i) => i,
-                            None => {
-                                self.projects.push(l.project.to_string());
-                                self.projects.len() - 1
-                            }
-                        };
-                        Entry {
-                            hour: l.hour_start_ms,
-                            views: l.views,
-                            project: project as u32,
-                            title: l.title.into(),
-                        }
+                    .map(|l| Entry {
+                        hour: l.hour_start_ms,
+                        views: l.views,
+                        project: self.projects.id(l.project),
+                        title: l.title.into(),
                     }),
             };
             match parsed {
@@ -216,8 +243,7 @@ impl Partition<PageView> for DumpPartition {
             }
             match self.entries[self.cursor..self.group.end].first() {
                 Some(e) if e.views > self.minute => {
-                    let article =
-                        Article::named(self.projects[e.project as usize].as_str(), &*e.title);
+                    let article = Article::named(self.projects.name(e.project), &*e.title);
                     let views = minute_views(e.views, self.minute);
                     batch.push(e.hour + self.minute * MINUTE, PageView::new(article, views));
                     self.cursor += 1;
@@ -235,5 +261,26 @@ impl Partition<PageView> for DumpPartition {
     /// Events emitted so far.
     fn offset(&self) -> u64 {
         self.emitted
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Projects;
+
+    /// Projects are numbered in order of first sight, whether a line names
+    /// the project of the line before or one seen long ago.
+    #[test]
+    fn projects_are_numbered_in_order_of_first_sight() {
+        let mut projects = Projects::default();
+        let ids: Vec<u32> = ["en", "en", "de", "en.m", "de", "de", "en", "fr"]
+            .iter()
+            .map(|p| projects.id(p))
+            .collect();
+        assert_eq!(ids, [0, 0, 1, 2, 1, 1, 0, 3]);
+        assert_eq!(
+            (0..4).map(|i| projects.name(i)).collect::<Vec<_>>(),
+            ["en", "de", "en.m", "fr"]
+        );
     }
 }

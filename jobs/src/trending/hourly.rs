@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
-use keyflow_dataflow::sink::Sink;
+use keyflow_dataflow::sink::{Blobs, Sink};
 use keyflow_dataflow::time::{civil, EventTime, HOUR};
 use keyflow_dataflow::window::WindowResult;
 use keyflow_dataflow::{Error, Result};
@@ -30,10 +30,22 @@ pub fn hourly_file_name(hour: EventTime) -> String {
 /// so a reader never sees half an hour (a FIFO or device already at a
 /// file's name is written directly). Updates (allowed lateness) rewrite
 /// the hour's file with the new totals.
+///
+/// An update carries only the articles it changed, so the sink keeps each
+/// hour's totals until no update can reach it; with checkpoints, it keeps
+/// them in its commit points too (see `hourly_commit`), so that an update
+/// after a restart rewrites the whole hour, not just what it changed.
 pub struct HourlyDumpSink {
-    dir: PathBuf,
-    hours: BTreeMap<EventTime, BTreeMap<Article, u64>>,
+    pub(super) dir: PathBuf,
+    /// The totals of the hours that updates may still reach.
+    pub(super) hours: BTreeMap<EventTime, BTreeMap<Article, u64>>,
     keep: u64,
+    /// The totals written since the last commit, by hour: `None` until the
+    /// first commit, so that a run without checkpoints keeps nothing twice.
+    pub(super) changed: Option<BTreeMap<EventTime, BTreeMap<Article, u64>>>,
+    /// The blobs of earlier commits that hold totals of hours still kept,
+    /// oldest first, each with the hours it holds.
+    pub(super) blobs: Vec<(String, Vec<EventTime>)>,
 }
 
 impl HourlyDumpSink {
@@ -53,6 +65,8 @@ impl HourlyDumpSink {
             dir: dir.to_path_buf(),
             hours: BTreeMap::new(),
             keep,
+            changed: None,
+            blobs: Vec::new(),
         })
     }
 
@@ -100,6 +114,12 @@ impl Sink<WindowResult<Article, u64>> for HourlyDumpSink {
         let mut touched = Vec::new();
         for (_, r) in records {
             let hour = r.start;
+            if let Some(changed) = self.changed.as_mut() {
+                changed
+                    .entry(hour)
+                    .or_default()
+                    .insert(r.key.clone(), r.value);
+            }
             self.hours
                 .entry(hour)
                 .or_default()
@@ -116,21 +136,38 @@ impl Sink<WindowResult<Article, u64>> for HourlyDumpSink {
         // Hours that no late update can reach any more are forgotten.
         let keep = self.keep;
         self.hours.retain(|hour, _| hour + HOUR + keep > time);
+        if let Some(changed) = self.changed.as_mut() {
+            changed.retain(|hour, _| hour + HOUR + keep > time);
+        }
         Ok(())
     }
 
-    /// Each hour's file is rewritten whole, so a resumed run needs no
-    /// commit point; it only clears the temporary files of killed runs.
-    fn restore(&mut self, _point: &[u8]) -> Result<()> {
-        let Ok(entries) = std::fs::read_dir(&self.dir) else {
-            return Ok(());
-        };
-        for entry in entries.flatten() {
-            let name = entry.file_name().to_string_lossy().into_owned();
-            if name.starts_with(".pageviews-") && name.contains(".tmp-") {
-                let _ = std::fs::remove_file(entry.path());
+    fn commit(&mut self) -> Result<Vec<u8>> {
+        Err(Error::Config(
+            "the hourly dump sink commits through `commit_with`, with blobs".into(),
+        ))
+    }
+
+    /// Each hour's file is written whole when it changes, so there is
+    /// nothing to flush: the point keeps the totals of the hours that
+    /// updates may still reach.
+    fn commit_with(&mut self, blobs: &mut dyn Blobs) -> Result<Vec<u8>> {
+        super::hourly_commit::commit_point(self, blobs)
+    }
+
+    /// Reads back the totals of the hours that updates may still reach,
+    /// and clears the temporary files of killed runs. The files of hours
+    /// written since the checkpoint stay: the resumed run writes them again,
+    /// whole.
+    fn restore_with(&mut self, point: &[u8], blobs: &mut dyn Blobs) -> Result<()> {
+        if let Ok(entries) = std::fs::read_dir(&self.dir) {
+            for entry in entries.flatten() {
+                let name = entry.file_name().to_string_lossy().into_owned();
+                if name.starts_with(".pageviews-") && name.contains(".tmp-") {
+                    let _ = std::fs::remove_file(entry.path());
+                }
             }
         }
-        Ok(())
+        super::hourly_commit::restore(self, point, blobs)
     }
 }

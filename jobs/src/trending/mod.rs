@@ -15,6 +15,7 @@
 //! module only wires it to pageviews.
 
 mod hourly;
+mod hourly_commit;
 
 use std::sync::Arc;
 
