@@ -532,7 +532,7 @@ where
         let outcome = catch_unwind(AssertUnwindSafe(|| {
             let value = build(worker, &shared)?;
             if let Some(c) = shared.checkpointer() {
-                c.seal(worker.index());
+                c.seal(worker.index())?;
             }
             step_until_done(worker, &shared);
             Ok(value)

@@ -225,8 +225,37 @@ impl Checkpointer {
         })
     }
 
-    /// Marks worker `worker`'s dataflows as built.
-    pub fn seal(&self, worker: usize) {
+    /// Marks worker `worker`'s dataflows as built. On global worker 0,
+    /// which declares every step (a single writer's too), a restore fails
+    /// if the checkpoint holds the state of a step that the dataflow no
+    /// longer declares (renamed or removed): resuming would drop that
+    /// state while the sources skip what built it, as a savepoint with
+    /// state no operator claims is refused. A step new to the dataflow
+    /// starts empty.
+    pub fn seal(&self, worker: usize) -> Result<()> {
+        if worker == 0 {
+            let shared = lock(&self.shared);
+            let declared = shared.steps.get(&0);
+            if let Some(step) = self
+                .restored
+                .keys()
+                .find(|step| !declared.is_some_and(|d| d.contains_key(*step)))
+            {
+                let known: Vec<&str> = declared
+                    .map(|d| d.keys().map(String::as_str).collect())
+                    .unwrap_or_default();
+                return Err(Error::Checkpoint {
+                    path: self.config.dir.clone(),
+                    reason: format!(
+                        "it holds the state of step `{step}`, which this dataflow has no \
+                         step for (its steps: {}): was it renamed or removed? Resuming \
+                         would lose that state. Give the step its old id, or start from \
+                         a new checkpoint directory",
+                        known.join(", ")
+                    ),
+                });
+            }
+        }
         let epochs: Vec<_> = {
             let mut shared = lock(&self.shared);
             shared.sealed.insert(worker);
@@ -235,6 +264,7 @@ impl Checkpointer {
         for epoch in epochs {
             self.try_send(epoch);
         }
+        Ok(())
     }
 
     fn deposit(
@@ -523,7 +553,7 @@ mod tests {
     fn open(dir: &std::path::Path, p: usize) -> (Arc<Checkpointer>, StepCheckpoint) {
         let c = Checkpointer::open(config(dir), p, 2, 1).unwrap().unwrap();
         let k = c.register(p, "s", "here").unwrap();
-        c.seal(p);
+        c.seal(p).unwrap();
         (c, k)
     }
 
@@ -575,6 +605,41 @@ mod tests {
         let name = String::from_utf8(parts[1].clone()).unwrap();
         assert_eq!(k1.restored_blob(&name).unwrap(), b"shard");
         p1.finish(false).unwrap();
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    /// A restore whose dataflow no longer declares a step of the
+    /// checkpoint (renamed) is refused, naming it, before any work; a step
+    /// new to the dataflow starts empty.
+    #[test]
+    fn a_checkpoint_step_the_dataflow_no_longer_has_is_refused() {
+        let dir = &scratch("renamed");
+        let cfg = || CheckpointConfig {
+            dir: dir.clone(),
+            every: 10,
+            fingerprint: "test".into(),
+        };
+        let c = Checkpointer::open(cfg(), 0, 1, 1).unwrap().unwrap();
+        let k = c.register(0, "counts v1", "here").unwrap();
+        c.seal(0).unwrap();
+        k.save(10, vec![1]).unwrap();
+        c.finish(false).unwrap();
+        assert_eq!(store::newest_complete(dir).unwrap(), Some(10));
+
+        let c = Checkpointer::open(cfg(), 0, 1, 1).unwrap().unwrap();
+        c.register(0, "counts v2", "here").unwrap();
+        let err = c.seal(0).unwrap_err().to_string();
+        assert!(
+            err.contains("`counts v1`") && err.contains("counts v2") && err.contains("renamed"),
+            "{err}"
+        );
+        c.finish(false).unwrap();
+
+        let c = Checkpointer::open(cfg(), 0, 1, 1).unwrap().unwrap();
+        c.register(0, "counts v1", "here").unwrap();
+        c.register(0, "a new step", "there").unwrap();
+        c.seal(0).unwrap();
+        c.finish(false).unwrap();
         std::fs::remove_dir_all(dir).unwrap();
     }
 
