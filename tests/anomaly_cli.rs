@@ -456,3 +456,36 @@ fn a_baseline_skips_times_past_the_end_of_event_time() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// A baseline run whose every line is malformed fails and leaves an
+/// earlier baseline at `--out` as it was; a directory at `--out` is
+/// refused before any line is read.
+#[test]
+fn a_baseline_of_only_bad_lines_keeps_the_earlier_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let base = day_one_baseline(dir.path());
+    let before = std::fs::read(&base).unwrap();
+    let bad = path(dir.path(), "pagecounts-20160802-000000");
+    std::fs::write(&bad, "20160802-000099 en Simon 60 100\n").unwrap();
+    let bad_s = bad.display().to_string();
+    let out = keyflow_output(&["baseline", "--out", &base, "--input", &bad_s]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(stderr.contains("malformed"), "{stderr}");
+    assert!(!stderr.contains("written to"), "{stderr}");
+    assert_eq!(
+        std::fs::read(&base).unwrap(),
+        before,
+        "the earlier baseline stays"
+    );
+
+    let a_dir = dir.path().display().to_string();
+    let files1 = day_files(1);
+    let mut args = vec!["baseline", "--out", &a_dir, "--input"];
+    args.extend(files1.iter().map(String::as_str));
+    let out = keyflow_output(&args);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(stderr.contains("is a directory"), "{stderr}");
+    assert!(stderr.contains(&a_dir), "{stderr}");
+}

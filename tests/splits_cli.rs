@@ -204,3 +204,22 @@ fn a_split_file_restores_from_a_checkpoint_at_another_worker_count() {
     assert_eq!(code, 0, "{err}");
     assert_same("2 -> 3 workers", &outputs("k"), &want);
 }
+
+/// A split size below the least one is refused before any work, naming the
+/// value (a byte per split would plan a partition per byte).
+#[test]
+fn a_split_size_below_the_least_is_refused() {
+    for value in ["1", "65535", "ten"] {
+        let out = Command::new(KEYFLOW)
+            .args(["run", "trending", "--quiet", "--duration", "1m"])
+            .env("KEYFLOW_SPLIT_BYTES", value)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{value}: {stderr}");
+        assert!(
+            stderr.contains(&format!("KEYFLOW_SPLIT_BYTES={value}")) && stderr.contains("65536"),
+            "{stderr}"
+        );
+    }
+}

@@ -344,3 +344,47 @@ fn a_restore_at_fewer_workers_finishes_the_higher_parts_as_committed() {
     assert_parts_match(&files, &want);
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// Writes `lines` through a `JsonLinesSink` on `path`, as a job does.
+fn write_lines(path: &Path, lines: &[u64]) -> keyflow_dataflow::Result<()> {
+    let mut sink = JsonLinesSink::create(path)?;
+    let records: Vec<(u64, u64)> = lines.iter().map(|&l| (l, l)).collect();
+    Sink::write(&mut sink, 0, &records)?;
+    Sink::<u64>::close(&mut sink)
+}
+
+/// A directory at the output's path is refused when the sink is made,
+/// before any work; a symbolic link is written through, and stays a link
+/// (as `/dev/stdout` does when a shell sends it to a file).
+#[test]
+fn a_directory_is_refused_up_front_and_a_link_is_written_through() {
+    let dir = scratch("links");
+    std::fs::create_dir_all(dir.join("a dir")).unwrap();
+    let err = JsonLinesSink::create(&dir.join("a dir")).err().unwrap();
+    assert!(err.to_string().contains("is a directory"), "{err}");
+
+    let target = dir.join("target.jsonl");
+    std::fs::write(&target, "old\n").unwrap();
+    let link = dir.join("link.jsonl");
+    std::os::unix::fs::symlink(&target, &link).unwrap();
+    write_lines(&link, &[1, 2]).unwrap();
+    assert!(std::fs::symlink_metadata(&link)
+        .unwrap()
+        .file_type()
+        .is_symlink());
+    assert_eq!(std::fs::read_to_string(&target).unwrap(), "1\n2\n");
+
+    // A link to a file not yet there makes that file.
+    let dangling = dir.join("dangling.jsonl");
+    std::os::unix::fs::symlink("made.jsonl", &dangling).unwrap();
+    write_lines(&dangling, &[3]).unwrap();
+    assert_eq!(
+        std::fs::read_to_string(dir.join("made.jsonl")).unwrap(),
+        "3\n"
+    );
+    assert!(std::fs::symlink_metadata(&dangling)
+        .unwrap()
+        .file_type()
+        .is_symlink());
+    std::fs::remove_dir_all(&dir).unwrap();
+}

@@ -56,15 +56,37 @@ pub struct Mesh<'a> {
     pub secret: &'a [u8],
 }
 
+/// Setting values longer than this many bytes are compared by digest.
+const LONG_SETTING: usize = 256;
+
 impl Mesh<'_> {
-    /// The layout, then the job's own settings: what the hellos compare.
+    /// The layout, the split size, then the job's own settings: what the
+    /// hellos compare. A long value (a thousand input paths, say) goes as
+    /// its length and digest, so that every hello fits in a frame.
     fn agreed(&self) -> Vec<(String, String)> {
         let mut all = vec![
             ("--processes".to_string(), self.processes.to_string()),
             ("--workers".to_string(), self.workers.to_string()),
             ("host list".to_string(), self.hosts.join(",")),
+            // Processes that split files differently would read some lines
+            // twice and others never.
+            (
+                crate::source::SPLIT_BYTES_ENV.to_string(),
+                crate::source::split_bytes().to_string(),
+            ),
         ];
-        all.extend(self.settings.iter().cloned());
+        all.extend(self.settings.iter().map(|(flag, value)| {
+            let value = if value.len() > LONG_SETTING {
+                format!(
+                    "{} bytes with digest {:016x}",
+                    value.len(),
+                    crate::stable_hash(value.as_str())
+                )
+            } else {
+                value.clone()
+            };
+            (flag.clone(), value)
+        }));
         all
     }
 }

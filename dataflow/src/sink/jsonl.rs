@@ -52,6 +52,19 @@ pub struct JsonLinesSink {
 /// JSON-lines sink*).
 const BUFFER: usize = 1 << 16;
 
+/// Where the symbolic link `path` leads, its own links followed; for a
+/// link to a file not yet there, the file it names.
+fn link_target(path: &Path) -> Result<PathBuf> {
+    match std::fs::canonicalize(path) {
+        Ok(target) => Ok(target),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let target = std::fs::read_link(path).map_err(|e| Error::io(path, e))?;
+            Ok(path.parent().unwrap_or(Path::new("")).join(target))
+        }
+        Err(e) => Err(Error::io(path, e)),
+    }
+}
+
 fn special(path: &Path) -> bool {
     std::fs::metadata(path).is_ok_and(|m| !m.is_file() && !m.is_dir())
 }
@@ -185,8 +198,25 @@ impl JsonLinesSink {
     }
 
     /// Starts writing `path` (creating its directory). The file appears
-    /// under its name when the stream ends.
+    /// under its name when the stream ends. A directory at `path` is an
+    /// error now, not when the stream ends; a symbolic link is followed, so
+    /// that its target is written and the link stays (`/dev/stdout` of a
+    /// shell that sends it to a file, say).
     pub fn create(path: &Path) -> Result<Self> {
+        if path.is_dir() {
+            return Err(Error::Config(format!(
+                "output {} is a directory, not a file",
+                path.display()
+            )));
+        }
+        let resolved;
+        let path = match std::fs::symlink_metadata(path) {
+            Ok(meta) if meta.file_type().is_symlink() && !special(path) => {
+                resolved = link_target(path)?;
+                resolved.as_path()
+            }
+            _ => path,
+        };
         if special(path) {
             let file = std::fs::OpenOptions::new()
                 .write(true)

@@ -29,9 +29,14 @@ pub const DEFAULT_SPLIT_BYTES: u64 = 64 << 20;
 /// the same value.
 pub const SPLIT_BYTES_ENV: &str = "KEYFLOW_SPLIT_BYTES";
 
+/// The least split size [`SPLIT_BYTES_ENV`] may set: smaller splits would
+/// only multiply partitions (a byte per split would plan a billion for a
+/// gigabyte).
+pub const MIN_SPLIT_BYTES: u64 = 64 << 10;
+
 /// Fails, naming the value, when [`SPLIT_BYTES_ENV`] is set to anything but
-/// a positive number of bytes ([`split_bytes`] would ignore it), so that a
-/// command can refuse it before any work.
+/// a number of bytes of at least [`MIN_SPLIT_BYTES`] ([`split_bytes`] would
+/// ignore it), so that a command can refuse it before any work.
 ///
 /// ```
 /// assert!(keyflow_dataflow::source::check_split_bytes().is_ok()); // unset
@@ -39,9 +44,9 @@ pub const SPLIT_BYTES_ENV: &str = "KEYFLOW_SPLIT_BYTES";
 pub fn check_split_bytes() -> crate::Result<()> {
     match std::env::var(SPLIT_BYTES_ENV) {
         Err(std::env::VarError::NotPresent) => Ok(()),
-        Ok(v) if v.trim().parse::<u64>().is_ok_and(|n| n > 0) => Ok(()),
+        Ok(v) if v.trim().parse::<u64>().is_ok_and(|n| n >= MIN_SPLIT_BYTES) => Ok(()),
         Ok(v) => Err(crate::Error::Config(format!(
-            "{SPLIT_BYTES_ENV}={v}: not a positive number of bytes"
+            "{SPLIT_BYTES_ENV}={v}: not a number of bytes of at least {MIN_SPLIT_BYTES}"
         ))),
         Err(_) => Err(crate::Error::Config(format!(
             "{SPLIT_BYTES_ENV} is not valid Unicode"
@@ -49,13 +54,13 @@ pub fn check_split_bytes() -> crate::Result<()> {
     }
 }
 
-/// The split size in force: [`SPLIT_BYTES_ENV`] when it holds a positive
-/// number, else [`DEFAULT_SPLIT_BYTES`].
+/// The split size in force: [`SPLIT_BYTES_ENV`] when it holds a number of
+/// at least [`MIN_SPLIT_BYTES`], else [`DEFAULT_SPLIT_BYTES`].
 pub fn split_bytes() -> u64 {
     std::env::var(SPLIT_BYTES_ENV)
         .ok()
         .and_then(|v| v.trim().parse::<u64>().ok())
-        .filter(|n| *n > 0)
+        .filter(|n| *n >= MIN_SPLIT_BYTES)
         .unwrap_or(DEFAULT_SPLIT_BYTES)
 }
 

@@ -55,7 +55,19 @@ impl<V> Aggregator<V> for Count {
     }
 }
 
-/// Sums values.
+/// Sums values with `+=`: an integer sum past its type's maximum wraps in
+/// a release build, as `+=` does, so where inputs can come near it, bound
+/// them when they are read or sum into a wider type (the pageview jobs
+/// refuse a record of more than `u32::MAX` views and sum in `u64`).
+///
+/// ```
+/// use keyflow_dataflow::window::{Aggregator, Sum};
+/// let sum = Sum::<u64>::new();
+/// let mut acc = sum.init();
+/// sum.add(&mut acc, 2);
+/// sum.merge(&mut acc, &3);
+/// assert_eq!(sum.finish(&acc), 5);
+/// ```
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Sum<V>(PhantomData<V>);
 

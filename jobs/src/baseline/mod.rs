@@ -165,6 +165,12 @@ pub fn run_baseline(run_config: &RunConfig, config: &BaselineConfig) -> Result<B
     if config.out.as_os_str().is_empty() {
         return Err(Error::Config("--out: no baseline file given".into()));
     }
+    if config.out.is_dir() {
+        return Err(Error::Config(format!(
+            "--out {} is a directory, not a file",
+            config.out.display()
+        )));
+    }
     let spec = ReadSpec {
         files: files.clone(),
         format: config.format,
@@ -186,7 +192,11 @@ pub fn run_baseline(run_config: &RunConfig, config: &BaselineConfig) -> Result<B
         bad: metrics.bad,
         written: false,
     };
-    if let Some(gathered) = gathered.into_iter().flatten().next() {
+    // Every line read was malformed: an earlier baseline at `out` stays
+    // as it was. (A process of a cluster cannot tell: the others' lines
+    // are not in its counters.)
+    let all_bad = run_config.processes == 1 && metrics.events == 0 && metrics.bad > 0;
+    if let Some(gathered) = gathered.into_iter().flatten().next().filter(|_| !all_bad) {
         let base = assemble(gathered)?;
         base.write_atomic(&config.out)?;
         summary.keys = base.keys.len();

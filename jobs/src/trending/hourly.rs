@@ -75,7 +75,14 @@ impl HourlyDumpSink {
         for (article, views) in totals {
             let _ = writeln!(text, "{article} {views} 0");
         }
-        write_whole_file(&self.dir.join(hourly_file_name(hour)), text.as_bytes())
+        let path = self.dir.join(hourly_file_name(hour));
+        // The run names the files of its directory: a link found at one
+        // of the names is replaced, never written through (it could lead
+        // to an input, which a run never modifies).
+        if std::fs::symlink_metadata(&path).is_ok_and(|m| m.file_type().is_symlink()) {
+            std::fs::remove_file(&path).map_err(|e| Error::io(&path, e))?;
+        }
+        write_whole_file(&path, text.as_bytes())
     }
 }
 
@@ -169,5 +176,41 @@ impl Sink<WindowResult<Article, u64>> for HourlyDumpSink {
             }
         }
         super::hourly_commit::restore(self, point, blobs)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use keyflow_dataflow::time::MINUTE;
+
+    use super::*;
+
+    /// A link at an hour's name is replaced by the hour's file; what it led
+    /// to is left as it was.
+    #[test]
+    fn a_link_at_an_hour_s_name_is_replaced_not_written_through() {
+        let dir = tempfile::tempdir().unwrap();
+        let hour = 1_470_009_600_000;
+        let input = dir.path().join("input");
+        std::fs::write(&input, "en A 1 0\n").unwrap();
+        let out = dir.path().join("hourly");
+        std::fs::create_dir(&out).unwrap();
+        let name = out.join(hourly_file_name(hour));
+        std::os::unix::fs::symlink(&input, &name).unwrap();
+        let mut sink = HourlyDumpSink::create(&out, MINUTE).unwrap();
+        let r = WindowResult {
+            key: Article::named("en", "B"),
+            start: hour,
+            end: hour + HOUR,
+            value: 7,
+            update: false,
+        };
+        sink.write(hour + HOUR, &[(hour + HOUR - 1, r)]).unwrap();
+        assert_eq!(std::fs::read_to_string(&input).unwrap(), "en A 1 0\n");
+        assert!(!std::fs::symlink_metadata(&name)
+            .unwrap()
+            .file_type()
+            .is_symlink());
+        assert_eq!(std::fs::read_to_string(&name).unwrap(), "en B 7 0\n");
     }
 }
