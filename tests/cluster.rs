@@ -281,6 +281,37 @@ fn members_with_different_worker_counts_fail_clearly() {
     }
 }
 
+/// Members that would split files differently (one read some lines twice,
+/// others never) refuse to start together, naming the setting.
+#[test]
+fn members_with_different_split_sizes_fail_clearly() {
+    let dir = tempfile::tempdir().unwrap();
+    let hosts = two_free_hosts(dir.path());
+    let start = |process: &str, split: &str| {
+        Command::new(KEYFLOW)
+            .args(["run", "trending", "--quiet", "--articles", "1000"])
+            .args(["--rate", "10", "--processes", "2", "--process", process])
+            .args(["--hostfile", &hosts, "--connect-timeout", "10s"])
+            .env("KEYFLOW_SPLIT_BYTES", split)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let p0 = start("0", "1048576");
+    let p1 = start("1", "2097152");
+    for (child, name) in [(p0, "process 0"), (p1, "process 1")] {
+        let (out, elapsed) = wait_bounded(child, Duration::from_secs(30));
+        assert!(elapsed < Duration::from_secs(20), "{name} took {elapsed:?}");
+        assert!(!out.status.success());
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            stderr.contains("disagree") && stderr.contains("KEYFLOW_SPLIT_BYTES"),
+            "{name}: {stderr}"
+        );
+    }
+}
+
 #[test]
 fn members_with_checkpoint_directories_of_their_own_fail_clearly() {
     let dir = tempfile::tempdir().unwrap();

@@ -118,3 +118,43 @@ pub fn form(mesh: &Mesh<'_>) -> Result<Links> {
     }
     Ok(links)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn mesh(settings: &[(String, String)]) -> Vec<(String, String)> {
+        Mesh {
+            process: 0,
+            processes: 2,
+            workers: 1,
+            hosts: &[],
+            connect_timeout: Duration::from_secs(1),
+            settings,
+            secret: &[],
+        }
+        .agreed()
+    }
+
+    /// A thousand input paths go as a digest: the hello stays small, and
+    /// two processes still see whether they were given the same.
+    #[test]
+    fn long_settings_are_compared_by_digest() {
+        let inputs = |n: usize| {
+            (0..n)
+                .map(|i| format!("/data/day-{i:04}.jsonl"))
+                .collect::<Vec<_>>()
+                .join(" ")
+        };
+        let a = mesh(&[("--input".into(), inputs(1000))]);
+        let b = mesh(&[("--input".into(), inputs(999))]);
+        let input =
+            |all: &[(String, String)]| all.iter().find(|(k, _)| k == "--input").unwrap().1.clone();
+        assert!(input(&a).len() < 100, "{}", input(&a));
+        assert_ne!(input(&a), input(&b));
+        assert_eq!(a, mesh(&[("--input".into(), inputs(1000))]));
+        assert!(a.iter().any(|(k, _)| k == crate::source::SPLIT_BYTES_ENV));
+        let short = mesh(&[("--window".into(), "10m".into())]);
+        assert!(short.contains(&("--window".into(), "10m".into())));
+    }
+}
