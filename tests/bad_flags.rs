@@ -80,6 +80,14 @@ fn contradicting_exploding_and_idle_flags_are_refused() {
             vec!["--input", &input, "--dump-time", "end"],
             vec!["--dump-time end", "JSON"],
         ),
+        (
+            vec!["--checkpoint-dir", &input],
+            vec![&input, "is a file, not a directory"],
+        ),
+        (
+            vec!["--window", "10m 999us"],
+            vec!["10m 999us", "whole number of milliseconds"],
+        ),
     ];
     for (flags, names) in cases {
         let mut args = trending_args(&flags);
@@ -167,4 +175,24 @@ fn flags_within_the_limits_still_run() {
         Duration::from_secs(120),
     );
     run.assert_success("cluster of one process");
+}
+
+/// `keyflow cluster` starts at most so many processes on one machine.
+#[test]
+fn a_local_cluster_of_too_many_processes_is_refused() {
+    let run = keyflow(
+        ["cluster", "--processes", "100000", "--", "run", "trending"],
+        FAST,
+    );
+    assert_eq!(run.code, Some(2), "{}", run.stderr);
+    assert!(
+        run.stderr.contains("--processes 100000") && run.stderr.contains("256"),
+        "{}",
+        run.stderr
+    );
+    assert!(
+        run.elapsed < Duration::from_secs(10),
+        "took {:?}",
+        run.elapsed
+    );
 }

@@ -80,12 +80,21 @@ pub fn align_down(ts: EventTime, size: u64, offset: u64) -> EventTime {
 /// use keyflow_dataflow::time::parse_duration_ms;
 /// assert_eq!(parse_duration_ms("window", "10m").unwrap(), 600_000);
 /// assert!(parse_duration_ms("window", "ten").unwrap_err().to_string().contains("ten"));
-/// // Longer than all of event time: refused, not wrapped.
+/// // Longer than all of event time, or finer than a millisecond: refused,
+/// // not wrapped or cut.
 /// assert!(parse_duration_ms("window", "10000000years").is_err());
+/// assert!(parse_duration_ms("window", "10m 999us").is_err());
 /// ```
 pub fn parse_duration_ms(what: &str, text: &str) -> Result<u64> {
     let d: Duration = humantime::parse_duration(text.trim())
         .map_err(|e| Error::Config(format!("{what} `{text}` is not a duration ({e})")))?;
+    // Event time counts milliseconds: a finer part would be dropped
+    // without a word.
+    if !d.subsec_nanos().is_multiple_of(1_000_000) {
+        return Err(Error::Config(format!(
+            "{what} `{text}` is not a whole number of milliseconds"
+        )));
+    }
     // Event time ends at MAX_EVENT_TIME: a longer span means nothing, and
     // one past u64 milliseconds would wrap into a short one.
     match u64::try_from(d.as_millis()) {

@@ -246,10 +246,20 @@ fn run_once(cmd: &ClusterCmd, dir: &std::path::Path, secret: &str) -> anyhow::Re
     }
 }
 
+/// The most processes `keyflow cluster` starts on one machine.
+const MAX_LOCAL_PROCESSES: usize = 256;
+
 /// Runs the cluster; returns the exit code for the launcher.
 pub fn launch(cmd: &ClusterCmd) -> anyhow::Result<i32> {
     if cmd.processes == 0 {
         anyhow::bail!("--processes 0: need at least one process");
+    }
+    if cmd.processes > MAX_LOCAL_PROCESSES {
+        anyhow::bail!(
+            "--processes {}: at most {MAX_LOCAL_PROCESSES} on one machine (each process keeps \
+             a connection to every other); give a process more --workers instead",
+            cmd.processes
+        );
     }
     if cmd.workers == 0 {
         anyhow::bail!("--workers 0: need at least one worker");

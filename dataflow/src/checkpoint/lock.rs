@@ -40,6 +40,7 @@ static HELD: Mutex<Option<HashMap<PathBuf, Weak<File>>>> = Mutex::new(None);
 /// fails naming the directory when another run holds it. A file system
 /// that cannot lock files is used unlocked, with a warning.
 pub fn lock(dir: &Path, process: usize) -> Result<DirLock> {
+    super::not_a_file(dir)?;
     std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
     let path = dir.join(format!("lock-p{process}"));
     let key = std::fs::canonicalize(dir)

@@ -91,8 +91,19 @@ impl CheckpointConfig {
         if self.dir.as_os_str().is_empty() {
             return Err(crate::Error::Config("--checkpoint-dir is empty".into()));
         }
-        Ok(())
+        not_a_file(&self.dir)
     }
+}
+
+/// Fails, naming it, when `dir` is there but is not a directory.
+pub(crate) fn not_a_file(dir: &std::path::Path) -> crate::Result<()> {
+    if dir.exists() && !dir.is_dir() {
+        return Err(crate::Error::Config(format!(
+            "--checkpoint-dir {} is a file, not a directory",
+            dir.display()
+        )));
+    }
+    Ok(())
 }
 
 /// bincode with variable-length integers: pane indices, weights and
