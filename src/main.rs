@@ -1,5 +1,15 @@
 //! The `keyflow` command-line tool.
 
+/// Writes a line to stderr as `eprintln!` does, but a failed write is
+/// ignored: `eprintln!` panics when stderr is a pipe whose reader is gone
+/// (a cluster member whose launcher was killed), after the work is done.
+macro_rules! say {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stderr(), $($arg)*);
+    }};
+}
+
 mod cli;
 mod serve;
 
@@ -25,7 +35,7 @@ fn main() {
     };
     // A filter that does not parse would silently log less than asked.
     let filter = tracing_subscriber::EnvFilter::try_new(&text).unwrap_or_else(|e| {
-        eprintln!("keyflow: error: invalid configuration: {from} `{text}`: {e}");
+        say!("keyflow: error: invalid configuration: {from} `{text}`: {e}");
         std::process::exit(2);
     });
     tracing_subscriber::fmt()
@@ -39,7 +49,7 @@ fn main() {
     let code = match dispatch(cli.command) {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("keyflow: error: {}", error_chain(&e));
+            say!("keyflow: error: {}", error_chain(&e));
             2
         }
     };

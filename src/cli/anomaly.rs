@@ -82,7 +82,7 @@ pub fn baseline(args: &BaselineArgs) -> anyhow::Result<i32> {
     };
     let summary = run_baseline(&run, &config)?;
     if summary.written {
-        eprintln!(
+        say!(
             "baseline: {} articles over {} day(s) ({} .. {}), {} lines, {} bad, written to {}",
             summary.keys,
             summary.days,

@@ -335,7 +335,7 @@ pub fn run(args: &BehaviourArgs) -> anyhow::Result<i32> {
     super::validate::finish_run(ran, &ctx, quiet)?;
     let quality = quality_text(&ctx);
     if !quality.is_empty() {
-        eprintln!("quality: {quality}");
+        say!("quality: {quality}");
     }
     super::validate::some_input_was_good(&ctx, processes)?;
     dashboard.serve_on();

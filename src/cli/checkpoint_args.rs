@@ -199,7 +199,7 @@ fn crc32(bytes: &[u8]) -> u32 {
 
 /// Says that the job already finished, for `Plan::Finished`.
 pub fn report_finished(dir: &Path) {
-    eprintln!(
+    say!(
         "keyflow: {}: this job already ran to its end with this configuration; \
          nothing to do (use --fresh to run it again)",
         dir.display()

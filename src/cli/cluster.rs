@@ -205,7 +205,7 @@ fn run_once(cmd: &ClusterCmd, dir: &std::path::Path, secret: &str) -> anyhow::Re
     let mut finished = Vec::new();
     loop {
         if let Some(signal) = super::signals::received() {
-            eprintln!(
+            say!(
                 "keyflow cluster: stopped by signal {signal}, stopping {} processes",
                 running.len()
             );
@@ -235,7 +235,7 @@ fn run_once(cmd: &ClusterCmd, dir: &std::path::Path, secret: &str) -> anyhow::Re
                 1 => "; stopping the other process".to_string(),
                 n => format!("; stopping the other {n} processes"),
             };
-            eprintln!("keyflow cluster: process {index} {what}{also}{stopping}");
+            say!("keyflow cluster: process {index} {what}{also}{stopping}");
             stop_all(&mut running);
             return Ok(Outcome::Failed(code, format!("process {index} {what}")));
         }
@@ -316,7 +316,7 @@ pub fn launch(cmd: &ClusterCmd) -> anyhow::Result<i32> {
         };
         if attempt >= cmd.restart {
             if cmd.restart > 0 {
-                eprintln!(
+                say!(
                     "keyflow cluster: giving up after {} restarts; last failure: {cause}",
                     cmd.restart
                 );
@@ -335,7 +335,7 @@ pub fn launch(cmd: &ClusterCmd) -> anyhow::Result<i32> {
             },
             None => "from the beginning (the job has no --checkpoint-dir)".to_string(),
         };
-        eprintln!(
+        say!(
             "keyflow cluster: restart {attempt} of {}: {cause}; starting all {} processes again {from}",
             cmd.restart, cmd.processes
         );

@@ -217,6 +217,6 @@ pub fn generate(args: &GenerateArgs) -> anyhow::Result<i32> {
         Target::Kafka(mut sink) => keyflow::dataflow::sink::Sink::close(sink.as_mut())?,
         Target::Stream(..) => {}
     }
-    eprintln!("generate: {written} events written to {}", args.to);
+    say!("generate: {written} events written to {}", args.to);
     Ok(0)
 }

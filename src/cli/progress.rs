@@ -103,7 +103,7 @@ impl Drop for Progress {
 pub fn summary(ctx: &Context, _quiet: bool) {
     {
         let m = ctx.metrics.snapshot();
-        eprintln!(
+        say!(
             "done: {} events, {} late, {} bad, {} too far in the future",
             m.events,
             m.late(),
@@ -111,15 +111,19 @@ pub fn summary(ctx: &Context, _quiet: bool) {
             m.future
         );
         if m.skipped > 0 {
-            eprintln!("skipped: {} records with no views", m.skipped);
+            say!("skipped: {} records with no views", m.skipped);
         }
         // Which steps the late, dropped and bad records were counted at,
         // when there were any: two windowed steps can differ.
         for (id, s) in ctx.metrics.steps() {
             if s.late + s.dropped + s.bad > 0 {
-                eprintln!(
+                say!(
                     "  step {id}: {} in, {} out, {} late, {} dropped, {} bad",
-                    s.records_in, s.records_out, s.late, s.dropped, s.bad
+                    s.records_in,
+                    s.records_out,
+                    s.late,
+                    s.dropped,
+                    s.bad
                 );
             }
         }

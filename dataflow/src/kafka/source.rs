@@ -186,6 +186,10 @@ fn consumer_config(config: &KafkaSourceConfig, stats: bool) -> rdkafka::ClientCo
         .set("enable.auto.commit", "false")
         .set("enable.auto.offset.store", "false")
         .set("enable.partition.eof", "true")
+        // An offset the broker no longer holds (retention deleted it while
+        // the job was behind or stopped) is an error, never a silent jump
+        // to the partition's end.
+        .set("auto.offset.reset", "error")
         // Results of a keyflow job upstream are exactly-once only for
         // readers that skip aborted transactions.
         .set("isolation.level", "read_committed");
@@ -213,9 +217,35 @@ impl<T: 'static> Source for KafkaSource<T> {
         self.seek(part, start)
     }
 
+    /// Resumes at the checkpoint's offset, which the broker must still
+    /// hold: below the oldest offset, retention deleted records the job
+    /// never read; past the end, the topic is not the one checkpointed
+    /// (recreated, say), and new records below the offset would be taken
+    /// for ones already read.
     fn open_at(&self, index: usize, position: u64) -> Result<Box<dyn Partition<T>>> {
         let part = self.connect(index)?;
-        self.seek(part, position as i64)
+        let (low, high) = part.watermarks()?;
+        let offset = i64::try_from(position).unwrap_or(i64::MAX);
+        let why = if offset < low {
+            Some(format!(
+                "the broker holds offsets from {low} on: records between were deleted \
+                 (retention) before the job read them"
+            ))
+        } else if offset > high {
+            Some(format!(
+                "the partition ends at {high}: was the topic deleted and made again?"
+            ))
+        } else {
+            None
+        };
+        if let Some(why) = why {
+            return Err(Error::External(format!(
+                "{} partition {index}: the checkpoint resumes at offset {offset}, but {why}; \
+                 start from a new checkpoint directory to read the topic again",
+                self.config.address
+            )));
+        }
+        self.seek(part, offset)
     }
 }
 
