@@ -58,6 +58,8 @@ pub struct RedisConnection {
     config: RedisConfig,
     client: redis::Client,
     connection: Option<redis::Connection>,
+    /// Pipelines sent again after a connection error, in all.
+    resent: u64,
 }
 
 impl RedisConnection {
@@ -69,12 +71,21 @@ impl RedisConnection {
             config,
             client,
             connection: None,
+            resent: 0,
         })
     }
 
     /// The configuration.
     pub fn config(&self) -> &RedisConfig {
         &self.config
+    }
+
+    /// How many times [`RedisConnection::run`] has sent a pipeline again
+    /// after a connection error. A caller whose command is not idempotent
+    /// (`XREADGROUP >`, which the server may have carried out before the
+    /// connection went) compares it before and after.
+    pub fn resent(&self) -> u64 {
+        self.resent
     }
 
     /// Runs `pipeline`, reconnecting and retrying on connection errors;
@@ -104,6 +115,7 @@ impl RedisConnection {
                     }
                     std::thread::sleep(pause);
                     pause = (pause * 2).min(Duration::from_secs(2));
+                    self.resent += 1;
                 }
                 Err(e) => {
                     self.connection = None;

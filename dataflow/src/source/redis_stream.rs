@@ -388,7 +388,17 @@ impl<T: 'static> Partition<T> for StreamPartition<T> {
             .arg("STREAMS")
             .arg(&self.stream)
             .arg(&from);
+        let resent = self.connection.resent();
         let (reply,): (Option<Entries>,) = self.connection.run(&read)?;
+        if self.pending_from.is_none() && self.connection.resent() != resent {
+            // A `>` read sent again after a lost connection: the server may
+            // have delivered entries to the first one and lost them with
+            // the connection. They are in this consumer's pending list,
+            // before what the second read returned (pending too): read the
+            // list from the last entry handed out instead, in order.
+            self.pending_from = Some(unpack_id(self.last));
+            return Ok(PollStatus::Ready);
+        }
         let entries = reply
             .into_iter()
             .flatten()
