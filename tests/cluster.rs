@@ -238,47 +238,52 @@ fn an_unreachable_peer_is_a_clear_error_after_the_timeout() {
     );
 }
 
+/// Starts processes 0 and 1 of a two-process trending job on `hosts`,
+/// each with its own `extra` flags and `KEYFLOW_SPLIT_BYTES`; both must
+/// fail soon, saying they disagree and naming `named`.
+fn members_disagree(hosts: &str, extra: [(&[&str], &str); 2], named: &str) {
+    let children: Vec<_> = extra
+        .iter()
+        .enumerate()
+        .map(|(process, (flags, split))| {
+            Command::new(KEYFLOW)
+                .args(["run", "trending", "--quiet", "--articles", "1000"])
+                .args(["--rate", "10", "--processes", "2", "--process"])
+                .arg(process.to_string())
+                .args(["--hostfile", hosts, "--connect-timeout", "10s"])
+                .args(*flags)
+                .env("KEYFLOW_SPLIT_BYTES", split)
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    for (process, child) in children.into_iter().enumerate() {
+        let (out, elapsed) = wait_bounded(child, Duration::from_secs(30));
+        assert!(
+            elapsed < Duration::from_secs(20),
+            "process {process} took {elapsed:?}"
+        );
+        assert!(!out.status.success());
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            stderr.contains("disagree") && stderr.contains(named),
+            "process {process}: {stderr}"
+        );
+    }
+}
+
 #[test]
 fn members_with_different_worker_counts_fail_clearly() {
     let dir = tempfile::tempdir().unwrap();
     let hosts = two_free_hosts(dir.path());
-    let start = |process: &str, workers: &str| {
-        Command::new(KEYFLOW)
-            .args([
-                "run",
-                "trending",
-                "--quiet",
-                "--articles",
-                "1000",
-                "--rate",
-                "10",
-            ])
-            .args([
-                "--processes",
-                "2",
-                "--process",
-                process,
-                "--workers",
-                workers,
-            ])
-            .args(["--hostfile", &hosts, "--connect-timeout", "10s"])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap()
-    };
-    let p0 = start("0", "2");
-    let p1 = start("1", "1");
-    for (child, name) in [(p0, "process 0"), (p1, "process 1")] {
-        let (out, elapsed) = wait_bounded(child, Duration::from_secs(30));
-        assert!(elapsed < Duration::from_secs(20), "{name} took {elapsed:?}");
-        assert!(!out.status.success());
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        assert!(
-            stderr.contains("disagree") && stderr.contains("--workers 1"),
-            "{name}: {stderr}"
-        );
-    }
+    let same = "1048576";
+    members_disagree(
+        &hosts,
+        [(&["--workers", "2"], same), (&["--workers", "1"], same)],
+        "--workers 1",
+    );
 }
 
 /// Members that would split files differently (one read some lines twice,
@@ -287,29 +292,11 @@ fn members_with_different_worker_counts_fail_clearly() {
 fn members_with_different_split_sizes_fail_clearly() {
     let dir = tempfile::tempdir().unwrap();
     let hosts = two_free_hosts(dir.path());
-    let start = |process: &str, split: &str| {
-        Command::new(KEYFLOW)
-            .args(["run", "trending", "--quiet", "--articles", "1000"])
-            .args(["--rate", "10", "--processes", "2", "--process", process])
-            .args(["--hostfile", &hosts, "--connect-timeout", "10s"])
-            .env("KEYFLOW_SPLIT_BYTES", split)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap()
-    };
-    let p0 = start("0", "1048576");
-    let p1 = start("1", "2097152");
-    for (child, name) in [(p0, "process 0"), (p1, "process 1")] {
-        let (out, elapsed) = wait_bounded(child, Duration::from_secs(30));
-        assert!(elapsed < Duration::from_secs(20), "{name} took {elapsed:?}");
-        assert!(!out.status.success());
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        assert!(
-            stderr.contains("disagree") && stderr.contains("KEYFLOW_SPLIT_BYTES"),
-            "{name}: {stderr}"
-        );
-    }
+    members_disagree(
+        &hosts,
+        [(&[], "1048576"), (&[], "2097152")],
+        "KEYFLOW_SPLIT_BYTES",
+    );
 }
 
 #[test]
