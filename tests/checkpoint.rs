@@ -148,6 +148,28 @@ fn a_checkpoint_restores_at_another_worker_count() {
     }
 }
 
+/// `--quiet` may differ between a run and its restore: the table it
+/// printed is a step with no state, and a restore without it loses
+/// nothing.
+#[test]
+fn a_run_that_printed_its_table_restores_quiet() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("views.jsonl.gz");
+    gzip_events(&input);
+    let l = Layout {
+        dir: dir.path(),
+        input: &input,
+    };
+    let want = reference(&l, "ref", "2");
+    let ck = l.ckpt("q");
+    let quiet = l.args("q", &["--workers", "2", "--checkpoint-dir", &p(&ck)]);
+    let loud: Vec<String> = quiet.iter().filter(|a| *a != "--quiet").cloned().collect();
+    kill_after_checkpoint(&loud, &ck, Duration::ZERO);
+    let (code, err) = finish(&quiet);
+    assert_eq!(code, 0, "{err}");
+    assert_same("printed, then quiet", &l.outputs("q"), &want);
+}
+
 #[test]
 fn a_second_run_on_one_directory_is_refused_while_the_first_runs() {
     let dir = tempfile::tempdir().unwrap();

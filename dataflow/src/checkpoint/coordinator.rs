@@ -227,18 +227,22 @@ impl Checkpointer {
 
     /// Marks worker `worker`'s dataflows as built. On global worker 0,
     /// which declares every step (a single writer's too), a restore fails
-    /// if the checkpoint holds the state of a step that the dataflow no
-    /// longer declares (renamed or removed): resuming would drop that
-    /// state while the sources skip what built it, as a savepoint with
-    /// state no operator claims is refused. A step new to the dataflow
-    /// starts empty.
+    /// if the checkpoint holds state of a step that the dataflow no longer
+    /// declares (renamed or removed): resuming would drop that state while
+    /// the sources skip what built it, as a savepoint with state no
+    /// operator claims is refused. A step new to the dataflow starts
+    /// empty, and one whose parts are all empty may go.
     pub fn seal(&self, worker: usize) -> Result<()> {
         if worker == 0 {
             let shared = lock(&self.shared);
             let declared = shared.steps.get(&0);
+            // A step whose parts are all empty (a terminal's sink, shown
+            // in one run and not the next) holds nothing to lose.
             if let Some(step) = self
                 .restored
-                .keys()
+                .iter()
+                .filter(|(_, parts)| parts.iter().any(|p| !p.is_empty()))
+                .map(|(step, _)| step)
                 .find(|step| !declared.is_some_and(|d| d.contains_key(*step)))
             {
                 let known: Vec<&str> = declared
@@ -621,8 +625,10 @@ mod tests {
         };
         let c = Checkpointer::open(cfg(), 0, 1, 1).unwrap().unwrap();
         let k = c.register(0, "counts v1", "here").unwrap();
+        let table = c.register(0, "table", "a terminal").unwrap();
         c.seal(0).unwrap();
         k.save(10, vec![1]).unwrap();
+        table.save(10, Vec::new()).unwrap();
         c.finish(false).unwrap();
         assert_eq!(store::newest_complete(dir).unwrap(), Some(10));
 
@@ -632,6 +638,10 @@ mod tests {
         assert!(
             err.contains("`counts v1`") && err.contains("counts v2") && err.contains("renamed"),
             "{err}"
+        );
+        assert!(
+            !err.contains("`table`"),
+            "a step without state may go: {err}"
         );
         c.finish(false).unwrap();
 
