@@ -267,7 +267,11 @@ impl<T: 'static> Source for RedisStreamSource<T> {
         let mut connection = self.connect(stream)?;
         // The group goes back to the checkpoint's position: the entries
         // after it are delivered again, those up to it are in the
-        // checkpoint and done with.
+        // checkpoint and done with. Every entry this consumer has pending
+        // is acknowledged: those up to the position are done with, and
+        // those after it are pending again once delivered again, so the
+        // pending list holds only what this run was handed (which a read
+        // lost with its connection is read back from).
         let mut set = redis::pipe();
         set.cmd("XGROUP")
             .arg("SETID")
@@ -281,7 +285,7 @@ impl<T: 'static> Source for RedisStreamSource<T> {
                 .arg(stream)
                 .arg(&self.config.group)
                 .arg("-")
-                .arg(unpack_id(position))
+                .arg("+")
                 .arg(1000)
                 .arg(CONSUMER);
             let (pending,): (Vec<(String, String, u64, u64)>,) = connection.run(&list)?;
