@@ -10,6 +10,23 @@ macro_rules! say {
     }};
 }
 
+/// Writes to stdout as `print!` does, but a failed write (the reader of a
+/// pipe gone, as with `keyflow jobs | head -1`) is ignored, not a panic.
+macro_rules! show {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = write!(std::io::stdout(), $($arg)*);
+    }};
+}
+
+/// As [`show!`], with a newline.
+macro_rules! showln {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stdout(), $($arg)*);
+    }};
+}
+
 mod cli;
 mod serve;
 
@@ -79,12 +96,12 @@ fn dispatch(command: Command) -> anyhow::Result<i32> {
     match command {
         Command::Jobs => {
             for (name, what) in cli::JOBS {
-                println!("{name:<12} {what}");
+                showln!("{name:<12} {what}");
             }
             Ok(0)
         }
         Command::Explain { job, format } => {
-            print!("{}", cli::explain::explain(&job, format)?);
+            show!("{}", cli::explain::explain(&job, format)?);
             Ok(0)
         }
         Command::Run { job } => match job {

@@ -148,3 +148,47 @@ fn quiet_runs_keep_the_closing_count() {
 fn s(path: &Path) -> &str {
     path.to_str().unwrap()
 }
+
+/// Output to a pipe whose reader is gone (`keyflow jobs | head -1`, or
+/// a launcher killed before its member's closing count) is no panic: what
+/// could not be written is dropped, and the command exits 0.
+#[test]
+fn a_closed_pipe_on_stdout_or_stderr_is_no_panic() {
+    let run: &[&str] = &[
+        "run",
+        "trending",
+        "--quiet",
+        "--articles",
+        "1000",
+        "--rate",
+        "10",
+        "--duration",
+        "2m",
+    ];
+    for (args, stdout_closed) in [
+        (&["jobs"][..], true),
+        (&["explain", "trending"][..], true),
+        (run, false),
+    ] {
+        let (reader, writer) = std::io::pipe().unwrap();
+        drop(reader);
+        let mut command = Command::new(KEYFLOW);
+        command.args(args);
+        let status = if stdout_closed {
+            let (mut err_reader, err_writer) = std::io::pipe().unwrap();
+            let status = command.stdout(writer).stderr(err_writer).status().unwrap();
+            drop(command);
+            let mut text = String::new();
+            std::io::Read::read_to_string(&mut err_reader, &mut text).unwrap();
+            assert!(!text.contains("panicked"), "{args:?}: {text}");
+            status
+        } else {
+            command
+                .stdout(Stdio::null())
+                .stderr(writer)
+                .status()
+                .unwrap()
+        };
+        assert!(status.success(), "{args:?}: {status}");
+    }
+}

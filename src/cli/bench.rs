@@ -235,7 +235,7 @@ pub fn throughput(args: &ThroughputArgs) -> anyhow::Result<i32> {
         report["state_bytes_per_active_article"] = json!(state);
         report["results_match_reference"] = json!(same);
         if !same {
-            println!("{}", serde_json::to_string_pretty(&report)?);
+            showln!("{}", serde_json::to_string_pretty(&report)?);
             anyhow::bail!("the job's trending minutes differ from the reference loop's");
         }
     }
@@ -250,7 +250,7 @@ pub fn throughput(args: &ThroughputArgs) -> anyhow::Result<i32> {
             "results_match_job": same,
         });
     }
-    println!("{}", serde_json::to_string_pretty(&report)?);
+    showln!("{}", serde_json::to_string_pretty(&report)?);
     Ok(0)
 }
 
@@ -380,6 +380,6 @@ pub fn latency(args: &LatencyArgs) -> anyhow::Result<i32> {
         // few: listing them shows what the percentiles stand on.
         "samples_ms": in_order,
     });
-    println!("{}", serde_json::to_string_pretty(&report)?);
+    showln!("{}", serde_json::to_string_pretty(&report)?);
     Ok(0)
 }

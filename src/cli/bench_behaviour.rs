@@ -70,6 +70,6 @@ pub fn behaviour_throughput(args: &BehaviourBenchArgs) -> anyhow::Result<i32> {
         "events_per_s": events as f64 / seconds,
         "peak_rss_bytes": peak_rss().unwrap_or(0),
     });
-    println!("{}", serde_json::to_string_pretty(&report)?);
+    showln!("{}", serde_json::to_string_pretty(&report)?);
     Ok(0)
 }

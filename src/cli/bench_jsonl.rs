@@ -251,7 +251,7 @@ pub fn jsonl(args: &JsonlBenchArgs) -> anyhow::Result<i32> {
         "file_vs_generator": gen_median / file_median,
         "rounds": rounds,
     });
-    println!("{}", serde_json::to_string_pretty(&report)?);
+    showln!("{}", serde_json::to_string_pretty(&report)?);
     Ok(0)
 }
 

@@ -166,7 +166,7 @@ pub fn kafka_throughput(args: &KafkaBenchArgs) -> anyhow::Result<i32> {
         "kafka_vs_file": file_secs / kafka_secs,
         "kafka_vs_generator": gen_secs / kafka_secs,
     });
-    println!("{}", serde_json::to_string_pretty(&report)?);
+    showln!("{}", serde_json::to_string_pretty(&report)?);
     Ok(0)
 }
 

@@ -393,7 +393,7 @@ pub fn sliding(args: &SlidingBenchArgs) -> anyhow::Result<i32> {
         report["ratio"] = json!(ref_secs / job_secs);
         report["results_match_reference"] = json!(same);
         if !same {
-            println!("{}", serde_json::to_string_pretty(&report)?);
+            showln!("{}", serde_json::to_string_pretty(&report)?);
             anyhow::bail!(
                 "the job's results ({}) differ from the reference loop's ({})",
                 job_out.display(),
@@ -401,7 +401,7 @@ pub fn sliding(args: &SlidingBenchArgs) -> anyhow::Result<i32> {
             );
         }
     }
-    println!("{}", serde_json::to_string_pretty(&report)?);
+    showln!("{}", serde_json::to_string_pretty(&report)?);
     Ok(0)
 }
 
