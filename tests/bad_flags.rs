@@ -88,6 +88,10 @@ fn contradicting_exploding_and_idle_flags_are_refused() {
             vec!["--window", "10m 999us"],
             vec!["10m 999us", "whole number of milliseconds"],
         ),
+        (
+            vec!["--articles", "5"],
+            vec!["articles 5", "--articles", "20"],
+        ),
     ];
     for (flags, names) in cases {
         let mut args = trending_args(&flags);

@@ -180,6 +180,7 @@ fn article_id(title: &str) -> u32 {
 
 /// `keyflow bench trending`.
 pub fn throughput(args: &ThroughputArgs) -> anyhow::Result<i32> {
+    anyhow::ensure!(args.events > 0, "--events 0: there must be events");
     let config = generator(args.articles, args.events, args.seed, false);
     let events = config.total_events();
     let base_rss = current_rss().unwrap_or(0);

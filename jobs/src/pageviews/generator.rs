@@ -129,8 +129,9 @@ impl GeneratorConfig {
         }
         if self.bursts > self.articles as usize {
             return fail(format!(
-                "generator bursts {} exceed the {} articles",
-                self.bursts, self.articles
+                "generator articles {} (--articles) are fewer than its {} bursts (planted \
+                 trending articles): give at least {}",
+                self.articles, self.bursts, self.bursts
             ));
         }
         Ok(())
