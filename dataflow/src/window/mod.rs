@@ -24,7 +24,7 @@ use timely::dataflow::operators::generic::operator::empty;
 use timely::dataflow::operators::generic::Operator;
 
 pub use aggregate::{Aggregator, Count, Fold, Reduce, Sum};
-pub use spec::WindowSpec;
+pub use spec::{WindowSpec, MAX_WINDOWS_PER_RECORD};
 
 pub use crate::{Data, Key};
 

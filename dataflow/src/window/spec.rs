@@ -3,7 +3,12 @@
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
-use crate::time::{align_down, EventTime};
+use crate::time::{align_down, EventTime, MAX_EVENT_TIME};
+
+/// The most windows a sliding spec may put one record in: each is a
+/// window end to update per record, so a day's windows sliding by a
+/// millisecond (86,400,000 each) would never finish a record.
+pub const MAX_WINDOWS_PER_RECORD: u64 = 100_000;
 
 /// Which windows a record belongs to.
 ///
@@ -106,8 +111,30 @@ impl WindowSpec {
         }
     }
 
-    /// Checks the spec, naming the bad value.
+    /// Checks the spec, naming the bad value: sizes, slides and gaps must
+    /// be positive and no longer than event time
+    /// ([`MAX_EVENT_TIME`](crate::time::MAX_EVENT_TIME) ms, so that window
+    /// ends cannot wrap), and a sliding spec may put a record in at most
+    /// [`MAX_WINDOWS_PER_RECORD`] windows.
+    ///
+    /// ```
+    /// use keyflow_dataflow::prelude::*;
+    /// let err = WindowSpec::sliding(DAY, 1).unwrap_err().to_string();
+    /// assert!(err.contains("86400000 windows"), "{err}");
+    /// assert!(WindowSpec::tumbling(u64::MAX).is_err());
+    /// ```
     pub fn validate(&self) -> Result<()> {
+        let longest = match *self {
+            WindowSpec::Tumbling { size, .. } => size,
+            WindowSpec::Sliding { size, slide, .. } => size.max(slide),
+            WindowSpec::Session { gap } => gap,
+        };
+        if longest > MAX_EVENT_TIME {
+            return Err(Error::Config(format!(
+                "window of {longest} ms is longer than event time spans (at most \
+                 {MAX_EVENT_TIME} ms)"
+            )));
+        }
         match *self {
             WindowSpec::Tumbling { size: 0, .. } => Err(Error::Config(
                 "tumbling window size 0 must be positive".into(),
@@ -115,6 +142,15 @@ impl WindowSpec {
             WindowSpec::Sliding { size, slide, .. } if size == 0 || slide == 0 => {
                 Err(Error::Config(format!(
                     "sliding window size {size} ms and slide {slide} ms must both be positive"
+                )))
+            }
+            WindowSpec::Sliding { size, slide, .. }
+                if size.div_ceil(slide) > MAX_WINDOWS_PER_RECORD =>
+            {
+                Err(Error::Config(format!(
+                    "sliding window size {size} ms over slide {slide} ms puts every record \
+                     in {} windows: at most {MAX_WINDOWS_PER_RECORD}",
+                    size.div_ceil(slide)
                 )))
             }
             WindowSpec::Session { gap: 0 } => {
