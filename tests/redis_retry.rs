@@ -87,10 +87,8 @@ fn cutting_proxy(upstream: u16) -> u16 {
 #[test]
 fn entries_of_a_read_lost_with_its_connection_are_read_again_in_order() {
     let dir = tempfile::tempdir().unwrap();
-    let redis = Redis::start(dir.path());
-    let adds: String = (0..20).map(|i| format!("XADD s * n {i}\n")).collect();
-    redis.cli_script(&adds);
-    let proxy = cutting_proxy(redis_port(&redis));
+    let redis = twenty_entries(dir.path());
+    let proxy = cutting_proxy(redis.port);
     let mut partition = source(proxy).open(0).unwrap();
     // Five at a time: the lost read held the first five.
     assert_eq!(read_all(&mut *partition, 5), (0..20).collect::<Vec<u64>>());
@@ -102,10 +100,8 @@ fn entries_of_a_read_lost_with_its_connection_are_read_again_in_order() {
 #[test]
 fn a_lost_read_after_a_restore_reads_nothing_twice() {
     let dir = tempfile::tempdir().unwrap();
-    let redis = Redis::start(dir.path());
-    let adds: String = (0..20).map(|i| format!("XADD s * n {i}\n")).collect();
-    redis.cli_script(&adds);
-    let port = redis_port(&redis);
+    let redis = twenty_entries(dir.path());
+    let port = redis.port;
     // The stopped run read every entry; its checkpoint holds the first five.
     let mut stopped = source(port).open(0).unwrap();
     // (The first poll reads the pending list, empty here.)
@@ -173,8 +169,10 @@ fn read_all(partition: &mut dyn Partition<u64>, limit: usize) -> Vec<u64> {
     panic!("no end after 100 polls: {got:?}");
 }
 
-fn redis_port(redis: &Redis) -> u16 {
-    let url = redis.url();
-    let port = url.rsplit(':').next().unwrap().split('/').next().unwrap();
-    port.parse().unwrap()
+/// A server whose stream `s` holds 20 entries, field `n` from 0 to 19.
+fn twenty_entries(dir: &std::path::Path) -> Redis {
+    let redis = Redis::start(dir);
+    let adds: String = (0..20).map(|i| format!("XADD s * n {i}\n")).collect();
+    redis.cli_script(&adds);
+    redis
 }
