@@ -194,6 +194,42 @@ fn event_times_from_the_year_10000_on_are_counted_and_dropped() {
 }
 
 #[test]
+fn a_gap_longer_than_max_future_in_one_file_loses_nothing() {
+    // Nine days without records in one file, more than --max-future's
+    // seven: the records after the gap agree with each other, so the
+    // watermark follows them once --jump-after of them are read.
+    let dir = tempfile::tempdir().unwrap();
+    let views = dir.path().join("views.jsonl");
+    let day = 86_400_000;
+    let text: String = (0..300u64)
+        .map(|i| {
+            let ts = BASE + i * 1_000 + if i >= 150 { 9 * day } else { 0 };
+            Event::new("en", "A", ts, 10).json_line(false) + "\n"
+        })
+        .collect();
+    std::fs::write(&views, text).unwrap();
+    let minutes = |extra: &[&str]| {
+        let out = dir.path().join("minutes.jsonl");
+        let (views, out_arg) = (arg(&views), arg(&out));
+        let mut args = vec!["--input", &views, "--quiet", "--out", &out_arg];
+        args.extend(extra);
+        let run = keyflow(trending_args(&args), LIMIT);
+        run.assert_success("trending");
+        let written = std::fs::read_to_string(&out).unwrap();
+        (run.stderr, written.lines().count())
+    };
+    let (followed, lines) = minutes(&[]);
+    assert!(followed.contains("0 too far in the future"), "{followed}");
+    assert!(followed.contains("followed 100 records"), "{followed}");
+    let (strict, fewer) = minutes(&["--jump-after", "0"]);
+    assert!(strict.contains("150 too far in the future"), "{strict}");
+    assert!(
+        fewer < lines,
+        "{fewer} minutes without following, {lines} with"
+    );
+}
+
+#[test]
 fn dump_titles_with_control_characters_are_bad_and_zero_views_are_skipped() {
     let dir = tempfile::tempdir().unwrap();
     let dump = dir.path().join("pagecounts-20160801-000000");

@@ -108,6 +108,57 @@ fn far_future_records_are_rejected_and_do_not_close_windows() {
 }
 
 #[test]
+fn a_gap_longer_than_max_future_is_followed_and_loses_nothing() {
+    // Ten seconds of records, a gap of three days, then twenty seconds
+    // more, one of them a little out of order: with `max_future` a day,
+    // the records after the gap are held until five agree, then stand.
+    let gap = 3 * DAY;
+    let mut script = events(0, 9_000, 1_000, "a");
+    script.extend(events(gap, gap + 9_000, 1_000, "b"));
+    script.push(Step::Event(gap + 2_500, "b"));
+    script.extend(events(gap + 10_000, gap + 19_000, 1_000, "b"));
+    // A stray record from a wrong clock, then the stream as before.
+    script.push(Step::Event(gap + 5 * DAY, "c"));
+    script.extend(events(gap + 20_000, gap + 21_000, 1_000, "b"));
+    // The input ends with too few records far ahead to follow.
+    script.extend(events(gap + 9 * DAY, gap + 9 * DAY + 2_000, 1_000, "d"));
+    let config = SourceConfig {
+        max_future: Some(DAY),
+        max_out_of_orderness: 1_000,
+        jump_after: Some(5),
+        ..SourceConfig::default()
+    };
+    for workers in [1, 2] {
+        let (results, late, metrics) =
+            count_windows(vec![script.clone()], workers, config.clone()).unwrap();
+        assert_eq!(metrics.future, 1 + 3, "workers={workers}");
+        // Late under the run's own clock (its watermark had passed 8 s).
+        assert_eq!(late, vec![(gap + 2_500, ("b".to_string(), ()))]);
+        let counts: Vec<_> = results
+            .iter()
+            .map(|(_, r)| (r.key.as_str(), r.start, r.value))
+            .collect();
+        assert_eq!(
+            counts,
+            vec![
+                ("a", 0, 10),
+                ("b", gap, 10),
+                ("b", gap + 10_000, 10),
+                ("b", gap + 20_000, 2)
+            ]
+        );
+    }
+    // Without following, everything after the gap is lost, as before.
+    let strict = SourceConfig {
+        jump_after: None,
+        ..config
+    };
+    let (results, _, metrics) = count_windows(vec![script], 1, strict).unwrap();
+    assert_eq!(metrics.future, 27);
+    assert_eq!(results.len(), 1);
+}
+
+#[test]
 fn a_bounded_input_fires_every_window_at_its_end() {
     // The last window ends long after the last record's watermark; the
     // exhausted input must still close it.
@@ -187,4 +238,41 @@ fn missing_json_file_fails_before_any_work() {
     })
     .unwrap_err();
     assert!(err.to_string().contains("/nonexistent/x.jsonl"), "{err}");
+}
+
+#[test]
+fn contradicting_source_settings_are_refused_naming_the_values() {
+    let refused = |config: SourceConfig, want: &str| {
+        let err = config.validate().unwrap_err().to_string();
+        assert!(err.contains(want), "{err}");
+    };
+    refused(
+        SourceConfig {
+            batch: 0,
+            ..SourceConfig::default()
+        },
+        "batch size 0",
+    );
+    refused(
+        SourceConfig {
+            max_out_of_orderness: DAY,
+            max_future: Some(DAY),
+            ..SourceConfig::default()
+        },
+        "max-out-of-orderness 86400000 ms is not below max-future 86400000 ms",
+    );
+    refused(
+        SourceConfig {
+            jump_after: Some(0),
+            ..SourceConfig::default()
+        },
+        "jump-after 0",
+    );
+    let unbounded = SourceConfig {
+        max_out_of_orderness: DAY,
+        max_future: None,
+        jump_after: None,
+        ..SourceConfig::default()
+    };
+    unbounded.validate().unwrap();
 }

@@ -145,6 +145,20 @@ impl Source for Keys {
     }
 }
 
+/// The source's settings: no bound on the future unless `future` says.
+fn source_config(future: Option<(u64, usize)>) -> SourceConfig {
+    SourceConfig {
+        max_out_of_orderness: OOO,
+        // Progress must not depend on the wall clock.
+        idle_timeout: None,
+        max_future: future.map(|f| f.0),
+        jump_after: future.map(|f| f.1),
+        // Small reads, so that sources and windows interleave.
+        batch: 20,
+        ..SourceConfig::default()
+    }
+}
+
 /// Session counts per key of `parts`, written to `out`.
 fn job(
     parts: &Partitions,
@@ -152,18 +166,20 @@ fn job(
     failure: Option<Failure>,
     out: &Path,
 ) -> impl for<'s> Fn(&Dataflow<'s>) -> Result<()> + Send + Sync + 'static {
+    job_with(parts, lateness, failure, out, source_config(None))
+}
+
+/// [`job`] with the source's settings given.
+fn job_with(
+    parts: &Partitions,
+    lateness: Lateness,
+    failure: Option<Failure>,
+    out: &Path,
+    config: SourceConfig,
+) -> impl for<'s> Fn(&Dataflow<'s>) -> Result<()> + Send + Sync + 'static {
     let parts = Arc::new(parts.clone());
     let out = out.to_path_buf();
     move |flow| {
-        let config = SourceConfig {
-            max_out_of_orderness: OOO,
-            // Progress must not depend on the wall clock.
-            idle_timeout: None,
-            max_future: None,
-            // Small reads, so that sources and windows interleave.
-            batch: 20,
-            ..SourceConfig::default()
-        };
         let keys = Keys {
             parts: Arc::clone(&parts),
             failure: failure.clone(),
@@ -370,6 +386,57 @@ fn a_restored_run_can_fail_and_resume_again() {
         &got,
         &want,
     );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// A checkpoint taken while a partition holds records far ahead of its
+/// watermark (after a gap longer than `max_future`, before enough of them
+/// agree to be followed) re-reads them on restore: they were read, but
+/// not yet sent.
+#[test]
+fn records_held_ahead_at_a_checkpoint_are_read_again_on_restore() {
+    let dir = scratch("held-ahead");
+    let gap = 2 * DAY;
+    let mut before: Vec<(u64, u32)> = (0..300).map(|i| (i * 100, (i % 4) as u32)).collect();
+    before.extend((0..400).map(|i| (gap + i * 3_100, (i % 3) as u32)));
+    // Partition 1 is slower in event time, so that the boundaries pass
+    // while partition 0 holds its records.
+    let slow = (0..2_400).map(|i| (i * 25, 7 + (i % 2) as u32)).collect();
+    let parts = vec![before, slow];
+    let config = source_config(Some((DAY, 50)));
+    let lateness = Lateness::Drop;
+    let want = {
+        let out = dir.join("reference.jsonl");
+        let ctx = Arc::new(Context::new(RunConfig::threads(2)));
+        let job = job_with(&parts, lateness, None, &out, config.clone());
+        run_with_context(Arc::clone(&ctx), job).unwrap();
+        assert_eq!(ctx.metrics.snapshot().future, 0);
+        std::fs::read(&out).unwrap()
+    };
+    let (ckpt, out) = (dir.join("ckpt"), dir.join("out.jsonl"));
+    // 330 records: the last 30 of them held, and held until the failure.
+    let failure = Failure {
+        after: 330,
+        epoch: 20_000,
+        dir: ckpt.clone(),
+    };
+    let job = job_with(&parts, lateness, Some(failure), &out, config.clone());
+    let err = run(&checkpointed(1, &ckpt), job).unwrap_err();
+    assert!(err.to_string().contains(ABORT), "{err}");
+    let Status::Resume(epoch) = status(&ckpt, FINGERPRINT).unwrap() else {
+        panic!("no checkpoint to resume from");
+    };
+    assert!((20_000..gap).contains(&epoch), "resumed at {epoch}");
+    let ctx = Arc::new(Context::new(checkpointed(2, &ckpt)));
+    run_with_context(
+        Arc::clone(&ctx),
+        job_with(&parts, lateness, None, &out, config),
+    )
+    .unwrap();
+    assert!(ctx.metrics.snapshot().events < total(&parts));
+    assert_eq!(ctx.metrics.snapshot().future, 0);
+    let got = std::fs::read(&out).unwrap();
+    assert_same_bytes(&format!("resumed at {epoch}"), &got, &want);
     std::fs::remove_dir_all(&dir).unwrap();
 }
 

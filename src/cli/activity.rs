@@ -243,8 +243,7 @@ pub fn run(args: &ActivityArgs) -> anyhow::Result<i32> {
     let config = args.config()?;
     args.paths().check()?;
     let mut run_config = args.cluster.run_config()?;
-    let source_config = args.source.time.source_config();
-    source_config.validate()?;
+    let source_config = args.source.time.source_config()?;
     let make_source = args.source.source()?;
     // `--quiet` only hides the table, so it may change between restarts.
     let semantic = format!(

@@ -253,8 +253,7 @@ pub fn run_anomaly(args: &AnomalyArgs) -> anyhow::Result<i32> {
         Some(super::checkpoint_args::Plan::Run(c)) => run_config.checkpoint = Some(c),
         Some(_) => {}
     }
-    let source_config = args.source.source_config();
-    source_config.validate()?;
+    let source_config = args.source.source_config()?;
     let connect_timeout = args.cluster.connect_timeout;
     let (make_source, acker) = pageview_source(&args.source, connect_timeout)?;
     let redis = args.redis.config()?;
@@ -358,8 +357,7 @@ pub fn run_pageviews(args: &PageviewsArgs) -> anyhow::Result<i32> {
         Some(super::checkpoint_args::Plan::Run(c)) => run_config.checkpoint = Some(c),
         Some(_) => {}
     }
-    let source_config = args.trending.source.source_config();
-    source_config.validate()?;
+    let source_config = args.trending.source.source_config()?;
     let (make_source, acker) =
         pageview_source(&args.trending.source, args.trending.cluster.connect_timeout)?;
     let redis = args.trending.redis.config()?;

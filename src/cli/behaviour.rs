@@ -260,8 +260,7 @@ pub fn run(args: &BehaviourArgs) -> anyhow::Result<i32> {
     args.time.check()?;
     args.paths().check()?;
     let mut run_config = args.cluster.run_config()?;
-    let source_config = args.time.source_config();
-    source_config.validate()?;
+    let source_config = args.time.source_config()?;
     let generator = args.input.generator(&config.landing);
     if args.input.inputs.is_empty() {
         generator.validate()?;

@@ -124,6 +124,12 @@ pub struct EventTimeArgs {
     /// Records this far ahead of the watermark are rejected and counted.
     #[arg(long, default_value = "7days", value_parser = parse_typed_duration, value_name = "DURATION")]
     pub max_future: TypedDuration,
+    /// After a gap longer than --max-future in a partition's event time:
+    /// this many records in a row past the bound, in step with each other,
+    /// stand, and the watermark moves on to them (held until then; fewer
+    /// are rejected and counted). 0 rejects every record past the bound.
+    #[arg(long, default_value_t = 100, value_name = "N")]
+    pub jump_after: usize,
     /// Malformed input: drop (count and skip; a run in which every record
     /// was malformed still fails, and keeps an earlier --out) or fail
     /// (stop, naming file and line).
@@ -132,15 +138,19 @@ pub struct EventTimeArgs {
 }
 
 impl EventTimeArgs {
-    /// The source configuration.
-    pub fn source_config(&self) -> SourceConfig {
-        SourceConfig {
+    /// The source configuration, checked (flags named as typed first).
+    pub fn source_config(&self) -> anyhow::Result<SourceConfig> {
+        self.check()?;
+        let config = SourceConfig {
             max_out_of_orderness: self.max_out_of_orderness.value.as_millis() as u64,
             idle_timeout: Some(self.idle_timeout),
             max_future: Some(self.max_future.value.as_millis() as u64),
+            jump_after: (self.jump_after > 0).then_some(self.jump_after),
             bad_input: self.bad_input,
             ..SourceConfig::default()
-        }
+        };
+        config.validate()?;
+        Ok(config)
     }
 
     /// Refuses an out-of-orderness that is not below the future bound,
@@ -161,8 +171,8 @@ impl EventTimeArgs {
 }
 
 impl SourceArgs {
-    /// The source configuration.
-    pub fn source_config(&self) -> SourceConfig {
+    /// The source configuration, checked.
+    pub fn source_config(&self) -> anyhow::Result<SourceConfig> {
         self.time.source_config()
     }
 

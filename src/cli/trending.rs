@@ -201,8 +201,7 @@ pub fn run(args: &TrendingArgs) -> anyhow::Result<i32> {
     let config = args.config()?;
     args.paths().check()?;
     let mut run_config = args.cluster.run_config()?;
-    let source_config = args.source.source_config();
-    source_config.validate()?;
+    let source_config = args.source.source_config()?;
     let semantic = format!(
         "{config:?} {:?} out={} late-out={} hourly-out={}",
         args.source,

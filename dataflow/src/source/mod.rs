@@ -102,6 +102,15 @@ pub struct SourceConfig {
     /// Records more than this far (milliseconds) ahead of their partition's
     /// watermark are rejected and counted. `None` accepts any timestamp.
     pub max_future: Option<u64>,
+    /// A partition that moved on: this many records in a row, all too far
+    /// ahead of the watermark (`max_future`) but in step with each other,
+    /// stand, and its watermark moves on to them. They are held until
+    /// then; a record that is not far ahead, or the end of the input,
+    /// rejects (and counts) them. So a gap in a partition's event time
+    /// longer than `max_future` loses nothing, while a few records from a
+    /// wrong clock are still rejected. `None` rejects every record too far
+    /// ahead.
+    pub jump_after: Option<usize>,
     /// What to do with malformed records.
     pub bad_input: BadInputPolicy,
     /// Most records read from one partition per activation.
@@ -114,6 +123,7 @@ impl Default for SourceConfig {
             max_out_of_orderness: 5_000,
             idle_timeout: Some(Duration::from_secs(5)),
             max_future: Some(7 * crate::time::DAY),
+            jump_after: Some(100),
             bad_input: BadInputPolicy::Drop,
             batch: 4096,
         }
@@ -131,6 +141,18 @@ impl SourceConfig {
         if self.max_future == Some(0) {
             return Err(Error::Config(
                 "max-future 0 would reject every record ahead of the watermark".into(),
+            ));
+        }
+        if let Some(future) = self.max_future.filter(|f| *f <= self.max_out_of_orderness) {
+            return Err(Error::Config(format!(
+                "max-out-of-orderness {} ms is not below max-future {future} ms: nearly every \
+                 record would be too far ahead of the watermark",
+                self.max_out_of_orderness
+            )));
+        }
+        if self.jump_after == Some(0) {
+            return Err(Error::Config(
+                "jump-after 0 would follow a run of no records: use 1 or more, or none".into(),
             ));
         }
         Ok(())

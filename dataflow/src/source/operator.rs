@@ -10,7 +10,7 @@ use timely::container::CapacityContainerBuilder;
 use timely::dataflow::operators::generic::operator::source as timely_source;
 use timely::dataflow::Scope;
 
-use super::watermark::{PartitionClock, Verdict};
+use super::watermark::{Held, PartitionClock, Settled, Verdict};
 use super::{BadInputPolicy, Batch, EventStream, Partition, PollStatus, Source, SourceConfig};
 use crate::error::{Error, Result};
 use crate::metrics::Metrics;
@@ -40,6 +40,12 @@ struct Reader<T> {
     marks: Vec<(EventTime, Mark)>,
     /// Positions saved in checkpoints not yet known complete, by epoch.
     saved: Vec<(EventTime, u64)>,
+    /// Records held far ahead of the watermark (see
+    /// [`PartitionClock::with_jump_after`]), in the order read.
+    ahead: Vec<(Held, EventTime, T)>,
+    /// Where the poll that read the first of `ahead` started: a checkpoint
+    /// taken while records are held re-reads them from there.
+    ahead_mark: Option<Mark>,
 }
 
 /// Where a poll started: items read before it, the clock before it, and
@@ -77,12 +83,15 @@ struct ReaderSnap {
 
 impl<T> Reader<T> {
     fn snap(&self, epoch: EventTime, now: Instant, idle: Option<Duration>) -> ReaderSnap {
+        let held = self.ahead_mark.as_ref().filter(|_| !self.ahead.is_empty());
         let replay = self
             .marks
             .iter()
             .filter(|m| m.0 >= epoch)
-            .min_by_key(|m| m.1.items)
-            .map(|m| m.1.clone());
+            .map(|m| &m.1)
+            .chain(held)
+            .min_by_key(|m| m.items)
+            .cloned();
         ReaderSnap {
             index: self.index,
             consumed: self.consumed,
@@ -166,13 +175,16 @@ fn open_readers<S: Source>(
                 paused: false,
                 position: partition.position(),
                 partition,
-                clock: PartitionClock::new(config.max_out_of_orderness, config.max_future),
+                clock: PartitionClock::new(config.max_out_of_orderness, config.max_future)
+                    .with_jump_after(config.jump_after),
                 done: false,
                 consumed: 0,
                 skip_to: 0,
                 replay: None,
                 marks: Vec::new(),
                 saved: Vec::new(),
+                ahead: Vec::new(),
+                ahead_mark: None,
             });
         }
         return Ok((readers, Vec::new()));
@@ -198,10 +210,11 @@ fn open_readers<S: Source>(
             finished.push(snap);
             continue;
         }
-        let (start, mut clock, position) = match &snap.replay {
+        let (start, clock, position) = match &snap.replay {
             Some(mark) => (mark.items, mark.clock.clone(), mark.position),
             None => (snap.consumed, snap.clock.clone(), snap.position),
         };
+        let mut clock = clock.with_jump_after(config.jump_after);
         // An input that can seek opens where it was; others skip there.
         let (partition, consumed) = match position {
             Some(at) => (src.open_at(snap.index, at)?, start),
@@ -223,6 +236,8 @@ fn open_readers<S: Source>(
             replay: snap.replay.as_ref().map(|_| (snap.consumed, epoch)),
             marks: Vec::new(),
             saved: Vec::new(),
+            ahead: Vec::new(),
+            ahead_mark: None,
         });
     }
     Ok((readers, finished))
@@ -424,7 +439,8 @@ pub(crate) fn source_stream<'scope, S: Source>(
                     let mut session = output.session(&*c);
                     let mut marked = false;
                     for (ts, item) in batch.records.drain(..) {
-                        match reader.clock.observe(ts) {
+                        let verdict = reader.clock.observe(ts);
+                        match verdict {
                             Verdict::OnTime if replaying.is_none() => session.give((ts, item)),
                             Verdict::Late(at) if replaying.is_none_or(|(_, from)| at >= from) => {
                                 // One mark per poll, at its latest late time:
@@ -444,8 +460,67 @@ pub(crate) fn source_stream<'scope, S: Source>(
                                 late.push((at, ts, item));
                             }
                             Verdict::Future if replaying.is_none() => future += 1,
+                            Verdict::Ahead(held) => reader.ahead.push((held, ts, item)),
                             _ => {}
                         }
+                        match reader.clock.settled() {
+                            None => {}
+                            Some(Settled::Rejected(n)) => {
+                                reader.ahead.drain(..n);
+                                if replaying.is_none() {
+                                    future += n as u64;
+                                }
+                            }
+                            Some(Settled::Followed(n)) => {
+                                if replaying.is_none() {
+                                    tracing::warn!(
+                                        source = %name,
+                                        partition = reader.index,
+                                        "followed {n} records in a row too far ahead of the \
+                                         watermark: it moved on to {}",
+                                        reader.clock.watermark()
+                                    );
+                                }
+                                let mut latest = None;
+                                for (held, ts, item) in reader.ahead.drain(..) {
+                                    match held {
+                                        Held::OnTime if replaying.is_none() => {
+                                            session.give((ts, item))
+                                        }
+                                        Held::Late(at)
+                                            if replaying.is_none_or(|(_, from)| at >= from) =>
+                                        {
+                                            if replaying.is_none() {
+                                                late_read += 1;
+                                            }
+                                            latest = latest.max(Some(at));
+                                            late.push((at, ts, item));
+                                        }
+                                        _ => {}
+                                    }
+                                }
+                                // Their marks are where the run began.
+                                let mark = reader.ahead_mark.take();
+                                if let (Some(next), Some(at), Some(m)) =
+                                    (next_boundary, latest, mark)
+                                {
+                                    if at >= next {
+                                        reader.marks.push((at, m));
+                                    }
+                                }
+                            }
+                        }
+                        if matches!(verdict, Verdict::Ahead(_)) && reader.ahead.len() == 1 {
+                            // The first of a run: a checkpoint taken before
+                            // it stands re-reads it from this poll.
+                            reader.ahead_mark = before.clone();
+                        }
+                    }
+                    if status == PollStatus::Done && replaying.is_none() && reader.clock.holds() {
+                        // Nothing came after them to show the partition moved on.
+                        future += reader.clock.reject_held() as u64;
+                        reader.ahead.clear();
+                        reader.ahead_mark = None;
                     }
                     drop(session);
                     Metrics::add(&counters.late, late_read);
@@ -487,7 +562,10 @@ pub(crate) fn source_stream<'scope, S: Source>(
                     late.sort_by_key(|(at, _, _)| *at);
                     let mut rest = late.drain(..).peekable();
                     while let Some((at, ts, item)) = rest.next() {
-                        let late_cap = c.delayed(&at);
+                        // Never below the capability: records held ahead by
+                        // a partition that went idle meanwhile may be
+                        // followed after progress passed their run's time.
+                        let late_cap = c.delayed(&at.max(*c.time()));
                         let mut session = output.session(&late_cap);
                         session.give((ts, item));
                         while let Some((_, ts, item)) = rest.next_if(|(a, _, _)| *a == at) {

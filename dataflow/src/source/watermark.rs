@@ -16,6 +16,38 @@ pub enum Verdict {
     /// [`MAX_EVENT_TIME`](crate::time::MAX_EVENT_TIME): rejected, and it does
     /// not move the watermark.
     Future,
+    /// Too far ahead of the watermark, but in step with the records held
+    /// ahead just before it: held, with what the clock will say of it if
+    /// the run of held records grows long enough to be followed (see
+    /// [`PartitionClock::settled`]). Never `Ahead` itself.
+    Ahead(Held),
+}
+
+/// What a held record will be if its run is followed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Held {
+    /// On time under the run's own clock.
+    OnTime,
+    /// Below the run's own watermark at the time: it travels at that time.
+    Late(EventTime),
+}
+
+/// What became of the run of records held ahead.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Settled {
+    /// The first `n` held records are rejected: a record that is not far
+    /// ahead, or one out of step with them, came next.
+    Rejected(usize),
+    /// All `n` held records stand, and the watermark moved on to them.
+    Followed(usize),
+}
+
+/// Records held ahead of the watermark: the clock they would have on their
+/// own, and how many there are.
+#[derive(Debug, Clone)]
+struct Run {
+    clock: PartitionClock,
+    len: usize,
 }
 
 /// The watermark of one source partition.
@@ -27,6 +59,17 @@ pub struct PartitionClock {
     max_future: Option<u64>,
     #[serde(skip)]
     idle_since: Option<Instant>,
+    /// How many records in a row, all far ahead but in step with each
+    /// other, move the watermark on to them; `None`: never. Not saved: a
+    /// restore sets it from the config.
+    #[serde(skip)]
+    jump_after: Option<usize>,
+    /// The records held ahead. Not saved: a checkpoint taken while a run is
+    /// held re-reads its records from where the run began.
+    #[serde(skip)]
+    run: Option<Box<Run>>,
+    #[serde(skip)]
+    settled: Option<Settled>,
 }
 
 impl PartitionClock {
@@ -38,7 +81,44 @@ impl PartitionClock {
             out_of_orderness,
             max_future,
             idle_since: None,
+            jump_after: None,
+            run: None,
+            settled: None,
         }
+    }
+
+    /// Follows a partition that moved on: once `n` records in a row are too
+    /// far ahead of the watermark but in step with each other (none too far
+    /// ahead of, or behind, the others), they stand and the watermark moves
+    /// on to them. Until then they are held, and a record that is not far
+    /// ahead rejects them. So a gap longer than `max_future` in a
+    /// partition's event time costs nothing, while a few stray records
+    /// from a wrong clock are still rejected. `None` rejects every record
+    /// too far ahead, as one at a time.
+    pub fn with_jump_after(mut self, n: Option<usize>) -> Self {
+        self.jump_after = n;
+        self
+    }
+
+    /// Whether records are held ahead of the watermark.
+    pub fn holds(&self) -> bool {
+        self.run.is_some()
+    }
+
+    /// What became of the held run at the last [`observe`](Self::observe),
+    /// if anything did; taken once.
+    #[inline]
+    pub fn settled(&mut self) -> Option<Settled> {
+        // Read first: most records settle nothing, and need no write.
+        self.settled.as_ref()?;
+        self.settled.take()
+    }
+
+    /// Rejects the records held ahead (when the input ends with them), and
+    /// returns how many there were.
+    pub fn reject_held(&mut self) -> usize {
+        self.settled = None;
+        self.run.take().map_or(0, |r| r.len)
     }
 
     /// The watermark: the largest event time seen minus the allowed
@@ -57,6 +137,8 @@ impl PartitionClock {
     }
 
     /// Judges one record and advances the watermark past it if on time.
+    /// A record held ahead, or one that ends a run, also leaves word in
+    /// [`settled`](Self::settled).
     #[inline]
     pub fn observe(&mut self, ts: EventTime) -> Verdict {
         if ts >= crate::time::MAX_EVENT_TIME {
@@ -64,17 +146,70 @@ impl PartitionClock {
         }
         let wm = self.watermark();
         if ts < wm {
+            self.end_run();
             return Verdict::Late(wm);
         }
         if let (Some(limit), Some(_)) = (self.max_future, self.max_seen) {
             if ts - wm > limit {
-                return Verdict::Future;
+                return self.ahead(ts, limit);
             }
         }
+        self.end_run();
         if self.max_seen.is_none_or(|m| ts > m) {
             self.max_seen = Some(ts);
         }
         Verdict::OnTime
+    }
+
+    /// A record that is not far ahead rejects the run held before it.
+    #[inline]
+    fn end_run(&mut self) {
+        if self.run.is_some() {
+            self.reject_run();
+        }
+    }
+
+    #[cold]
+    fn reject_run(&mut self) {
+        if let Some(run) = self.run.take() {
+            self.settled = Some(Settled::Rejected(run.len));
+        }
+    }
+
+    /// Judges a record more than `limit` ahead of the watermark.
+    #[cold]
+    fn ahead(&mut self, ts: EventTime, limit: u64) -> Verdict {
+        let Some(after) = self.jump_after else {
+            return Verdict::Future;
+        };
+        let (out_of_orderness, max_future) = (self.out_of_orderness, self.max_future);
+        let fresh = || {
+            let mut clock = PartitionClock::new(out_of_orderness, max_future);
+            clock.observe(ts);
+            Box::new(Run { clock, len: 0 })
+        };
+        let (mut run, held, rejected) = match self.run.take() {
+            Some(mut run) => {
+                let in_step = run.clock.watermark().saturating_sub(ts) <= limit;
+                match run.clock.observe(ts) {
+                    Verdict::OnTime => (run, Held::OnTime, 0),
+                    Verdict::Late(at) if in_step => (run, Held::Late(at), 0),
+                    // Out of step: the run so far is rejected, and this
+                    // record begins another.
+                    _ => (fresh(), Held::OnTime, run.len),
+                }
+            }
+            None => (fresh(), Held::OnTime, 0),
+        };
+        run.len += 1;
+        self.settled = if run.len >= after {
+            self.max_seen = run.clock.max_seen;
+            Some(Settled::Followed(run.len))
+        } else {
+            self.run = Some(run);
+            (rejected > 0).then_some(Settled::Rejected(rejected))
+        };
+        Verdict::Ahead(held)
     }
 
     /// Notes that a poll found nothing to read.
@@ -142,5 +277,71 @@ mod tests {
         c.note_active(500);
         assert_eq!(c.watermark(), 500);
         assert_eq!(c.observe(400), Verdict::Late(500));
+    }
+
+    #[test]
+    fn a_gap_longer_than_max_future_is_followed_once_enough_records_agree() {
+        let mut c = PartitionClock::new(5, Some(1000)).with_jump_after(Some(3));
+        assert_eq!(c.observe(10_000), Verdict::OnTime);
+        assert_eq!(c.observe(50_000), Verdict::Ahead(Held::OnTime));
+        assert_eq!(c.settled(), None);
+        assert!(c.holds());
+        assert_eq!(c.watermark(), 9_995);
+        // Out of order within the run, but in step: late under its clock.
+        assert_eq!(c.observe(49_000), Verdict::Ahead(Held::Late(49_995)));
+        assert_eq!(c.observe(50_100), Verdict::Ahead(Held::OnTime));
+        assert_eq!(c.settled(), Some(Settled::Followed(3)));
+        assert!(!c.holds());
+        assert_eq!(c.watermark(), 50_095);
+        assert_eq!(c.observe(50_200), Verdict::OnTime);
+        assert_eq!(c.settled(), None);
+    }
+
+    #[test]
+    fn a_stray_record_far_ahead_is_rejected_by_the_next_ordinary_one() {
+        let mut c = PartitionClock::new(0, Some(1000)).with_jump_after(Some(3));
+        c.observe(10_000);
+        assert_eq!(c.observe(900_000), Verdict::Ahead(Held::OnTime));
+        assert_eq!(c.observe(900_001), Verdict::Ahead(Held::OnTime));
+        assert_eq!(c.observe(10_001), Verdict::OnTime);
+        assert_eq!(c.settled(), Some(Settled::Rejected(2)));
+        assert_eq!(c.watermark(), 10_001);
+        // A late record ends a run too.
+        c.observe(900_000);
+        assert_eq!(c.observe(5), Verdict::Late(10_001));
+        assert_eq!(c.settled(), Some(Settled::Rejected(1)));
+    }
+
+    #[test]
+    fn a_record_out_of_step_with_the_run_rejects_it_and_begins_another() {
+        let mut c = PartitionClock::new(0, Some(1000)).with_jump_after(Some(2));
+        c.observe(10_000);
+        c.observe(900_000);
+        // Too far ahead of the run itself.
+        assert_eq!(c.observe(950_000), Verdict::Ahead(Held::OnTime));
+        assert_eq!(c.settled(), Some(Settled::Rejected(1)));
+        // Too far behind it (but still far ahead of the watermark).
+        assert_eq!(c.observe(500_000), Verdict::Ahead(Held::OnTime));
+        assert_eq!(c.settled(), Some(Settled::Rejected(1)));
+        assert_eq!(c.observe(500_500), Verdict::Ahead(Held::OnTime));
+        assert_eq!(c.settled(), Some(Settled::Followed(2)));
+        assert_eq!(c.watermark(), 500_500);
+        // Times past the end of event time are never part of a run.
+        c.observe(600_000);
+        assert_eq!(c.observe(crate::time::MAX_EVENT_TIME), Verdict::Future);
+        assert!(c.holds());
+        assert_eq!(c.reject_held(), 1);
+        assert!(!c.holds());
+    }
+
+    #[test]
+    fn without_jump_after_every_record_far_ahead_is_rejected() {
+        let mut c = PartitionClock::new(0, Some(1000));
+        c.observe(10_000);
+        for i in 0..1000 {
+            assert_eq!(c.observe(900_000 + i), Verdict::Future);
+        }
+        assert_eq!(c.settled(), None);
+        assert_eq!(c.watermark(), 10_000);
     }
 }
