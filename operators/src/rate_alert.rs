@@ -174,6 +174,11 @@ impl RateWatch {
         })
     }
 
+    /// How many boundaries back each one is compared with.
+    pub fn window(&self) -> usize {
+        self.window
+    }
+
     /// Takes the values of the next boundary (one per series) and returns
     /// the series whose alert starts there, in series order.
     pub fn push(&mut self, values: &[u64]) -> Vec<RateChange> {

@@ -49,7 +49,7 @@ pub use machine::{Transition, UserMachine, Visitor};
 pub use report::{
     Alert, AlertLine, FlowCount, Measure, PopulationLine, Populations, Quality, QualityLine, Report,
 };
-pub use series::Series;
+pub use series::{Series, MAX_IDLE_REPORTS};
 pub use source::UserSource;
 
 use crate::error::{Error, Result};

@@ -20,6 +20,13 @@ use timely::dataflow::operators::Capability;
 use super::event::UserState;
 use super::report::{Alert, Measure, Quality, Report};
 
+/// An idle stretch (no user in a counted state, no change) longer than
+/// this many intervals, between two changes, is reported by its last this
+/// many intervals only (or the alert window's, if longer: enough for the
+/// alerts after it to be the same). One stale event time, decades before
+/// the rest, would otherwise report every interval in between.
+pub const MAX_IDLE_REPORTS: u64 = 100_000;
+
 /// The tallies of one interval (or, for totals, of all emitted ones).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 struct Tally {
@@ -45,7 +52,8 @@ impl Tally {
 /// some user is in a counted state or a later change is known. A boundary
 /// with no users counted and no change known after it waits: at the end
 /// of the input it is not reported, so the last report is the end of the
-/// interval in which the last user left.
+/// interval in which the last user left. An idle stretch longer than
+/// [`MAX_IDLE_REPORTS`] intervals is cut to its last ones.
 ///
 /// # Examples
 /// ```
@@ -145,6 +153,12 @@ impl Series {
             let changes = self.tallies.get(&t).is_some_and(|x| !x.flows.is_empty());
             let later = self.last_flow.is_some_and(|l| l > t);
             let idle = self.populations.iter().all(|n| *n == 0);
+            if idle && !changes && later {
+                if let Some(to) = self.cut_idle(t) {
+                    self.next = Some(to);
+                    continue;
+                }
+            }
             if !changes && !later && (idle || ended) {
                 // Nobody is active and no change is known after `t`: the
                 // series ends here unless more changes come. (At the end of
@@ -200,6 +214,26 @@ impl Series {
             });
             self.next = Some(t.saturating_add(self.resolution));
         }
+    }
+}
+
+impl Series {
+    /// Where to go on from `t`, idle, when the next change is more than
+    /// [`MAX_IDLE_REPORTS`] intervals away: that many intervals before it.
+    fn cut_idle(&self, t: EventTime) -> Option<EventTime> {
+        let (&change, _) = self
+            .tallies
+            .range(t.saturating_add(1)..)
+            .find(|(_, x)| !x.flows.is_empty())?;
+        let kept = MAX_IDLE_REPORTS.max(self.watch.window() as u64);
+        let steps = (change - t) / self.resolution;
+        if steps <= kept {
+            return None;
+        }
+        tracing::warn!(
+            "nobody active for {steps} intervals from {t} to {change}: reporting the last {kept} only"
+        );
+        Some(change - kept * self.resolution)
     }
 }
 

@@ -51,6 +51,34 @@ fn a_quiet_gap_waits_for_later_changes_and_the_end_stops_it() {
 }
 
 #[test]
+fn an_idle_stretch_longer_than_the_bound_is_reported_by_its_end() {
+    let kept = MAX_IDLE_REPORTS;
+    for (gap, reported) in [(kept, kept), (kept + 1, kept), (3 * kept, kept)] {
+        let mut s = series(10, 6);
+        s.add(10, LAND, 1);
+        s.add(20, LEAVE, 1);
+        // One step after the leave, then `gap` idle intervals before the
+        // next change.
+        let change = 30 + gap * 10;
+        s.add(change, LAND, 2);
+        s.add(change, Measure::OnTime, 2);
+        s.add(40, Measure::LateDropped, 1);
+        s.add(change + 10, LEAVE, 2);
+        let mut out = Vec::new();
+        s.emit(|_| true, true, 0, &mut out);
+        let times: Vec<_> = out.iter().map(|r| r.t).collect();
+        assert_eq!(times.len() as u64, 2 + reported + 2, "gap {gap}");
+        assert_eq!(times[..2], [10, 20]);
+        assert_eq!(times[2], change - reported * 10, "gap {gap}");
+        assert!(times[2..].windows(2).all(|w| w[1] == w[0] + 10));
+        // What the cut intervals counted joins the first report after them.
+        let q = out.iter().find(|r| r.t >= 40).unwrap().quality;
+        assert_eq!((q.received, q.dropped), (1, 1), "gap {gap}");
+        assert_eq!(out.last().unwrap().quality.received, 3);
+    }
+}
+
+#[test]
 fn alerts_compare_with_one_window_before_and_start_once() {
     let mut s = series(10, 2);
     // Landed: 2 at 10, 2 at 20, 5 at 30 (> 2 * 2), 6 at 40 (> 2 * 2 still).
