@@ -230,6 +230,28 @@ fn a_gap_longer_than_max_future_in_one_file_loses_nothing() {
 }
 
 #[test]
+fn a_first_line_from_a_wrong_clock_does_not_make_the_file_late() {
+    // A first line stamped in the year 9999 used to set the file's
+    // watermark: every line after it was late, and the run exited 0.
+    let dir = tempfile::tempdir().unwrap();
+    let views = dir.path().join("views.jsonl");
+    let year_9999 = 253_370_764_800_000u64;
+    let mut text = Event::new("en", "A", year_9999, 1).json_line(false) + "\n";
+    for i in 0..50u64 {
+        text += &(Event::new("en", "B", BASE + i * 1_000, 1).json_line(false) + "\n");
+    }
+    std::fs::write(&views, text).unwrap();
+    let run = keyflow(trending_args(&["--input", &arg(&views), "--quiet"]), LIMIT);
+    run.assert_success("trending");
+    assert!(
+        run.stderr
+            .contains("51 events, 0 late, 0 bad, 1 too far in the future"),
+        "{}",
+        run.stderr
+    );
+}
+
+#[test]
 fn dump_titles_with_control_characters_are_bad_and_zero_views_are_skipped() {
     let dir = tempfile::tempdir().unwrap();
     let dump = dir.path().join("pagecounts-20160801-000000");

@@ -250,10 +250,7 @@ impl Metrics {
     /// assert!(text.contains("keyflow_step_records_in_total{step=\"counts\"} 3"));
     /// ```
     pub fn prometheus(&self) -> String {
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_millis() as u64);
-        self.prometheus_at(now)
+        self.prometheus_at(crate::time::wall_clock_ms())
     }
 
     /// [`Metrics::prometheus`] with the wall clock at `now` (ms since the

@@ -51,6 +51,13 @@ impl Window {
     }
 }
 
+/// The wall clock, in ms since the Unix epoch (0 before it).
+pub fn wall_clock_ms() -> EventTime {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
 /// The start of the period of length `size` (aligned to the epoch plus
 /// `offset`) that contains `ts`.
 ///

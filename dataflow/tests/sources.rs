@@ -159,6 +159,25 @@ fn a_gap_longer_than_max_future_is_followed_and_loses_nothing() {
 }
 
 #[test]
+fn a_first_record_from_a_wrong_clock_does_not_make_the_rest_late() {
+    // Stamped in the year 9999, far past the wall clock: it would set the
+    // partition's watermark, and every record after it would be late.
+    let year_9999 = keyflow_dataflow::time::MAX_EVENT_TIME - DAY;
+    let mut script = vec![Step::Event(year_9999, "a")];
+    script.extend(events(0, 25_000, 1_000, "a"));
+    let (results, late, metrics) = count_windows(vec![script], 1, SourceConfig::default()).unwrap();
+    assert_eq!(metrics.future, 1);
+    assert!(late.is_empty(), "{late:?}");
+    let counts: Vec<_> = results.iter().map(|(_, r)| (r.start, r.value)).collect();
+    assert_eq!(counts, vec![(0, 10), (10_000, 10), (20_000, 6)]);
+    // A partition wholly in the future stands, as it did.
+    let ahead = events(year_9999, year_9999 + 3_000, 1_000, "b");
+    let (results, _, metrics) = count_windows(vec![ahead], 2, SourceConfig::default()).unwrap();
+    assert_eq!(metrics.future, 0);
+    assert_eq!(results.iter().map(|(_, r)| r.value).sum::<u64>(), 4);
+}
+
+#[test]
 fn a_bounded_input_fires_every_window_at_its_end() {
     // The last window ends long after the last record's watermark; the
     // exhausted input must still close it.

@@ -108,8 +108,11 @@ pub struct SourceConfig {
     /// then; a record that is not far ahead, or the end of the input,
     /// rejects (and counts) them. So a gap in a partition's event time
     /// longer than `max_future` loses nothing, while a few records from a
-    /// wrong clock are still rejected. `None` rejects every record too far
-    /// ahead.
+    /// wrong clock are still rejected. A partition's first records, before
+    /// it has a watermark, are judged so against the wall clock (a first
+    /// record of the year 9999 no longer makes all after it late; records
+    /// that are all the partition has stand at its end). `None` rejects
+    /// every record too far ahead, and judges nothing by the wall clock.
     pub jump_after: Option<usize>,
     /// What to do with malformed records.
     pub bad_input: BadInputPolicy,

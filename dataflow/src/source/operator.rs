@@ -48,6 +48,52 @@ struct Reader<T> {
     ahead_mark: Option<Mark>,
 }
 
+/// A late record: the time it travels at, its event time, and itself.
+type LateRecord<T> = (EventTime, EventTime, T);
+
+impl<T> Reader<T> {
+    /// Rejects or sends the records held ahead, as their run `settled`:
+    /// on time ones through `give`, late ones onto `late`, marked for
+    /// checkpoints at where the run began. Returns how many were rejected,
+    /// and how many went late (what a replay sends again or skips as ever).
+    fn settle(
+        &mut self,
+        settled: Settled,
+        replaying: Option<(u64, EventTime)>,
+        next_boundary: Option<EventTime>,
+        mut give: impl FnMut(EventTime, T),
+        late: &mut Vec<LateRecord<T>>,
+    ) -> (u64, u64) {
+        let n = match settled {
+            Settled::Rejected(n) => {
+                self.ahead.drain(..n);
+                return (n as u64, 0);
+            }
+            Settled::Followed(n) => n,
+        };
+        debug_assert_eq!(n, self.ahead.len());
+        let (mut sent_late, mut latest) = (0, None);
+        for (held, ts, item) in self.ahead.drain(..) {
+            match held {
+                Held::OnTime if replaying.is_none() => give(ts, item),
+                Held::Late(at) if replaying.is_none_or(|(_, from)| at >= from) => {
+                    sent_late += 1;
+                    latest = latest.max(Some(at));
+                    late.push((at, ts, item));
+                }
+                _ => {}
+            }
+        }
+        let mark = self.ahead_mark.take();
+        if let (Some(next), Some(at), Some(mark)) = (next_boundary, latest, mark) {
+            if at >= next {
+                self.marks.push((at, mark));
+            }
+        }
+        (0, sent_late)
+    }
+}
+
 /// Where a poll started: items read before it, the clock before it, and
 /// the input's position there when it can seek.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -165,6 +211,7 @@ fn open_readers<S: Source>(
     restored: Option<(EventTime, &[Vec<u8>])>,
 ) -> Result<Opened<S::Item>> {
     let mine = |p: usize| p % peers == index;
+    let now_ms = crate::time::wall_clock_ms();
     let Some((epoch, parts)) = restored else {
         let mut readers = Vec::new();
         for p in (0..src.partitions()).filter(|p| mine(*p)) {
@@ -176,7 +223,8 @@ fn open_readers<S: Source>(
                 position: partition.position(),
                 partition,
                 clock: PartitionClock::new(config.max_out_of_orderness, config.max_future)
-                    .with_jump_after(config.jump_after),
+                    .with_jump_after(config.jump_after)
+                    .starting_at(now_ms),
                 done: false,
                 consumed: 0,
                 skip_to: 0,
@@ -214,7 +262,7 @@ fn open_readers<S: Source>(
             Some(mark) => (mark.items, mark.clock.clone(), mark.position),
             None => (snap.consumed, snap.clock.clone(), snap.position),
         };
-        let mut clock = clock.with_jump_after(config.jump_after);
+        let mut clock = clock.with_jump_after(config.jump_after).starting_at(now_ms);
         // An input that can seek opens where it was; others skip there.
         let (partition, consumed) = match position {
             Some(at) => (src.open_at(snap.index, at)?, start),
@@ -438,91 +486,76 @@ pub(crate) fn source_stream<'scope, S: Source>(
                     let mut late_read = 0;
                     let mut session = output.session(&*c);
                     let mut marked = false;
-                    for (ts, item) in batch.records.drain(..) {
-                        let verdict = reader.clock.observe(ts);
-                        match verdict {
-                            Verdict::OnTime if replaying.is_none() => session.give((ts, item)),
-                            Verdict::Late(at) if replaying.is_none_or(|(_, from)| at >= from) => {
-                                // One mark per poll, at its latest late time:
-                                // a resume re-reads the whole poll.
-                                if let (Some(next), Some(b)) = (next_boundary, before.as_ref()) {
-                                    if at >= next {
-                                        match reader.marks.last_mut() {
-                                            Some(m) if marked => m.0 = m.0.max(at),
-                                            _ => reader.marks.push((at, b.clone())),
-                                        }
-                                        marked = true;
+                    // Once more after the last record of an input that
+                    // ended with records held ahead.
+                    let ended = status == PollStatus::Done && replaying.is_none();
+                    let mut records = batch.records.drain(..);
+                    loop {
+                        let verdict = match records.next() {
+                            Some((ts, item)) => {
+                                let verdict = reader.clock.observe(ts);
+                                match verdict {
+                                    Verdict::OnTime if replaying.is_none() => {
+                                        session.give((ts, item))
                                     }
-                                }
-                                if replaying.is_none() {
-                                    late_read += 1;
-                                }
-                                late.push((at, ts, item));
-                            }
-                            Verdict::Future if replaying.is_none() => future += 1,
-                            Verdict::Ahead(held) => reader.ahead.push((held, ts, item)),
-                            _ => {}
-                        }
-                        match reader.clock.settled() {
-                            None => {}
-                            Some(Settled::Rejected(n)) => {
-                                reader.ahead.drain(..n);
-                                if replaying.is_none() {
-                                    future += n as u64;
-                                }
-                            }
-                            Some(Settled::Followed(n)) => {
-                                if replaying.is_none() {
-                                    tracing::warn!(
-                                        source = %name,
-                                        partition = reader.index,
-                                        "followed {n} records in a row too far ahead of the \
-                                         watermark: it moved on to {}",
-                                        reader.clock.watermark()
-                                    );
-                                }
-                                let mut latest = None;
-                                for (held, ts, item) in reader.ahead.drain(..) {
-                                    match held {
-                                        Held::OnTime if replaying.is_none() => {
-                                            session.give((ts, item))
-                                        }
-                                        Held::Late(at)
-                                            if replaying.is_none_or(|(_, from)| at >= from) =>
+                                    Verdict::Late(at)
+                                        if replaying.is_none_or(|(_, from)| at >= from) =>
+                                    {
+                                        // One mark per poll, at its latest late time:
+                                        // a resume re-reads the whole poll.
+                                        if let (Some(next), Some(b)) =
+                                            (next_boundary, before.as_ref())
                                         {
-                                            if replaying.is_none() {
-                                                late_read += 1;
+                                            if at >= next {
+                                                match reader.marks.last_mut() {
+                                                    Some(m) if marked => m.0 = m.0.max(at),
+                                                    _ => reader.marks.push((at, b.clone())),
+                                                }
+                                                marked = true;
                                             }
-                                            latest = latest.max(Some(at));
-                                            late.push((at, ts, item));
                                         }
-                                        _ => {}
+                                        if replaying.is_none() {
+                                            late_read += 1;
+                                        }
+                                        late.push((at, ts, item));
                                     }
+                                    Verdict::Future if replaying.is_none() => future += 1,
+                                    Verdict::Ahead(held) => reader.ahead.push((held, ts, item)),
+                                    _ => {}
                                 }
-                                // Their marks are where the run began.
-                                let mark = reader.ahead_mark.take();
-                                if let (Some(next), Some(at), Some(m)) =
-                                    (next_boundary, latest, mark)
-                                {
-                                    if at >= next {
-                                        reader.marks.push((at, m));
-                                    }
-                                }
+                                Some(verdict)
+                            }
+                            None if ended && reader.clock.holds() => {
+                                reader.clock.end_of_input();
+                                None
+                            }
+                            None => break,
+                        };
+                        if let Some(settled) = reader.clock.settled() {
+                            let give = |ts, item| session.give((ts, item));
+                            let (rejected, late_held) =
+                                reader.settle(settled, replaying, next_boundary, give, &mut late);
+                            if replaying.is_none() {
+                                future += rejected;
+                                late_read += late_held;
+                            }
+                            if let (true, Settled::Followed(n)) = (replaying.is_none(), settled) {
+                                tracing::warn!(
+                                    source = %name,
+                                    partition = reader.index,
+                                    "followed {n} records in a row too far ahead of the \
+                                     watermark: it moved on to {}",
+                                    reader.clock.watermark()
+                                );
                             }
                         }
-                        if matches!(verdict, Verdict::Ahead(_)) && reader.ahead.len() == 1 {
+                        if matches!(verdict, Some(Verdict::Ahead(_))) && reader.ahead.len() == 1 {
                             // The first of a run: a checkpoint taken before
                             // it stands re-reads it from this poll.
                             reader.ahead_mark = before.clone();
                         }
                     }
-                    if status == PollStatus::Done && replaying.is_none() && reader.clock.holds() {
-                        // Nothing came after them to show the partition moved on.
-                        future += reader.clock.reject_held() as u64;
-                        reader.ahead.clear();
-                        reader.ahead_mark = None;
-                    }
-                    drop(session);
+                    drop((records, session));
                     Metrics::add(&counters.late, late_read);
                     if future > 0 {
                         Metrics::add(&ctx.metrics.future, future);

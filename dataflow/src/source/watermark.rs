@@ -68,6 +68,11 @@ pub struct PartitionClock {
     /// held re-reads its records from where the run began.
     #[serde(skip)]
     run: Option<Box<Run>>,
+    /// Before the first record: a record later than this (the wall clock
+    /// plus `max_future`) is held as if far ahead, since nothing real is
+    /// stamped that far past the present. Not saved: set again on restore.
+    #[serde(skip)]
+    first_bound: Option<EventTime>,
     #[serde(skip)]
     settled: Option<Settled>,
 }
@@ -84,9 +89,25 @@ impl PartitionClock {
             jump_after: None,
             run: None,
             settled: None,
+            first_bound: None,
         }
     }
 
+    /// With [`with_jump_after`](Self::with_jump_after): a partition's first
+    /// records, while it has no watermark, are judged against `now` (the
+    /// wall clock, ms since the epoch), and those more than `max_future`
+    /// past it are held as if far ahead. So a first record stamped in the
+    /// year 9999 is rejected by the ordinary records after it, instead of
+    /// setting a watermark that makes them all late; a partition whose
+    /// records all lie in the future still stands, once `jump_after` of
+    /// them agree or the input ends.
+    pub fn starting_at(mut self, now: EventTime) -> Self {
+        self.first_bound = self
+            .max_future
+            .filter(|_| self.jump_after.is_some())
+            .map(|limit| now.saturating_add(limit));
+        self
+    }
     /// Follows a partition that moved on: once `n` records in a row are too
     /// far ahead of the watermark but in step with each other (none too far
     /// ahead of, or behind, the others), they stand and the watermark moves
@@ -114,11 +135,20 @@ impl PartitionClock {
         self.settled.take()
     }
 
-    /// Rejects the records held ahead (when the input ends with them), and
-    /// returns how many there were.
-    pub fn reject_held(&mut self) -> usize {
-        self.settled = None;
-        self.run.take().map_or(0, |r| r.len)
+    /// The input ended: the records held ahead are rejected, unless the
+    /// partition had no watermark before them (then they were all it
+    /// had, and they stand). What became of them is in
+    /// [`settled`](Self::settled).
+    pub fn end_of_input(&mut self) {
+        let Some(run) = self.run.take() else {
+            return;
+        };
+        self.settled = Some(if self.max_seen.is_none() {
+            self.max_seen = run.clock.max_seen;
+            Settled::Followed(run.len)
+        } else {
+            Settled::Rejected(run.len)
+        });
     }
 
     /// The watermark: the largest event time seen minus the allowed
@@ -149,8 +179,12 @@ impl PartitionClock {
             self.end_run();
             return Verdict::Late(wm);
         }
-        if let (Some(limit), Some(_)) = (self.max_future, self.max_seen) {
-            if ts - wm > limit {
+        if let Some(limit) = self.max_future {
+            if self.max_seen.is_some() {
+                if ts - wm > limit {
+                    return self.ahead(ts, limit);
+                }
+            } else if self.first_bound.is_some_and(|bound| ts > bound) {
                 return self.ahead(ts, limit);
             }
         }
@@ -330,7 +364,8 @@ mod tests {
         c.observe(600_000);
         assert_eq!(c.observe(crate::time::MAX_EVENT_TIME), Verdict::Future);
         assert!(c.holds());
-        assert_eq!(c.reject_held(), 1);
+        c.end_of_input();
+        assert_eq!(c.settled(), Some(Settled::Rejected(1)));
         assert!(!c.holds());
     }
 
@@ -343,5 +378,43 @@ mod tests {
         }
         assert_eq!(c.settled(), None);
         assert_eq!(c.watermark(), 10_000);
+    }
+
+    #[test]
+    fn a_first_record_far_past_the_wall_clock_is_rejected_by_the_ordinary_ones() {
+        let now = 1_000_000;
+        let fresh = || {
+            PartitionClock::new(0, Some(1000))
+                .with_jump_after(Some(3))
+                .starting_at(now)
+        };
+        let mut c = fresh();
+        assert_eq!(c.observe(9_000_000), Verdict::Ahead(Held::OnTime));
+        assert_eq!(c.watermark(), 0);
+        assert_eq!(c.observe(500), Verdict::OnTime);
+        assert_eq!(c.settled(), Some(Settled::Rejected(1)));
+        assert_eq!(c.observe(600), Verdict::OnTime);
+        assert_eq!(c.watermark(), 600);
+
+        // A partition wholly in the future stands once enough agree...
+        let mut c = fresh();
+        for ts in [9_000_000, 9_000_100] {
+            assert_eq!(c.observe(ts), Verdict::Ahead(Held::OnTime));
+        }
+        assert_eq!(c.observe(9_000_050), Verdict::Ahead(Held::Late(9_000_100)));
+        assert_eq!(c.settled(), Some(Settled::Followed(3)));
+        assert_eq!(c.watermark(), 9_000_100);
+        // ... or when its input ends, since nothing contradicts it.
+        let mut c = fresh();
+        c.observe(9_000_000);
+        c.end_of_input();
+        assert_eq!(c.settled(), Some(Settled::Followed(1)));
+        assert_eq!(c.watermark(), 9_000_000);
+        // Up to the bound, the first record starts the watermark as ever;
+        // and without following, nothing is judged by the wall clock.
+        let mut c = fresh();
+        assert_eq!(c.observe(now + 1000), Verdict::OnTime);
+        let mut c = PartitionClock::new(0, Some(1000)).starting_at(now);
+        assert_eq!(c.observe(9_000_000), Verdict::OnTime);
     }
 }
