@@ -489,3 +489,36 @@ fn a_baseline_of_only_bad_lines_keeps_the_earlier_one() {
     assert!(stderr.contains("is a directory"), "{stderr}");
     assert!(stderr.contains(&a_dir), "{stderr}");
 }
+
+/// A dump file whose name puts it two years after the others would have
+/// every hour in between scored; the run fails instead, naming the gap.
+#[test]
+fn a_gap_of_over_a_year_without_views_is_a_clear_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let base = day_one_baseline(dir.path());
+    let files2 = day_files(2);
+    let stale = path(dir.path(), "pagecounts-20180802-010000.gz");
+    let mut text = String::new();
+    flate2::read::GzDecoder::new(std::fs::File::open(&files2[0]).unwrap())
+        .read_to_string(&mut text)
+        .unwrap();
+    let text = text.replace("20160802-000000 ", "20180802-010000 ");
+    let mut gz = flate2::write::GzEncoder::new(
+        std::fs::File::create(&stale).unwrap(),
+        flate2::Compression::fast(),
+    );
+    std::io::Write::write_all(&mut gz, text.as_bytes()).unwrap();
+    gz.finish().unwrap();
+    let stale_s = stale.display().to_string();
+    let mut args = vec!["run", "anomaly", "--baseline", &base, "--quiet"];
+    args.extend(["--input-format", "dump", "--input", &files2[0], &stale_s]);
+    let start = std::time::Instant::now();
+    let run = keyflow_output(&args);
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    assert!(!run.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("no views anywhere for 730 days, from 2016-08-02 to 2018-08-02"),
+        "{stderr}"
+    );
+    assert!(start.elapsed() < std::time::Duration::from_secs(60));
+}

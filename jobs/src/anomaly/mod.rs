@@ -68,6 +68,7 @@ use timely::dataflow::channels::pact::{Exchange, Pipeline};
 use timely::dataflow::operators::generic::Operator;
 
 pub use keyflow_operators::distance::Metric;
+pub use operator::MAX_EMPTY_HOURS;
 pub use output::{AnomalyEntry, AnomalyHour};
 
 use crate::baseline::Baseline;

@@ -358,6 +358,11 @@ impl HourClock {
                 }
                 break;
             }
+            if let Err(e) = self.check_gap(end, &passed) {
+                ctx.fail(e);
+                (self.held, self.stash) = Default::default();
+                return false;
+            }
             let start = end - HOUR;
             let day = start - start % DAY;
             let hour = ((start % DAY) / HOUR) as usize;
@@ -407,6 +412,42 @@ impl HourClock {
             self.cursor = Some((end + HOUR, caps));
         }
         true
+    }
+}
+
+/// At most this many hours in a row without views anywhere are scored
+/// (a year): a longer stretch points to a stale or mistyped time, and
+/// scoring every empty hour of it would not end.
+pub const MAX_EMPTY_HOURS: u64 = 366 * 24;
+
+impl HourClock {
+    /// Fails when the next hour with views lies more than
+    /// [`MAX_EMPTY_HOURS`] after `end` and nothing can come in between
+    /// (progress passed that far).
+    fn check_gap(
+        &self,
+        end: EventTime,
+        passed: impl Fn(&EventTime) -> bool,
+    ) -> keyflow_dataflow::Result<()> {
+        let Some((&next, _)) = self.held.range(end.saturating_add(1)..).next() else {
+            return Ok(());
+        };
+        let limit = end.saturating_add(MAX_EMPTY_HOURS * HOUR);
+        if next <= limit || !passed(&limit) {
+            return Ok(());
+        }
+        Err(keyflow_dataflow::Error::BadInput {
+            location: format!("event time {}", format_day(next - HOUR)),
+            reason: format!(
+                "no views anywhere for {} days, from {} to {}: every hour in between would be \
+                 scored (at most {} days are), which points to a stale or mistyped time in \
+                 the input, such as a dump file's name; fix or leave out that input",
+                (next - end) / DAY,
+                format_day(end - HOUR),
+                format_day(next - HOUR),
+                MAX_EMPTY_HOURS / 24
+            ),
+        })
     }
 }
 
