@@ -257,10 +257,9 @@ fn quality_text(ctx: &Context) -> String {
 pub fn run(args: &BehaviourArgs) -> anyhow::Result<i32> {
     let config = args.config()?;
     args.input.check()?;
-    args.time.check()?;
+    let source_config = args.time.source_config()?;
     args.paths().check()?;
     let mut run_config = args.cluster.run_config()?;
-    let source_config = args.time.source_config()?;
     let generator = args.input.generator(&config.landing);
     if args.input.inputs.is_empty() {
         generator.validate()?;

@@ -4,12 +4,12 @@
 use std::collections::BTreeMap;
 use std::fmt::Write;
 
-use keyflow::dataflow::time::format_utc;
+use keyflow::dataflow::time::{format_utc, wall_clock_ms};
 use keyflow::jobs::anomaly::AnomalyHour;
 use keyflow::jobs::trending::{TrendingEntry, TrendingMinute};
 use serde::Serialize;
 
-use super::state::{now_ms, Health, Shared, Trending};
+use super::state::{Health, Shared, Trending};
 
 /// The page, with `{{name}}` holes filled in one pass.
 const PAGE: &str = include_str!("page.html");
@@ -337,7 +337,7 @@ pub fn health(h: &Health) -> String {
 
 /// The status line: running, or showing the final state.
 pub fn status(h: &Health) -> String {
-    let now = format_utc(now_ms());
+    let now = format_utc(wall_clock_ms());
     if h.finished {
         format!(
             r#"<span class="badge done">input ended</span> showing the final state · page updated <time>{now} UTC</time>"#

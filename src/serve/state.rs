@@ -4,10 +4,11 @@
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::Instant;
 
 use keyflow::dataflow::prelude::*;
 use keyflow::dataflow::run::Context;
+use keyflow::dataflow::time::wall_clock_ms;
 use keyflow::jobs::anomaly::AnomalyHour;
 use keyflow::jobs::trending::TrendingMinute;
 use serde::Serialize;
@@ -87,13 +88,6 @@ pub struct Health {
     pub bad: u64,
     /// Records too far ahead of the watermark, rejected.
     pub future: u64,
-}
-
-/// Milliseconds since the Unix epoch, now.
-pub fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
 }
 
 impl Shared {
@@ -192,7 +186,7 @@ impl Shared {
     pub fn health(&self) -> Health {
         let m = self.ctx.metrics.cluster().totals;
         let watermark_lag_s =
-            (m.watermark > 0).then(|| (now_ms() as f64 - m.watermark as f64) / 1000.0);
+            (m.watermark > 0).then(|| (wall_clock_ms() as f64 - m.watermark as f64) / 1000.0);
         Health {
             job: self.job.clone(),
             finished: self.finished(),

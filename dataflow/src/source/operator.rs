@@ -52,26 +52,53 @@ struct Reader<T> {
 type LateRecord<T> = (EventTime, EventTime, T);
 
 impl<T> Reader<T> {
-    /// Rejects or sends the records held ahead, as their run `settled`:
-    /// on time ones through `give`, late ones onto `late`, marked for
-    /// checkpoints at where the run began. Returns how many were rejected,
-    /// and how many went late (what a replay sends again or skips as ever).
+    /// Once the run of records held ahead has settled (see
+    /// [`PartitionClock::settled`]), rejects or sends them: on time ones
+    /// through `give`, late ones onto `late`, marked for checkpoints at
+    /// where the run began. Returns how many were rejected and how many
+    /// went late, to count (none while replaying).
+    #[inline]
     fn settle(
         &mut self,
+        source: &str,
+        replaying: Option<(u64, EventTime)>,
+        next_boundary: Option<EventTime>,
+        give: impl FnMut(EventTime, T),
+        late: &mut Vec<LateRecord<T>>,
+    ) -> (u64, u64) {
+        match self.clock.settled() {
+            None => (0, 0),
+            Some(settled) => self.settle_run(source, settled, replaying, next_boundary, give, late),
+        }
+    }
+
+    fn settle_run(
+        &mut self,
+        source: &str,
         settled: Settled,
         replaying: Option<(u64, EventTime)>,
         next_boundary: Option<EventTime>,
         mut give: impl FnMut(EventTime, T),
         late: &mut Vec<LateRecord<T>>,
     ) -> (u64, u64) {
+        let counted = |n: u64| if replaying.is_none() { n } else { 0 };
         let n = match settled {
             Settled::Rejected(n) => {
                 self.ahead.drain(..n);
-                return (n as u64, 0);
+                return (counted(n as u64), 0);
             }
             Settled::Followed(n) => n,
         };
         debug_assert_eq!(n, self.ahead.len());
+        if replaying.is_none() {
+            tracing::warn!(
+                source,
+                partition = self.index,
+                "followed {n} records in a row too far ahead of the watermark: it moved on \
+                 to {}",
+                self.clock.watermark()
+            );
+        }
         let (mut sent_late, mut latest) = (0, None);
         for (held, ts, item) in self.ahead.drain(..) {
             match held {
@@ -90,7 +117,7 @@ impl<T> Reader<T> {
                 self.marks.push((at, mark));
             }
         }
-        (0, sent_late)
+        (0, counted(sent_late))
     }
 }
 
@@ -486,76 +513,50 @@ pub(crate) fn source_stream<'scope, S: Source>(
                     let mut late_read = 0;
                     let mut session = output.session(&*c);
                     let mut marked = false;
-                    // Once more after the last record of an input that
-                    // ended with records held ahead.
-                    let ended = status == PollStatus::Done && replaying.is_none();
-                    let mut records = batch.records.drain(..);
-                    loop {
-                        let verdict = match records.next() {
-                            Some((ts, item)) => {
-                                let verdict = reader.clock.observe(ts);
-                                match verdict {
-                                    Verdict::OnTime if replaying.is_none() => {
-                                        session.give((ts, item))
-                                    }
-                                    Verdict::Late(at)
-                                        if replaying.is_none_or(|(_, from)| at >= from) =>
-                                    {
-                                        // One mark per poll, at its latest late time:
-                                        // a resume re-reads the whole poll.
-                                        if let (Some(next), Some(b)) =
-                                            (next_boundary, before.as_ref())
-                                        {
-                                            if at >= next {
-                                                match reader.marks.last_mut() {
-                                                    Some(m) if marked => m.0 = m.0.max(at),
-                                                    _ => reader.marks.push((at, b.clone())),
-                                                }
-                                                marked = true;
-                                            }
+                    for (ts, item) in batch.records.drain(..) {
+                        let verdict = reader.clock.observe(ts);
+                        match verdict {
+                            Verdict::OnTime if replaying.is_none() => session.give((ts, item)),
+                            Verdict::Late(at) if replaying.is_none_or(|(_, from)| at >= from) => {
+                                // One mark per poll, at its latest late time:
+                                // a resume re-reads the whole poll.
+                                if let (Some(next), Some(b)) = (next_boundary, before.as_ref()) {
+                                    if at >= next {
+                                        match reader.marks.last_mut() {
+                                            Some(m) if marked => m.0 = m.0.max(at),
+                                            _ => reader.marks.push((at, b.clone())),
                                         }
-                                        if replaying.is_none() {
-                                            late_read += 1;
-                                        }
-                                        late.push((at, ts, item));
+                                        marked = true;
                                     }
-                                    Verdict::Future if replaying.is_none() => future += 1,
-                                    Verdict::Ahead(held) => reader.ahead.push((held, ts, item)),
-                                    _ => {}
                                 }
-                                Some(verdict)
+                                if replaying.is_none() {
+                                    late_read += 1;
+                                }
+                                late.push((at, ts, item));
                             }
-                            None if ended && reader.clock.holds() => {
-                                reader.clock.end_of_input();
-                                None
-                            }
-                            None => break,
-                        };
-                        if let Some(settled) = reader.clock.settled() {
-                            let give = |ts, item| session.give((ts, item));
-                            let (rejected, late_held) =
-                                reader.settle(settled, replaying, next_boundary, give, &mut late);
-                            if replaying.is_none() {
-                                future += rejected;
-                                late_read += late_held;
-                            }
-                            if let (true, Settled::Followed(n)) = (replaying.is_none(), settled) {
-                                tracing::warn!(
-                                    source = %name,
-                                    partition = reader.index,
-                                    "followed {n} records in a row too far ahead of the \
-                                     watermark: it moved on to {}",
-                                    reader.clock.watermark()
-                                );
-                            }
+                            Verdict::Future if replaying.is_none() => future += 1,
+                            Verdict::Ahead(held) => reader.ahead.push((held, ts, item)),
+                            _ => {}
                         }
-                        if matches!(verdict, Some(Verdict::Ahead(_))) && reader.ahead.len() == 1 {
+                        let give = |ts, item| session.give((ts, item));
+                        let (rejected, sent_late) =
+                            reader.settle(&name, replaying, next_boundary, give, &mut late);
+                        (future, late_read) = (future + rejected, late_read + sent_late);
+                        if matches!(verdict, Verdict::Ahead(_)) && reader.ahead.len() == 1 {
                             // The first of a run: a checkpoint taken before
                             // it stands re-reads it from this poll.
                             reader.ahead_mark = before.clone();
                         }
                     }
-                    drop((records, session));
+                    if status == PollStatus::Done && replaying.is_none() {
+                        // The input ended with records held ahead.
+                        reader.clock.end_of_input();
+                        let give = |ts, item| session.give((ts, item));
+                        let (rejected, sent_late) =
+                            reader.settle(&name, replaying, next_boundary, give, &mut late);
+                        (future, late_read) = (future + rejected, late_read + sent_late);
+                    }
+                    drop(session);
                     Metrics::add(&counters.late, late_read);
                     if future > 0 {
                         Metrics::add(&ctx.metrics.future, future);

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use keyflow_dataflow::checkpoint::{decode, encode, take_below};
 use keyflow_dataflow::run::Context;
 use keyflow_dataflow::source::EventStream;
-use keyflow_dataflow::time::EventTime;
+use keyflow_dataflow::time::{wall_clock_ms, EventTime};
 use keyflow_dataflow::window::WindowResult;
 use keyflow_dataflow::Result;
 use keyflow_operators::rate_alert::RateWatch;
@@ -215,9 +215,7 @@ impl Series {
             self.next = Some(t.saturating_add(self.resolution));
         }
     }
-}
 
-impl Series {
     /// Where to go on from `t`, idle, when the next change is more than
     /// [`MAX_IDLE_REPORTS`] intervals away: that many intervals before it.
     fn cut_idle(&self, t: EventTime) -> Option<EventTime> {
@@ -235,14 +233,6 @@ impl Series {
         );
         Some(change - kept * self.resolution)
     }
-}
-
-/// Wall-clock time in ms since the Unix epoch.
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
 }
 
 /// Restores the series from the parts of a checkpoint: worker 0's holds
@@ -322,7 +312,7 @@ pub(crate) fn series<'scope>(
                                  hold: &mut Option<Capability<EventTime>>,
                                  complete: &dyn Fn(EventTime) -> bool,
                                  ended: bool| {
-                    me.emit(complete, ended, now_ms(), &mut reports);
+                    me.emit(complete, ended, wall_clock_ms() as i64, &mut reports);
                     if let (Some(h), Some(last)) = (hold.as_ref(), reports.last()) {
                         let q = last.quality;
                         let values = [
