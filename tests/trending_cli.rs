@@ -520,3 +520,46 @@ fn huge_view_counts_neither_abort_nor_panic() {
         }
     }
 }
+
+/// A project that dump files would not take (not a domain code) is bad
+/// input in JSON lines too, so the hourly files read back as dumps with no
+/// bad line and every view.
+#[test]
+fn hourly_files_from_json_lines_read_back_as_dumps() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("views.jsonl");
+    let rows = [
+        ("en", "A", 0, 3),
+        ("en/wiki", "B", 1, 1),
+        ("de.m", "C", MINUTE, 2),
+        ("\u{e9}n", "D", 2 * MINUTE, 1),
+        ("zh-min-nan", "E", 61 * MINUTE, 4),
+    ];
+    let text: String = rows
+        .iter()
+        .map(|&(p, t, dt, v)| Event::new(p, t, BASE + dt, v).json_line(false) + "\n")
+        .collect();
+    std::fs::write(&path, text).unwrap();
+    let hourly_dir = dir.path().join("hourly");
+    let first = keyflow(
+        trending_args(&["--input", &arg(&path), "--hourly-out", &arg(&hourly_dir)]),
+        LIMIT,
+    );
+    first.assert_success("json lines");
+    let done = first.done();
+    assert_eq!((done.events, done.bad), (3, 2), "{}", first.stderr);
+    assert!(
+        first.stderr.contains("not a domain code"),
+        "{}",
+        first.stderr
+    );
+
+    let again = keyflow(
+        trending_args(&["--input-format", "dump", "--input", &arg(&hourly_dir)]),
+        LIMIT,
+    );
+    again.assert_success("hourly files as dumps");
+    // A dump line's views are spread over its hour, one record a view.
+    let done = again.done();
+    assert_eq!((done.events, done.bad), (3 + 2 + 4, 0), "{}", again.stderr);
+}

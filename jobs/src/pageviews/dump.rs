@@ -124,7 +124,7 @@ pub fn parse_dump_line_with(
     let hour_start_ms = time
         .hour_start(stamp)
         .ok_or("the hour ending at the stamp starts before 1970")?;
-    if !is_domain_code(project) {
+    if !is_domain_code(project.as_bytes()) {
         return Err(format!("bad domain code {}", shorten(project)));
     }
     if title.is_empty() {
@@ -156,10 +156,12 @@ pub fn parse_dump_line_with(
 }
 
 /// Domain codes are like `en`, `en.m`, `zh-min-nan`, `commons.m`: real dumps
-/// carry a few lines with junk such as `""` there.
-fn is_domain_code(s: &str) -> bool {
-    s.bytes().next().is_some_and(|b| b.is_ascii_alphanumeric())
-        && s.bytes()
+/// carry a few lines with junk such as `""` there. JSON lines and streams
+/// take the same rule, so that any project they accept reads back from the
+/// hourly files the trending job writes.
+pub(super) fn is_domain_code(s: &[u8]) -> bool {
+    s.first().is_some_and(|b| b.is_ascii_alphanumeric())
+        && s.iter()
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'_'))
 }
 

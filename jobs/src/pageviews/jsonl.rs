@@ -106,6 +106,7 @@ pub(super) fn parse_line(line: &[u8]) -> Result<Option<LineFields<'_>>, String> 
             check_name("project", &String::from_utf8_lossy(project))?;
             check_name("title", &String::from_utf8_lossy(title))?;
         }
+        check_project(project)?;
         check_views(plain.views)?;
         return Ok(Some(LineFields {
             ts: plain.ts,
@@ -156,6 +157,7 @@ fn check_fields(raw: JsonView<'_>) -> Result<JsonView<'_>, String> {
         check_name("project", &raw.project)?;
         check_name("title", &raw.title)?;
     }
+    check_project(raw.project.as_bytes())?;
     check_views(raw.views)?;
     Ok(raw)
 }
@@ -174,6 +176,20 @@ fn check_views(views: u64) -> Result<(), String> {
         ));
     }
     Ok(())
+}
+
+/// A project that passed [`check_name`] must also be a domain code (`en`,
+/// `en.m`, `zh-min-nan`), as in dump files: the trending job's hourly files
+/// are dump files, and a project they could not read back would turn into
+/// bad lines there.
+pub(crate) fn check_project(project: &[u8]) -> Result<(), String> {
+    if super::dump::is_domain_code(project) {
+        return Ok(());
+    }
+    Err(format!(
+        "project `{}` is not a domain code (ASCII letters, digits, `.`, `-` and `_`, from a letter or digit)",
+        keyflow_dataflow::source::shorten(&String::from_utf8_lossy(project), super::dump::QUOTED)
+    ))
 }
 
 /// Project codes and titles become fields of space-separated dump lines
@@ -301,6 +317,18 @@ mod tests {
             (
                 r#"{"project":"en","title":"Main Page","ts":1}"#,
                 "whitespace",
+            ),
+            (
+                r#"{"project":"en/wiki","title":"A","ts":1}"#,
+                "not a domain code",
+            ),
+            (
+                r#"{"project":"-en","title":"A","ts":1}"#,
+                "not a domain code",
+            ),
+            (
+                r#"{"project":"\u00e9n","title":"A","ts":1}"#,
+                "not a domain code",
             ),
             (r#"[1,2]"#, "invalid type"),
             (r#"{"project":"en","title":"A","ts":"5"}"#, "invalid type"),

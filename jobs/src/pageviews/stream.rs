@@ -5,7 +5,7 @@ use keyflow_dataflow::source::{RedisStreamConfig, RedisStreamSource};
 use keyflow_dataflow::time::EventTime;
 
 use super::article::{Article, PageView};
-use super::jsonl::check_name;
+use super::jsonl::{check_name, check_project};
 use crate::error::Result;
 
 /// One stream entry's fields as a pageview, checked as a JSON line is.
@@ -30,6 +30,7 @@ pub fn parse_stream_entry(
     };
     let (project, title) = (get("project")?, get("title")?);
     check_name("project", project)?;
+    check_project(project.as_bytes())?;
     check_name("title", title)?;
     let ts: EventTime = get("ts")?
         .parse()
