@@ -51,6 +51,12 @@ pub const BASELINE_MAGIC: &str = "keyflow-baseline";
 /// Hours in a day: the length of every baseline vector.
 pub const HOURS: usize = 24;
 
+/// The most days a baseline may average: far past any history (each
+/// `--refold-days` run adds one more), and far enough below `u64::MAX` that
+/// folding in another day never wraps the count to 0, which would turn every
+/// average into NaN. A file edited by hand past it is refused.
+pub const MAX_DAYS: u64 = u32::MAX as u64;
+
 /// Hourly view averages per article over `days` days.
 ///
 /// # Examples
@@ -119,7 +125,7 @@ impl Baseline {
 
     /// Checks what the file format needs: names without spaces or line
     /// breaks, finite non-negative averages, first and last days set exactly
-    /// when n > 0 and in order.
+    /// when n > 0 and in order, n at most [`MAX_DAYS`].
     ///
     /// # Examples
     /// ```
@@ -144,6 +150,9 @@ impl Baseline {
                 "days {} does not agree with first day {:?} and last day {:?}",
                 self.days, self.first_day, self.last_day
             ));
+        }
+        if self.days > MAX_DAYS {
+            return Err(format!("days {} is more than {MAX_DAYS}", self.days));
         }
         for (article, hours) in &self.keys {
             if !is_field(article.project()) || !is_field(&article.title()) {

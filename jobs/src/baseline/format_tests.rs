@@ -145,3 +145,27 @@ fn writes_atomically_and_reads_back() {
     assert!(err.contains("missing"), "{err}");
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn a_day_count_past_the_bound_is_refused() {
+    // Folding a day into u64::MAX days would wrap the count to 0 and turn
+    // every average into NaN. The header refuses it, so a checksum made
+    // good does not let it through.
+    let text = sample()
+        .to_text()
+        .replacen("days 3", "days 18446744073709551615", 1);
+    let r = reason(&text);
+    assert!(
+        r.contains("days 18446744073709551615 is more than 4294967295"),
+        "{r}"
+    );
+    let mut base = sample();
+    base.days = MAX_DAYS + 1;
+    assert!(base
+        .validate()
+        .unwrap_err()
+        .to_string()
+        .contains("more than"));
+    base.days = MAX_DAYS;
+    base.validate().unwrap();
+}

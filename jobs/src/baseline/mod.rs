@@ -32,7 +32,7 @@ use keyflow_dataflow::source::BadInputPolicy;
 use keyflow_dataflow::time::DAY;
 use serde::{Deserialize, Serialize};
 
-pub use format::{format_day, Baseline, BASELINE_MAGIC, BASELINE_VERSION, HOURS};
+pub use format::{format_day, Baseline, BASELINE_MAGIC, BASELINE_VERSION, HOURS, MAX_DAYS};
 
 use crate::error::{Error, Result};
 use crate::pageviews::{input_files, DumpTime, InputFormat};

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use keyflow_dataflow::source::{read_line_within, MAX_LINE_BYTES};
 use keyflow_dataflow::time::{days_from_civil, EventTime};
 
-use super::format::{is_field, Baseline, BASELINE_MAGIC, BASELINE_VERSION, HOURS};
+use super::format::{is_field, Baseline, BASELINE_MAGIC, BASELINE_VERSION, HOURS, MAX_DAYS};
 use crate::error::{Error, Result};
 use crate::pageviews::Article;
 
@@ -197,6 +197,9 @@ impl<R: BufRead> Reader<R> {
         }
         if first_day > last_day {
             return Err(self.fail("the first day is after the last day"));
+        }
+        if days > MAX_DAYS {
+            return Err(self.fail(format!("days {days} is more than {MAX_DAYS}")));
         }
         let keys = self.count("keys")?;
         let mut baseline = Baseline {
