@@ -275,7 +275,8 @@ impl<T: DeserializeOwned + Send + 'static> CsvSource<T> {
     /// each, instead of [`split_bytes`](super::split_bytes) (64 MiB unless
     /// [`SPLIT_BYTES_ENV`](super::SPLIT_BYTES_ENV) says otherwise). Every
     /// process of a run must use the same size; `u64::MAX` reads every file
-    /// whole.
+    /// whole. However small the size, a file is cut into at most
+    /// [`MAX_SPLITS`](super::MAX_SPLITS) splits.
     pub fn split_size(mut self, bytes: u64) -> Self {
         self.split_size = Some(bytes.max(1));
         self.splits = OnceCell::new();

@@ -59,7 +59,7 @@ pub use redis_stream::{
 };
 pub use split::{
     check_split_bytes, plan_splits, plan_splits_at, split_bytes, FileSplit, DEFAULT_SPLIT_BYTES,
-    MIN_SPLITS, MIN_SPLIT_BYTES, SPLIT_BYTES_ENV,
+    MAX_SPLITS, MIN_SPLITS, MIN_SPLIT_BYTES, SPLIT_BYTES_ENV,
 };
 pub use watermark::PartitionClock;
 

@@ -116,12 +116,23 @@ fn is_gzip(path: &Path) -> bool {
 /// smaller).
 pub const MIN_SPLITS: u64 = 64;
 
-/// The splits of one file of `size` bytes at most `split` bytes each.
+/// The most splits one file is cut into, whatever the split size: each is
+/// a partition with state of its own, so a split size of a few bytes (a
+/// library call may ask for 1) must not turn a large file into millions of
+/// them. At the default split size a file reaches it at 256 GiB.
+pub const MAX_SPLITS: u64 = 4096;
+
+/// The splits of one file of `size` bytes at most `split` bytes each, or
+/// [`MAX_SPLITS`] larger ones.
 fn ranges(size: u64, split: u64) -> Vec<(u64, Option<u64>)> {
     if size <= split {
         return vec![(0, None)];
     }
-    let piece = size.div_ceil(MIN_SPLITS).max(split.min(1 << 20)).min(split);
+    let piece = size
+        .div_ceil(MIN_SPLITS)
+        .max(split.min(1 << 20))
+        .min(split)
+        .max(size.div_ceil(MAX_SPLITS));
     let n = size.div_ceil(piece);
     (0..n)
         .map(|i| (i * piece, (i + 1 < n).then_some((i + 1) * piece)))
@@ -382,5 +393,12 @@ mod tests {
         assert_eq!(ranges(65 * mib, 64 * mib).len(), 64);
         assert_eq!(ranges(2 * mib, mib / 2).len(), 4);
         assert_eq!(ranges(100 * 64 * mib, 64 * mib).len(), 100);
+        // A tiny split size: no more than MAX_SPLITS, still covering it all.
+        let r = ranges(10 * mib + 3, 1);
+        assert!((MAX_SPLITS - 8..=MAX_SPLITS).contains(&(r.len() as u64)));
+        assert_eq!(r.last().unwrap().1, None);
+        assert!(r.windows(2).all(|w| w[0].1 == Some(w[1].0)));
+        assert!(r[r.len() - 1].0 < 10 * mib + 3);
+        assert_eq!(ranges(500, 1).len(), 500);
     }
 }
