@@ -68,11 +68,12 @@ pub struct PartitionClock {
     /// held re-reads its records from where the run began.
     #[serde(skip)]
     run: Option<Box<Run>>,
-    /// Before the first record: a record later than this (the wall clock
-    /// plus `max_future`) is held as if far ahead, since nothing real is
-    /// stamped that far past the present. Not saved: set again on restore.
+    /// The wall clock when reading began: before the first record, with
+    /// `jump_after` set, a record more than `max_future` past it is held as
+    /// if far ahead, since nothing real is stamped that far past the
+    /// present. Not saved: set again on restore.
     #[serde(skip)]
-    first_bound: Option<EventTime>,
+    started: Option<EventTime>,
     #[serde(skip)]
     settled: Option<Settled>,
 }
@@ -89,7 +90,7 @@ impl PartitionClock {
             jump_after: None,
             run: None,
             settled: None,
-            first_bound: None,
+            started: None,
         }
     }
 
@@ -102,12 +103,10 @@ impl PartitionClock {
     /// records all lie in the future still stands, once `jump_after` of
     /// them agree or the input ends.
     pub fn starting_at(mut self, now: EventTime) -> Self {
-        self.first_bound = self
-            .max_future
-            .filter(|_| self.jump_after.is_some())
-            .map(|limit| now.saturating_add(limit));
+        self.started = Some(now);
         self
     }
+
     /// Follows a partition that moved on: once `n` records in a row are too
     /// far ahead of the watermark but in step with each other (none too far
     /// ahead of, or behind, the others), they stand and the watermark moves
@@ -184,7 +183,11 @@ impl PartitionClock {
                 if ts - wm > limit {
                     return self.ahead(ts, limit);
                 }
-            } else if self.first_bound.is_some_and(|bound| ts > bound) {
+            } else if self.jump_after.is_some()
+                && self
+                    .started
+                    .is_some_and(|now| ts > now.saturating_add(limit))
+            {
                 return self.ahead(ts, limit);
             }
         }
@@ -416,5 +419,10 @@ mod tests {
         assert_eq!(c.observe(now + 1000), Verdict::OnTime);
         let mut c = PartitionClock::new(0, Some(1000)).starting_at(now);
         assert_eq!(c.observe(9_000_000), Verdict::OnTime);
+        // The builders may come in either order.
+        let mut c = PartitionClock::new(0, Some(1000))
+            .starting_at(now)
+            .with_jump_after(Some(3));
+        assert_eq!(c.observe(9_000_000), Verdict::Ahead(Held::OnTime));
     }
 }
