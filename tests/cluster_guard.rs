@@ -1,8 +1,8 @@
 //! What protects a cluster started by hand: processes that disagree on the
 //! job stop with the first difference named; strangers on the port are
 //! refused without disturbing the mesh; a wrong secret is refused; a silent
-//! member stops the others within `--peer-timeout`; members die with their
-//! launcher.
+//! member stops the others within `--peer-timeout`; a failing member stops
+//! the others with its error; members die with their launcher.
 
 use std::io::Write;
 use std::net::TcpStream;
@@ -69,6 +69,30 @@ fn a_different_result_flag_is_named() {
     let both = stderr(&a) + &stderr(&b);
     assert!(both.contains("`--min-views 5`"), "{both}");
     assert!(both.contains("`--min-views 1`"), "{both}");
+}
+
+/// A member that fails tells the others, which stop with it and name its
+/// error, instead of waiting for it forever (its heartbeat goes on while it
+/// waits for them to close their links).
+#[test]
+fn a_failing_member_stops_the_cluster_with_its_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let hosts = two_free_hosts(dir.path());
+    let bad = dir.path().join("bad-dump");
+    std::fs::write(&bad, "garbage line\n".repeat(100)).unwrap();
+    let bad = bad.display().to_string();
+    let flags = ["--input", &bad, "--bad-input", "fail"];
+    let (a, b) = pair(&hosts, &flags, &flags);
+    assert!(!a.status.success() && !b.status.success());
+    let (a, b) = (stderr(&a), stderr(&b));
+    let both = a.clone() + &b;
+    assert!(both.contains("of the cluster failed"), "{both}");
+    for err in [a, b] {
+        assert!(
+            err.contains("bad input at") && err.contains("bad-dump:1"),
+            "{err}"
+        );
+    }
 }
 
 #[test]

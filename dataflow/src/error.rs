@@ -67,6 +67,14 @@ pub enum Error {
         /// The panic message.
         message: String,
     },
+    /// Another process of the cluster failed, and this one stopped with it.
+    #[error("process {process} of the cluster failed: {message}")]
+    PeerFailed {
+        /// Index of the process that failed first.
+        process: usize,
+        /// Its error.
+        message: String,
+    },
 }
 
 impl Error {
@@ -77,7 +85,8 @@ impl Error {
             Error::Io { .. }
             | Error::Checkpoint { .. }
             | Error::External(_)
-            | Error::Startup(_) => ErrorClass::External,
+            | Error::Startup(_)
+            | Error::PeerFailed { .. } => ErrorClass::External,
             Error::WorkerPanic { .. } => ErrorClass::Internal,
             Error::Step { source, .. } => source.class(),
         }

@@ -233,6 +233,17 @@ pub struct Context {
     graph_wanted: AtomicBool,
     graph: std::sync::OnceLock<JobGraph>,
     close_check: std::sync::OnceLock<CloseCheck>,
+    /// Tells the other processes of a cluster that this one failed.
+    announce: std::sync::OnceLock<Announce>,
+}
+
+/// What [`Context::fail`] calls with this process's own first error.
+struct Announce(Box<dyn Fn(&Error) + Send + Sync>);
+
+impl std::fmt::Debug for Announce {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Announce")
+    }
 }
 
 /// What a sink asks before it closes (see [`Context::check_before_close`]).
@@ -259,6 +270,7 @@ impl Context {
             graph_wanted: AtomicBool::new(false),
             graph: std::sync::OnceLock::new(),
             close_check: std::sync::OnceLock::new(),
+            announce: std::sync::OnceLock::new(),
         }
     }
 
@@ -376,6 +388,14 @@ impl Context {
 
     /// Records `error` (the first one wins) and asks every worker to stop.
     pub fn fail(&self, error: Error) {
+        // The peers hear of this process's own error before its workers
+        // drop their dataflows: until they stop too, timely's network
+        // threads here wait for them, and they for this process.
+        if !matches!(error, Error::PeerFailed { .. }) && !self.is_aborted() {
+            if let Some(announce) = self.announce.get() {
+                (announce.0)(&error);
+            }
+        }
         let mut slot = self.failure.lock().unwrap_or_else(|p| p.into_inner());
         if slot.is_none() {
             *slot = Some(error);
@@ -568,6 +588,10 @@ where
         if let Err(error) = started.and_then(|()| mark_ready(c)) {
             ctx.fail(error);
         }
+        let announce = heartbeat.announcer();
+        let _ = ctx
+            .announce
+            .set(Announce(Box::new(move |e| announce(&e.to_string()))));
         watch = Some(heartbeat);
         watch_network_threads(&ctx);
         timely::execute::execute_from(builders, comms, WorkerConfig::default(), work)
@@ -619,9 +643,10 @@ fn watch_network_threads(ctx: &Arc<Context>) {
         if name.starts_with("timely:recv") || name.starts_with("timely:send") {
             // Once this process's dataflows are complete, a peer that exits
             // first merely closes its sockets: nothing is lost.
+            // A failed job's workers are stopping anyway, and say why.
             let done = ctx
                 .upgrade()
-                .is_none_or(|c| c.finished.load(Ordering::SeqCst) >= workers);
+                .is_none_or(|c| c.finished.load(Ordering::SeqCst) >= workers || c.is_aborted());
             if done {
                 return;
             }
@@ -692,7 +717,16 @@ fn join_cluster(
         },
         {
             let (mine, theirs) = (Arc::downgrade(ctx), Arc::downgrade(ctx));
+            let failed = Arc::downgrade(ctx);
             crate::mesh::Reports {
+                failed: Arc::new(move |peer, bytes| {
+                    if let Some(c) = failed.upgrade() {
+                        c.fail(Error::PeerFailed {
+                            process: peer,
+                            message: String::from_utf8_lossy(bytes).into_owned(),
+                        });
+                    }
+                }),
                 make: Arc::new(move || {
                     mine.upgrade()
                         .and_then(|c| serde_json::to_vec(&c.metrics.report()).ok())

@@ -40,6 +40,8 @@ pub struct Reports {
     pub make: Arc<dyn Fn() -> Vec<u8> + Send + Sync>,
     /// A report from process `peer`.
     pub take: TakeReport,
+    /// Process `peer` failed with this error.
+    pub failed: TakeReport,
 }
 
 impl Reports {
@@ -48,12 +50,16 @@ impl Reports {
         Reports {
             make: Arc::new(Vec::new),
             take: Arc::new(|_, _| {}),
+            failed: Arc::new(|_, _| {}),
         }
     }
 }
 
 /// The first bytes of a report frame.
 const REPORT: &[u8] = b"report ";
+
+/// The first bytes of the frame that says this process failed, and why.
+const FAILED: &[u8] = b"failed ";
 
 /// Sends `word` to every peer; to process 0 a report goes first, which
 /// stands for a beat.
@@ -108,6 +114,7 @@ impl Watch {
             let (stop, on_lost, address) =
                 (Arc::clone(&stop), Arc::clone(&on_lost), hosts[peer].clone());
             let take = Arc::clone(&reports.take);
+            let failed = Arc::clone(&reports.failed);
             std::thread::Builder::new()
                 .name(format!("keyflow-watch-{peer}"))
                 .spawn(move || {
@@ -116,7 +123,11 @@ impl Watch {
                         peer,
                         address: &address,
                     };
-                    listen(&peer_at, reader, timeout, &stop, &on_lost, &take)
+                    let heard = Heard {
+                        take: &take,
+                        failed: &failed,
+                    };
+                    listen(&peer_at, reader, timeout, &stop, &on_lost, &heard)
                 })?;
             link.set_write_timeout(Some(timeout))?;
             links.push((peer, link));
@@ -140,6 +151,22 @@ impl Watch {
         })
     }
 
+    /// What tells every peer that this process failed with `message`; a
+    /// peer then stops its own workers (see [`Reports::failed`]). The
+    /// beats go on, so that the peers do not report this process lost.
+    pub fn announcer(&self) -> impl Fn(&str) + Send + Sync + 'static {
+        let links = Arc::clone(&self.links);
+        move |message: &str| {
+            let mut frame = FAILED.to_vec();
+            frame.extend(message.bytes().take(MAX_FRAME - FAILED.len()));
+            let mut links = links.lock().unwrap_or_else(|p| p.into_inner());
+            for (_, w) in links.iter_mut() {
+                // A peer that cannot be told finds out when this one exits.
+                let _ = write_frame(w, &frame);
+            }
+        }
+    }
+
     /// Stops beating, sends process 0 a last report, and tells every peer
     /// that this process is done.
     pub fn bye(self) {
@@ -161,21 +188,32 @@ struct Peer<'a> {
     address: &'a str,
 }
 
+/// What a listener hands on: reports and failures.
+struct Heard<'a> {
+    take: &'a TakeReport,
+    failed: &'a TakeReport,
+}
+
 fn listen(
     at: &Peer<'_>,
     mut link: TcpStream,
     timeout: Duration,
     stop: &AtomicBool,
     on_lost: &OnLost,
-    take: &TakeReport,
+    heard_from: &Heard<'_>,
 ) {
     let Peer { me, peer, address } = *at;
+    let Heard { take, failed } = *heard_from;
     loop {
         let heard = read_frame(&mut link, Instant::now() + timeout);
         // A report counts even after this process stopped: a peer's last
         // one comes just before its goodbye, which may be after ours.
         if let Ok(Some(report)) = heard.as_ref().map(|w| w.strip_prefix(REPORT)) {
             take(peer, report);
+            continue;
+        }
+        if let Ok(Some(message)) = heard.as_ref().map(|w| w.strip_prefix(FAILED)) {
+            failed(peer, message);
             continue;
         }
         if stop.load(Ordering::SeqCst) {
