@@ -235,6 +235,20 @@ pub struct Context {
     close_check: std::sync::OnceLock<CloseCheck>,
     /// Tells the other processes of a cluster that this one failed.
     announce: std::sync::OnceLock<Announce>,
+    /// The sinks whose streams ended, to close once the run ended well.
+    closing: Mutex<Vec<Closing>>,
+}
+
+/// A sink whose stream ended: its step and what closes it.
+struct Closing {
+    step: String,
+    close: Box<dyn FnOnce() -> Result<()> + Send>,
+}
+
+impl std::fmt::Debug for Closing {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Closing").field("step", &self.step).finish()
+    }
 }
 
 /// What [`Context::fail`] calls with this process's own first error.
@@ -271,6 +285,7 @@ impl Context {
             graph: std::sync::OnceLock::new(),
             close_check: std::sync::OnceLock::new(),
             announce: std::sync::OnceLock::new(),
+            closing: Mutex::new(Vec::new()),
         }
     }
 
@@ -401,6 +416,43 @@ impl Context {
             *slot = Some(error);
         }
         self.aborted.store(true, Ordering::SeqCst);
+    }
+
+    /// Keeps `sink` of step `step`, whose stream ended, to close when the
+    /// run has ended well; a failed run drops it unclosed.
+    pub(crate) fn close_later<T: 'static, S: crate::sink::Sink<T> + Send>(
+        &self,
+        step: &str,
+        mut sink: S,
+    ) {
+        let close = Box::new(move || <S as crate::sink::Sink<T>>::close(&mut sink));
+        self.closing
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(Closing {
+                step: step.to_string(),
+                close,
+            });
+    }
+
+    /// Closes the sinks kept by [`Context::close_later`], in the order
+    /// their streams ended, until one fails; with `ended_well` false it
+    /// drops them all unclosed.
+    fn close_sinks(&self, ended_well: bool) -> Result<()> {
+        let closing = std::mem::take(&mut *self.closing.lock().unwrap_or_else(|p| p.into_inner()));
+        if !ended_well {
+            return Ok(());
+        }
+        for Closing { step, close } in closing {
+            let closed = catch_unwind(AssertUnwindSafe(close)).unwrap_or_else(|payload| {
+                Err(Error::External(format!(
+                    "the sink panicked while closing: {}",
+                    panic_message(&*payload)
+                )))
+            });
+            closed.map_err(|e| e.in_step(&step))?;
+        }
+        Ok(())
     }
 
     /// Whether the job is stopping because of a failure.
@@ -585,13 +637,13 @@ where
             }
             _ => Ok(()),
         };
-        if let Err(error) = started.and_then(|()| mark_ready(c)) {
-            ctx.fail(error);
-        }
         let announce = heartbeat.announcer();
         let _ = ctx
             .announce
             .set(Announce(Box::new(move |e| announce(&e.to_string()))));
+        if let Err(error) = started.and_then(|()| mark_ready(c)) {
+            ctx.fail(error);
+        }
         watch = Some(heartbeat);
         watch_network_threads(&ctx);
         timely::execute::execute_from(builders, comms, WorkerConfig::default(), work)
@@ -608,11 +660,21 @@ where
             Err(message) => ctx.fail(Error::WorkerPanic { worker: 0, message }),
         }
     }
-    let failure = ctx.take_failure();
+    let mut failure = ctx.take_failure();
     if let (Some(watch), None) = (watch, &failure) {
-        // Only a process that ended well says so: after a failure, its
-        // peers should see the link close and stop too.
-        watch.bye();
+        // Only a process that ended well says so (the peers of a failed
+        // one heard its error); and its outputs are published only once
+        // every peer has said so too, since a peer can fail after this
+        // process's streams ended.
+        if !watch.bye(|| ctx.is_aborted()) {
+            failure = Some(
+                ctx.take_failure()
+                    .unwrap_or_else(|| Error::External("a process of the cluster failed".into())),
+            );
+        }
+    }
+    if let Err(e) = ctx.close_sinks(failure.is_none()) {
+        failure = Some(e);
     }
     if let Some(c) = ctx.checkpointer() {
         let finished = c.finish(failure.is_none());

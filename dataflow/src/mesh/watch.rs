@@ -6,7 +6,7 @@
 //! the peer that stayed silent for the whole timeout.
 
 use std::net::TcpStream;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -18,7 +18,13 @@ pub struct Watch {
     /// The write halves, by peer; one writer at a time, so that frames of
     /// the beat thread and of [`Watch::bye`] never interleave.
     links: Arc<Mutex<Vec<(usize, TcpStream)>>>,
+    /// Stops the beats.
     stop: Arc<AtomicBool>,
+    /// Stops the listeners reporting a lost peer: set once nothing this
+    /// process does depends on its peers any more.
+    quiet: Arc<AtomicBool>,
+    /// How many peers said they ended well.
+    byes: Arc<AtomicUsize>,
     reports: Reports,
 }
 
@@ -107,14 +113,20 @@ impl Watch {
         reports: Reports,
     ) -> std::io::Result<Watch> {
         let stop = Arc::new(AtomicBool::new(false));
+        let quiet = Arc::new(AtomicBool::new(false));
+        let byes = Arc::new(AtomicUsize::new(0));
         let mut links = Vec::new();
         for (peer, link) in control.into_iter().enumerate() {
             let Some(link) = link else { continue };
             let reader = link.try_clone()?;
-            let (stop, on_lost, address) =
-                (Arc::clone(&stop), Arc::clone(&on_lost), hosts[peer].clone());
+            let (quiet, on_lost, address) = (
+                Arc::clone(&quiet),
+                Arc::clone(&on_lost),
+                hosts[peer].clone(),
+            );
             let take = Arc::clone(&reports.take);
             let failed = Arc::clone(&reports.failed);
+            let byes = Arc::clone(&byes);
             std::thread::Builder::new()
                 .name(format!("keyflow-watch-{peer}"))
                 .spawn(move || {
@@ -126,8 +138,9 @@ impl Watch {
                     let heard = Heard {
                         take: &take,
                         failed: &failed,
+                        byes: &byes,
                     };
-                    listen(&peer_at, reader, timeout, &stop, &on_lost, &heard)
+                    listen(&peer_at, reader, timeout, &quiet, &on_lost, &heard)
                 })?;
             link.set_write_timeout(Some(timeout))?;
             links.push((peer, link));
@@ -147,6 +160,8 @@ impl Watch {
         Ok(Watch {
             links,
             stop,
+            quiet,
+            byes,
             reports,
         })
     }
@@ -168,16 +183,31 @@ impl Watch {
     }
 
     /// Stops beating, sends process 0 a last report, and tells every peer
-    /// that this process is done.
-    pub fn bye(self) {
+    /// that this process ended well; then waits until every peer has said
+    /// the same, and returns true, or until `failed` turns true (a peer
+    /// reported its failure), and returns false. A peer that stops or goes
+    /// silent meanwhile is lost, as while the job ran. The peers need no
+    /// more beats: each stops listening here once it has this goodbye.
+    pub fn bye(self, failed: impl Fn() -> bool) -> bool {
         self.stop.store(true, Ordering::SeqCst);
         beat_all(&self.links, &self.reports, b"bye");
+        let peers = self.links.lock().unwrap_or_else(|p| p.into_inner()).len();
+        loop {
+            if failed() {
+                return false;
+            }
+            if self.byes.load(Ordering::SeqCst) >= peers {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(2));
+        }
     }
 }
 
 impl Drop for Watch {
     fn drop(&mut self) {
         self.stop.store(true, Ordering::SeqCst);
+        self.quiet.store(true, Ordering::SeqCst);
     }
 }
 
@@ -188,22 +218,23 @@ struct Peer<'a> {
     address: &'a str,
 }
 
-/// What a listener hands on: reports and failures.
+/// What a listener hands on: reports, failures and goodbyes.
 struct Heard<'a> {
     take: &'a TakeReport,
     failed: &'a TakeReport,
+    byes: &'a AtomicUsize,
 }
 
 fn listen(
     at: &Peer<'_>,
     mut link: TcpStream,
     timeout: Duration,
-    stop: &AtomicBool,
+    quiet: &AtomicBool,
     on_lost: &OnLost,
     heard_from: &Heard<'_>,
 ) {
     let Peer { me, peer, address } = *at;
-    let Heard { take, failed } = *heard_from;
+    let Heard { take, failed, byes } = *heard_from;
     loop {
         let heard = read_frame(&mut link, Instant::now() + timeout);
         // A report counts even after this process stopped: a peer's last
@@ -216,12 +247,13 @@ fn listen(
             failed(peer, message);
             continue;
         }
-        if stop.load(Ordering::SeqCst) {
-            return;
-        }
         let why = match heard {
             Ok(word) if word == b"beat" => continue,
-            Ok(word) if word == b"bye" => return,
+            Ok(word) if word == b"bye" => {
+                byes.fetch_add(1, Ordering::SeqCst);
+                return;
+            }
+            _ if quiet.load(Ordering::SeqCst) => return,
             Ok(_) => "it sent an unexpected message".to_string(),
             Err(FrameError::Timeout) => format!(
                 "nothing heard for {} (--peer-timeout); the network between them is down or \

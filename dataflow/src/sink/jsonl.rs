@@ -43,6 +43,9 @@ pub struct JsonLinesSink {
     /// Set once a commit point was handed out: the file in progress must
     /// then outlive a failure, for the restore.
     committed: bool,
+    /// Flushed and synced for the stream's end (see [`Sink::prepare_close`]),
+    /// with nothing written since.
+    prepared: bool,
     closed: bool,
 }
 
@@ -227,6 +230,7 @@ impl JsonLinesSink {
                 tmp: None,
                 out: BufWriter::with_capacity(BUFFER, file),
                 committed: false,
+                prepared: false,
                 closed: false,
             });
         }
@@ -241,6 +245,7 @@ impl JsonLinesSink {
             tmp: Some(tmp),
             out: BufWriter::with_capacity(BUFFER, file),
             committed: false,
+            prepared: false,
             closed: false,
         })
     }
@@ -273,6 +278,10 @@ impl<T: Serialize> Sink<T> for JsonLinesSink {
         self.flush_time()
     }
 
+    fn prepare_close(&mut self) -> Result<()> {
+        self.prepare()
+    }
+
     fn close(&mut self) -> Result<()> {
         self.finish()
     }
@@ -303,6 +312,10 @@ impl Sink<Encoded> for JsonLinesSink {
         self.flush_time()
     }
 
+    fn prepare_close(&mut self) -> Result<()> {
+        self.prepare()
+    }
+
     fn close(&mut self) -> Result<()> {
         self.finish()
     }
@@ -320,17 +333,30 @@ impl JsonLinesSink {
     /// Each complete time is flushed, so a reader tailing the file sees
     /// whole results.
     fn flush_time(&mut self) -> Result<()> {
+        self.prepared = false;
         self.out.flush().map_err(|e| Error::io(&self.path, e))
     }
 
-    fn finish(&mut self) -> Result<()> {
+    /// Flushes and syncs the file in progress, which stays under its
+    /// temporary name until [`JsonLinesSink::finish`].
+    fn prepare(&mut self) -> Result<()> {
         let written = self.written().to_path_buf();
         self.out.flush().map_err(|e| Error::io(&written, e))?;
-        if let Some(tmp) = self.tmp.clone() {
+        if let Some(tmp) = &self.tmp {
             self.out
                 .get_ref()
                 .sync_all()
-                .map_err(|e| Error::io(&tmp, e))?;
+                .map_err(|e| Error::io(tmp, e))?;
+        }
+        self.prepared = true;
+        Ok(())
+    }
+
+    fn finish(&mut self) -> Result<()> {
+        if !self.prepared {
+            self.prepare()?;
+        }
+        if let Some(tmp) = self.tmp.clone() {
             std::fs::rename(&tmp, &self.path).map_err(|e| Error::io(&self.path, e))?;
             if let Some(dir) = self.path.parent().filter(|d| !d.as_os_str().is_empty()) {
                 if let Ok(d) = File::open(dir) {

@@ -55,7 +55,20 @@ pub trait Sink<T>: 'static {
     /// increasing order.
     fn write(&mut self, time: EventTime, records: &[(EventTime, T)]) -> Result<()>;
 
-    /// Called once when the stream ends: flush and close.
+    /// Called once when the stream ends, on the writer's thread, before
+    /// [`Sink::close`]: the slow part of closing (flushing, syncing a
+    /// file), so that `close` only has to publish.
+    fn prepare_close(&mut self) -> Result<()> {
+        Ok(())
+    }
+
+    /// Called once the whole run has ended well: the stream ended, and
+    /// every other step of every process of the cluster ended without a
+    /// failure. It publishes the output (renames a file into place, commits
+    /// a transaction). A run that fails never calls it, even where this
+    /// sink's own stream had ended, so a failed run leaves no output that
+    /// looks complete. Called on the thread that started the run, one sink
+    /// after another; called directly, it flushes and closes.
     fn close(&mut self) -> Result<()> {
         Ok(())
     }
@@ -236,6 +249,10 @@ where
         let written = self.inner.write(time, &self.batch);
         self.batch.clear();
         written
+    }
+
+    fn prepare_close(&mut self) -> Result<()> {
+        self.inner.prepare_close()
     }
 
     fn close(&mut self) -> Result<()> {

@@ -8,9 +8,10 @@
 //! - part `W` below the new worker count is resumed by worker `W`: cut back
 //!   to its commit point, then appended to;
 //! - a part at or above the new count is finished by worker 0 as it was
-//!   committed (cut back to its commit point and closed, which for a file
-//!   sink means renamed into place), much as Flink's file sink commits the
-//!   in-progress files that a scale-down hands to the remaining subtasks.
+//!   committed (cut back to its commit point and closed when the run ends
+//!   well, which for a file sink means renamed into place), much as
+//!   Flink's file sink commits the in-progress files that a scale-down
+//!   hands to the remaining subtasks.
 //!   Its point stays in worker 0's checkpoints, so a later restore at more
 //!   workers resumes it.
 
@@ -65,7 +66,8 @@ where
             if let Some(k) = ckpt.as_ref() {
                 super::restore_sink(&mut old, point, k)?;
             }
-            old.close()?;
+            old.prepare_close()?;
+            ctx.close_later::<T, S>(step, old);
             adopted.push((part, point.clone()));
         }
     }

@@ -181,6 +181,8 @@ fn serve<X, T, S, R>(
 ) where
     S: Sink<T>,
     R: FnMut(X, &mut Vec<(EventTime, T)>),
+    T: 'static,
+    S: Send,
 {
     // Kept between times so that its allocation is reused (where `records`
     // fills it rather than replacing it).
@@ -204,7 +206,12 @@ fn serve<X, T, S, R>(
                     ctx.fail(e);
                     return;
                 }
-                target.sink.close()
+                match target.sink.prepare_close() {
+                    // Published only once every other step, here and on
+                    // the other processes, has ended well too.
+                    Ok(()) => return ctx.close_later::<T, S>(step, target.sink),
+                    Err(e) => Err(e),
+                }
             }
         };
         if let Err(e) = outcome {
