@@ -259,6 +259,60 @@ fn missing_json_file_fails_before_any_work() {
     assert!(err.to_string().contains("/nonexistent/x.jsonl"), "{err}");
 }
 
+/// A directory stands for its visible files, in name order, for JSON
+/// lines and CSV alike; one without files is an error naming it.
+#[test]
+fn a_directory_of_inputs_is_read_as_its_files() {
+    let dir = std::env::temp_dir().join(format!("keyflow-dir-inputs-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let (jsonl, csv, empty) = (dir.join("jsonl"), dir.join("csv"), dir.join("empty"));
+    for d in [&jsonl, &csv, &empty] {
+        std::fs::create_dir_all(d).unwrap();
+    }
+    std::fs::write(jsonl.join("b.jsonl"), "{\"ts\":2}\n").unwrap();
+    std::fs::write(jsonl.join("a.jsonl"), "{\"ts\":1}\n").unwrap();
+    std::fs::write(jsonl.join(".c.jsonl.inprogress"), "{\"ts\":3}\n").unwrap();
+    std::fs::write(csv.join("a.csv"), "ts\n4\n").unwrap();
+    std::fs::write(csv.join("b.csv"), "ts\n5\n").unwrap();
+    let out = Captured::new();
+    let (into, j, c) = (out.clone(), jsonl.clone(), csv.clone());
+    run(&RunConfig::threads(2), move |flow| {
+        let lines = JsonLinesSource::new("j", vec![j.clone()], |v: &serde_json::Value| {
+            v["ts"].as_u64()
+        });
+        let rows = CsvSource::<(u64,)>::new("c", vec![c.clone()], "ts");
+        let a = flow
+            .source("j", lines, &SourceConfig::default())?
+            .map(|v| v["ts"].as_u64().unwrap());
+        let b = flow
+            .source("c", rows, &SourceConfig::default())?
+            .map(|r| r.0);
+        a.union(b).capture(&into);
+        Ok(())
+    })
+    .unwrap();
+    let mut got = out.items();
+    got.sort();
+    assert_eq!(got, vec![(1, 1), (2, 2), (4, 4), (5, 5)]);
+    let e = empty.clone();
+    let err = run(&RunConfig::threads(1), move |flow| {
+        let lines = JsonLinesSource::new("j", vec![e.clone()], |v: &serde_json::Value| {
+            v["ts"].as_u64()
+        });
+        flow.source("j", lines, &SourceConfig::default())?;
+        Ok(())
+    })
+    .unwrap_err();
+    assert!(
+        err.to_string().contains(&format!(
+            "input directory {} holds no files",
+            empty.display()
+        )),
+        "{err}"
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
 #[test]
 fn contradicting_source_settings_are_refused_naming_the_values() {
     let refused = |config: SourceConfig, want: &str| {

@@ -37,23 +37,6 @@ pub enum Plan {
     Finished(PathBuf),
 }
 
-/// Identifies an input file well enough to notice that it changed.
-fn describe(path: &Path) -> String {
-    let meta = std::fs::metadata(path).ok();
-    let modified = meta
-        .as_ref()
-        .and_then(|m| m.modified().ok())
-        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
-        .map(|d| d.as_nanos());
-    let abs = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
-    format!(
-        "{}:{}:{}",
-        abs.display(),
-        meta.map_or(0, |m| m.len()),
-        modified.unwrap_or(0)
-    )
-}
-
 /// An output path as it will be written, whatever the working directory.
 pub fn output_id(path: &Option<PathBuf>) -> String {
     path.as_ref()
@@ -100,7 +83,10 @@ impl CheckpointArgs {
         // A directory stands for its files: those are what must not change
         // (the directory's own time changes when a file comes and goes).
         let expanded = keyflow::jobs::pageviews::input_files(inputs).unwrap_or(inputs.to_vec());
-        let files: Vec<String> = expanded.iter().map(|p| describe(p)).collect();
+        let files: Vec<String> = expanded
+            .iter()
+            .map(|p| checkpoint::describe_input(p))
+            .collect();
         let mut fingerprint = format!(
             "job={job} every={every} config={semantic} inputs=[{}]",
             files.join(",")

@@ -271,8 +271,8 @@ fn check_fingerprint(path: &Path, found: &str, expected: &str) -> Result<()> {
         path,
         format!(
             "this checkpoint belongs to a different job or configuration \
-             (it has `{found}`, this run is `{expected}`); use another --checkpoint-dir, \
-             or --fresh to discard it"
+             (it has `{found}`, this run is `{expected}`); use another checkpoint directory, \
+             or discard this one (--fresh; `checkpoint::wipe` in a custom job)"
         ),
     ))
 }

@@ -226,13 +226,14 @@ pub struct CsvSource<T> {
 }
 
 impl<T: DeserializeOwned + Send + 'static> CsvSource<T> {
-    /// A source over `files` whose first row is a header: rows deserialize
-    /// by header name, and the event time is in the column named
-    /// `time_column`.
+    /// A source over `files` (a directory stands for its files, see
+    /// [`input_files`](super::input_files)) whose first row is a header:
+    /// rows deserialize by header name, and the event time is in the
+    /// column named `time_column`.
     pub fn new(name: &str, files: Vec<PathBuf>, time_column: &str) -> Self {
         CsvSource {
             name: name.to_string(),
-            files,
+            files: super::input_files(&files),
             format: Format {
                 time: TimeColumn::Name(time_column.to_string()),
                 delimiter: b',',
@@ -251,7 +252,7 @@ impl<T: DeserializeOwned + Send + 'static> CsvSource<T> {
     pub fn without_headers(name: &str, files: Vec<PathBuf>, time_index: usize) -> Self {
         CsvSource {
             name: name.to_string(),
-            files,
+            files: super::input_files(&files),
             format: Format {
                 time: TimeColumn::Index(time_index),
                 delimiter: b',',

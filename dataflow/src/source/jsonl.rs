@@ -15,7 +15,7 @@ use super::ahead::{AheadPartition, ReadAheadWhen};
 use super::lines::{ParseLine, ParsedLines};
 use super::long_line::{pass_line, read_line_within, MAX_LINE_BYTES};
 use super::split::{plan_splits, FileSplit};
-use super::{Partition, PollStatus, Source};
+use super::{input_files, Partition, PollStatus, Source};
 use crate::error::{Error, Result};
 use crate::time::EventTime;
 
@@ -657,9 +657,15 @@ pub fn split_of(splits: &[FileSplit], index: usize) -> Option<(usize, usize)> {
 /// Fails unless `path` names a file that exists, so that a source can
 /// refuse a missing file when its partition is set up, before opening it.
 pub fn check_exists(path: &Path) -> Result<()> {
-    std::fs::metadata(path)
-        .map(|_| ())
-        .map_err(|e| Error::io(path, e))
+    let meta = std::fs::metadata(path).map_err(|e| Error::io(path, e))?;
+    if meta.is_dir() {
+        // Only a directory without files stays one (see `input_files`).
+        return Err(Error::Config(format!(
+            "input directory {} holds no files",
+            path.display()
+        )));
+    }
+    Ok(())
 }
 
 /// Extracts a record's event time.
@@ -703,7 +709,8 @@ pub struct JsonLinesSource<T> {
 
 impl<T: DeserializeOwned + Send + 'static> JsonLinesSource<T> {
     /// A source over `files` whose records carry their time as `ts(record)`.
-    /// Large uncompressed files are read in splits (see [`plan_splits`]).
+    /// A directory stands for its files (see [`input_files`]). Large
+    /// uncompressed files are read in splits (see [`plan_splits`]).
     pub fn new(
         name: &str,
         files: Vec<PathBuf>,
@@ -711,7 +718,7 @@ impl<T: DeserializeOwned + Send + 'static> JsonLinesSource<T> {
     ) -> Self {
         JsonLinesSource {
             name: name.to_string(),
-            splits: plan_splits(&files),
+            splits: plan_splits(&input_files(&files)),
             ts: Arc::new(ts),
             read_ahead: ReadAheadWhen::Never,
             _item: PhantomData,

@@ -23,6 +23,7 @@ mod ahead_tests;
 mod csv;
 mod csv_partition;
 mod csv_split;
+mod inputs;
 mod iter;
 mod jsonl;
 mod lines;
@@ -45,6 +46,7 @@ use crate::time::EventTime;
 
 pub use self::csv::CsvSource;
 pub use ahead::{AheadPartition, ChunkRead, ReadAheadWhen, Stopped};
+pub use inputs::input_files;
 pub use iter::IterSource;
 pub use jsonl::{
     check_exists, line_text, open_lines, open_split, split_of, FileLines, InputFile,

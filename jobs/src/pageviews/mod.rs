@@ -122,29 +122,16 @@ impl fmt::Display for InputFormat {
 /// does not exist. A directory stands for its files (not hidden ones, not
 /// subdirectories) in name order.
 pub fn input_files(inputs: &[PathBuf]) -> Result<Vec<PathBuf>> {
-    let mut files = Vec::new();
     for path in inputs {
-        let meta = std::fs::metadata(path).map_err(|e| keyflow_dataflow::Error::io(path, e))?;
-        if !meta.is_dir() {
-            files.push(path.clone());
-            continue;
-        }
-        let mut listed = Vec::new();
-        for entry in std::fs::read_dir(path).map_err(|e| keyflow_dataflow::Error::io(path, e))? {
-            let entry = entry.map_err(|e| keyflow_dataflow::Error::io(path, e))?;
-            let hidden = entry.file_name().to_string_lossy().starts_with('.');
-            if !hidden && entry.path().is_file() {
-                listed.push(entry.path());
-            }
-        }
-        if listed.is_empty() {
-            return Err(Error::Config(format!(
-                "input directory {} holds no files",
-                path.display()
-            )));
-        }
-        listed.sort();
-        files.extend(listed);
+        std::fs::metadata(path).map_err(|e| keyflow_dataflow::Error::io(path, e))?;
+    }
+    let files = keyflow_dataflow::source::input_files(inputs);
+    // A directory is left in the list only when it holds no files.
+    if let Some(dir) = files.iter().find(|p| p.is_dir()) {
+        return Err(Error::Config(format!(
+            "input directory {} holds no files",
+            dir.display()
+        )));
     }
     if files.is_empty() {
         return Err(Error::Config("no input files given".into()));
