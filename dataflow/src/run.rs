@@ -418,6 +418,21 @@ impl Context {
         self.aborted.store(true, Ordering::SeqCst);
     }
 
+    /// [`Context::fail`] for this process's own start-up checks, which run
+    /// while a peer's report of its own failed checks may already have
+    /// come in: each process then reports its own reason not to start,
+    /// not the peer's.
+    fn fail_at_start(&self, error: Error) {
+        if let Some(announce) = self.announce.get() {
+            (announce.0)(&error);
+        }
+        let mut slot = self.failure.lock().unwrap_or_else(|p| p.into_inner());
+        if matches!(*slot, None | Some(Error::PeerFailed { .. })) {
+            *slot = Some(error);
+        }
+        self.aborted.store(true, Ordering::SeqCst);
+    }
+
     /// Keeps `sink` of step `step`, whose stream ended, to close when the
     /// run has ended well; a failed run drops it unclosed.
     pub(crate) fn close_later<T: 'static, S: crate::sink::Sink<T> + Send>(
@@ -642,7 +657,7 @@ where
             .announce
             .set(Announce(Box::new(move |e| announce(&e.to_string()))));
         if let Err(error) = started.and_then(|()| mark_ready(c)) {
-            ctx.fail(error);
+            ctx.fail_at_start(error);
         }
         watch = Some(heartbeat);
         watch_network_threads(&ctx);
