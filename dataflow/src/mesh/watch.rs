@@ -248,12 +248,13 @@ fn listen(
             continue;
         }
         let why = match heard {
-            Ok(word) if word == b"beat" => continue,
             Ok(word) if word == b"bye" => {
                 byes.fetch_add(1, Ordering::SeqCst);
                 return;
             }
+            // This process no longer depends on the peer.
             _ if quiet.load(Ordering::SeqCst) => return,
+            Ok(word) if word == b"beat" => continue,
             Ok(_) => "it sent an unexpected message".to_string(),
             Err(FrameError::Timeout) => format!(
                 "nothing heard for {} (--peer-timeout); the network between them is down or \
