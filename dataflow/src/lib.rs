@@ -83,8 +83,8 @@ pub mod prelude {
     };
     pub use crate::time::{EventTime, Window, DAY, HOUR, MINUTE, SECOND};
     pub use crate::window::{
-        Aggregator, Count, Fold, Keyed, Lateness, Reduce, Sum, WindowOut, WindowResult, WindowSpec,
-        Windowed,
+        Aggregator, Count, Fold, Keyed, Lateness, Reduce, Sum, SumValue, WindowOut, WindowResult,
+        WindowSpec, Windowed,
     };
     pub use crate::{Data, Key};
 }

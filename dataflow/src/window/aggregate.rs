@@ -6,11 +6,12 @@
 //! windows from shared panes.
 
 use std::marker::PhantomData;
-use std::ops::AddAssign;
 
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
+use crate::error::Error;
+use crate::time::{format_utc, EventTime};
 use crate::Data;
 
 /// A general aggregation over the values `V` of one key and window.
@@ -31,6 +32,14 @@ pub trait Aggregator<V>: Clone + 'static {
     fn merge(&self, acc: &mut Self::Acc, other: &Self::Acc);
     /// Turns the accumulator into the window's result.
     fn finish(&self, acc: &Self::Acc) -> Self::Output;
+    /// Whether `acc` holds a true result, checked before a window's result
+    /// is made: an aggregator whose accumulator can pass what its type
+    /// holds (a sum) says why not here, and the window's step fails naming
+    /// the key and the window instead of giving a wrong value. The default
+    /// accepts every accumulator.
+    fn check(&self, _acc: &Self::Acc) -> std::result::Result<(), String> {
+        Ok(())
+    }
 }
 
 /// Counts values.
@@ -55,10 +64,12 @@ impl<V> Aggregator<V> for Count {
     }
 }
 
-/// Sums values with `+=`: an integer sum past its type's maximum wraps in
-/// a release build, as `+=` does, so where inputs can come near it, bound
-/// them when they are read or sum into a wider type (the pageview jobs
-/// refuse a record of more than `u32::MAX` views and sum in `u64`).
+/// Sums values. An integer sum stops at its type's limit instead of
+/// wrapping around, and a window whose sum reached the limit fails its
+/// step, naming the key and the window (see [`Aggregator::check`]); so
+/// where sums can come near it, sum into a wider type. (A sum exactly at
+/// the limit fails too: it cannot be told from one that went past it.)
+/// Floats sum as IEEE 754 does.
 ///
 /// ```
 /// use keyflow_dataflow::window::{Aggregator, Sum};
@@ -67,6 +78,11 @@ impl<V> Aggregator<V> for Count {
 /// sum.add(&mut acc, 2);
 /// sum.merge(&mut acc, &3);
 /// assert_eq!(sum.finish(&acc), 5);
+/// let bytes = Sum::<u8>::new();
+/// let mut acc = bytes.init();
+/// bytes.add(&mut acc, 200);
+/// bytes.add(&mut acc, 100);
+/// assert!(bytes.check(&acc).unwrap_err().contains("u8::MAX"));
 /// ```
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Sum<V>(PhantomData<V>);
@@ -78,11 +94,70 @@ impl<V> Sum<V> {
     }
 }
 
-impl<V> Aggregator<V> for Sum<V>
-where
-    V: Data + Default + AddAssign + 'static,
-    for<'a> V: AddAssign<&'a V>,
-{
+/// A value [`Sum`] can sum: the integer and float types.
+pub trait SumValue: Data + Default {
+    /// Adds `other`, stopping at the type's limit.
+    fn sum_in(&mut self, other: &Self);
+    /// The limit `self` is at (`"u64::MAX"`), if it is at one.
+    fn at_limit(&self) -> Option<&'static str>;
+}
+
+macro_rules! unsigned_sums {
+    ($($t:ty),*) => {$(
+        impl SumValue for $t {
+            #[inline]
+            fn sum_in(&mut self, other: &Self) {
+                *self = self.saturating_add(*other);
+            }
+            fn at_limit(&self) -> Option<&'static str> {
+                (*self == <$t>::MAX).then_some(concat!(stringify!($t), "::MAX"))
+            }
+        }
+    )*};
+}
+
+macro_rules! signed_sums {
+    ($($t:ty),*) => {$(
+        impl SumValue for $t {
+            #[inline]
+            fn sum_in(&mut self, other: &Self) {
+                *self = self.saturating_add(*other);
+            }
+            fn at_limit(&self) -> Option<&'static str> {
+                match *self {
+                    <$t>::MAX => Some(concat!(stringify!($t), "::MAX")),
+                    <$t>::MIN => Some(concat!(stringify!($t), "::MIN")),
+                    _ => None,
+                }
+            }
+        }
+    )*};
+}
+
+unsigned_sums!(u8, u16, u32, u64, u128, usize);
+signed_sums!(i8, i16, i32, i64, i128, isize);
+
+impl SumValue for f32 {
+    #[inline]
+    fn sum_in(&mut self, other: &Self) {
+        *self += *other;
+    }
+    fn at_limit(&self) -> Option<&'static str> {
+        None
+    }
+}
+
+impl SumValue for f64 {
+    #[inline]
+    fn sum_in(&mut self, other: &Self) {
+        *self += *other;
+    }
+    fn at_limit(&self) -> Option<&'static str> {
+        None
+    }
+}
+
+impl<V: SumValue> Aggregator<V> for Sum<V> {
     type Acc = V;
     type Output = V;
     fn init(&self) -> V {
@@ -90,13 +165,46 @@ where
     }
     #[inline]
     fn add(&self, acc: &mut V, value: V) {
-        *acc += value;
+        acc.sum_in(&value);
     }
     fn merge(&self, acc: &mut V, other: &V) {
-        *acc += other;
+        acc.sum_in(other);
     }
     fn finish(&self, acc: &V) -> V {
         acc.clone()
+    }
+    fn check(&self, acc: &V) -> std::result::Result<(), String> {
+        match acc.at_limit() {
+            Some(limit) => Err(format!(
+                "the sum reached {limit}, the most its type holds; sum into a wider type"
+            )),
+            None => Ok(()),
+        }
+    }
+}
+
+/// The result of `key`'s window `[start, end)`, or `None` where `agg`
+/// refuses the accumulator (see [`Aggregator::check`]): the first refusal
+/// goes to `refused`, for the window's step to fail with.
+pub(crate) fn result_of<V, K: std::fmt::Debug, G: Aggregator<V>>(
+    agg: &G,
+    acc: &G::Acc,
+    (key, start, end): (&K, EventTime, EventTime),
+    refused: &mut Option<Error>,
+) -> Option<G::Output> {
+    match agg.check(acc) {
+        Ok(()) => Some(agg.finish(acc)),
+        Err(reason) => {
+            refused.get_or_insert_with(|| Error::BadInput {
+                location: format!(
+                    "key {key:?}, window {} to {}",
+                    format_utc(start),
+                    format_utc(end)
+                ),
+                reason,
+            });
+            None
+        }
     }
 }
 

@@ -23,7 +23,7 @@ use timely::dataflow::channels::pact::{Exchange, Pipeline};
 use timely::dataflow::operators::generic::operator::empty;
 use timely::dataflow::operators::generic::Operator;
 
-pub use aggregate::{Aggregator, Count, Fold, Reduce, Sum};
+pub use aggregate::{Aggregator, Count, Fold, Reduce, Sum, SumValue};
 pub use spec::{WindowSpec, MAX_WINDOWS_PER_RECORD};
 
 pub use crate::{Data, Key};
@@ -361,7 +361,9 @@ impl<'scope, K: Key, V: Data> Windowed<'scope, K, V> {
         self.aggregate(id, Count)
     }
 
-    /// Sums values per key and window.
+    /// Sums values per key and window. An integer sum that reaches its
+    /// type's limit fails the step, naming the key and window (see
+    /// [`Sum`]).
     ///
     /// # Examples
     /// ```
@@ -377,8 +379,7 @@ impl<'scope, K: Key, V: Data> Windowed<'scope, K, V> {
     #[track_caller]
     pub fn sum(self, id: &str) -> WindowOut<'scope, K, V, V>
     where
-        V: Default + std::ops::AddAssign,
-        for<'a> V: std::ops::AddAssign<&'a V>,
+        V: SumValue,
     {
         self.aggregate(id, Sum::new())
     }

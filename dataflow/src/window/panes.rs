@@ -8,12 +8,13 @@ use timely::dataflow::channels::pact::Exchange;
 use timely::dataflow::operators::generic::Operator;
 use timely::dataflow::operators::Capability;
 
+use super::aggregate::result_of;
 use super::pane::{merge_in_key_order, Pane};
 use super::pre::PartialStream;
 use super::spec::Grid;
 use super::{Aggregator, Data, Key, LateStash, Lateness, Partial, ResultOutput, WindowResult};
 use crate::checkpoint::take_below;
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::hash::stable_hash;
 use crate::metrics::{Metrics, StepMetrics};
 use crate::run::Context;
@@ -82,7 +83,7 @@ fn fire<'a, V, K: Key, G: Aggregator<V>>(
     upto: impl Fn(EventTime) -> bool,
     state: &mut PaneState<K, G::Acc>,
     grid: &Grid,
-    agg: &G,
+    (agg, refused): (&G, &mut Option<Error>),
     output: &mut ResultOutput<'a, K, G::Output>,
 ) {
     while let Some(entry) = pending.first_entry() {
@@ -107,16 +108,18 @@ fn fire<'a, V, K: Key, G: Aggregator<V>>(
         let budget = (64 << 20) / std::mem::size_of::<(EventTime, WindowResult<K, G::Output>)>();
         let mut results = Vec::with_capacity(sum.min(budget.max(most)));
         state.for_each_in_window(grid, agg, end, |key, acc| {
-            results.push((
-                end,
-                WindowResult {
-                    key: key.clone(),
-                    start,
+            if let Some(value) = result_of(agg, acc, (key, start, end), refused) {
+                results.push((
                     end,
-                    value: agg.finish(acc),
-                    update: false,
-                },
-            ));
+                    WindowResult {
+                        key: key.clone(),
+                        start,
+                        end,
+                        value,
+                        update: false,
+                    },
+                ));
+            }
         });
         if !results.is_empty() {
             output.session(&cap).give_container(&mut results);
@@ -129,6 +132,9 @@ struct Windows<K, V, A> {
     state: PaneState<K, A>,
     pending: BTreeMap<EventTime, Capability<EventTime>>,
     late: LateStash<K, V>,
+    /// Why a window's result was refused (see [`Aggregator::check`]): the
+    /// step fails with it.
+    refused: Option<Error>,
 }
 
 impl<K: Key, V: Data, A: Data> Windows<K, V, A> {
@@ -185,7 +191,7 @@ impl<K: Key, V: Data, A: Data> Windows<K, V, A> {
             |end| end <= t,
             &mut self.state,
             grid,
-            agg,
+            (agg, &mut self.refused),
             output,
         );
         let mut updates = BTreeSet::new();
@@ -216,9 +222,11 @@ impl<K: Key, V: Data, A: Data> Windows<K, V, A> {
         Metrics::add(&ctx.metrics.late_updates, updates.len() as u64);
         let mut session = output.session(&cap);
         for (end, key) in updates {
-            if let Some(acc) = self.state.window_value(grid, agg, end, &key) {
-                let value = agg.finish(&acc);
-                let start = grid.start_of(end);
+            let start = grid.start_of(end);
+            let Some(acc) = self.state.window_value(grid, agg, end, &key) else {
+                continue;
+            };
+            if let Some(value) = result_of(agg, &acc, (&key, start, end), &mut self.refused) {
                 session.give((
                     end,
                     WindowResult {
@@ -298,6 +306,7 @@ pub(crate) fn pane_windows<'scope, K: Key, V: Data, A: Aggregator<V>>(
                 state: PaneState::<K, A::Acc>::default(),
                 pending: BTreeMap::new(),
                 late: LateStash::new(),
+                refused: None,
             };
             if let Some((epoch, state)) = restored {
                 // Windows ending below the epoch fired before it was taken.
@@ -349,9 +358,13 @@ pub(crate) fn pane_windows<'scope, K: Key, V: Data, A: Aggregator<V>>(
                             |end| end < epoch,
                             &mut me.state,
                             &grid,
-                            &agg,
+                            (&agg, &mut me.refused),
                             output,
                         );
+                        if let Some(e) = me.refused.take() {
+                            ctx.fail(e.in_step(&step));
+                            return;
+                        }
                         let saved =
                             crate::checkpoint::encode(&me.state).and_then(|b| k.save(epoch, b));
                         if let Err(e) = saved {
@@ -385,9 +398,13 @@ pub(crate) fn pane_windows<'scope, K: Key, V: Data, A: Aggregator<V>>(
                     |end| !frontier.less_than(&end),
                     &mut me.state,
                     &grid,
-                    &agg,
+                    (&agg, &mut me.refused),
                     output,
                 );
+                if let Some(e) = me.refused.take() {
+                    ctx.fail(e.in_step(&step));
+                    return;
+                }
 
                 // A pane is needed until the last window holding it is past its
                 // allowed lateness.

@@ -8,10 +8,11 @@ use timely::dataflow::channels::pact::Exchange;
 use timely::dataflow::operators::generic::Operator;
 use timely::dataflow::operators::Capability;
 
+use super::aggregate::result_of;
 use super::pre::PartialStream;
 use super::{Aggregator, Data, Key, LateStash, Lateness, Partial, ResultOutput, WindowResult};
 use crate::checkpoint::take_below;
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::hash::{stable_hash, StableMap};
 use crate::metrics::{Metrics, StepMetrics};
 use crate::run::Context;
@@ -88,7 +89,7 @@ fn fire<V, K: Key, G: Aggregator<V>>(
     timers: &mut Timers<K>,
     gap: u64,
     keep: u64,
-    agg: &G,
+    (agg, refused): (&G, &mut Option<Error>),
     output: &mut ResultOutput<'_, K, G::Output>,
 ) {
     while let Some(entry) = timers.first_entry() {
@@ -104,13 +105,16 @@ fn fire<V, K: Key, G: Aggregator<V>>(
             };
             for s in list.iter_mut().filter(|s| !s.fired && s.last + gap == end) {
                 s.fired = true;
+                let Some(value) = result_of(agg, &s.acc, (&key, s.start, end), refused) else {
+                    continue;
+                };
                 session.give((
                     end,
                     WindowResult {
                         key: key.clone(),
                         start: s.start,
                         end,
-                        value: agg.finish(&s.acc),
+                        value,
                         update: false,
                     },
                 ));
@@ -132,6 +136,9 @@ struct Sessions<K, V, A> {
     /// there (stale entries are skipped when they fire).
     timers: Timers<K>,
     late: LateStash<K, V>,
+    /// Why a session's result was refused (see [`Aggregator::check`]): the
+    /// step fails with it.
+    refused: Option<Error>,
 }
 
 impl<K: Key, V: Data, A: Data> Sessions<K, V, A> {
@@ -196,7 +203,7 @@ impl<K: Key, V: Data, A: Data> Sessions<K, V, A> {
             &mut self.timers,
             gap,
             keep,
-            agg,
+            (agg, &mut self.refused),
             output,
         );
         records.sort_by(|a, b| (&a.1, a.0).cmp(&(&b.1, b.0)));
@@ -259,6 +266,10 @@ impl<K: Key, V: Data, A: Data> Sessions<K, V, A> {
                 .collect();
             for s in hit.into_iter().map(|i| &list[i]) {
                 let end = s.last + gap;
+                let place = (&key, s.start, end);
+                let Some(value) = result_of(agg, &s.acc, place, &mut self.refused) else {
+                    continue;
+                };
                 updates += 1;
                 session.give((
                     end,
@@ -266,7 +277,7 @@ impl<K: Key, V: Data, A: Data> Sessions<K, V, A> {
                         key: key.clone(),
                         start: s.start,
                         end,
-                        value: agg.finish(&s.acc),
+                        value,
                         update: true,
                     },
                 ));
@@ -292,7 +303,7 @@ impl<K: Key, V: Data, A: Data> Sessions<K, V, A> {
             &mut self.timers,
             gap,
             keep,
-            agg,
+            (agg, &mut self.refused),
             output,
         );
     }
@@ -348,6 +359,7 @@ pub(crate) fn session_windows<'scope, K: Key, V: Data, A: Aggregator<V>>(
     };
     let ctx = Arc::clone(ctx);
     let counters = ctx.metrics.step(id);
+    let step = id.to_string();
     let route = |(_, p): &(EventTime, Partial<K, V, A::Acc>)| stable_hash(p.key());
     Ok(partials.unary_frontier(
         Exchange::new(route),
@@ -357,6 +369,7 @@ pub(crate) fn session_windows<'scope, K: Key, V: Data, A: Aggregator<V>>(
                 state: SessionState::<K, A::Acc>::default(),
                 timers: BTreeMap::new(),
                 late: LateStash::new(),
+                refused: None,
             };
             if let Some((epoch, state)) = restored {
                 // Sessions ending below the epoch fired before it was taken;
@@ -409,6 +422,10 @@ pub(crate) fn session_windows<'scope, K: Key, V: Data, A: Aggregator<V>>(
                             );
                         }
                         me.fire(|end| end < epoch, gap, keep, &agg, output);
+                        if let Some(e) = me.refused.take() {
+                            ctx.fail(e.in_step(&step));
+                            return;
+                        }
                         // A late record read at or after the epoch cannot
                         // reach a fired session that expired by then.
                         me.state.sessions.retain(|_, list| {
@@ -435,6 +452,10 @@ pub(crate) fn session_windows<'scope, K: Key, V: Data, A: Aggregator<V>>(
                 }
 
                 me.fire(|end| !frontier.less_than(&end), gap, keep, &agg, output);
+                if let Some(e) = me.refused.take() {
+                    ctx.fail(e.in_step(&step));
+                    return;
+                }
 
                 // Under allowed lateness, forget fired sessions once no late
                 // record can reach them (checked when progress moves).
