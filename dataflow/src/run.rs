@@ -403,19 +403,8 @@ impl Context {
 
     /// Records `error` (the first one wins) and asks every worker to stop.
     pub fn fail(&self, error: Error) {
-        // The peers hear of this process's own error before its workers
-        // drop their dataflows: until they stop too, timely's network
-        // threads here wait for them, and they for this process.
-        if !matches!(error, Error::PeerFailed { .. }) && !self.is_aborted() {
-            if let Some(announce) = self.announce.get() {
-                (announce.0)(&error);
-            }
-        }
-        let mut slot = self.failure.lock().unwrap_or_else(|p| p.into_inner());
-        if slot.is_none() {
-            *slot = Some(error);
-        }
-        self.aborted.store(true, Ordering::SeqCst);
+        let own = !matches!(error, Error::PeerFailed { .. });
+        self.record(error, own && !self.is_aborted(), false);
     }
 
     /// [`Context::fail`] for this process's own start-up checks, which run
@@ -423,11 +412,26 @@ impl Context {
     /// come in: each process then reports its own reason not to start,
     /// not the peer's.
     fn fail_at_start(&self, error: Error) {
-        if let Some(announce) = self.announce.get() {
+        self.record(error, true, true);
+    }
+
+    /// Records `error` where the slot is empty (or, with `over_peer`,
+    /// holds a peer's failure), after telling the peers of it if
+    /// `announce`, and asks every worker to stop.
+    fn record(&self, error: Error, announce: bool, over_peer: bool) {
+        // The peers hear of this process's own error before its workers
+        // drop their dataflows: until they stop too, timely's network
+        // threads here wait for them, and they for this process.
+        if let (true, Some(announce)) = (announce, self.announce.get()) {
             (announce.0)(&error);
         }
         let mut slot = self.failure.lock().unwrap_or_else(|p| p.into_inner());
-        if matches!(*slot, None | Some(Error::PeerFailed { .. })) {
+        let replace = match &*slot {
+            None => true,
+            Some(Error::PeerFailed { .. }) => over_peer,
+            Some(_) => false,
+        };
+        if replace {
             *slot = Some(error);
         }
         self.aborted.store(true, Ordering::SeqCst);

@@ -70,31 +70,41 @@ fn entries(dir: &Path) -> Vec<String> {
     names
 }
 
+/// Runs a short stream into `dir` (one file, or with `parts` a part per
+/// worker) beside a longer one whose sink fails once the short stream has
+/// ended; checks the failure and that `dir` is left empty: neither the
+/// final names nor, without checkpoints, the files in progress stay.
+fn fails_after_the_early_stream_ended(dir: &Path, workers: usize, parts: bool) {
+    let ended = Arc::new(AtomicBool::new(false));
+    let (target, flag) = (dir.to_path_buf(), Arc::clone(&ended));
+    let err = run(&RunConfig::threads(workers), move |flow| {
+        let (target, first, second) = (target.clone(), Arc::clone(&flag), Arc::clone(&flag));
+        let early = move |name: String| -> Result<Ending<JsonLinesSink>> {
+            Ok(Ending {
+                inner: JsonLinesSink::create(&target.join(name))?,
+                ended: Arc::clone(&first),
+            })
+        };
+        let short = flow.source("short", numbers("short", 3), &SourceConfig::default())?;
+        if parts {
+            short.sink_partitioned("early", move |part| early(format!("part-{part}.jsonl")))?;
+        } else {
+            short.sink("early", move || early("early.jsonl".into()))?;
+        }
+        flow.source("long", numbers("long", 3), &SourceConfig::default())?
+            .sink("broken", move || Ok(FailsAfter(second)))
+    })
+    .unwrap_err();
+    assert_eq!(err.to_string(), "step `broken`: disk full");
+    assert!(ended.load(Ordering::SeqCst), "the early stream never ended");
+    assert_eq!(entries(dir), Vec::<String>::new(), "{workers} workers");
+}
+
 #[test]
 fn an_ended_stream_is_not_published_when_another_step_fails_later() {
     for workers in [1, 2] {
         let dir = scratch(&format!("single-{workers}"));
-        let out = dir.join("early.jsonl");
-        let ended = Arc::new(AtomicBool::new(false));
-        let (target, flag) = (out.clone(), Arc::clone(&ended));
-        let err = run(&RunConfig::threads(workers), move |flow| {
-            let (target, first, second) = (target.clone(), Arc::clone(&flag), Arc::clone(&flag));
-            flow.source("short", numbers("short", 3), &SourceConfig::default())?
-                .sink("early", move || {
-                    Ok(Ending {
-                        inner: JsonLinesSink::create(&target)?,
-                        ended: first,
-                    })
-                })?;
-            flow.source("long", numbers("long", 3), &SourceConfig::default())?
-                .sink("broken", move || Ok(FailsAfter(second)))
-        })
-        .unwrap_err();
-        assert_eq!(err.to_string(), "step `broken`: disk full");
-        assert!(ended.load(Ordering::SeqCst), "the early stream never ended");
-        // Neither the final name nor, without checkpoints, the file in
-        // progress stays.
-        assert_eq!(entries(&dir), Vec::<String>::new(), "{workers} workers");
+        fails_after_the_early_stream_ended(&dir, workers, false);
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }
@@ -102,24 +112,7 @@ fn an_ended_stream_is_not_published_when_another_step_fails_later() {
 #[test]
 fn ended_parts_are_not_published_when_another_step_fails_later() {
     let dir = scratch("parts");
-    let ended = Arc::new(AtomicBool::new(false));
-    let (parts, flag) = (dir.clone(), Arc::clone(&ended));
-    let err = run(&RunConfig::threads(2), move |flow| {
-        let (parts, first, second) = (parts.clone(), Arc::clone(&flag), Arc::clone(&flag));
-        flow.source("short", numbers("short", 3), &SourceConfig::default())?
-            .sink_partitioned("early", move |part| {
-                Ok(Ending {
-                    inner: JsonLinesSink::create(&parts.join(format!("part-{part}.jsonl")))?,
-                    ended: Arc::clone(&first),
-                })
-            })?;
-        flow.source("long", numbers("long", 3), &SourceConfig::default())?
-            .sink("broken", move || Ok(FailsAfter(second)))
-    })
-    .unwrap_err();
-    assert_eq!(err.to_string(), "step `broken`: disk full");
-    assert!(ended.load(Ordering::SeqCst), "the early stream never ended");
-    assert_eq!(entries(&dir), Vec::<String>::new());
+    fails_after_the_early_stream_ended(&dir, 2, true);
     std::fs::remove_dir_all(&dir).unwrap();
 }
 

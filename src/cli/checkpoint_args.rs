@@ -80,17 +80,8 @@ impl CheckpointArgs {
         if every == 0 {
             anyhow::bail!("--checkpoint-every 0: the interval must be positive");
         }
-        // A directory stands for its files: those are what must not change
-        // (the directory's own time changes when a file comes and goes).
-        let expanded = keyflow::jobs::pageviews::input_files(inputs).unwrap_or(inputs.to_vec());
-        let files: Vec<String> = expanded
-            .iter()
-            .map(|p| checkpoint::describe_input(p))
-            .collect();
-        let mut fingerprint = format!(
-            "job={job} every={every} config={semantic} inputs=[{}]",
-            files.join(",")
-        );
+        let files = checkpoint::describe_inputs(inputs);
+        let mut fingerprint = format!("job={job} every={every} config={semantic} inputs=[{files}]");
         // Another split size cuts large files into other partitions, whose
         // positions a restore would misread; the default leaves
         // fingerprints as they were.

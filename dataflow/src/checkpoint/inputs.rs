@@ -4,11 +4,8 @@
 
 use std::path::{Path, PathBuf};
 
-/// One input file as `path:size:mtime` (absolute path, bytes, modification
-/// time in ns): enough to notice a file that was appended to, replaced or
-/// touched. A file that cannot be read is described as `path:0:0`, so that
-/// the job, not the fingerprint, reports it.
-pub fn describe_input(path: &Path) -> String {
+/// One input file as `path:size:mtime` (see [`describe_inputs`]).
+fn describe_input(path: &Path) -> String {
     let meta = std::fs::metadata(path).ok();
     let modified = meta
         .as_ref()
@@ -24,10 +21,13 @@ pub fn describe_input(path: &Path) -> String {
     )
 }
 
-/// Every input of `paths` described by [`describe_input`], joined by `,`,
-/// for a job's fingerprint. A directory stands for its files, as
+/// Every input file of `paths` as `path:size:mtime` (absolute path, bytes,
+/// modification time in ns), joined by `,`, for a job's fingerprint:
+/// enough to notice a file that was appended to, replaced or touched. A
+/// directory stands for its files, as
 /// [`input_files`](crate::source::input_files) lists them, since its own
-/// time changes when a file comes or goes.
+/// time changes when a file comes or goes. A file that cannot be read is
+/// `path:0:0`, so that the job, not the fingerprint, reports it.
 ///
 /// ```
 /// use keyflow_dataflow::checkpoint::describe_inputs;

@@ -66,7 +66,7 @@ use std::path::PathBuf;
 
 pub use coordinator::{Checkpointer, Completed, StepCheckpoint};
 pub use epochs::{take_below, EpochClock};
-pub use inputs::{describe_input, describe_inputs};
+pub use inputs::describe_inputs;
 pub use lock::{check_shared, lock, DirLock};
 pub use store::{identity, newest_complete, status, status_as, wipe, Status, FORMAT_VERSION};
 

@@ -122,16 +122,10 @@ impl fmt::Display for InputFormat {
 /// does not exist. A directory stands for its files (not hidden ones, not
 /// subdirectories) in name order.
 pub fn input_files(inputs: &[PathBuf]) -> Result<Vec<PathBuf>> {
-    for path in inputs {
-        std::fs::metadata(path).map_err(|e| keyflow_dataflow::Error::io(path, e))?;
-    }
     let files = keyflow_dataflow::source::input_files(inputs);
-    // A directory is left in the list only when it holds no files.
-    if let Some(dir) = files.iter().find(|p| p.is_dir()) {
-        return Err(Error::Config(format!(
-            "input directory {} holds no files",
-            dir.display()
-        )));
+    // A missing path, or a directory without files, is left in the list.
+    for file in &files {
+        keyflow_dataflow::source::check_exists(file)?;
     }
     if files.is_empty() {
         return Err(Error::Config("no input files given".into()));
