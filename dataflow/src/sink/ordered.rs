@@ -160,18 +160,36 @@ pub(super) fn sorted_runs<'scope, T: Data + Ord>(
     )
 }
 
-/// Merges sorted runs into `out` (empty), moving every record, never
+/// Merges sorted runs into `out` (cleared first), moving every record, never
 /// cloning one. A single run is moved whole; more are merged pairwise
-/// ([`pairwise`]).
-pub(super) fn merge_runs<R: Ord>(runs: Vec<Vec<R>>, out: &mut Vec<R>) {
-    if let Some(merged) = pairwise(runs, merge_two) {
-        *out = merged;
+/// ([`pairwise`]) within each half, and the two halves into `out`, whose
+/// allocation the writer keeps between times: a fresh vector for every
+/// time's records would fault its pages in anew each time.
+pub(super) fn merge_runs<R: Ord>(mut runs: Vec<Vec<R>>, out: &mut Vec<R>) {
+    out.clear();
+    if runs.len() < 2 {
+        if let Some(run) = runs.pop() {
+            *out = run;
+        }
+        return;
+    }
+    let later = runs.split_off(runs.len() / 2);
+    if let (Some(a), Some(b)) = (pairwise(runs, merge_two), pairwise(later, merge_two)) {
+        merge_into(a, b, out);
     }
 }
 
 /// The merge of two sorted runs; on ties, `a`'s records come first.
 fn merge_two<R: Ord>(a: Vec<R>, b: Vec<R>) -> Vec<R> {
     let mut out = Vec::with_capacity(a.len() + b.len());
+    merge_into(a, b, &mut out);
+    out
+}
+
+/// Appends the merge of two sorted runs to `out`; on ties, `a`'s records
+/// come first.
+fn merge_into<R: Ord>(a: Vec<R>, b: Vec<R>, out: &mut Vec<R>) {
+    out.reserve(a.len() + b.len());
     let (mut a, mut b) = (a.into_iter(), b.into_iter());
     // Comparing the heads in place and moving only the one taken keeps
     // this to one move per record.
@@ -183,7 +201,6 @@ fn merge_two<R: Ord>(a: Vec<R>, b: Vec<R>) -> Vec<R> {
     }
     out.extend(a);
     out.extend(b);
-    out
 }
 
 #[cfg(test)]
@@ -195,7 +212,9 @@ mod tests {
     #[test]
     fn merging_sorted_runs_equals_sorting_their_union() {
         let mut rng = StdRng::seed_from_u64(7);
-        for k in 0..9 {
+        // One output for all, as the writer keeps it: each merge clears it.
+        let mut got = vec![(9, 9)];
+        for k in (0..9).chain((0..9).rev()) {
             let runs: Vec<Vec<(u8, u16)>> = (0..k)
                 .map(|_| {
                     let len = rng.gen_range(0..40);
@@ -208,9 +227,22 @@ mod tests {
                 .collect();
             let mut want: Vec<_> = runs.iter().flatten().copied().collect();
             want.sort();
-            let mut got = Vec::new();
             merge_runs(runs, &mut got);
             assert_eq!(got, want, "{k} runs");
+        }
+    }
+
+    #[test]
+    fn merging_several_runs_keeps_the_output_allocation() {
+        let mut out: Vec<u32> = Vec::with_capacity(64);
+        let kept = out.as_ptr();
+        for k in 2..7 {
+            let runs = (0..k).map(|i| vec![i, i + 10]).collect();
+            merge_runs(runs, &mut out);
+            let mut want: Vec<u32> = (0..k).chain(10..10 + k).collect();
+            want.sort();
+            assert_eq!(out, want);
+            assert_eq!(out.as_ptr(), kept, "{k} runs");
         }
     }
 }
