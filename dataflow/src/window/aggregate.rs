@@ -102,7 +102,7 @@ pub trait SumValue: Data + Default {
     fn at_limit(&self) -> Option<&'static str>;
 }
 
-macro_rules! unsigned_sums {
+macro_rules! integer_sums {
     ($($t:ty),*) => {$(
         impl SumValue for $t {
             #[inline]
@@ -110,32 +110,21 @@ macro_rules! unsigned_sums {
                 *self = self.saturating_add(*other);
             }
             fn at_limit(&self) -> Option<&'static str> {
-                (*self == <$t>::MAX).then_some(concat!(stringify!($t), "::MAX"))
-            }
-        }
-    )*};
-}
-
-macro_rules! signed_sums {
-    ($($t:ty),*) => {$(
-        impl SumValue for $t {
-            #[inline]
-            fn sum_in(&mut self, other: &Self) {
-                *self = self.saturating_add(*other);
-            }
-            fn at_limit(&self) -> Option<&'static str> {
-                match *self {
-                    <$t>::MAX => Some(concat!(stringify!($t), "::MAX")),
-                    <$t>::MIN => Some(concat!(stringify!($t), "::MIN")),
-                    _ => None,
+                if *self == <$t>::MAX {
+                    Some(concat!(stringify!($t), "::MAX"))
+                } else if *self == <$t>::MIN && <$t>::MIN != 0 {
+                    // An unsigned type's minimum, 0, is no limit: nothing
+                    // added to a sum takes it below 0.
+                    Some(concat!(stringify!($t), "::MIN"))
+                } else {
+                    None
                 }
             }
         }
     )*};
 }
 
-unsigned_sums!(u8, u16, u32, u64, u128, usize);
-signed_sums!(i8, i16, i32, i64, i128, isize);
+integer_sums!(u8, u16, u32, u64, u128, usize, i8, i16, i32, i64, i128, isize);
 
 impl SumValue for f32 {
     #[inline]
