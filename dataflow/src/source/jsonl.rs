@@ -28,19 +28,38 @@ const _: () = assert!(BUFFER <= MAX_LINE_BYTES);
 /// Opens `path` for reading lines, decompressing it when it starts with the
 /// gzip magic bytes (`1f 8b`), whatever its name. A missing file is an
 /// error that names it.
+/// A UTF-8 byte order mark at its start is no part of its first line.
 pub fn open_lines(path: &Path) -> Result<LineReader> {
+    let mut inner = BufReader::with_capacity(BUFFER, open_bytes(path)?);
+    let pos = skip_bom(&mut inner).map_err(|e| Error::io(path, e))?;
     Ok(LineReader {
         path: path.to_path_buf(),
-        inner: BufReader::with_capacity(BUFFER, open_bytes(path)?),
+        inner,
         line: 0,
         buf: Vec::new(),
         too_long: false,
         lent: 0,
         start: 0,
-        pos: 0,
-        line_start: 0,
+        pos,
+        line_start: pos,
         end: None,
     })
+}
+
+/// The bytes of a UTF-8 byte order mark, which some editors put at the
+/// start of a text file.
+const BOM: &[u8] = b"\xef\xbb\xbf";
+
+/// Passes a UTF-8 byte order mark at the start of `input`, as the CSV
+/// reader does, so that a file saved with one loses no line to it; returns
+/// how many bytes it passed. A file's first read holds its first bytes in
+/// one piece (see [`open_bytes`]), so a mark is never cut in two here.
+fn skip_bom(input: &mut impl BufRead) -> std::io::Result<u64> {
+    if !input.fill_buf()?.starts_with(BOM) {
+        return Ok(0);
+    }
+    input.consume(BOM.len());
+    Ok(BOM.len() as u64)
 }
 
 /// Opens the lines of a split of an uncompressed file (see [`FileSplit`]):
@@ -61,7 +80,13 @@ pub fn open_split(split: &FileSplit) -> Result<LineReader> {
         pos -= 1;
     }
     let mut inner = BufReader::with_capacity(BUFFER, Box::new(file) as Box<dyn Read + Send>);
-    if split.start > 0 {
+    if split.start == 0 {
+        // A split that ends inside the mark keeps it: its first line
+        // starts before its end only with the mark counted in.
+        if split.end.is_none_or(|end| end > BOM.len() as u64) {
+            pos = skip_bom(&mut inner).map_err(|e| Error::io(path, e))?;
+        }
+    } else {
         // A line that runs past the split's end starts no line here: the
         // pass stops at the end, so that the splits inside one huge line
         // do not each read to its end.
@@ -859,6 +884,49 @@ mod tests {
                 assert!(one == mixed, "round {round}, {s:?}");
             }
         }
+    }
+
+    /// A UTF-8 byte order mark starts no line: a file saved with one,
+    /// plain or gzip, read whole or split every way, gives every line once
+    /// without it, numbered from 1; a mark later in a file stays.
+    #[test]
+    fn a_byte_order_mark_is_no_part_of_the_first_line() {
+        use std::io::Write;
+        let text = b"\xef\xbb\xbfa\nbb\n\xef\xbb\xbfc\n";
+        let lines: Vec<Vec<u8>> = vec![b"a".to_vec(), b"bb".to_vec(), b"\xef\xbb\xbfc".to_vec()];
+        let path = temp("bom.jsonl", text);
+        for size in 1..=text.len() as u64 + 1 {
+            let mut got = Vec::new();
+            for s in crate::source::plan_splits_at(std::slice::from_ref(&*path), size) {
+                got.extend(
+                    read_all(&s, |_| 0, |_| false)
+                        .into_iter()
+                        .map(|(l, _)| l.unwrap()),
+                );
+            }
+            if size > BOM.len() as u64 {
+                assert_eq!(got, lines, "splits of {size} bytes");
+            } else {
+                // The first split ends inside the mark and keeps it.
+                assert_eq!(got[1..], lines[1..], "splits of {size} bytes");
+            }
+        }
+        let whole = read_all(&FileSplit::whole(path.to_path_buf(), 0), |_| 0, |_| false);
+        assert_eq!(
+            whole[0],
+            (Ok(b"a".to_vec()), format!("{}:1", path.display()))
+        );
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        gz.write_all(text).unwrap();
+        let zipped = temp("bom.jsonl.gz", &gz.finish().unwrap());
+        let mut reader = open_lines(&zipped).unwrap();
+        let mut got = Vec::new();
+        while let Some(line) = reader.next_line().unwrap() {
+            got.push(line.unwrap().as_bytes().to_vec());
+        }
+        assert_eq!(got, lines);
+        let mut empty = open_lines(&temp("bom-only.jsonl", BOM)).unwrap();
+        assert!(empty.next_line().unwrap().is_none());
     }
 
     /// A split that starts inside a line passes the rest of it, but no
