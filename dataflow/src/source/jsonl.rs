@@ -12,6 +12,7 @@ use std::sync::Arc;
 use serde::de::DeserializeOwned;
 
 use super::ahead::{AheadPartition, ReadAheadWhen};
+use super::gzip::GzMembers;
 use super::lines::{ParseLine, ParsedLines};
 use super::long_line::{pass_line, read_line_within, MAX_LINE_BYTES};
 use super::split::{plan_splits, FileSplit};
@@ -129,12 +130,13 @@ fn reopen_split(split: &FileSplit, pos: u64, line: u64, line_start: u64) -> Resu
 }
 
 /// Opens `path` for reading bytes, decompressing it when it starts with the
-/// gzip magic bytes (`1f 8b`), whatever its name.
+/// gzip magic bytes (`1f 8b`), whatever its name: every member, and zero
+/// padding after them (see [`GzMembers`]).
 pub(crate) fn open_bytes(path: &Path) -> Result<Box<dyn Read + Send>> {
     let file = File::open(path).map_err(|e| Error::io(path, e))?;
     let (head, file) = with_head(file).map_err(|e| Error::io(path, e))?;
     if head.starts_with(&[0x1f, 0x8b]) {
-        let gz = flate2::bufread::MultiGzDecoder::new(BufReader::new(file));
+        let gz = GzMembers::new(BufReader::new(file));
         let (_, gz) = with_head(gz).map_err(|e| Error::io(path, e))?;
         Ok(Box::new(gz))
     } else {
@@ -927,6 +929,27 @@ mod tests {
         assert_eq!(got, lines);
         let mut empty = open_lines(&temp("bom-only.jsonl", BOM)).unwrap();
         assert!(empty.next_line().unwrap().is_none());
+    }
+
+    /// A gzip file read as lines: both members, and no error from the zero
+    /// padding after them.
+    #[test]
+    fn a_padded_gzip_file_reads_every_member() {
+        use std::io::Write;
+        let mut bytes = Vec::new();
+        for text in [&b"a\nb"[..], b"b\nc\n"] {
+            let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+            gz.write_all(text).unwrap();
+            bytes.extend(gz.finish().unwrap());
+        }
+        bytes.extend([0; 512]);
+        let path = temp("padded.jsonl.gz", &bytes);
+        let mut reader = open_lines(&path).unwrap();
+        let mut got = Vec::new();
+        while let Some(line) = reader.next_line().unwrap() {
+            got.push(line.unwrap().to_string());
+        }
+        assert_eq!(got, ["a", "bb", "c"]);
     }
 
     /// A split that starts inside a line passes the rest of it, but no

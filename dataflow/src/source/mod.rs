@@ -23,6 +23,7 @@ mod ahead_tests;
 mod csv;
 mod csv_partition;
 mod csv_split;
+mod gzip;
 mod inputs;
 mod iter;
 mod jsonl;
