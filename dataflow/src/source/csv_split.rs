@@ -24,13 +24,11 @@ use std::path::{Path, PathBuf};
 use std::sync::{Mutex, OnceLock};
 use std::time::SystemTime;
 
+use super::jsonl::BOM;
 use super::split::{plan_splits_at, FileSplit};
 
 /// The bytes read per step of the scan.
 const CHUNK: usize = 1 << 20;
-
-/// A UTF-8 byte order mark, which the CSV reader drops at a file's start.
-const BOM: &[u8] = b"\xef\xbb\xbf";
 
 /// Whether the scan is inside a quoted field.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

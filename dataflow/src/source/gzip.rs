@@ -29,23 +29,19 @@ impl<R: BufRead> GzMembers<R> {
 
 impl<R: BufRead> Read for GzMembers<R> {
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        loop {
-            let Some(member) = self.member.as_mut() else {
-                return Ok(0);
-            };
+        while let Some(member) = self.member.as_mut() {
             let n = member.read(buf)?;
             if n > 0 || buf.is_empty() {
                 return Ok(n);
             }
             // The member has ended; its decoder consumed exactly its bytes.
-            let Some(mut input) = self.member.take().map(GzDecoder::into_inner) else {
-                return Ok(0);
-            };
-            if !next_member(&mut input)? {
-                return Ok(0);
+            if let Some(mut input) = self.member.take().map(GzDecoder::into_inner) {
+                if next_member(&mut input)? {
+                    self.member = Some(GzDecoder::new(input));
+                }
             }
-            self.member = Some(GzDecoder::new(input));
         }
+        Ok(0)
     }
 }
 
@@ -73,12 +69,13 @@ fn next_member(input: &mut impl BufRead) -> std::io::Result<bool> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use std::io::Write;
 
     use super::*;
 
-    fn gzip(text: &[u8]) -> Vec<u8> {
+    /// `text` as one gzip member.
+    pub(crate) fn gzip(text: &[u8]) -> Vec<u8> {
         let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
         gz.write_all(text).unwrap();
         gz.finish().unwrap()

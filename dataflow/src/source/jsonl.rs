@@ -49,7 +49,7 @@ pub fn open_lines(path: &Path) -> Result<LineReader> {
 
 /// The bytes of a UTF-8 byte order mark, which some editors put at the
 /// start of a text file.
-const BOM: &[u8] = b"\xef\xbb\xbf";
+pub(super) const BOM: &[u8] = b"\xef\xbb\xbf";
 
 /// Passes a UTF-8 byte order mark at the start of `input`, as the CSV
 /// reader does, so that a file saved with one loses no line to it; returns
@@ -813,6 +813,7 @@ impl<T: DeserializeOwned + Send + 'static> Source for JsonLinesSource<T> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::source::gzip::tests::gzip;
     use crate::source::test_file::temp;
 
     /// Every line of `split` with its location, read one at a time, or
@@ -893,7 +894,6 @@ mod tests {
     /// without it, numbered from 1; a mark later in a file stays.
     #[test]
     fn a_byte_order_mark_is_no_part_of_the_first_line() {
-        use std::io::Write;
         let text = b"\xef\xbb\xbfa\nbb\n\xef\xbb\xbfc\n";
         let lines: Vec<Vec<u8>> = vec![b"a".to_vec(), b"bb".to_vec(), b"\xef\xbb\xbfc".to_vec()];
         let path = temp("bom.jsonl", text);
@@ -918,9 +918,7 @@ mod tests {
             whole[0],
             (Ok(b"a".to_vec()), format!("{}:1", path.display()))
         );
-        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
-        gz.write_all(text).unwrap();
-        let zipped = temp("bom.jsonl.gz", &gz.finish().unwrap());
+        let zipped = temp("bom.jsonl.gz", &gzip(text));
         let mut reader = open_lines(&zipped).unwrap();
         let mut got = Vec::new();
         while let Some(line) = reader.next_line().unwrap() {
@@ -935,12 +933,9 @@ mod tests {
     /// padding after them.
     #[test]
     fn a_padded_gzip_file_reads_every_member() {
-        use std::io::Write;
         let mut bytes = Vec::new();
         for text in [&b"a\nb"[..], b"b\nc\n"] {
-            let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
-            gz.write_all(text).unwrap();
-            bytes.extend(gz.finish().unwrap());
+            bytes.extend(gzip(text));
         }
         bytes.extend([0; 512]);
         let path = temp("padded.jsonl.gz", &bytes);
