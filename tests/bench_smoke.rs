@@ -67,6 +67,37 @@ fn bench_sliding_writes_what_its_reference_writes() {
 }
 
 #[test]
+fn bench_sliding_runs_a_curve_as_processes_into_part_files() {
+    let report = bench(&[
+        "sliding",
+        "--events",
+        "40000",
+        "--keys",
+        "2000",
+        "--minutes",
+        "30",
+        "--workers",
+        "1,2",
+        "--processes",
+        "2",
+        "--rounds",
+        "2",
+        "--partitioned",
+    ]);
+    // Every run was checked against the reference, or the bench failed.
+    assert_eq!(report["results_match_reference"], true, "{report}");
+    assert_eq!(report["sink"], "sink_partitioned", "{report}");
+    let runs = report["runs"].as_array().unwrap();
+    assert_eq!(runs.len(), 2, "{report}");
+    for (run, workers) in runs.iter().zip([1, 2]) {
+        assert_eq!(run["workers"], workers, "{report}");
+        assert_eq!(run["processes"], 2, "{report}");
+        assert_eq!(run["seconds"].as_array().unwrap().len(), 2, "{report}");
+        assert!(run["peak_rss_bytes"].as_u64().unwrap() > 0, "{report}");
+    }
+}
+
+#[test]
 fn bench_latency_runs_and_reports_its_samples() {
     let report = bench(&[
         "latency",

@@ -17,6 +17,9 @@
 //! ```text
 //! cargo run --release -p keyflow-dataflow --example sink_bench -- --events 10000000 --repeat 3
 //! ```
+//!
+//! The events come from `--partitions` source partitions (2 unless
+//! given), so at more workers than partitions the rest generate nothing.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -55,10 +58,12 @@ struct Args {
     /// Runs of each path at each worker count; medians are reported.
     #[arg(long, default_value_t = 3)]
     repeat: usize,
+    /// Source partitions, the same at every worker count so that every
+    /// count reads the same events. Workers beyond them generate nothing:
+    /// give at least the most workers to measure.
+    #[arg(long, default_value_t = 2)]
+    partitions: usize,
 }
-
-/// Source partitions: fixed, so every worker count reads the same events.
-const PARTITIONS: usize = 2;
 
 type Counted = WindowResult<u64, u64>;
 
@@ -195,12 +200,13 @@ fn cpu_seconds() -> Option<f64> {
 fn measure(args: &Args, path: &str, workers: usize) -> Result<(f64, Option<f64>, Tally)> {
     let total = Arc::new(Mutex::new(Tally::default()));
     let (n, keys, span) = (args.events, args.keys, args.minutes * MINUTE);
-    let per_partition = n / PARTITIONS as u64;
+    let partitions = args.partitions;
+    let per_partition = n / partitions as u64;
     let path = path.to_string();
     let into = Arc::clone(&total);
     let (start, cpu) = (Instant::now(), cpu_seconds());
     run(&RunConfig::threads(workers), move |flow| {
-        let input = IterSource::new("zipf", PARTITIONS, move |p| {
+        let input = IterSource::new("zipf", partitions, move |p| {
             events(p, per_partition, keys, span)
         });
         let results = flow
@@ -230,7 +236,7 @@ fn measure(args: &Args, path: &str, workers: usize) -> Result<(f64, Option<f64>,
     let cpu = cpu_seconds().zip(cpu).map(|(end, start)| end - start);
     let tally = *total.lock().unwrap();
     Ok((
-        (per_partition * PARTITIONS as u64) as f64 / seconds,
+        (per_partition * partitions as u64) as f64 / seconds,
         cpu,
         tally,
     ))
@@ -249,6 +255,9 @@ fn median(values: &[f64]) -> f64 {
 
 fn main() -> Result<()> {
     let args = Args::parse();
+    if args.partitions == 0 {
+        return Err(Error::Config("--partitions 0: at least one".into()));
+    }
     let mut rates: BTreeMap<(usize, String), Vec<f64>> = BTreeMap::new();
     let mut cpus: BTreeMap<(usize, String), Vec<f64>> = BTreeMap::new();
     let mut seen: Option<Tally> = None;

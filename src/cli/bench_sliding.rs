@@ -6,9 +6,8 @@
 //! same results. The run fails unless both files hold the same bytes.
 
 use std::fs::File;
-use std::io::{BufRead, BufReader, BufWriter, Read, Write};
+use std::io::{BufReader, BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
-use std::time::Instant;
 
 use clap::Args;
 use keyflow::dataflow::prelude::*;
@@ -17,8 +16,8 @@ use rand::{Rng, SeedableRng};
 use serde::Deserialize;
 use serde_json::json;
 
-use super::bench::{peak_rss, reset_peak_rss};
 use super::bench_dir::{settle, work_dir};
+use super::bench_sliding_runs::{digest, member_run, run_reference, timed_job, Expected, Runs};
 
 /// Flags of `keyflow bench sliding`.
 #[derive(Debug, Clone, Args)]
@@ -32,9 +31,19 @@ pub struct SlidingBenchArgs {
     /// Event time the events span, in minutes.
     #[arg(long, default_value_t = 120)]
     pub minutes: u64,
-    /// Worker threads for the job.
-    #[arg(long, short = 'w', default_value_t = 1)]
-    pub workers: usize,
+    /// Worker threads per process. A list such as `1,2,4,8,16` runs the job
+    /// at each count over the same input, one after another.
+    #[arg(long, short = 'w', value_delimiter = ',', default_value = "1")]
+    pub workers: Vec<usize>,
+    /// Processes the job runs as, each with `--workers` threads, connected
+    /// on loopback. Each is a program of its own, timed from the first
+    /// one's start to the last one's end.
+    #[arg(long, default_value_t = 1)]
+    pub processes: usize,
+    /// Times to run the list of `--workers`; each count reports every
+    /// time and their median.
+    #[arg(long, default_value_t = 1)]
+    pub rounds: usize,
     /// Keep the input and both outputs here [default: a temporary
     /// directory, removed at the end].
     #[arg(long, value_name = "DIR")]
@@ -46,6 +55,19 @@ pub struct SlidingBenchArgs {
     /// lines) instead of `Events::sink` (worker 0 formats every line).
     #[arg(long)]
     pub encoded: bool,
+    /// Write one part file per worker through `Events::sink_partitioned`
+    /// (`parts/part-W.csv`, each ordered within a window's time) instead of
+    /// one ordered file; compared with the reference line for line in any
+    /// order.
+    #[arg(long, conflicts_with = "encoded")]
+    pub partitioned: bool,
+    /// This program is member I of a `--processes` run (started by the
+    /// bench itself).
+    #[arg(long, hide = true, requires = "peers", value_name = "I")]
+    pub member: Option<usize>,
+    /// The members' `host:port`, in order (with `--member`).
+    #[arg(long, hide = true, value_name = "LIST")]
+    pub peers: Option<String>,
     /// The output's format: `csv` lines formatted by the bench's own sink,
     /// or `json` lines written by `JsonLinesSink` (serde), the standard
     /// file sink.
@@ -69,7 +91,7 @@ struct Row {
     key: u64,
 }
 
-const SIZE: u64 = 10 * MINUTE;
+pub(super) const SIZE: u64 = 10 * MINUTE;
 
 /// The first event's time: 2024-01-01, on a minute.
 const START_MS: u64 = 1_704_067_200_000;
@@ -77,12 +99,12 @@ const START_MS: u64 = 1_704_067_200_000;
 type Counted = WindowResult<u64, u64>;
 
 /// The write buffer of the job's CSV sink and of the reference.
-const BUFFER: usize = 1 << 20;
+pub(super) const BUFFER: usize = 1 << 20;
 
 /// One result as both write it, in `format`: `start,end,key,count`, or
 /// a `WindowResult<u64, u64>` as `JsonLinesSink` writes it (serde), here
 /// by hand (a test checks that the two agree).
-fn line(
+pub(super) fn line(
     out: &mut impl Write,
     format: Format,
     start: u64,
@@ -176,138 +198,83 @@ impl Sink<Counted> for CsvOut {
     }
 }
 
-fn job(
+/// Where the job writes its results.
+#[derive(Debug, Clone)]
+pub(super) enum Output {
+    /// One file, in order (`Events::sink` or `Events::sink_encoded`).
+    Ordered(PathBuf),
+    /// `part-W.csv` per worker in this directory (`Events::sink_partitioned`).
+    Parts(PathBuf),
+}
+
+impl Output {
+    /// The files the job wrote.
+    fn files(&self) -> anyhow::Result<Vec<PathBuf>> {
+        match self {
+            Output::Ordered(file) => Ok(vec![file.clone()]),
+            Output::Parts(dir) => Ok(std::fs::read_dir(dir)?
+                .map(|e| e.map(|e| e.path()))
+                .collect::<Result<_, _>>()?),
+        }
+    }
+
+    /// Makes room for a new run: a run at fewer workers than the last
+    /// would leave the last one's extra parts behind.
+    fn clear(&self) -> anyhow::Result<()> {
+        if let Output::Parts(dir) = self {
+            match std::fs::remove_dir_all(dir) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e.into()),
+                _ => {}
+            }
+            std::fs::create_dir_all(dir)?;
+        }
+        Ok(())
+    }
+}
+
+/// Worker `w`'s part file.
+fn part(w: usize) -> String {
+    format!("part-{w}.csv")
+}
+
+/// Runs the job in this process as `config` says; returns the events its
+/// workers read.
+pub(super) fn job(
     input: &Path,
-    out: &Path,
-    workers: usize,
+    output: &Output,
+    config: RunConfig,
     encoded: bool,
     format: Format,
 ) -> anyhow::Result<u64> {
-    let (input, out) = (input.to_path_buf(), out.to_path_buf());
-    let ctx = std::sync::Arc::new(Context::new(RunConfig::threads(workers)));
+    let (input, output) = (input.to_path_buf(), output.clone());
+    let ctx = std::sync::Arc::new(Context::new(config));
     keyflow::dataflow::run::run_with_context(std::sync::Arc::clone(&ctx), move |flow| {
         let source = CsvSource::<Row>::new("events", vec![input.clone()], "ts");
-        let out = out.clone();
         let results = flow
             .source("events", source, &SourceConfig::default())?
             .key_by(|row: Row| (row.key, ()))
             .window(WindowSpec::sliding(SIZE, MINUTE)?)
             .count("counts")
             .results;
-        match (encoded, format) {
-            (true, _) => {
+        match (output.clone(), encoded, format) {
+            (Output::Parts(dir), _, Format::Csv) => {
+                results.sink_partitioned("out", move |w| CsvOut::create(&dir.join(part(w))))
+            }
+            (Output::Parts(dir), _, Format::Json) => {
+                results.sink_partitioned("out", move |w| JsonLinesSink::create(&dir.join(part(w))))
+            }
+            (Output::Ordered(out), true, _) => {
                 results.sink_encoded("out", encode(format), move || JsonLinesSink::create(&out))
             }
-            (false, Format::Csv) => results.sink("out", move || CsvOut::create(&out)),
-            (false, Format::Json) => results.sink("out", move || JsonLinesSink::create(&out)),
+            (Output::Ordered(out), false, Format::Csv) => {
+                results.sink("out", move || CsvOut::create(&out))
+            }
+            (Output::Ordered(out), false, Format::Json) => {
+                results.sink("out", move || JsonLinesSink::create(&out))
+            }
         }
     })?;
     Ok(ctx.metrics.snapshot().events)
-}
-
-/// The reference: one thread, dense key ids, one pane of counts a minute
-/// and a running sum over the last ten; a window's keys come out in order
-/// by walking the sum's array.
-fn reference(input: &Path, out: &Path, keys: u64, format: Format) -> anyhow::Result<u64> {
-    let mut reader = BufReader::with_capacity(1 << 20, File::open(input)?);
-    let mut out = BufWriter::with_capacity(BUFFER, File::create(out)?);
-    let keys = keys as usize;
-    let (mut pane, mut sum) = (vec![0u32; keys], vec![0u32; keys]);
-    let mut touched: Vec<u32> = Vec::new();
-    let mut panes: std::collections::VecDeque<Vec<(u32, u32)>> = Default::default();
-    let mut minute: Option<u64> = None;
-    let mut live = 0usize;
-    // Closes minute `m`'s pane: the window ending after it comes out, and
-    // the pane that leaves the next window is taken off the sum.
-    let mut close = |m: u64,
-                     pane: &mut Vec<u32>,
-                     touched: &mut Vec<u32>,
-                     out: &mut BufWriter<File>|
-     -> std::io::Result<()> {
-        let mut counts = Vec::with_capacity(touched.len());
-        for &k in touched.iter() {
-            let c = std::mem::take(&mut pane[k as usize]);
-            if sum[k as usize] == 0 {
-                live += 1;
-            }
-            sum[k as usize] += c;
-            counts.push((k, c));
-        }
-        touched.clear();
-        let end = (m + 1) * MINUTE;
-        if live > 0 {
-            for (k, &c) in sum.iter().enumerate() {
-                if c > 0 {
-                    line(out, format, end - SIZE, end, k as u64, c as u64)?;
-                }
-            }
-        }
-        panes.push_back(counts);
-        if panes.len() == (SIZE / MINUTE) as usize {
-            for (k, c) in panes.pop_front().unwrap_or_default() {
-                sum[k as usize] -= c;
-                if sum[k as usize] == 0 {
-                    live -= 1;
-                }
-            }
-        }
-        Ok(())
-    };
-    let mut text = String::new();
-    reader.read_line(&mut text)?;
-    let mut events = 0u64;
-    let mut bytes = Vec::with_capacity(64);
-    loop {
-        bytes.clear();
-        if reader.read_until(b'\n', &mut bytes)? == 0 {
-            break;
-        }
-        let (key, ts) = parse_row(&bytes)
-            .ok_or_else(|| anyhow::anyhow!("bad row `{}`", String::from_utf8_lossy(&bytes)))?;
-        anyhow::ensure!((key as usize) < keys, "key {key} outside --keys");
-        let m = ts / MINUTE;
-        match minute {
-            Some(current) if m > current => {
-                for empty in current..m {
-                    close(empty, &mut pane, &mut touched, &mut out)?;
-                }
-            }
-            Some(current) if m < current => anyhow::bail!("rows out of time order"),
-            _ => {}
-        }
-        minute = Some(m);
-        if pane[key as usize] == 0 {
-            touched.push(key as u32);
-        }
-        pane[key as usize] += 1;
-        events += 1;
-    }
-    if let Some(last) = minute {
-        // The stream ended: every window holding an event closes.
-        for m in last..last + SIZE / MINUTE {
-            close(m, &mut pane, &mut touched, &mut out)?;
-        }
-    }
-    out.flush()?;
-    Ok(events)
-}
-
-/// `key,ts` without allocating.
-fn parse_row(row: &[u8]) -> Option<(u64, u64)> {
-    let row = row.strip_suffix(b"\n").unwrap_or(row);
-    let comma = row.iter().position(|&b| b == b',')?;
-    Some((number(&row[..comma])?, number(&row[comma + 1..])?))
-}
-
-fn number(digits: &[u8]) -> Option<u64> {
-    if digits.is_empty() {
-        return None;
-    }
-    digits.iter().try_fold(0u64, |n, &d| {
-        d.is_ascii_digit()
-            .then(|| n.checked_mul(10)?.checked_add((d - b'0') as u64))
-            .flatten()
-    })
 }
 
 /// Whether two files hold the same bytes.
@@ -341,87 +308,127 @@ pub fn sliding(args: &SlidingBenchArgs) -> anyhow::Result<i32> {
         u32::MAX
     );
     anyhow::ensure!(args.minutes > 0, "--minutes 0: the events must span time");
-    anyhow::ensure!(args.workers > 0, "--workers 0: at least one worker");
+    for &w in &args.workers {
+        anyhow::ensure!(w > 0, "--workers 0: at least one worker");
+    }
+    anyhow::ensure!(
+        (1..=256).contains(&args.processes),
+        "--processes {}: use 1 to 256",
+        args.processes
+    );
+    anyhow::ensure!(args.rounds > 0, "--rounds 0: at least one round");
+    if let Some(member) = args.member {
+        return member_run(args, member);
+    }
     let (dir, _removed) = work_dir(args.dir.as_deref(), "sliding", &OWN_FILES)?;
     let input = dir.join("events.csv");
     write_input(&input, args.events, args.keys, args.minutes * MINUTE)?;
     settle(&input)?;
 
-    let job_out = dir.join("job.csv");
-    reset_peak_rss();
-    let start = Instant::now();
-    let read = job(&input, &job_out, args.workers, args.encoded, args.format)?;
-    let job_secs = start.elapsed().as_secs_f64();
-    let job_peak = peak_rss().unwrap_or(0);
-    anyhow::ensure!(
-        read == args.events,
-        "the job read {read} events, expected {}",
-        args.events
-    );
-    let results = BufReader::new(File::open(&job_out)?).lines().count();
+    let output = match args.partitioned {
+        true => Output::Parts(dir.join("parts")),
+        false => Output::Ordered(dir.join("job.csv")),
+    };
+    let mut runs: Vec<Runs> = args
+        .workers
+        .iter()
+        .map(|&workers| Runs {
+            workers,
+            seconds: Vec::new(),
+            peak_rss_bytes: 0,
+        })
+        .collect();
+    let (mut results, mut reference_report, mut expected) = (0, None, None);
+    for _ in 0..args.rounds {
+        for runs in &mut runs {
+            output.clear()?;
+            let (secs, read, peak) = timed_job(args, &dir, &output, runs.workers)?;
+            anyhow::ensure!(
+                read == args.events,
+                "the job read {read} events at {} workers, expected {}",
+                runs.workers,
+                args.events
+            );
+            runs.seconds.push(secs);
+            runs.peak_rss_bytes = runs.peak_rss_bytes.max(peak);
+            let files = output.files()?;
+            if expected.is_none() {
+                results = digest(&files)?.0;
+                if !args.no_reference {
+                    let (report, want) = run_reference(args, &dir, &files)?;
+                    reference_report = Some(report);
+                    expected = Some(want);
+                }
+            }
+            let same = match &expected {
+                None => true,
+                Some(Expected::Bytes(file)) => same_bytes(&files[0], file)?,
+                Some(Expected::Lines(want)) => digest(&files)? == *want,
+            };
+            anyhow::ensure!(
+                same,
+                "the job's results at {} workers ({}) differ from the reference loop's (in {})",
+                runs.workers,
+                files.len(),
+                dir.display()
+            );
+        }
+    }
+
+    let sink = match (args.partitioned, args.encoded) {
+        (true, _) => "sink_partitioned",
+        (false, true) => "sink_encoded",
+        (false, false) => "sink",
+    };
+    let first = runs[0].median();
+    let reference_secs = reference_report
+        .as_ref()
+        .and_then(|r: &serde_json::Value| r["seconds"].as_f64());
     let mut report = json!({
         "bench": "sliding",
         "events": args.events,
         "keys": args.keys,
         "minutes": args.minutes,
         "workers": args.workers,
-        "window": "10m sliding by 1m, count per key, ordered output to a file",
-        "sink": if args.encoded { "sink_encoded" } else { "sink" },
+        "processes": args.processes,
+        "rounds": args.rounds,
+        "window": "10m sliding by 1m, count per key",
+        "sink": sink,
         "format": format!("{:?}", args.format).to_lowercase(),
         "input_bytes": std::fs::metadata(&input)?.len(),
         "results": results,
         "job": {
-            "seconds": job_secs,
-            "events_per_s": args.events as f64 / job_secs,
-            "peak_rss_bytes": job_peak,
+            "seconds": first,
+            "events_per_s": args.events as f64 / first,
+            "peak_rss_bytes": runs[0].peak_rss_bytes,
         },
+        "runs": runs.iter().map(|r| json!({
+            "workers": r.workers,
+            "processes": args.processes,
+            "seconds": r.seconds,
+            "median_seconds": r.median(),
+            "events_per_s": args.events as f64 / r.median(),
+            "speedup_over_first": first / r.median(),
+            "ratio": reference_secs.map(|s| s / r.median()),
+            "peak_rss_bytes": r.peak_rss_bytes,
+        })).collect::<Vec<_>>(),
     });
-    if !args.no_reference {
-        settle(&job_out)?;
-        let ref_out = dir.join("reference.csv");
-        reset_peak_rss();
-        let start = Instant::now();
-        let read = reference(&input, &ref_out, args.keys, args.format)?;
-        let ref_secs = start.elapsed().as_secs_f64();
-        anyhow::ensure!(read == args.events, "the reference read {read} events");
-        let same = same_bytes(&job_out, &ref_out)?;
-        report["reference"] = json!({
-            "seconds": ref_secs,
-            "events_per_s": args.events as f64 / ref_secs,
-            "peak_rss_bytes": peak_rss().unwrap_or(0),
-        });
-        report["ratio"] = json!(ref_secs / job_secs);
-        report["results_match_reference"] = json!(same);
-        if !same {
-            showln!("{}", serde_json::to_string_pretty(&report)?);
-            anyhow::bail!(
-                "the job's results ({}) differ from the reference loop's ({})",
-                job_out.display(),
-                ref_out.display()
-            );
-        }
+    if let Some(reference) = reference_report {
+        report["ratio"] = json!(reference_secs.map(|s| s / first));
+        report["reference"] = reference;
+        report["results_match_reference"] = json!(true);
     }
     showln!("{}", serde_json::to_string_pretty(&report)?);
     Ok(0)
 }
 
 /// The files this benchmark writes in `--dir`, and rewrites on a rerun.
-const OWN_FILES: [&str; 3] = ["events.csv", "job.csv", "reference.csv"];
+const OWN_FILES: [&str; 4] = ["events.csv", "job.csv", "reference.csv", "parts"];
 
 #[cfg(test)]
 mod tests {
+    use super::super::bench_sliding_reference::reference;
     use super::*;
-
-    #[test]
-    fn rows_parse_and_bad_ones_do_not() {
-        assert_eq!(
-            parse_row(b"12,1704067200000\n"),
-            Some((12, 1_704_067_200_000))
-        );
-        assert_eq!(parse_row(b"12,\n"), None);
-        assert_eq!(parse_row(b"x,1\n"), None);
-        assert_eq!(parse_row(b"99999999999999999999,1"), None);
-    }
 
     #[test]
     fn a_line_reads_as_its_four_numbers() {
@@ -462,13 +469,28 @@ mod tests {
         for format in [Format::Csv, Format::Json] {
             assert_eq!(reference(&input, &b, 500, format).unwrap(), 30_000);
             for encoded in [false, true] {
-                assert_eq!(job(&input, &a, 2, encoded, format).unwrap(), 30_000);
+                let out = Output::Ordered(a.clone());
+                let config = RunConfig::threads(2);
+                assert_eq!(job(&input, &out, config, encoded, format).unwrap(), 30_000);
                 assert!(std::fs::metadata(&a).unwrap().len() > 100_000);
                 assert!(
                     same_bytes(&a, &b).unwrap(),
                     "{format:?}, encoded: {encoded}"
                 );
             }
+            let parts = Output::Parts(dir.path().join("parts"));
+            parts.clear().unwrap();
+            assert_eq!(
+                job(&input, &parts, RunConfig::threads(3), false, format).unwrap(),
+                30_000
+            );
+            let files = parts.files().unwrap();
+            assert_eq!(files.len(), 3);
+            let digest = super::digest;
+            assert_eq!(
+                digest(&files).unwrap(),
+                digest(std::slice::from_ref(&b)).unwrap()
+            );
         }
     }
 }

@@ -33,7 +33,7 @@ pub struct ClusterCmd {
     pub command: Vec<String>,
 }
 
-fn pick_ports(processes: usize, base: u16) -> anyhow::Result<Vec<u16>> {
+pub(super) fn pick_ports(processes: usize, base: u16) -> anyhow::Result<Vec<u16>> {
     if base == 0 {
         // Hold every listener until all are chosen so no port repeats.
         let listeners = (0..processes)

@@ -10,6 +10,8 @@ pub mod bench_jsonl;
 #[cfg(feature = "kafka")]
 pub mod bench_kafka;
 pub mod bench_sliding;
+mod bench_sliding_reference;
+mod bench_sliding_runs;
 pub mod checkpoint_args;
 pub mod cluster;
 pub mod explain;
