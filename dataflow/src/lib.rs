@@ -53,6 +53,7 @@ pub mod sink;
 pub mod source;
 pub mod testing;
 pub mod time;
+mod update_field;
 pub mod window;
 
 pub use error::{Error, ErrorClass, Result};
@@ -61,6 +62,9 @@ pub use hash::stable_hash;
 /// The Redis client the Redis sink and stream source use.
 #[cfg(feature = "redis")]
 pub use redis;
+/// For [`serialize_with_update!`].
+#[doc(hidden)]
+pub use serde as __serde;
 pub use timely;
 
 /// Records that can cross workers and processes (serializable, cloneable,

@@ -29,7 +29,7 @@ use timely::dataflow::operators::Capability;
 use timely::dataflow::Stream;
 
 /// The ranking of one event time.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Deserialize)]
 pub struct TopK<R> {
     /// The event time ranked (also the record's event time).
     pub t: EventTime,
@@ -40,9 +40,13 @@ pub struct TopK<R> {
     /// `true` when this ranks `t` again, at a later time, because late
     /// records counted there (see [`crate::rise::RiseOut::top_k`]); always
     /// `false` from [`GlobalTopK`].
-    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    #[serde(default)]
     pub update: bool,
 }
+
+// JSON leaves `update` out when false; bincode (between processes, in
+// checkpoints) always writes it.
+keyflow_dataflow::serialize_with_update!(TopK<R>, [t, total, top]);
 
 /// One worker's part of the ranking of one time: its record count and its
 /// best records. Serializable, as is [`TopKState`], for checkpoints.

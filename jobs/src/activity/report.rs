@@ -125,7 +125,7 @@ pub struct Conversion {
 
 /// One window's report: a line of the job's `--out`. Fields serialize in
 /// this order; `update` only when set.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Deserialize)]
 pub struct ActivityWindow {
     /// First millisecond of the window.
     pub start: EventTime,
@@ -143,9 +143,16 @@ pub struct ActivityWindow {
     pub conversion: Conversion,
     /// `true` when late events (under allowed lateness) changed a window
     /// already reported: this line replaces the earlier one.
-    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    #[serde(default)]
     pub update: bool,
 }
+
+// JSON leaves `update` out when false; bincode (between processes, in
+// checkpoints) always writes it.
+keyflow_dataflow::serialize_with_update!(
+    ActivityWindow,
+    [start, end, events, top_pages, browsers, devices, conversion]
+);
 
 /// The tallies of one window, by facet value.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]

@@ -119,7 +119,7 @@ pub struct TrendingEntry {
 }
 
 /// The result of one evaluated minute.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Deserialize)]
 pub struct TrendingMinute {
     /// The boundary `T` (ms): the windows end at `T`.
     pub t: u64,
@@ -128,9 +128,13 @@ pub struct TrendingMinute {
     /// The best of them, ranked.
     pub top: Vec<TrendingEntry>,
     /// `true` when this re-emits `T` because of late events.
-    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    #[serde(default)]
     pub update: bool,
 }
+
+// JSON leaves `update` out when false; bincode (between processes, in
+// checkpoints) always writes it.
+keyflow_dataflow::serialize_with_update!(TrendingMinute, [t, trending, top]);
 
 /// The job's output streams.
 pub struct TrendingStreams<'scope> {
