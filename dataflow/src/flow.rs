@@ -484,7 +484,9 @@ impl<'scope, D: 'static> Events<'scope, D> {
     /// checkpoints. The sink runs on a thread of its own, beside worker 0:
     /// there the workers' runs are merged and written while worker 0
     /// computes, and worker 0 waits only when the writer falls a few times
-    /// behind.
+    /// behind. From 4 workers on, the workers merge the runs themselves,
+    /// each a range of the record order, and the writer only joins the
+    /// ranges.
     ///
     /// # Examples
     /// ```

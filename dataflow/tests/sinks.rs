@@ -186,12 +186,14 @@ fn assert_parts_match(parts: &BTreeMap<usize, String>, ordered: &str) {
 }
 
 #[test]
-fn ordered_output_is_byte_identical_at_1_2_and_4_workers() {
+fn ordered_output_is_byte_identical_at_1_2_4_and_7_workers() {
     let dir = scratch("layouts");
     let parts = random_partitions(11, 5, 1_500);
     let want = expected_lines(&parts);
     assert!(want.lines().count() > 1_000, "too few results to mean much");
-    for workers in [1, 2, 4] {
+    // From 4 workers on the workers merge by range; at 7, two of them read
+    // no partition and hold no run of their own.
+    for workers in [1, 2, 4, 7] {
         let out = dir.join(format!("w{workers}"));
         count_job(&RunConfig::threads(workers), scripts(&parts, None), &out).unwrap();
         let ordered = read(&out.join("ordered.jsonl"));
@@ -224,7 +226,8 @@ fn equal_records_from_many_workers_merge_like_a_sort() {
         .collect();
     want.sort();
     let want: String = want.iter().map(|(_, v)| format!("{v}\n")).collect();
-    for workers in [1, 3, 4] {
+    // Ties at a cut: equal records must all land in one range.
+    for workers in [1, 3, 4, 6] {
         let path = dir.join(format!("values-{workers}.jsonl"));
         let target = path.clone();
         let scripted = Arc::new(scripts(&parts, None));
@@ -257,11 +260,19 @@ fn reference(dir: &Path, parts: &[Vec<(u64, u32)>], workers: usize) -> PathBuf {
 
 #[test]
 fn a_failed_run_restarted_from_its_checkpoint_writes_what_an_uninterrupted_one_does() {
-    let dir = scratch("restart");
+    // At 2 workers the writer merges the runs; at 5 the workers merge them
+    // by range.
+    for workers in [2, 5] {
+        restarted_at(workers);
+    }
+}
+
+fn restarted_at(workers: usize) {
+    let dir = scratch(&format!("restart-{workers}"));
     let parts = random_partitions(23, 3, 1_500);
-    let want = reference(&dir, &parts, 2);
+    let want = reference(&dir, &parts, workers);
     let (out, ckpt) = (dir.join("run"), dir.join("ckpt"));
-    let config = RunConfig::threads(2).checkpointed(&ckpt, 2 * SECOND, "sink test v1");
+    let config = RunConfig::threads(workers).checkpointed(&ckpt, 2 * SECOND, "sink test v1");
 
     let err = count_job(&config, scripts(&parts, Some(700)), &out).unwrap_err();
     assert!(err.to_string().contains("the disk went away"), "{err}");

@@ -24,6 +24,7 @@ mod encoded;
 mod jsonl;
 mod ordered;
 mod partitioned;
+mod ranges;
 #[cfg(feature = "redis")]
 mod redis;
 mod writer;

@@ -1,5 +1,6 @@
 //! The single-writer sink: sorted runs on every worker, merged by the
-//! writer beside worker 0.
+//! writer beside worker 0, or from [`RANGES_FROM`] workers on by the
+//! workers, a range each (`ranges.rs`), and joined by the writer.
 //!
 //! Sorting is the expensive part of ordered output, so every worker sorts
 //! its own records of each complete time, and the writer only merges the
@@ -17,6 +18,7 @@ use timely::dataflow::operators::generic::Operator;
 use timely::dataflow::operators::Capability;
 use timely::dataflow::Stream;
 
+use super::ranges::{join_ranges, merged_ranges};
 use super::writer::{Target, Writer};
 use super::{Points, Sink};
 use crate::error::Result;
@@ -33,8 +35,9 @@ type Run<T> = Vec<(EventTime, T)>;
 /// Writes `stream` to the sink that `make` builds: the operator behind
 /// [`crate::Events::sink`]. Only worker 0 of the cluster calls `make` (at
 /// build time, so a bad path fails before any work) and writes; every
-/// worker sorts its records of each complete time and sends them to worker
-/// 0 as one run.
+/// worker sorts its records of each complete time into one run, and
+/// either sends it to worker 0 or, from [`RANGES_FROM`] workers on, takes
+/// part in merging the runs by range.
 pub(crate) fn sink_stream<'scope, T, S, F>(
     stream: EventStream<'scope, T>,
     ctx: &Arc<Context>,
@@ -46,25 +49,51 @@ where
     S: Sink<T> + Send,
     F: FnOnce() -> Result<S>,
 {
-    let mut writer = single_writer(stream.scope().index(), ctx, step, make, merge_runs)?;
-    let runs = sorted_runs(stream, ctx.metrics.step(step), step);
-    // Runs by time, until the frontier passes it: then every worker's run
-    // of that time is here.
-    let mut stash: BTreeMap<EventTime, Vec<Run<T>>> = BTreeMap::new();
-    runs.sink(
-        Exchange::new(|_: &Run<T>| 0),
+    let (index, peers) = (stream.scope().index(), stream.scope().peers());
+    if peers < RANGES_FROM {
+        let writer = single_writer(index, ctx, step, make, merge_runs)?;
+        let runs = sorted_runs(stream, ctx.metrics.step(step), step);
+        to_writer(runs, writer, step, |run| !run.is_empty());
+    } else {
+        let writer = single_writer(index, ctx, step, make, join_ranges)?;
+        let runs = sorted_runs(stream, ctx.metrics.step(step), step);
+        to_writer(merged_ranges(runs, step), writer, step, |_| true);
+    }
+    Ok(())
+}
+
+/// From this many workers on, the workers merge the runs by range and the
+/// writer only joins the ranges ([`merged_ranges`]). Cutting and joining
+/// move every record twice more, spread over the workers, and save the
+/// writer a merge pass per doubling of the workers: nothing at 2 workers,
+/// and from 4 on a gain wherever the writer formats its records
+/// (BENCHMARKS.md, *Ordered output merged by range on the workers*).
+const RANGES_FROM: usize = 4;
+
+/// Sends every worker's parts of each time to worker 0, which stashes them
+/// until the frontier passes the time, then hands them to `writer`.
+fn to_writer<'scope, X: Data>(
+    parts: Stream<'scope, EventTime, Vec<X>>,
+    mut writer: Writer<Vec<X>>,
+    step: &str,
+    keep: impl Fn(&X) -> bool + 'static,
+) {
+    // Parts by time, until the frontier passes it: then every worker's
+    // part of that time is here.
+    let mut stash: BTreeMap<EventTime, Vec<X>> = BTreeMap::new();
+    parts.sink(
+        Exchange::new(|_: &X| 0),
         &format!("Sink({step})"),
         move |(input, frontier)| {
             input.for_each(|cap, data| {
                 if let Some(&time) = cap.least() {
-                    let runs = stash.entry(time).or_default();
-                    runs.extend(data.drain(..).filter(|r| !r.is_empty()));
+                    let parts = stash.entry(time).or_default();
+                    parts.extend(data.drain(..).filter(|p| keep(p)));
                 }
             });
             writer.advance(frontier, &mut stash);
         },
     );
-    Ok(())
 }
 
 /// The writer of a single-writer sink: on worker 0, the sink that `make`
