@@ -29,8 +29,9 @@ pub enum BenchCmd {
     /// JSON.
     Behaviour(super::bench_behaviour::BehaviourBenchArgs),
     /// Throughput of a sliding 10-minute / 1-minute keyed count over a CSV
-    /// file, through the ordered output path, against a single-thread loop
-    /// writing the same results; prints JSON.
+    /// file, through the ordered output path or into part files, against a
+    /// single-thread loop writing the same results, at one or several
+    /// worker counts; prints JSON.
     Sliding(super::bench_sliding::SlidingBenchArgs),
     /// Throughput of the trending job reading a JSON-lines file of the
     /// generator's events, against the generator itself, rounds

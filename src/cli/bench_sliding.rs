@@ -4,6 +4,14 @@
 //! CSV lines or, with `--format json`, through the standard `JsonLinesSink`,
 //! against a single-thread loop that reads the same file and writes the
 //! same results. The run fails unless both files hold the same bytes.
+//!
+//! With `--partitioned` the job writes part files instead, compared with
+//! the reference line for line in any order. A list of `--workers` runs
+//! the job at each count over one input, `--rounds` times, and
+//! `--processes` runs it as that many programs on loopback. A run's peak
+//! memory is its process's high-water mark: after the first run of a
+//! process it includes what the allocator kept from the runs before, so
+//! only the first run's, or that of runs as processes, stands alone.
 
 use std::fs::File;
 use std::io::{BufReader, BufWriter, Read, Write};
@@ -32,7 +40,9 @@ pub struct SlidingBenchArgs {
     #[arg(long, default_value_t = 120)]
     pub minutes: u64,
     /// Worker threads per process. A list such as `1,2,4,8,16` runs the job
-    /// at each count over the same input, one after another.
+    /// at each count over the same input, one after another (the peak
+    /// memory of each run after the first includes what earlier runs left
+    /// with the allocator).
     #[arg(long, short = 'w', value_delimiter = ',', default_value = "1")]
     pub workers: Vec<usize>,
     /// Processes the job runs as, each with `--workers` threads, connected
