@@ -98,6 +98,32 @@ fn bench_sliding_runs_a_curve_as_processes_into_part_files() {
 }
 
 #[test]
+fn bench_sliding_orders_times_cut_across_processes() {
+    // 2 processes of 2 workers, each worker with thousands of results a
+    // minute: the ordered sink cuts them into ranges across processes.
+    let report = bench(&[
+        "sliding",
+        "--events",
+        "200000",
+        "--keys",
+        "20000",
+        "--minutes",
+        "30",
+        "--workers",
+        "2",
+        "--processes",
+        "2",
+    ]);
+    assert_eq!(report["results_match_reference"], true, "{report}");
+    assert_eq!(report["sink"], "sink", "{report}");
+    // Over 4 workers and 39 windows, well past 1,024 results a worker.
+    assert!(
+        report["results"].as_u64().unwrap() > 39 * 4 * 2_000,
+        "{report}"
+    );
+}
+
+#[test]
 fn bench_latency_runs_and_reports_its_samples() {
     let report = bench(&[
         "latency",

@@ -251,6 +251,37 @@ fn equal_records_from_many_workers_merge_like_a_sort() {
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
+#[test]
+fn times_of_many_records_are_cut_merged_and_joined_like_a_sort() {
+    // Runs of thousands of records per worker and time, which the workers
+    // cut into ranges from 4 workers on, with many repeats at the cuts,
+    // and a last time of a few records, which goes to the writer whole.
+    let dir = scratch("ranges");
+    let record = |p: usize, i: u64| {
+        let time = if i < 24_000 { i / 8_000 } else { 9 };
+        let value = (i * 7_919 + p as u64 * 104_729) % 5_000;
+        (time, value)
+    };
+    let mut want: Vec<(u64, u64)> = (0..6)
+        .flat_map(|p| (0..24_003).map(move |i| record(p, i)))
+        .collect();
+    want.sort_unstable();
+    let want: String = want.iter().map(|(_, v)| format!("{v}\n")).collect();
+    for workers in [1, 4, 6] {
+        let path = dir.join(format!("values-{workers}.jsonl"));
+        let target = path.clone();
+        run(&RunConfig::threads(workers), move |flow| {
+            let target = target.clone();
+            let input = IterSource::new("many", 6, move |p| (0..24_003).map(move |i| record(p, i)));
+            flow.source("many", input, &SourceConfig::default())?
+                .sink("values", move || JsonLinesSink::create(&target))
+        })
+        .unwrap();
+        assert!(read(&path) == want, "{workers} workers");
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
 /// The uninterrupted run's outputs at `workers`.
 fn reference(dir: &Path, parts: &[Vec<(u64, u32)>], workers: usize) -> PathBuf {
     let out = dir.join(format!("reference-{workers}"));

@@ -18,7 +18,7 @@ use timely::dataflow::operators::generic::Operator;
 use timely::dataflow::operators::Capability;
 use timely::dataflow::Stream;
 
-use super::ranges::{join_ranges, merged_ranges};
+use super::ranges::{join_parts, merged_ranges};
 use super::writer::{Target, Writer};
 use super::{Points, Sink};
 use crate::error::Result;
@@ -55,7 +55,7 @@ where
         let runs = sorted_runs(stream, ctx.metrics.step(step), step);
         to_writer(runs, writer, step, |run| !run.is_empty());
     } else {
-        let writer = single_writer(index, ctx, step, make, join_ranges)?;
+        let writer = single_writer(index, ctx, step, make, join_parts)?;
         let runs = sorted_runs(stream, ctx.metrics.step(step), step);
         to_writer(merged_ranges(runs, step), writer, step, |_| true);
     }

@@ -11,13 +11,21 @@
 //! worker, and all pick the same cuts from the same samples, so the ranges
 //! hold about equal shares without another round trip. Records equal to a
 //! cut all go to the same range, so the joined ranges are in order.
+//!
+//! A run shorter than [`CUT_FROM`] is not cut: it goes whole to the
+//! writer, past these stages, and the writer merges it with the joined
+//! ranges. Cutting costs every time a message from every worker to every
+//! other and three more stages that hold it; for the many small times of
+//! a stream of single events (a side output of late events, say) that
+//! would cost more than the merge it spreads.
 
 use std::collections::BTreeMap;
 
 use timely::container::CapacityContainerBuilder;
 use timely::dataflow::channels::pact::{Exchange, Pipeline};
 use timely::dataflow::operators::generic::Operator;
-use timely::dataflow::operators::Capability;
+use timely::dataflow::operators::vec::{Map, Partition};
+use timely::dataflow::operators::{Capability, Concat};
 use timely::dataflow::Stream;
 
 use super::ordered::merge_runs;
@@ -35,15 +43,29 @@ type Sample<T> = ((EventTime, T), u64);
 /// mean at 16 workers), few against the runs' thousands of records.
 const SAMPLES_PER_PEER: usize = 8;
 
+/// Runs shorter than this go whole to the writer instead of being cut.
+const CUT_FROM: usize = 1024;
+
+/// What the writer gets of one time: a merged range and its place in the
+/// order, or (`None`) a run too short to cut.
+pub(super) type Part<T> = (Option<usize>, Run<T>);
+
 /// Cuts each time's sorted `runs` (one per worker and time) into a range
 /// per worker, merges every range on its worker, and returns each range
-/// merged, tagged with its place in the order, at the runs' time.
+/// merged, tagged with its place in the order, at the runs' time, with
+/// the runs too short to cut as they were.
 pub(super) fn merged_ranges<'scope, T: Data + Ord>(
     runs: Stream<'scope, EventTime, Vec<Run<T>>>,
     step: &str,
-) -> Stream<'scope, EventTime, Vec<(usize, Run<T>)>> {
+) -> Stream<'scope, EventTime, Vec<Part<T>>> {
     let peers = runs.scope().peers();
     let per_run = SAMPLES_PER_PEER * peers;
+    // Short runs skip the stages below, which hold every time they see.
+    let mut sized = runs.partition(2, |run: Run<T>| (u64::from(run.len() < CUT_FROM), run));
+    let (Some(short), Some(runs)) = (sized.pop(), sized.pop()) else {
+        unreachable!("partition gives the two streams asked for")
+    };
+    let whole = short.map(|run| (None, run));
     let samples = runs
         .clone()
         .unary::<CapacityContainerBuilder<Vec<_>>, _, _, _>(
@@ -115,7 +137,7 @@ pub(super) fn merged_ranges<'scope, T: Data + Ord>(
         },
     );
     let place = cut.scope().index();
-    cut.unary_frontier::<CapacityContainerBuilder<Vec<_>>, _, _, _>(
+    let merged = cut.unary_frontier::<CapacityContainerBuilder<Vec<_>>, _, _, _>(
         Exchange::new(|(peer, _): &(usize, Run<T>)| *peer as u64),
         &format!("MergeRanges({step})"),
         move |_, _| {
@@ -136,16 +158,34 @@ pub(super) fn merged_ranges<'scope, T: Data + Ord>(
                     let (cap, ranges) = entry.remove();
                     let mut merged = Vec::new();
                     merge_runs(ranges, &mut merged);
-                    output.session(&cap).give((place, merged));
+                    output.session(&cap).give((Some(place), merged));
                 }
             }
         },
-    )
+    );
+    merged.concat(whole)
+}
+
+/// One time's parts into `out` (cleared first), sorted: the merged ranges
+/// joined in their order, merged with the runs too short to cut, if any.
+pub(super) fn join_parts<R: Ord>(parts: Vec<(Option<usize>, Vec<R>)>, out: &mut Vec<R>) {
+    let (mut ranges, whole): (Vec<_>, Vec<_>) = parts.into_iter().partition(|p| p.0.is_some());
+    if whole.is_empty() {
+        join_ranges(ranges, out);
+        return;
+    }
+    let mut runs: Vec<Vec<R>> = whole.into_iter().map(|(_, run)| run).collect();
+    if !ranges.is_empty() {
+        let mut joined = Vec::new();
+        join_ranges(std::mem::take(&mut ranges), &mut joined);
+        runs.push(joined);
+    }
+    merge_runs(runs, out);
 }
 
 /// The merged ranges of one time joined in their order into `out`
-/// (cleared first): the time's records, sorted.
-pub(super) fn join_ranges<R>(mut ranges: Vec<(usize, Vec<R>)>, out: &mut Vec<R>) {
+/// (cleared first).
+fn join_ranges<R>(mut ranges: Vec<(Option<usize>, Vec<R>)>, out: &mut Vec<R>) {
     out.clear();
     if ranges.len() == 1 {
         if let Some((_, range)) = ranges.pop() {
@@ -257,15 +297,35 @@ mod tests {
                     .map(|(peer, ranges)| {
                         let mut out = Vec::new();
                         merge_runs(ranges, &mut out);
-                        (peer, out)
+                        (Some(peer), out)
                     })
                     .rev()
                     .collect();
                 let mut got = vec![(9, 9)];
-                join_ranges(merged, &mut got);
+                join_parts(merged, &mut got);
                 assert_eq!(got, want, "{peers} peers");
             }
         }
+    }
+
+    #[test]
+    fn runs_too_short_to_cut_merge_with_the_joined_ranges() {
+        let mut got = vec![(9, 9)];
+        let parts = vec![
+            (None, vec![(0, 5), (1, 1)]),
+            (Some(1), vec![(0, 7), (1, 0)]),
+            (Some(0), vec![(0, 1), (0, 6)]),
+            (None, vec![(0, 6)]),
+        ];
+        join_parts(parts, &mut got);
+        assert_eq!(
+            got,
+            [(0, 1), (0, 5), (0, 6), (0, 6), (0, 7), (1, 0), (1, 1)]
+        );
+        join_parts(vec![(None, vec![(2, 2)])], &mut got);
+        assert_eq!(got, [(2, 2)]);
+        join_parts(Vec::new(), &mut got);
+        assert!(got.is_empty());
     }
 
     #[test]
