@@ -133,7 +133,8 @@ fn generator_flags(config: &GeneratorConfig) -> Vec<String> {
     .collect()
 }
 
-fn median(values: &[f64]) -> f64 {
+/// The median of `values` (NaN for none).
+pub(super) fn median(values: &[f64]) -> f64 {
     let mut sorted = values.to_vec();
     sorted.sort_by(|a, b| a.total_cmp(b));
     match sorted.len() {

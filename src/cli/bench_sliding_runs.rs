@@ -7,7 +7,6 @@ use std::fs::File;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-
 use std::time::Instant;
 
 use keyflow::dataflow::prelude::RunConfig;
@@ -15,6 +14,7 @@ use serde_json::{json, Value};
 
 use super::bench::{peak_rss, reset_peak_rss};
 use super::bench_dir::settle;
+use super::bench_jsonl::median;
 use super::bench_sliding::{job, Output, SlidingBenchArgs};
 use super::bench_sliding_reference::reference;
 
@@ -27,14 +27,7 @@ pub(super) struct Runs {
 
 impl Runs {
     pub(super) fn median(&self) -> f64 {
-        let mut sorted = self.seconds.clone();
-        sorted.sort_by(f64::total_cmp);
-        let mid = sorted.len() / 2;
-        if sorted.len() % 2 == 1 {
-            sorted[mid]
-        } else {
-            (sorted[mid - 1] + sorted[mid]) / 2.0
-        }
+        median(&self.seconds)
     }
 }
 
@@ -96,10 +89,7 @@ pub(super) fn member_run(args: &SlidingBenchArgs, member: usize) -> anyhow::Resu
         "--member {member} --peers {peers}: one address per process of --processes {}",
         args.processes
     );
-    let output = match args.partitioned {
-        true => Output::Parts(dir.join("parts")),
-        false => Output::Ordered(dir.join("job.csv")),
-    };
+    let output = Output::of(args, dir);
     let config = RunConfig {
         processes: args.processes,
         process: member,

@@ -53,11 +53,11 @@ where
     if peers < RANGES_FROM {
         let writer = single_writer(index, ctx, step, make, merge_runs)?;
         let runs = sorted_runs(stream, ctx.metrics.step(step), step);
-        to_writer(runs, writer, step, |run| !run.is_empty());
+        to_writer(runs, writer, step);
     } else {
         let writer = single_writer(index, ctx, step, make, join_parts)?;
         let runs = sorted_runs(stream, ctx.metrics.step(step), step);
-        to_writer(merged_ranges(runs, step), writer, step, |_| true);
+        to_writer(merged_ranges(runs, step), writer, step);
     }
     Ok(())
 }
@@ -76,7 +76,6 @@ fn to_writer<'scope, X: Data>(
     parts: Stream<'scope, EventTime, Vec<X>>,
     mut writer: Writer<Vec<X>>,
     step: &str,
-    keep: impl Fn(&X) -> bool + 'static,
 ) {
     // Parts by time, until the frontier passes it: then every worker's
     // part of that time is here.
@@ -87,8 +86,7 @@ fn to_writer<'scope, X: Data>(
         move |(input, frontier)| {
             input.for_each(|cap, data| {
                 if let Some(&time) = cap.least() {
-                    let parts = stash.entry(time).or_default();
-                    parts.extend(data.drain(..).filter(|p| keep(p)));
+                    stash.entry(time).or_default().append(data);
                 }
             });
             writer.advance(frontier, &mut stash);
