@@ -75,15 +75,6 @@ pub trait ChunkRead<T>: Send + 'static {
     fn describe(&self) -> String {
         "an input".to_string()
     }
-
-    /// Called on the worker's thread before the reader moves to a thread
-    /// of its own (to take what it used from the worker's thread, such as
-    /// a thread-local table).
-    fn leave(&mut self) {}
-
-    /// Called on the worker's thread when the reader is back from its
-    /// thread, or lost with it (`self` then drops right after).
-    fn back(&mut self) {}
 }
 
 /// When an [`AheadPartition`] reads ahead on a thread of its own.
@@ -223,9 +214,7 @@ impl<T: Send + 'static, R: ChunkRead<T>> ReadAhead<T, R> {
                 }
                 let chunk = self.ready.pop_front().expect("front above");
                 if let Some(Err(e)) = chunk.end {
-                    if let Some(mut reader) = self.stop() {
-                        reader.back();
-                    }
+                    self.stop();
                     return Err(e);
                 }
                 if chunk.empty || room == 0 {
@@ -404,8 +393,7 @@ impl<T: Send + 'static, R: ChunkRead<T>> AheadPartition<T, R> {
             Served::More => Ok(Some(PollStatus::Ready)),
             Served::Over(back) => {
                 self.ahead = None;
-                if let Some(mut reader) = back {
-                    reader.back();
+                if let Some(reader) = back {
                     self.reader = Some(reader);
                 }
                 Ok(None)
@@ -436,9 +424,8 @@ impl<T: Send + 'static, R: ChunkRead<T>> Partition<T> for AheadPartition<T, R> {
         }
         if self.starts_reading_ahead(batch.room()) {
             if let Some(claim) = Claim::take() {
-                let mut reader = self.reader.take().expect("checked above");
+                let reader = self.reader.take().expect("checked above");
                 let what = reader.describe();
-                reader.leave();
                 // On failure the reader is lost with the closure; it only
                 // holds what it read so far, and the run stops here.
                 let ahead = ReadAhead::start(claim, reader).map_err(|e| {
@@ -472,10 +459,9 @@ impl<T: Send + 'static, R: ChunkRead<T>> Partition<T> for AheadPartition<T, R> {
     }
 
     fn pause(&mut self) {
-        if let Some(mut reader) = self.ahead.as_mut().and_then(ReadAhead::stop) {
+        if let Some(reader) = self.ahead.as_mut().and_then(ReadAhead::stop) {
             // What it read stays to be handed out; the input closes where
             // the thread stopped.
-            reader.back();
             self.reader = Some(reader);
         }
         if let Some(reader) = self.reader.as_mut() {
@@ -490,11 +476,9 @@ impl<T: Send + 'static, R: ChunkRead<T>> Drop for ReadAhead<T, R> {
             self.stop.store(true, Ordering::Release);
             // Closing the channel ends a thread waiting to send.
             self.chunks = None;
-            if let Ok(mut reader) = thread.join() {
-                // Dropped here, on the worker's thread, after giving back
-                // what it took from it.
-                reader.back();
-            }
+            // The thread ends before the partition does; a thread that
+            // panicked has nothing left to give back.
+            let _ = thread.join();
         }
     }
 }

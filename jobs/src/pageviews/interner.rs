@@ -41,7 +41,7 @@ const FIRST_SLOTS: usize = 1 << 10;
 #[derive(Debug, Clone)]
 pub struct Interner {
     /// Open addressing with linear probing; a power of two long, at most
-    /// half full. Nothing is removed but all at once, so no tombstones.
+    /// three quarters full. Nothing is removed but all at once, so no tombstones.
     slots: Vec<Option<NamedArticle>>,
     len: usize,
     capacity: usize,
@@ -91,6 +91,32 @@ impl Interner {
         }
     }
 
+    /// The articles of `names` at `indices` (hashed as `hashes`, by
+    /// index), each handed to `put` with its index: as
+    /// [`Interner::get_group`] on those names.
+    pub(super) fn get_indexed(
+        &mut self,
+        hashes: &[u32],
+        names: &[(&str, &str)],
+        indices: &[u32],
+        mut put: impl FnMut(usize, NamedArticle),
+    ) {
+        for group in indices.chunks(GROUP) {
+            let mut own = [0u32; GROUP];
+            for (hash, &i) in own.iter_mut().zip(group) {
+                *hash = hashes[i as usize];
+            }
+            let own = &own[..group.len()];
+            if !self.slots.is_empty() {
+                self.touch(own);
+            }
+            for (&hash, &i) in own.iter().zip(group) {
+                let (project, title) = names[i as usize];
+                put(i as usize, self.get_hashed(hash, project, title));
+            }
+        }
+    }
+
     /// Loads what the lookups of `hashes` will read: first every home
     /// slot, then the name in each slot whose hash matches. The loads of
     /// each pass do not depend on each other, so the core issues them
@@ -126,7 +152,7 @@ impl Interner {
         }
         let mask = self.slots.len() - 1;
         let mut index = self.home(hash);
-        // Half full at most: the probe ends at an empty slot.
+        // Three quarters full at most: the probe ends at an empty slot.
         while let Some(slot) = &self.slots[index] {
             if slot.is(hash, project, title) {
                 return slot.clone();
@@ -138,7 +164,7 @@ impl Interner {
             self.slots.iter_mut().for_each(|slot| *slot = None);
             self.len = 0;
             self.insert(named.clone());
-        } else if (self.len + 1) * 2 > self.slots.len() {
+        } else if (self.len + 1) * 4 > self.slots.len() * 3 {
             self.grow();
             self.insert(named.clone());
         } else {

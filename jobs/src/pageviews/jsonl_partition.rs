@@ -3,8 +3,8 @@
 //! [`AheadPartition`]).
 
 use std::borrow::Cow;
-use std::cell::RefCell;
 use std::collections::VecDeque;
+use std::sync::Arc;
 
 use keyflow_dataflow::source::{
     AheadPartition, BadRecord, ChunkRead, FileSplit, InputFile, NextLine, PollStatus, Stopped,
@@ -13,19 +13,16 @@ use keyflow_dataflow::source::{
 use keyflow_dataflow::time::EventTime;
 
 use super::article::{Article, PageView};
-use super::interner::{Interner, GROUP};
 use super::jsonl::{parse_line, LineFields};
+use super::shared_interner::SharedInterner;
 
-/// Articles a worker keeps shared: enough for the busy part of a day's
+/// Articles a process keeps shared: enough for the busy part of a day's
 /// traffic, at about 60 bytes each.
 const INTERNED: usize = 1 << 20;
 
-thread_local! {
-    /// One interner per worker thread, shared by every partition it reads:
-    /// the splits of a file name the same articles, and a keyed operator
-    /// compares two handles to one allocation without reading the names.
-    static INTERNER: RefCell<Interner> = RefCell::new(Interner::new(INTERNED));
-}
+/// Lines held before their articles are looked up: enough that each of the
+/// shared interner's locks is taken once for many names.
+const FLUSH: usize = 1024;
 
 /// One file, or one split of a file, read line by line: in place, or ahead
 /// on a thread of its own.
@@ -36,19 +33,18 @@ pub(super) fn partition(split: &FileSplit) -> JsonlPartition {
     AheadPartition::new(Lines {
         file: InputFile::split(split),
         held: Held::default(),
-        lent: None,
+        interner: SharedInterner::current(INTERNED),
     })
 }
 
-/// Reads a partition's lines and looks up their articles: in the worker's
-/// interner, or, on a read-ahead thread, in the one it was lent.
+/// Reads a partition's lines and looks up their articles in the interner
+/// every partition of the process shares: the splits of a file name the
+/// same articles, and a keyed operator compares two handles to one
+/// allocation without reading the names.
 pub(super) struct Lines {
     file: InputFile,
     held: Held,
-    /// The worker's interner, while a read-ahead thread has it; the worker
-    /// meanwhile has an empty one. At most one partition of a worker reads
-    /// ahead, so at most one has it.
-    lent: Option<Interner>,
+    interner: Arc<SharedInterner>,
 }
 
 impl ChunkRead<PageView> for Lines {
@@ -58,13 +54,8 @@ impl ChunkRead<PageView> for Lines {
         records: &mut Vec<(EventTime, PageView)>,
         bad: &mut VecDeque<(usize, BadRecord)>,
     ) -> keyflow_dataflow::Result<(usize, Stopped)> {
-        let (file, held) = (&mut self.file, &mut self.held);
-        match self.lent.as_mut() {
-            Some(interner) => held.read(file, interner, room, records, bad),
-            None => {
-                INTERNER.with_borrow_mut(|interner| held.read(file, interner, room, records, bad))
-            }
-        }
+        self.held
+            .read(&mut self.file, &self.interner, room, records, bad)
     }
 
     fn is_open(&self) -> bool {
@@ -87,25 +78,10 @@ impl ChunkRead<PageView> for Lines {
     fn describe(&self) -> String {
         self.file.path().display().to_string()
     }
-
-    fn leave(&mut self) {
-        let empty = Interner::new(INTERNED);
-        self.lent = Some(INTERNER.with_borrow_mut(|interner| std::mem::replace(interner, empty)));
-    }
-
-    /// The worker keeps the fuller of the two interners.
-    fn back(&mut self) {
-        let Some(lent) = self.lent.take() else { return };
-        INTERNER.with_borrow_mut(|interner| {
-            if lent.len() >= interner.len() {
-                *interner = lent;
-            }
-        });
-    }
 }
 
 /// Lines read whose articles are not yet looked up: the interner looks up
-/// a group at a time.
+/// many at a time.
 #[derive(Default)]
 pub(super) struct Held {
     /// Their names, one after another: UTF-8, checked a group at a time.
@@ -124,8 +100,8 @@ struct Pending {
 }
 
 impl Held {
-    /// Keeps a parsed line until its group is looked up; true when the
-    /// group is full.
+    /// Keeps a parsed line until its articles are looked up; true when
+    /// [`FLUSH`] lines are held.
     fn hold(&mut self, fields: &LineFields<'_>) -> bool {
         self.names.extend_from_slice(&fields.project);
         let project_end = self.names.len();
@@ -136,7 +112,7 @@ impl Held {
             project_end,
             title_end: self.names.len(),
         });
-        self.pending.len() == GROUP
+        self.pending.len() == FLUSH
     }
 
     /// Reads up to `room` items (every line but blank ones) of `file`,
@@ -148,7 +124,7 @@ impl Held {
     pub(super) fn read(
         &mut self,
         file: &mut InputFile,
-        interner: &mut Interner,
+        interner: &SharedInterner,
         room: usize,
         records: &mut Vec<(EventTime, PageView)>,
         bad: &mut impl Extend<(usize, BadRecord)>,
@@ -196,12 +172,12 @@ impl Held {
         Ok((items, stopped))
     }
 
-    /// Holds a parsed line, looking up its group's articles once the group
-    /// is full.
+    /// Holds a parsed line, looking up the held lines' articles once
+    /// there are enough.
     fn take(
         &mut self,
         fields: &LineFields<'_>,
-        interner: &mut Interner,
+        interner: &SharedInterner,
         records: &mut Vec<(EventTime, PageView)>,
     ) {
         if self.hold(fields) {
@@ -215,7 +191,7 @@ impl Held {
         &mut self,
         location: String,
         reason: String,
-        interner: &mut Interner,
+        interner: &SharedInterner,
         records: &mut Vec<(EventTime, PageView)>,
         bad: &mut impl Extend<(usize, BadRecord)>,
     ) {
@@ -227,31 +203,35 @@ impl Held {
     /// the order they were read.
     pub(super) fn flush(
         &mut self,
-        interner: &mut Interner,
+        interner: &SharedInterner,
         records: &mut Vec<(EventTime, PageView)>,
     ) {
         if self.pending.is_empty() {
             return;
         }
-        // Every name held is UTF-8, so this check cannot fail: one for the
-        // group costs less than one per name, and less than the lossy
+        // Every name held is UTF-8, so this check cannot fail: one for all
+        // the names costs less than one per name, and less than the lossy
         // conversion, which only stands in for a panic.
         let text = match std::str::from_utf8(&self.names) {
             Ok(text) => Cow::Borrowed(text),
             Err(_) => String::from_utf8_lossy(&self.names),
         };
-        let mut names = [("", ""); GROUP];
         let mut start = 0;
-        for (name, held) in names.iter_mut().zip(&self.pending) {
-            *name = (
-                text.get(start..held.project_end).unwrap_or_default(),
-                text.get(held.project_end..held.title_end)
-                    .unwrap_or_default(),
-            );
-            start = held.title_end;
-        }
+        let names: Vec<(&str, &str)> = self
+            .pending
+            .iter()
+            .map(|held| {
+                let name = (
+                    text.get(start..held.project_end).unwrap_or_default(),
+                    text.get(held.project_end..held.title_end)
+                        .unwrap_or_default(),
+                );
+                start = held.title_end;
+                name
+            })
+            .collect();
         // Empty: the last flush drained it.
-        interner.get_group(&names[..self.pending.len()], &mut self.articles);
+        interner.get_many(&names, &mut self.articles);
         for (held, article) in self.pending.drain(..).zip(self.articles.drain(..)) {
             records.push((held.ts, PageView::new(article, held.views)));
         }

@@ -33,6 +33,7 @@ mod interner;
 mod jsonl;
 mod jsonl_partition;
 mod jsonl_plain;
+mod shared_interner;
 mod stream;
 mod zipf;
 
@@ -58,6 +59,7 @@ pub use dump_source::DumpSource;
 pub use generator::{Burst, GeneratorConfig, GeneratorSource, DEFAULT_START_MS, ZIPF_EXPONENT};
 pub use interner::Interner;
 pub use jsonl::{parse_json_line, parse_json_message, JsonlSource};
+pub use shared_interner::SharedInterner;
 pub use stream::{parse_stream_entry, stream_source};
 pub(crate) use zipf::mix64;
 pub use zipf::{SplitMix64, Zipf};
