@@ -1,7 +1,7 @@
 //! How inputs are read: thousands of files under a low open-file limit, gzip
 //! told by its magic bytes, runs in which every record is malformed, dump
 //! titles with control characters, lines of 0 views, event times past the
-//! year 9999, and messages about huge bad values.
+//! year 9999, UTF-16 text, and messages about huge bad values.
 
 mod trending_support;
 
@@ -142,6 +142,23 @@ fn a_run_in_which_every_record_is_bad_fails() {
     let run = keyflow(trending_args(&["--input", &arg(&dump)]), LIMIT);
     assert_eq!(run.code, Some(2), "{}", run.stderr);
     assert!(run.stderr.contains("malformed"), "{}", run.stderr);
+
+    // UTF-16 text, as an editor on another system may save it: one error
+    // that names the file and its encoding, before any record, and --out
+    // untouched.
+    let utf16 = dir.path().join("utf16.jsonl");
+    let text = format!(
+        "\u{feff}{}\n",
+        Event::new("en", "A", BASE, 1).json_line(false)
+    );
+    let bytes: Vec<u8> = text.encode_utf16().flat_map(u16::to_le_bytes).collect();
+    std::fs::write(&utf16, bytes).unwrap();
+    let args = ["--input", &arg(&utf16), "--quiet", "--out", &arg(&out)];
+    let run = keyflow(trending_args(&args), LIMIT);
+    assert_eq!(run.code, Some(2), "{}", run.stderr);
+    assert!(run.stderr.contains("utf16.jsonl"), "{}", run.stderr);
+    assert!(run.stderr.contains("UTF-16"), "{}", run.stderr);
+    assert!(!out.exists());
 
     // One good record is enough, and an empty input is not an error.
     let mixed = dir.path().join("mixed.jsonl");

@@ -53,10 +53,12 @@ pub(super) const BOM: &[u8] = b"\xef\xbb\xbf";
 
 /// Passes a UTF-8 byte order mark at the start of `input`, as the CSV
 /// reader does, so that a file saved with one loses no line to it; returns
-/// how many bytes it passed. A file's first read holds its first bytes in
+/// how many bytes it passed. Text marked as UTF-16 is an error. A file's first read holds its first bytes in
 /// one piece (see [`open_bytes`]), so a mark is never cut in two here.
 fn skip_bom(input: &mut impl BufRead) -> std::io::Result<u64> {
-    if !input.fill_buf()?.starts_with(BOM) {
+    let head = input.fill_buf()?;
+    utf8_only(head)?;
+    if !head.starts_with(BOM) {
         return Ok(0);
     }
     input.consume(BOM.len());
@@ -137,11 +139,27 @@ pub(crate) fn open_bytes(path: &Path) -> Result<Box<dyn Read + Send>> {
     let (head, file) = with_head(file).map_err(|e| Error::io(path, e))?;
     if head.starts_with(&[0x1f, 0x8b]) {
         let gz = GzMembers::new(BufReader::new(file));
-        let (_, gz) = with_head(gz).map_err(|e| Error::io(path, e))?;
+        let (head, gz) = with_head(gz).map_err(|e| Error::io(path, e))?;
+        utf8_only(&head).map_err(|e| Error::io(path, e))?;
         Ok(Box::new(gz))
     } else {
+        utf8_only(&head).map_err(|e| Error::io(path, e))?;
         Ok(Box::new(file))
     }
+}
+
+/// Refuses text that starts with a UTF-16 (or UTF-32) byte order mark:
+/// read as UTF-8, every line of it would be malformed, and a run would
+/// only count them; one error that names the encoding says more.
+fn utf8_only(head: &[u8]) -> std::io::Result<()> {
+    if head.starts_with(b"\xff\xfe") || head.starts_with(b"\xfe\xff") {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            "starts with a UTF-16 byte order mark, and keyflow reads UTF-8 text; \
+             convert it first (for example `iconv -f UTF-16 -t UTF-8`)",
+        ));
+    }
+    Ok(())
 }
 
 /// Reads the first four bytes of `input` (fewer at its end) and returns
@@ -927,6 +945,32 @@ mod tests {
         assert_eq!(got, lines);
         let mut empty = open_lines(&temp("bom-only.jsonl", BOM)).unwrap();
         assert!(empty.next_line().unwrap().is_none());
+    }
+
+    /// UTF-16 text, plain, gzip or as the first of its splits, is refused
+    /// with an error that names the file and the encoding; later splits
+    /// read from its middle, and the run stops on the first split's error.
+    #[test]
+    fn utf16_text_is_refused_by_name() {
+        let text: Vec<u8> = "\u{feff}{\"a\":1}\n{\"a\":2}\n"
+            .encode_utf16()
+            .flat_map(u16::to_le_bytes)
+            .collect();
+        let path = temp("utf16.jsonl", &text);
+        let zipped = temp("utf16.jsonl.gz", &gzip(&text));
+        let big_endian: Vec<u8> = text.chunks(2).flat_map(|p| [p[1], p[0]]).collect();
+        let be = temp("utf16be.csv", &big_endian);
+        for p in [&*path, &*zipped, &*be] {
+            let Err(e) = open_lines(p) else {
+                panic!("{} opened", p.display())
+            };
+            let message = e.to_string();
+            assert!(message.contains(&p.display().to_string()), "{message}");
+            assert!(message.contains("UTF-16"), "{message}");
+        }
+        let splits = crate::source::plan_splits_at(std::slice::from_ref(&*path), 8);
+        assert!(splits.len() > 1);
+        assert!(open_split(&splits[0]).is_err());
     }
 
     /// A gzip file read as lines: both members, and no error from the zero
