@@ -84,7 +84,8 @@ impl ChunkRead<PageView> for Lines {
 /// many at a time.
 #[derive(Default)]
 pub(super) struct Held {
-    /// Their names, one after another: UTF-8, checked a group at a time.
+    /// Their names, one after another: UTF-8, checked all at once when
+    /// they are looked up.
     names: Vec<u8>,
     pending: Vec<Pending>,
     articles: Vec<Article>,
