@@ -20,7 +20,7 @@ static CURRENT: Mutex<Weak<SharedInterner>> = Mutex::new(Weak::new());
 /// an article, so each held a table and names of its own, and a keyed
 /// operator given two handles to one article compared their names. Shared,
 /// every handle to an article is the same allocation, made once per
-/// process.
+/// process (and again only after its shard fills and forgets).
 ///
 /// # Examples
 /// ```
