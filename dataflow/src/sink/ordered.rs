@@ -50,14 +50,14 @@ where
     F: FnOnce() -> Result<S>,
 {
     let (index, peers) = (stream.scope().index(), stream.scope().peers());
+    // Built after the writer, so that a bad path fails before any operator.
+    let runs = || sorted_runs(stream, ctx.metrics.step(step), step);
     if peers < RANGES_FROM {
         let writer = single_writer(index, ctx, step, make, merge_runs)?;
-        let runs = sorted_runs(stream, ctx.metrics.step(step), step);
-        to_writer(runs, writer, step);
+        to_writer(runs(), writer, step);
     } else {
         let writer = single_writer(index, ctx, step, make, join_parts)?;
-        let runs = sorted_runs(stream, ctx.metrics.step(step), step);
-        to_writer(merged_ranges(runs, step), writer, step);
+        to_writer(merged_ranges(runs(), step), writer, step);
     }
     Ok(())
 }

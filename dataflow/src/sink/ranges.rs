@@ -169,7 +169,7 @@ pub(super) fn merged_ranges<'scope, T: Data + Ord>(
 /// One time's parts into `out` (cleared first), sorted: the merged ranges
 /// joined in their order, merged with the runs too short to cut, if any.
 pub(super) fn join_parts<R: Ord>(parts: Vec<(Option<usize>, Vec<R>)>, out: &mut Vec<R>) {
-    let (mut ranges, whole): (Vec<_>, Vec<_>) = parts.into_iter().partition(|p| p.0.is_some());
+    let (ranges, whole): (Vec<_>, Vec<_>) = parts.into_iter().partition(|p| p.0.is_some());
     if whole.is_empty() {
         join_ranges(ranges, out);
         return;
@@ -177,7 +177,7 @@ pub(super) fn join_parts<R: Ord>(parts: Vec<(Option<usize>, Vec<R>)>, out: &mut 
     let mut runs: Vec<Vec<R>> = whole.into_iter().map(|(_, run)| run).collect();
     if !ranges.is_empty() {
         let mut joined = Vec::new();
-        join_ranges(std::mem::take(&mut ranges), &mut joined);
+        join_ranges(ranges, &mut joined);
         runs.push(joined);
     }
     merge_runs(runs, out);

@@ -197,10 +197,11 @@ impl Interner {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
 
-    fn named(article: &Article) -> &NamedArticle {
+    /// The named article `article` is (a test of named articles only).
+    pub(in crate::pageviews) fn named(article: &Article) -> &NamedArticle {
         match article {
             Article::Named(named) => named,
             Article::Generated(_) => panic!("named articles expected"),

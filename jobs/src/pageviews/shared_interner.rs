@@ -136,14 +136,7 @@ fn lock(shard: &Mutex<Interner>) -> MutexGuard<'_, Interner> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::pageviews::NamedArticle;
-
-    fn named(article: &Article) -> &NamedArticle {
-        match article {
-            Article::Named(named) => named,
-            Article::Generated(_) => panic!("named articles expected"),
-        }
-    }
+    use crate::pageviews::interner::tests::named;
 
     /// Threads looking up the same names get the same handles, in the
     /// order of their names, and the interner holds each name once.
