@@ -3,6 +3,7 @@
 use std::borrow::Cow;
 use std::cmp::Ordering;
 use std::fmt;
+use std::sync::atomic::{AtomicUsize, Ordering as AtomicOrdering};
 
 use arcstr::ArcStr;
 use keyflow_dataflow::stable_hash;
@@ -60,6 +61,12 @@ pub enum Article {
 /// to one allocation reads none either. For a million articles each such
 /// read would be a cache miss.
 ///
+/// The interner makes the names it hands out *kept* while the process's
+/// allowance lasts: kept names live as long as the process, and their
+/// handles carry no count. Cloning or dropping one reads the allocation's
+/// header but writes nothing, where a counted handle writes its count, a
+/// line that every core holding the article then has to fetch back.
+///
 /// ```
 /// use keyflow_jobs::pageviews::NamedArticle;
 /// let a = NamedArticle::new("en.m", "Main_Page");
@@ -77,6 +84,15 @@ pub struct NamedArticle {
     text: ArcStr,
 }
 
+/// How many bytes of names a process keeps for its lifetime, at most:
+/// about a million and a half article names. Past it, names are counted
+/// and freed with their last handle, so a stream that names new articles
+/// for months keeps a bounded amount.
+const KEPT_BYTES: usize = 64 << 20;
+
+/// Bytes of names this process has kept so far.
+static KEPT_SO_FAR: AtomicUsize = AtomicUsize::new(0);
+
 impl NamedArticle {
     /// The article `title` of `project`.
     pub fn new(project: &str, title: &str) -> Self {
@@ -93,6 +109,40 @@ impl NamedArticle {
             split: project.len().min(u32::MAX as usize) as u32,
             text: ArcStr::from(text),
         }
+    }
+
+    /// `project` and `title` (whose hash is `hash`) as a kept name, while
+    /// the process's allowance lasts, and as a counted one after.
+    pub(super) fn kept(hash: u32, project: &str, title: &str) -> Self {
+        NamedArticle::kept_within(&KEPT_SO_FAR, KEPT_BYTES, hash, project, title)
+    }
+
+    /// As [`NamedArticle::kept`], counting kept bytes in `so_far` up to
+    /// `allowance`.
+    fn kept_within(
+        so_far: &AtomicUsize,
+        allowance: usize,
+        hash: u32,
+        project: &str,
+        title: &str,
+    ) -> Self {
+        let named = NamedArticle::hashed(hash, project, title);
+        // The allocation's header (a length and a count) counts too.
+        let bytes = named.text.len() + 16;
+        let taken = so_far.fetch_update(AtomicOrdering::Relaxed, AtomicOrdering::Relaxed, |n| {
+            (n + bytes <= allowance).then_some(n + bytes)
+        });
+        if taken.is_ok() {
+            // Marks the allocation static: never freed, never counted.
+            named.text.leak();
+        }
+        named
+    }
+
+    /// Whether its text is kept: its handles are neither counted nor freed.
+    #[cfg(test)]
+    fn is_kept(&self) -> bool {
+        ArcStr::is_static(&self.text)
     }
 
     /// Wikimedia domain code, such as `en` or `en.m`.
@@ -328,6 +378,43 @@ mod tests {
     #[test]
     fn key_is_sixteen_bytes() {
         assert_eq!(std::mem::size_of::<Article>(), 16);
+    }
+
+    /// Kept and counted handles to one name agree in every comparison;
+    /// kept ones are shared without a count, within the allowance only.
+    #[test]
+    fn kept_names_within_their_allowance() {
+        let so_far = AtomicUsize::new(0);
+        let hash = name_hash("en", "Main_Page");
+        let kept = NamedArticle::kept_within(&so_far, 100, hash, "en", "Main_Page");
+        assert!(kept.is_kept());
+        assert_eq!(so_far.load(AtomicOrdering::Relaxed), 11 + 16);
+        let counted = NamedArticle::new("en", "Main_Page");
+        assert!(!counted.is_kept());
+        assert_eq!(kept, counted);
+        assert_eq!((kept.project(), kept.title()), ("en", "Main_Page"));
+        let (kept, counted) = (Article::Named(kept), Article::Named(counted));
+        assert_eq!(kept.cmp(&counted), Ordering::Equal);
+        assert_eq!(stable_hash(&kept), stable_hash(&counted));
+        let copies: Vec<Article> = (0..1000).map(|_| kept.clone()).collect();
+        drop(kept);
+        assert!(copies.iter().all(|copy| copy == &counted));
+        assert_eq!(
+            serde_json::to_string(&copies[0]).unwrap(),
+            serde_json::to_string(&counted).unwrap()
+        );
+        // 27 bytes, then 28 and 28, fit in 100; a fourth name does not,
+        // nor a long one on its own.
+        let hash = name_hash("de", "Hauptseite");
+        for fits in [true, true, false] {
+            let named = NamedArticle::kept_within(&so_far, 100, hash, "de", "Hauptseite");
+            assert_eq!(named.is_kept(), fits);
+        }
+        let long = "x".repeat(200);
+        assert!(!NamedArticle::kept_within(&AtomicUsize::new(0), 100, 1, "en", &long).is_kept());
+        let hash = name_hash("de", "Berlin");
+        let counted = NamedArticle::kept_within(&so_far, 100, hash, "de", "Berlin");
+        assert_eq!(counted.clone(), NamedArticle::new("de", "Berlin"));
     }
 
     #[test]

@@ -16,7 +16,8 @@ const FIRST_SLOTS: usize = 1 << 10;
 /// a source reading the same article many times allocates it once. It
 /// holds at most `capacity` articles and forgets them all when full, which
 /// bounds its memory whatever the input; a forgotten article is simply
-/// allocated again.
+/// allocated again. The names it allocates are kept while the process's
+/// allowance lasts (see [`NamedArticle`]).
 ///
 /// With a million articles nearly every lookup misses the cache on the
 /// table's slot and again on the name it compares. [`Interner::get_group`]
@@ -159,7 +160,7 @@ impl Interner {
             }
             index = (index + 1) & mask;
         }
-        let named = NamedArticle::hashed(hash, project, title);
+        let named = NamedArticle::kept(hash, project, title);
         if self.len >= self.capacity {
             self.slots.iter_mut().for_each(|slot| *slot = None);
             self.len = 0;
