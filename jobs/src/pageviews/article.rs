@@ -63,9 +63,10 @@ pub enum Article {
 ///
 /// The interner makes the names it hands out *kept* while the process's
 /// allowance lasts: kept names live as long as the process, and their
-/// handles carry no count. Cloning or dropping one reads the allocation's
-/// header but writes nothing, where a counted handle writes its count, a
-/// line that every core holding the article then has to fetch back.
+/// handles carry no count. A counted handle writes its count at every
+/// clone and drop, a line that every core holding the article then has to
+/// fetch back; dropping a kept one reads no memory behind the pointer,
+/// and cloning one reads the allocation's header but writes nothing.
 ///
 /// ```
 /// use keyflow_jobs::pageviews::NamedArticle;
@@ -78,11 +79,15 @@ pub enum Article {
 pub struct NamedArticle {
     /// The low half of [`name_hash`] of the project and title.
     hash: u32,
-    /// Where the title starts in `text`.
+    /// Where the title starts in `text` (the low 31 bits), and whether the
+    /// text is kept (the top bit, [`KEPT`]).
     split: u32,
     /// The project, then the title.
     text: ArcStr,
 }
+
+/// The bit of `NamedArticle::split` that marks a kept text.
+const KEPT: u32 = 1 << 31;
 
 /// How many bytes of names a process keeps for its lifetime, at most:
 /// about a million and a half article names. Past it, names are counted
@@ -90,8 +95,47 @@ pub struct NamedArticle {
 /// for months keeps a bounded amount.
 const KEPT_BYTES: usize = 64 << 20;
 
-/// Bytes of names this process has kept so far.
+/// Bytes of names this process has kept so far, or set aside to keep.
 static KEPT_SO_FAR: AtomicUsize = AtomicUsize::new(0);
+
+/// How much of [`KEPT_BYTES`] an [`Allowance`] sets aside at a time.
+const BLOCK: usize = 256 << 10;
+
+/// A share of the process's allowance for kept names, set aside a block
+/// at a time: threads that keep names at once would otherwise each write
+/// one shared counter per name. What a share has left when it goes is not
+/// kept by anyone (at most a block each).
+#[derive(Debug, Default)]
+pub(super) struct Allowance {
+    left: usize,
+}
+
+/// A copy starts with nothing set aside, so that a block is spent once.
+impl Clone for Allowance {
+    fn clone(&self) -> Self {
+        Allowance::default()
+    }
+}
+
+impl Allowance {
+    /// Whether `bytes` more may be kept, setting them aside if so; counts
+    /// what it sets aside in `so_far`, up to `total`.
+    fn take(&mut self, bytes: usize, so_far: &AtomicUsize, total: usize) -> bool {
+        if self.left < bytes {
+            let block = BLOCK.max(bytes);
+            let set_aside =
+                so_far.fetch_update(AtomicOrdering::Relaxed, AtomicOrdering::Relaxed, |n| {
+                    (n + block <= total).then_some(n + block)
+                });
+            if set_aside.is_err() {
+                return false;
+            }
+            self.left += block;
+        }
+        self.left -= bytes;
+        true
+    }
+}
 
 impl NamedArticle {
     /// The article `title` of `project`.
@@ -105,54 +149,57 @@ impl NamedArticle {
         text.push_str(title);
         NamedArticle {
             hash,
-            // Longer projects than 4 GiB are not names.
-            split: project.len().min(u32::MAX as usize) as u32,
+            // Longer projects than 2 GiB are not names.
+            split: project.len().min((KEPT - 1) as usize) as u32,
             text: ArcStr::from(text),
         }
     }
 
-    /// `project` and `title` (whose hash is `hash`) as a kept name, while
-    /// the process's allowance lasts, and as a counted one after.
-    pub(super) fn kept(hash: u32, project: &str, title: &str) -> Self {
-        NamedArticle::kept_within(&KEPT_SO_FAR, KEPT_BYTES, hash, project, title)
+    /// `project` and `title` (whose hash is `hash`) as a kept name, paid
+    /// from `allowance` while the process's allowance lasts, and as a
+    /// counted one after.
+    pub(super) fn kept(hash: u32, project: &str, title: &str, allowance: &mut Allowance) -> Self {
+        NamedArticle::kept_within(&KEPT_SO_FAR, KEPT_BYTES, allowance, hash, project, title)
     }
 
-    /// As [`NamedArticle::kept`], counting kept bytes in `so_far` up to
-    /// `allowance`.
+    /// As [`NamedArticle::kept`], with the process's kept bytes counted in
+    /// `so_far` up to `total`.
     fn kept_within(
         so_far: &AtomicUsize,
-        allowance: usize,
+        total: usize,
+        allowance: &mut Allowance,
         hash: u32,
         project: &str,
         title: &str,
     ) -> Self {
-        let named = NamedArticle::hashed(hash, project, title);
+        let mut named = NamedArticle::hashed(hash, project, title);
         // The allocation's header (a length and a count) counts too.
-        let bytes = named.text.len() + 16;
-        let taken = so_far.fetch_update(AtomicOrdering::Relaxed, AtomicOrdering::Relaxed, |n| {
-            (n + bytes <= allowance).then_some(n + bytes)
-        });
-        if taken.is_ok() {
+        if allowance.take(named.text.len() + 16, so_far, total) {
             // Marks the allocation static: never freed, never counted.
             named.text.leak();
+            named.split |= KEPT;
         }
         named
     }
 
     /// Whether its text is kept: its handles are neither counted nor freed.
-    #[cfg(test)]
     fn is_kept(&self) -> bool {
-        ArcStr::is_static(&self.text)
+        self.split & KEPT != 0
+    }
+
+    /// Where the title starts in the text.
+    fn split(&self) -> usize {
+        (self.split & !KEPT) as usize
     }
 
     /// Wikimedia domain code, such as `en` or `en.m`.
     pub fn project(&self) -> &str {
-        &self.text[..self.split as usize]
+        &self.text[..self.split()]
     }
 
     /// Page title as the input spells it (URL-encoded in dumps).
     pub fn title(&self) -> &str {
-        &self.text[self.split as usize..]
+        &self.text[self.split()..]
     }
 
     /// The low half of the names' hash.
@@ -173,7 +220,7 @@ impl NamedArticle {
     /// Whether it is `project` and `title`, whose hash is `hash`.
     pub(super) fn is(&self, hash: u32, project: &str, title: &str) -> bool {
         self.hash == hash
-            && self.split as usize == project.len()
+            && self.split() == project.len()
             && self.project() == project
             && self.title() == title
     }
@@ -182,8 +229,19 @@ impl NamedArticle {
 impl PartialEq for NamedArticle {
     fn eq(&self, other: &Self) -> bool {
         self.hash == other.hash
-            && self.split == other.split
+            && self.split() == other.split()
             && (self.ptr_eq(other) || self.text == other.text)
+    }
+}
+
+impl Drop for NamedArticle {
+    fn drop(&mut self) {
+        if self.is_kept() {
+            // Dropping a static text reads its header only to learn that
+            // it is static; forgetting it reads nothing. The empty text
+            // left in its place is a constant, its header always at hand.
+            std::mem::forget(std::mem::replace(&mut self.text, ArcStr::new()));
+        }
     }
 }
 
@@ -381,16 +439,16 @@ mod tests {
     }
 
     /// Kept and counted handles to one name agree in every comparison;
-    /// kept ones are shared without a count, within the allowance only.
+    /// kept ones are shared without a count.
     #[test]
-    fn kept_names_within_their_allowance() {
-        let so_far = AtomicUsize::new(0);
+    fn kept_and_counted_names_agree() {
+        let (so_far, mut allowance) = (AtomicUsize::new(0), Allowance::default());
         let hash = name_hash("en", "Main_Page");
-        let kept = NamedArticle::kept_within(&so_far, 100, hash, "en", "Main_Page");
-        assert!(kept.is_kept());
-        assert_eq!(so_far.load(AtomicOrdering::Relaxed), 11 + 16);
+        let kept =
+            NamedArticle::kept_within(&so_far, BLOCK, &mut allowance, hash, "en", "Main_Page");
+        assert!(kept.is_kept() && ArcStr::is_static(&kept.text));
         let counted = NamedArticle::new("en", "Main_Page");
-        assert!(!counted.is_kept());
+        assert!(!counted.is_kept() && !ArcStr::is_static(&counted.text));
         assert_eq!(kept, counted);
         assert_eq!((kept.project(), kept.title()), ("en", "Main_Page"));
         let (kept, counted) = (Article::Named(kept), Article::Named(counted));
@@ -399,22 +457,47 @@ mod tests {
         let copies: Vec<Article> = (0..1000).map(|_| kept.clone()).collect();
         drop(kept);
         assert!(copies.iter().all(|copy| copy == &counted));
+        let Article::Named(text) = &counted else {
+            unreachable!()
+        };
+        let text = &text.text;
+        assert_eq!(ArcStr::strong_count(text), Some(1));
+        let more = counted.clone();
+        assert_eq!(ArcStr::strong_count(text), Some(2));
+        drop(more);
+        assert_eq!(ArcStr::strong_count(text), Some(1));
         assert_eq!(
             serde_json::to_string(&copies[0]).unwrap(),
             serde_json::to_string(&counted).unwrap()
         );
-        // 27 bytes, then 28 and 28, fit in 100; a fourth name does not,
-        // nor a long one on its own.
-        let hash = name_hash("de", "Hauptseite");
-        for fits in [true, true, false] {
-            let named = NamedArticle::kept_within(&so_far, 100, hash, "de", "Hauptseite");
-            assert_eq!(named.is_kept(), fits);
-        }
-        let long = "x".repeat(200);
-        assert!(!NamedArticle::kept_within(&AtomicUsize::new(0), 100, 1, "en", &long).is_kept());
-        let hash = name_hash("de", "Berlin");
-        let counted = NamedArticle::kept_within(&so_far, 100, hash, "de", "Berlin");
-        assert_eq!(counted.clone(), NamedArticle::new("de", "Berlin"));
+    }
+
+    /// Shares set the process's allowance aside a block at a time, and
+    /// keep names only while their block lasts or a new one fits.
+    #[test]
+    fn kept_names_within_the_allowance() {
+        let so_far = AtomicUsize::new(0);
+        let total = 2 * BLOCK + 100;
+        let keep = |allowance: &mut Allowance, title: &str| {
+            let hash = name_hash("en", title);
+            NamedArticle::kept_within(&so_far, total, allowance, hash, "en", title).is_kept()
+        };
+        let (mut a, mut b, mut c) = Default::default();
+        assert!(keep(&mut a, "Main_Page"));
+        assert_eq!(so_far.load(AtomicOrdering::Relaxed), BLOCK);
+        assert_eq!(a.left, BLOCK - 11 - 16);
+        assert!(keep(&mut b, "Main_Page"));
+        assert!(!keep(&mut c, "Main_Page"), "a third block does not fit");
+        assert!(keep(&mut a, "Berlin"), "from what the first block has left");
+        assert_eq!(so_far.load(AtomicOrdering::Relaxed), 2 * BLOCK);
+        let long = "x".repeat(BLOCK);
+        assert!(!keep(&mut a, &long), "longer than what the block has left");
+        let mut fresh = Allowance::default();
+        let so_far = AtomicUsize::new(0);
+        let hash = name_hash("en", &long);
+        let named = NamedArticle::kept_within(&so_far, 2 * BLOCK, &mut fresh, hash, "en", &long);
+        assert!(named.is_kept(), "a block of its own size");
+        assert_eq!(so_far.load(AtomicOrdering::Relaxed), BLOCK + 16 + 2);
     }
 
     #[test]

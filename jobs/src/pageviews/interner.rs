@@ -2,7 +2,7 @@
 
 use std::hint::black_box;
 
-use super::article::{name_hash, Article, NamedArticle};
+use super::article::{name_hash, Allowance, Article, NamedArticle};
 
 /// How many names [`Interner::get_group`] looks up together: enough to keep
 /// a core's outstanding cache misses busy, few enough that the group's
@@ -46,6 +46,8 @@ pub struct Interner {
     slots: Vec<Option<NamedArticle>>,
     len: usize,
     capacity: usize,
+    /// What it may still keep of the process's allowance for names.
+    allowance: Allowance,
 }
 
 impl Interner {
@@ -55,6 +57,7 @@ impl Interner {
             slots: Vec::new(),
             len: 0,
             capacity: capacity.max(1),
+            allowance: Allowance::default(),
         }
     }
 
@@ -160,7 +163,7 @@ impl Interner {
             }
             index = (index + 1) & mask;
         }
-        let named = NamedArticle::kept(hash, project, title);
+        let named = NamedArticle::kept(hash, project, title, &mut self.allowance);
         if self.len >= self.capacity {
             self.slots.iter_mut().for_each(|slot| *slot = None);
             self.len = 0;
