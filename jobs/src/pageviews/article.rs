@@ -144,14 +144,21 @@ impl NamedArticle {
     }
 
     pub(super) fn hashed(hash: u32, project: &str, title: &str) -> Self {
-        let mut text = String::with_capacity(project.len() + title.len());
-        text.push_str(project);
-        text.push_str(title);
+        // Both names written straight into the shared allocation: one
+        // allocation per name, not a `String` first. Two `str`s together
+        // are UTF-8, so the check cannot fail.
+        let (p, t) = (project.as_bytes(), title.as_bytes());
+        let text = ArcStr::init_with(p.len() + t.len(), |bytes| {
+            let (front, back) = bytes.split_at_mut(p.len());
+            front.copy_from_slice(p);
+            back.copy_from_slice(t);
+        })
+        .unwrap_or_else(|_| ArcStr::from(format!("{project}{title}")));
         NamedArticle {
             hash,
             // Longer projects than 2 GiB are not names.
             split: project.len().min((KEPT - 1) as usize) as u32,
-            text: ArcStr::from(text),
+            text,
         }
     }
 
