@@ -89,10 +89,12 @@ pub struct NamedArticle {
 /// The bit of `NamedArticle::split` that marks a kept text.
 const KEPT: u32 = 1 << 31;
 
-/// How many bytes of names a process keeps for its lifetime, at most:
-/// about a million and a half article names. Past it, names are counted
-/// and freed with their last handle, so a stream that names new articles
-/// for months keeps a bounded amount.
+/// How many bytes of names a process keeps for its lifetime, at most,
+/// counted as each name's bytes and its allocation's 16-byte header (the
+/// allocator may round each allocation up): about a million and a half
+/// article names. Past it, names are counted and freed with their last
+/// handle, so a stream that names new articles for months keeps a
+/// bounded amount.
 const KEPT_BYTES: usize = 64 << 20;
 
 /// Bytes of names this process has kept so far, or set aside to keep.
