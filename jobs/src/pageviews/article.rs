@@ -75,7 +75,7 @@ pub enum Article {
 /// assert_ne!(a, NamedArticle::new("en", "m.Main_Page"));
 /// assert!(a.ptr_eq(&a.clone()));
 /// ```
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct NamedArticle {
     /// The low half of [`name_hash`] of the project and title.
     hash: u32,
@@ -255,6 +255,18 @@ impl Drop for NamedArticle {
 }
 
 impl Eq for NamedArticle {}
+
+/// The names, and whether they are kept (the raw `split` would show the
+/// mark as part of a number).
+impl fmt::Debug for NamedArticle {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("NamedArticle")
+            .field("project", &self.project())
+            .field("title", &self.title())
+            .field("kept", &self.is_kept())
+            .finish()
+    }
+}
 
 impl std::hash::Hash for NamedArticle {
     fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
@@ -460,6 +472,10 @@ mod tests {
         assert!(!counted.is_kept() && !ArcStr::is_static(&counted.text));
         assert_eq!(kept, counted);
         assert_eq!((kept.project(), kept.title()), ("en", "Main_Page"));
+        assert_eq!(
+            format!("{kept:?}"),
+            r#"NamedArticle { project: "en", title: "Main_Page", kept: true }"#
+        );
         let (kept, counted) = (Article::Named(kept), Article::Named(counted));
         assert_eq!(kept.cmp(&counted), Ordering::Equal);
         assert_eq!(stable_hash(&kept), stable_hash(&counted));
