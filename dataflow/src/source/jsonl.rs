@@ -53,12 +53,10 @@ pub(super) const BOM: &[u8] = b"\xef\xbb\xbf";
 
 /// Passes a UTF-8 byte order mark at the start of `input`, as the CSV
 /// reader does, so that a file saved with one loses no line to it; returns
-/// how many bytes it passed. Text marked as UTF-16 is an error. A file's first read holds its first bytes in
+/// how many bytes it passed. A file's first read holds its first bytes in
 /// one piece (see [`open_bytes`]), so a mark is never cut in two here.
 fn skip_bom(input: &mut impl BufRead) -> std::io::Result<u64> {
-    let head = input.fill_buf()?;
-    utf8_only(head)?;
-    if !head.starts_with(BOM) {
+    if !input.fill_buf()?.starts_with(BOM) {
         return Ok(0);
     }
     input.consume(BOM.len());
@@ -84,6 +82,9 @@ pub fn open_split(split: &FileSplit) -> Result<LineReader> {
     }
     let mut inner = BufReader::with_capacity(BUFFER, Box::new(file) as Box<dyn Read + Send>);
     if split.start == 0 {
+        // `open_bytes` checks the head of whole files; a split's is here.
+        let head = inner.fill_buf().map_err(|e| Error::io(path, e))?;
+        utf8_only(head).map_err(|e| Error::io(path, e))?;
         // A split that ends inside the mark keeps it: its first line
         // starts before its end only with the mark counted in.
         if split.end.is_none_or(|end| end > BOM.len() as u64) {

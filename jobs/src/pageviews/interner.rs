@@ -80,24 +80,18 @@ impl Interner {
     /// to `out`: as [`Interner::get`] on each, with the cache misses of
     /// 16 lookups at a time overlapped.
     pub fn get_group(&mut self, names: &[(&str, &str)], out: &mut Vec<Article>) {
-        for group in names.chunks(GROUP) {
-            let mut hashes = [0u32; GROUP];
-            for (hash, (project, title)) in hashes.iter_mut().zip(group) {
-                *hash = name_hash(project, title);
-            }
-            let hashes = &hashes[..group.len()];
-            if !self.slots.is_empty() {
-                self.touch(hashes);
-            }
-            for (&hash, (project, title)) in hashes.iter().zip(group) {
-                out.push(Article::Named(self.get_hashed(hash, project, title)));
-            }
-        }
+        let hashes: Vec<u32> = names.iter().map(|(p, t)| name_hash(p, t)).collect();
+        let indices: Vec<u32> = (0..names.len() as u32).collect();
+        out.reserve(names.len());
+        // In order of index: each article goes next.
+        self.get_indexed(&hashes, names, &indices, |_, named| {
+            out.push(Article::Named(named))
+        });
     }
 
     /// The articles of `names` at `indices` (hashed as `hashes`, by
-    /// index), each handed to `put` with its index: as
-    /// [`Interner::get_group`] on those names.
+    /// index), each handed to `put` with its index, in the order of
+    /// `indices`: the lookups of 16 at a time with their misses overlapped.
     pub(super) fn get_indexed(
         &mut self,
         hashes: &[u32],
