@@ -61,8 +61,15 @@ static WORKER_THREADS: AtomicUsize = AtomicUsize::new(0);
 /// ```
 pub fn spare_core() -> bool {
     let workers = WORKER_THREADS.load(Ordering::Relaxed);
-    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-    workers > 0 && cores > workers
+    workers > 0 && cores() > workers
+}
+
+/// The cores this process may use, read once: on Linux each reading costs
+/// a dozen system calls (the affinity mask, then the cgroup's quota
+/// files), and inputs ask at every poll.
+fn cores() -> usize {
+    static CORES: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    *CORES.get_or_init(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
 }
 
 /// The most worker threads one process runs.
