@@ -52,11 +52,13 @@ pub(super) fn parse_plain(line: &[u8]) -> Option<Plain> {
     })
 }
 
-/// Whether `text` comes at `at`; if so, `at` moves past it.
-fn literal(line: &[u8], at: &mut usize, text: &[u8]) -> bool {
-    let found = line[*at..].starts_with(text);
+/// Whether `text` comes at `at`; if so, `at` moves past it. Its length is
+/// a constant, so the comparison is a word or two, not a call.
+#[inline(always)]
+fn literal<const N: usize>(line: &[u8], at: &mut usize, text: &[u8; N]) -> bool {
+    let found = line.get(*at..*at + N) == Some(&text[..]);
     if found {
-        *at += text.len();
+        *at += N;
     }
     found
 }
@@ -89,6 +91,10 @@ fn string(line: &[u8], at: &mut usize) -> Option<(Range<usize>, bool)> {
 }
 
 const ONES: u64 = 0x0101_0101_0101_0101;
+
+/// 10 to the power of each digit count below eight: a load, where `pow`
+/// with a count known only at run time is a loop.
+const POWERS_OF_TEN: [u64; 8] = [1, 10, 100, 1_000, 10_000, 100_000, 1_000_000, 10_000_000];
 const HIGHS: u64 = 0x8080_8080_8080_8080;
 
 /// Where the first byte of `bytes` is that ends a plain name: a quote, a
@@ -176,7 +182,7 @@ fn append(value: u64, word: u64, digits: usize) -> Option<u64> {
     let shift = 8 * (8 - digits as u32);
     let padded = (word << shift) | (ONES * u64::from(b'0')) >> (64 - shift);
     value
-        .checked_mul(10u64.pow(digits as u32))?
+        .checked_mul(POWERS_OF_TEN[digits])?
         .checked_add(eight_digits(padded))
 }
 
