@@ -225,7 +225,7 @@ fn word(eight: &[u8]) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::pageviews::jsonl::JsonView;
+    use crate::pageviews::jsonl::{check_name, JsonView};
 
     fn fields(line: &str) -> Option<(String, String, Option<u64>, u64)> {
         parse_plain(line.as_bytes()).map(|v| {
@@ -336,6 +336,71 @@ mod tests {
                 }
             }
         }
+    }
+
+    /// Lines changed at random, a byte replaced, added or removed here and
+    /// there: whatever the fast path accepts, serde reads alike, and names
+    /// it calls checked pass the check.
+    #[test]
+    fn changed_lines_read_as_serde_reads_them() {
+        let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+        let mut next = move || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        let names = [
+            "en",
+            "de.m",
+            "Main_Page",
+            "Zürich",
+            "A B",
+            "",
+            "Article_0005485",
+        ];
+        let bytes: &[u8] = b"\"\\{}:,. 0123456789eE+-_aZ\x7f\x80\xc3\xa9\xff\t";
+        let mut accepted = 0;
+        for _ in 0..20_000 {
+            let project = names[next() as usize % names.len()];
+            let title = names[next() as usize % names.len()];
+            let views = match next() % 3 {
+                0 => String::new(),
+                n => format!(",\"views\":{}", next() % 10u64.pow(n as u32 * 4)),
+            };
+            let ts = next() % 10u64.pow(1 + next() as u32 % 19);
+            let mut line =
+                format!(r#"{{"project":"{project}","title":"{title}","ts":{ts}{views}}}"#)
+                    .into_bytes();
+            for _ in 0..next() % 3 {
+                let at = next() as usize % (line.len() + 1);
+                let byte = bytes[next() as usize % bytes.len()];
+                match (next() % 3, at < line.len()) {
+                    (0, true) => line[at] = byte,
+                    (1, _) => line.insert(at, byte),
+                    (_, true) => {
+                        line.remove(at);
+                    }
+                    _ => {}
+                }
+            }
+            let serde = serde_json::from_slice::<JsonView>(&line)
+                .ok()
+                .map(|v| (v.project.into_owned(), v.title.into_owned(), v.ts, v.views));
+            let Some(plain) = parse_plain(&line) else {
+                continue;
+            };
+            accepted += 1;
+            let text = |range: Range<usize>| String::from_utf8(line[range].to_vec());
+            let (project, title) = (text(plain.project).unwrap(), text(plain.title).unwrap());
+            if plain.names_checked {
+                assert!(check_name("project", &project).is_ok(), "{project:?}");
+                assert!(check_name("title", &title).is_ok(), "{title:?}");
+            }
+            let fast = Some((project, title, Some(plain.ts), plain.views));
+            assert_eq!(fast, serde, "{}", String::from_utf8_lossy(&line));
+        }
+        assert!(accepted > 5_000, "{accepted} lines accepted");
     }
 
     /// Whatever the fast path declines, serde reads (or rejects); whatever
