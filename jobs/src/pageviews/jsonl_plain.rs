@@ -91,11 +91,11 @@ fn string(line: &[u8], at: &mut usize) -> Option<(Range<usize>, bool)> {
 }
 
 const ONES: u64 = 0x0101_0101_0101_0101;
+const HIGHS: u64 = 0x8080_8080_8080_8080;
 
 /// 10 to the power of each digit count below eight: a load, where `pow`
 /// with a count known only at run time is a loop.
 const POWERS_OF_TEN: [u64; 8] = [1, 10, 100, 1_000, 10_000, 100_000, 1_000_000, 10_000_000];
-const HIGHS: u64 = 0x8080_8080_8080_8080;
 
 /// Where the first byte of `bytes` is that ends a plain name: a quote, a
 /// backslash, a space or control character, or 0x7f and above. Eight bytes
