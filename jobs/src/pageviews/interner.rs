@@ -1,13 +1,17 @@
 //! One shared allocation per article name, looked up in groups.
 
-use std::hint::black_box;
+use prefetch_index::prefetch_index;
 
 use super::article::{name_hash, Allowance, Article, NamedArticle};
 
-/// How many names [`Interner::get_group`] looks up together: enough to keep
-/// a core's outstanding cache misses busy, few enough that the group's
-/// loads fit in its out-of-order window.
-pub(super) const GROUP: usize = 16;
+/// How many lookups ahead of its comparison a name is prefetched, and its
+/// slot twice as far: a lookup that finds its lines in cache takes tens of
+/// nanoseconds, a miss to memory a hundred or more.
+const AHEAD: usize = 16;
+
+/// Slots in a cache line (16 bytes each, of 64): about as far as a probe
+/// from a home slot finds them in the line its prefetch brought in.
+const LINE_SLOTS: usize = 4;
 
 /// Slots of a new table; it doubles from here.
 const FIRST_SLOTS: usize = 1 << 10;
@@ -21,8 +25,9 @@ const FIRST_SLOTS: usize = 1 << 10;
 ///
 /// With a million articles nearly every lookup misses the cache on the
 /// table's slot and again on the name it compares. [`Interner::get_group`]
-/// reads the slots of a whole group first, then the names they point to,
-/// so that the misses of a group overlap instead of following each other.
+/// prefetches the slots and names of lookups to come while it does the
+/// earlier ones, so that their misses overlap instead of following each
+/// other.
 ///
 /// # Examples
 /// ```
@@ -78,7 +83,7 @@ impl Interner {
 
     /// The articles named by `names` (project, title), in order, appended
     /// to `out`: as [`Interner::get`] on each, with the cache misses of
-    /// 16 lookups at a time overlapped.
+    /// lookups to come overlapped.
     pub fn get_group(&mut self, names: &[(&str, &str)], out: &mut Vec<Article>) {
         let hashes: Vec<u32> = names.iter().map(|(p, t)| name_hash(p, t)).collect();
         let indices: Vec<u32> = (0..names.len() as u32).collect();
@@ -91,7 +96,10 @@ impl Interner {
 
     /// The articles of `names` at `indices` (hashed as `hashes`, by
     /// index), each handed to `put` with its index, in the order of
-    /// `indices`: the lookups of 16 at a time with their misses overlapped.
+    /// `indices`. Each lookup's slot is prefetched [`AHEAD`] lookups
+    /// before its name, and its name [`AHEAD`] lookups before it is
+    /// compared, so that the misses of many lookups are under way at once
+    /// while earlier ones run.
     pub(super) fn get_indexed(
         &mut self,
         hashes: &[u32],
@@ -99,41 +107,43 @@ impl Interner {
         indices: &[u32],
         mut put: impl FnMut(usize, NamedArticle),
     ) {
-        for group in indices.chunks(GROUP) {
-            let mut own = [0u32; GROUP];
-            for (hash, &i) in own.iter_mut().zip(group) {
-                *hash = hashes[i as usize];
+        if self.slots.is_empty() {
+            self.slots.resize(FIRST_SLOTS, None);
+        }
+        let hash_at = |step: Option<usize>| {
+            let i = *indices.get(step?)? as usize;
+            Some((i, hashes[i]))
+        };
+        for step in 0..indices.len() + 2 * AHEAD {
+            if let Some((_, hash)) = hash_at(Some(step)) {
+                prefetch_index(&self.slots, self.home(hash));
             }
-            let own = &own[..group.len()];
-            if !self.slots.is_empty() {
-                self.touch(own);
+            if let Some((i, hash)) = hash_at(step.checked_sub(AHEAD)) {
+                let (project, title) = names[i];
+                self.prefetch_name(hash, project.len() + title.len());
             }
-            for (&hash, &i) in own.iter().zip(group) {
-                let (project, title) = names[i as usize];
-                put(i as usize, self.get_hashed(hash, project, title));
+            if let Some((i, hash)) = hash_at(step.checked_sub(2 * AHEAD)) {
+                let (project, title) = names[i];
+                put(i, self.get_hashed(hash, project, title));
             }
         }
     }
 
-    /// Loads what the lookups of `hashes` will read: first every home
-    /// slot, then the name in each slot whose hash matches. The loads of
-    /// each pass do not depend on each other, so the core issues them
-    /// together; the lookups that follow then find them in cache.
-    fn touch(&self, hashes: &[u32]) {
-        let mut seen = 0usize;
-        for &hash in hashes {
-            if let Some(slot) = &self.slots[self.home(hash)] {
-                seen ^= slot.hash() as usize;
+    /// Prefetches the name of `len` bytes that a lookup of `hash` will
+    /// most likely compare: the first slot of its probe, at most
+    /// [`LINE_SLOTS`] from its home, whose hash is `hash`. Slots further on
+    /// were not prefetched, and reading them would wait. A slot taken
+    /// since, or moved by growth, only makes the prefetch useless.
+    fn prefetch_name(&self, hash: u32, len: usize) {
+        let mask = self.slots.len() - 1;
+        let home = self.home(hash);
+        for index in (home..home + LINE_SLOTS).map(|index| index & mask) {
+            match &self.slots[index] {
+                Some(slot) if slot.hash() == hash => return slot.prefetch(len),
+                Some(_) => {}
+                None => return,
             }
         }
-        for &hash in hashes {
-            if let Some(slot) = &self.slots[self.home(hash)] {
-                if slot.hash() == hash {
-                    seen ^= slot.text_len();
-                }
-            }
-        }
-        black_box(seen);
     }
 
     /// The first slot to probe for `hash`: the top bits of a multiplicative
