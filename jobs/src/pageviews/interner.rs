@@ -96,8 +96,8 @@ impl Interner {
 
     /// The articles of `names` at `indices` (hashed as `hashes`, by
     /// index), each handed to `put` with its index, in the order of
-    /// `indices`. Each lookup's slot is prefetched [`AHEAD`] lookups
-    /// before its name, and its name [`AHEAD`] lookups before it is
+    /// `indices`. Each lookup's slot is prefetched about [`AHEAD`] lookups
+    /// before its name, and its name about [`AHEAD`] lookups before it is
     /// compared, so that the misses of many lookups are under way at once
     /// while earlier ones run.
     pub(super) fn get_indexed(
@@ -110,22 +110,45 @@ impl Interner {
         if self.slots.is_empty() {
             self.slots.resize(FIRST_SLOTS, None);
         }
-        let hash_at = |step: Option<usize>| {
-            let i = *indices.get(step?)? as usize;
-            Some((i, hashes[i]))
-        };
-        for step in 0..indices.len() + 2 * AHEAD {
-            if let Some((_, hash)) = hash_at(Some(step)) {
-                prefetch_index(&self.slots, self.home(hash));
+        // Windows of `AHEAD` lookups: while one window's names are
+        // compared, the next one's names and the one after's slots load.
+        let mut windows = indices.chunks(AHEAD);
+        let (mut next, mut after) = (windows.next(), windows.next());
+        for window in [next, after].into_iter().flatten() {
+            self.prefetch_slots(hashes, window);
+        }
+        if let Some(window) = next {
+            self.prefetch_names(hashes, names, window);
+        }
+        while let Some(window) = next {
+            if let Some(after) = after {
+                self.prefetch_names(hashes, names, after);
             }
-            if let Some((i, hash)) = hash_at(step.checked_sub(AHEAD)) {
-                let (project, title) = names[i];
-                self.prefetch_name(hash, project.len() + title.len());
+            let later = windows.next();
+            if let Some(later) = later {
+                self.prefetch_slots(hashes, later);
             }
-            if let Some((i, hash)) = hash_at(step.checked_sub(2 * AHEAD)) {
-                let (project, title) = names[i];
-                put(i, self.get_hashed(hash, project, title));
+            for &i in window {
+                let (i, (project, title)) = (i as usize, names[i as usize]);
+                put(i, self.get_hashed(hashes[i], project, title));
             }
+            (next, after) = (after, later);
+        }
+    }
+
+    /// Prefetches the home slots of the names at `window`.
+    fn prefetch_slots(&self, hashes: &[u32], window: &[u32]) {
+        for &i in window {
+            prefetch_index(&self.slots, self.home(hashes[i as usize]));
+        }
+    }
+
+    /// Prefetches the names that the lookups of `window` will most likely
+    /// compare (see [`Interner::prefetch_name`]).
+    fn prefetch_names(&self, hashes: &[u32], names: &[(&str, &str)], window: &[u32]) {
+        for &i in window {
+            let (project, title) = names[i as usize];
+            self.prefetch_name(hashes[i as usize], project.len() + title.len());
         }
     }
 
