@@ -159,6 +159,7 @@ pub fn parse_dump_line_with(
 /// carry a few lines with junk such as `""` there. JSON lines and streams
 /// take the same rule, so that any project they accept reads back from the
 /// hourly files the trending job writes.
+#[inline]
 pub(super) fn is_domain_code(s: &[u8]) -> bool {
     s.first().is_some_and(|b| b.is_ascii_alphanumeric())
         && s.iter()

@@ -182,14 +182,22 @@ fn check_views(views: u64) -> Result<(), String> {
 /// `en.m`, `zh-min-nan`), as in dump files: the trending job's hourly files
 /// are dump files, and a project they could not read back would turn into
 /// bad lines there.
+#[inline]
 pub(crate) fn check_project(project: &[u8]) -> Result<(), String> {
     if super::dump::is_domain_code(project) {
         return Ok(());
     }
-    Err(format!(
+    Err(not_a_domain_code(project))
+}
+
+/// Why `project` is refused: apart, so that the check of every line is
+/// a few instructions in its caller.
+#[cold]
+fn not_a_domain_code(project: &[u8]) -> String {
+    format!(
         "project `{}` is not a domain code (ASCII letters, digits, `.`, `-` and `_`, from a letter or digit)",
         keyflow_dataflow::source::shorten(&String::from_utf8_lossy(project), super::dump::QUOTED)
-    ))
+    )
 }
 
 /// Project codes and titles become fields of space-separated dump lines
