@@ -13,6 +13,7 @@ use serde::de::DeserializeOwned;
 
 use super::ahead::{AheadPartition, ReadAheadWhen};
 use super::gzip::GzMembers;
+use super::line_ends::LineEnds;
 use super::lines::{ParseLine, ParsedLines};
 use super::long_line::{pass_line, read_line_within, MAX_LINE_BYTES};
 use super::split::{plan_splits, FileSplit};
@@ -292,6 +293,7 @@ impl LineReader {
             pos: &mut self.pos,
             line_start: &mut self.line_start,
             end: self.end,
+            ends: LineEnds::new(),
         }
     }
 
@@ -362,6 +364,7 @@ struct BufferedLines<'a> {
     pos: &'a mut u64,
     line_start: &'a mut u64,
     end: Option<u64>,
+    ends: LineEnds,
 }
 
 impl<'a> BufferedLines<'a> {
@@ -371,7 +374,7 @@ impl<'a> BufferedLines<'a> {
         if self.end.is_some_and(|end| *self.pos >= end) {
             return None;
         }
-        let n = memchr::memchr(b'\n', self.rest)? + 1;
+        let n = self.ends.find(self.rest)? + 1;
         let (line, rest) = self.rest.split_at(n);
         self.rest = rest;
         *self.lent += n;

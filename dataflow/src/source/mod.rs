@@ -27,6 +27,7 @@ mod gzip;
 mod inputs;
 mod iter;
 mod jsonl;
+mod line_ends;
 mod lines;
 mod long_line;
 mod operator;
