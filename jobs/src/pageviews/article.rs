@@ -3,10 +3,11 @@
 use std::borrow::Cow;
 use std::cmp::Ordering;
 use std::fmt;
+use std::hash::Hasher;
 use std::sync::atomic::{AtomicUsize, Ordering as AtomicOrdering};
 
 use arcstr::ArcStr;
-use keyflow_dataflow::stable_hash;
+use keyflow_dataflow::hash::StableHasher;
 
 use serde::{Deserialize, Serialize};
 
@@ -142,24 +143,34 @@ impl Allowance {
 impl NamedArticle {
     /// The article `title` of `project`.
     pub fn new(project: &str, title: &str) -> Self {
+        let (project, title) = (project.as_bytes(), title.as_bytes());
         NamedArticle::hashed(name_hash(project, title), project, title)
     }
 
-    pub(super) fn hashed(hash: u32, project: &str, title: &str) -> Self {
+    /// The article named by `project` and `title`, whose hash is `hash`.
+    /// Both must be UTF-8; this is the one place the names are checked,
+    /// as they are written into the shared allocation.
+    pub(super) fn hashed(hash: u32, project: &[u8], title: &[u8]) -> Self {
         // Both names written straight into the shared allocation: one
-        // allocation per name, not a `String` first. Two `str`s together
-        // are UTF-8, so the check cannot fail.
-        let (p, t) = (project.as_bytes(), title.as_bytes());
-        let text = ArcStr::init_with(p.len() + t.len(), |bytes| {
-            let (front, back) = bytes.split_at_mut(p.len());
-            front.copy_from_slice(p);
-            back.copy_from_slice(t);
-        })
-        .unwrap_or_else(|_| ArcStr::from(format!("{project}{title}")));
+        // allocation per name, not a `String` first.
+        let (text, split) = match ArcStr::init_with(project.len() + title.len(), |bytes| {
+            let (front, back) = bytes.split_at_mut(project.len());
+            front.copy_from_slice(project);
+            back.copy_from_slice(title);
+        }) {
+            Ok(text) => (text, project.len()),
+            // Only a caller that breaks the promise gets here: its names
+            // are kept as they read with each bad sequence replaced.
+            Err(_) => {
+                let project = String::from_utf8_lossy(project);
+                let title = String::from_utf8_lossy(title);
+                (ArcStr::from(format!("{project}{title}")), project.len())
+            }
+        };
         NamedArticle {
             hash,
             // Longer projects than 2 GiB are not names.
-            split: project.len().min((KEPT - 1) as usize) as u32,
+            split: split.min((KEPT - 1) as usize) as u32,
             text,
         }
     }
@@ -167,7 +178,7 @@ impl NamedArticle {
     /// `project` and `title` (whose hash is `hash`) as a kept name, paid
     /// from `allowance` while the process's allowance lasts, and as a
     /// counted one after.
-    pub(super) fn kept(hash: u32, project: &str, title: &str, allowance: &mut Allowance) -> Self {
+    pub(super) fn kept(hash: u32, project: &[u8], title: &[u8], allowance: &mut Allowance) -> Self {
         NamedArticle::kept_within(&KEPT_SO_FAR, KEPT_BYTES, allowance, hash, project, title)
     }
 
@@ -178,8 +189,8 @@ impl NamedArticle {
         total: usize,
         allowance: &mut Allowance,
         hash: u32,
-        project: &str,
-        title: &str,
+        project: &[u8],
+        title: &[u8],
     ) -> Self {
         let mut named = NamedArticle::hashed(hash, project, title);
         // The allocation's header (a length and a count) counts too.
@@ -235,9 +246,8 @@ impl NamedArticle {
     }
 
     /// Whether it is `project` and `title`, whose hash is `hash`.
-    pub(super) fn is(&self, hash: u32, project: &str, title: &str) -> bool {
+    pub(super) fn is(&self, hash: u32, project: &[u8], title: &[u8]) -> bool {
         let text = self.text.as_bytes();
-        let (project, title) = (project.as_bytes(), title.as_bytes());
         self.hash == hash
             && self.split() == project.len()
             && text.len() == project.len() + title.len()
@@ -377,10 +387,17 @@ impl Article {
     }
 }
 
-/// The hash of a project and title; any fixed hash would do. Articles keep
-/// its low half.
-pub(super) fn name_hash(project: &str, title: &str) -> u32 {
-    stable_hash(&(project, title)) as u32
+/// The hash of a project and title, given as their bytes; any fixed hash
+/// would do. Articles keep its low half. It is the stable hash of the pair
+/// of `str`s, which hashes each one's bytes and then `0xff`: a pair of
+/// byte slices would hash their lengths instead.
+pub(super) fn name_hash(project: &[u8], title: &[u8]) -> u32 {
+    let mut hasher = StableHasher::default();
+    for name in [project, title] {
+        hasher.write(name);
+        hasher.write_u8(0xff);
+    }
+    hasher.finish() as u32
 }
 
 /// The title of generated article `id`.
@@ -460,7 +477,26 @@ impl PageView {
 
 #[cfg(test)]
 mod tests {
+    use keyflow_dataflow::stable_hash;
+
     use super::*;
+
+    /// Routing and checkpoints hash a name as the pair of its `str`s:
+    /// hashed from bytes, it must come out the same.
+    #[test]
+    fn name_hash_is_the_stable_hash_of_both_strs() {
+        for (project, title) in [
+            ("en", "Main_Page"),
+            ("", ""),
+            ("de.m", "Ä_%C3%84_lange_Überschrift"),
+        ] {
+            assert_eq!(
+                name_hash(project.as_bytes(), title.as_bytes()),
+                stable_hash(&(project, title)) as u32
+            );
+        }
+        assert_ne!(name_hash(b"en", b"ab"), name_hash(b"ena", b"b"));
+    }
 
     /// The word-at-a-time comparison agrees with slice equality at every
     /// length up to past three words, with one byte changed anywhere.
@@ -479,17 +515,28 @@ mod tests {
         }
     }
 
+    /// Bytes that are not UTF-8, which no caller should pass, make a name
+    /// with each bad sequence replaced, not a panic.
+    #[test]
+    fn names_not_utf8_are_replaced() {
+        let named = NamedArticle::hashed(7, b"e\xffn", b"A\xffB");
+        assert_eq!(
+            (named.project(), named.title()),
+            ("e\u{fffd}n", "A\u{fffd}B")
+        );
+    }
+
     /// `is` tells names apart that share a hash, and a split that moves.
     #[test]
     fn is_compares_both_names() {
         let named = NamedArticle::new("en.m", "Main_Page_Of_All");
         let hash = named.hash();
-        assert!(named.is(hash, "en.m", "Main_Page_Of_All"));
-        assert!(!named.is(hash, "en.", "mMain_Page_Of_All"));
-        assert!(!named.is(hash, "en.m", "Main_Page_Of_Alk"));
-        assert!(!named.is(hash, "en.n", "Main_Page_Of_All"));
-        assert!(!named.is(hash, "en.m", "Main_Page_Of_Al"));
-        assert!(!named.is(hash ^ 1, "en.m", "Main_Page_Of_All"));
+        assert!(named.is(hash, b"en.m", b"Main_Page_Of_All"));
+        assert!(!named.is(hash, b"en.", b"mMain_Page_Of_All"));
+        assert!(!named.is(hash, b"en.m", b"Main_Page_Of_Alk"));
+        assert!(!named.is(hash, b"en.n", b"Main_Page_Of_All"));
+        assert!(!named.is(hash, b"en.m", b"Main_Page_Of_Al"));
+        assert!(!named.is(hash ^ 1, b"en.m", b"Main_Page_Of_All"));
     }
 
     #[test]
@@ -537,9 +584,9 @@ mod tests {
     #[test]
     fn kept_and_counted_names_agree() {
         let (so_far, mut allowance) = (AtomicUsize::new(0), Allowance::default());
-        let hash = name_hash("en", "Main_Page");
+        let hash = name_hash(b"en", b"Main_Page");
         let kept =
-            NamedArticle::kept_within(&so_far, BLOCK, &mut allowance, hash, "en", "Main_Page");
+            NamedArticle::kept_within(&so_far, BLOCK, &mut allowance, hash, b"en", b"Main_Page");
         assert!(kept.is_kept() && ArcStr::is_static(&kept.text));
         let counted = NamedArticle::new("en", "Main_Page");
         assert!(!counted.is_kept() && !ArcStr::is_static(&counted.text));
@@ -577,8 +624,9 @@ mod tests {
         let so_far = AtomicUsize::new(0);
         let total = 2 * BLOCK + 100;
         let keep = |allowance: &mut Allowance, title: &str| {
-            let hash = name_hash("en", title);
-            NamedArticle::kept_within(&so_far, total, allowance, hash, "en", title).is_kept()
+            let hash = name_hash(b"en", title.as_bytes());
+            NamedArticle::kept_within(&so_far, total, allowance, hash, b"en", title.as_bytes())
+                .is_kept()
         };
         let (mut a, mut b, mut c) = Default::default();
         assert!(keep(&mut a, "Main_Page"));
@@ -592,8 +640,9 @@ mod tests {
         assert!(!keep(&mut a, &long), "longer than what the block has left");
         let mut fresh = Allowance::default();
         let so_far = AtomicUsize::new(0);
-        let hash = name_hash("en", &long);
-        let named = NamedArticle::kept_within(&so_far, 2 * BLOCK, &mut fresh, hash, "en", &long);
+        let hash = name_hash(b"en", long.as_bytes());
+        let named =
+            NamedArticle::kept_within(&so_far, 2 * BLOCK, &mut fresh, hash, b"en", long.as_bytes());
         assert!(named.is_kept(), "a block of its own size");
         assert_eq!(so_far.load(AtomicOrdering::Relaxed), BLOCK + 16 + 2);
     }

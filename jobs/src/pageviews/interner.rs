@@ -16,6 +16,18 @@ const LINE_SLOTS: usize = 4;
 /// Slots of a new table; it doubles from here.
 const FIRST_SLOTS: usize = 1 << 10;
 
+/// A project and a title as their bytes, which are UTF-8: a reader looks
+/// names up as it read them, and only a name inserted is checked.
+pub(super) type NameBytes<'a> = (&'a [u8], &'a [u8]);
+
+/// `names` as their bytes.
+pub(super) fn as_bytes<'a>(names: &[(&'a str, &'a str)]) -> Vec<NameBytes<'a>> {
+    names
+        .iter()
+        .map(|(project, title)| (project.as_bytes(), title.as_bytes()))
+        .collect()
+}
+
 /// Hands out one shared [`Article`] per distinct project and title, so that
 /// a source reading the same article many times allocates it once. It
 /// holds at most `capacity` articles and forgets them all when full, which
@@ -78,6 +90,7 @@ impl Interner {
 
     /// The article named `project` and `title`, shared with earlier calls.
     pub fn get(&mut self, project: &str, title: &str) -> Article {
+        let (project, title) = (project.as_bytes(), title.as_bytes());
         Article::Named(self.get_hashed(name_hash(project, title), project, title))
     }
 
@@ -85,17 +98,18 @@ impl Interner {
     /// to `out`: as [`Interner::get`] on each, with the cache misses of
     /// lookups to come overlapped.
     pub fn get_group(&mut self, names: &[(&str, &str)], out: &mut Vec<Article>) {
+        let names = as_bytes(names);
         let hashes: Vec<u32> = names.iter().map(|(p, t)| name_hash(p, t)).collect();
         let indices: Vec<u32> = (0..names.len() as u32).collect();
         out.reserve(names.len());
         // In order of index: each article goes next.
-        self.get_indexed(&hashes, names, &indices, |_, named| {
+        self.get_indexed(&hashes, &names, &indices, |_, named| {
             out.push(Article::Named(named))
         });
     }
 
-    /// The articles of `names` at `indices` (hashed as `hashes`, by
-    /// index), each handed to `put` with its index, in the order of
+    /// The articles of `names` (UTF-8 bytes) at `indices` (hashed as
+    /// `hashes`, by index), each handed to `put` with its index, in the order of
     /// `indices`. Each lookup's slot is prefetched about [`AHEAD`] lookups
     /// before its name, and its name about [`AHEAD`] lookups before it is
     /// compared, so that the misses of many lookups are under way at once
@@ -103,7 +117,7 @@ impl Interner {
     pub(super) fn get_indexed(
         &mut self,
         hashes: &[u32],
-        names: &[(&str, &str)],
+        names: &[NameBytes<'_>],
         indices: &[u32],
         mut put: impl FnMut(usize, NamedArticle),
     ) {
@@ -145,7 +159,7 @@ impl Interner {
 
     /// Prefetches the names that the lookups of `window` will most likely
     /// compare (see [`Interner::prefetch_name`]).
-    fn prefetch_names(&self, hashes: &[u32], names: &[(&str, &str)], window: &[u32]) {
+    fn prefetch_names(&self, hashes: &[u32], names: &[NameBytes<'_>], window: &[u32]) {
         for &i in window {
             let (project, title) = names[i as usize];
             self.prefetch_name(hashes[i as usize], project.len() + title.len());
@@ -177,7 +191,7 @@ impl Interner {
         (mixed >> (64 - bits)) as usize
     }
 
-    fn get_hashed(&mut self, hash: u32, project: &str, title: &str) -> NamedArticle {
+    fn get_hashed(&mut self, hash: u32, project: &[u8], title: &[u8]) -> NamedArticle {
         if self.slots.is_empty() {
             self.slots.resize(FIRST_SLOTS, None);
         }

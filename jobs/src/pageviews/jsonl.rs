@@ -128,6 +128,18 @@ pub(super) fn parse_line(line: &[u8]) -> Result<Option<LineFields<'_>>, String> 
     }))
 }
 
+impl LineFields<'_> {
+    /// The same fields, the names copied where they were borrowed.
+    pub(super) fn into_owned(self) -> LineFields<'static> {
+        LineFields {
+            ts: self.ts,
+            views: self.views,
+            project: Cow::Owned(self.project.into_owned()),
+            title: Cow::Owned(self.title.into_owned()),
+        }
+    }
+}
+
 /// A name's bytes, borrowed where the name is.
 fn bytes(name: Cow<'_, str>) -> Cow<'_, [u8]> {
     match name {

@@ -2,7 +2,6 @@
 //! plain file, read in place or ahead on a thread of its own (see
 //! [`AheadPartition`]).
 
-use std::borrow::Cow;
 use std::collections::VecDeque;
 use std::sync::Arc;
 
@@ -13,6 +12,7 @@ use keyflow_dataflow::source::{
 use keyflow_dataflow::time::EventTime;
 
 use super::article::{Article, PageView};
+use super::interner::NameBytes;
 use super::jsonl::{parse_line, LineFields};
 use super::shared_interner::SharedInterner;
 
@@ -20,8 +20,8 @@ use super::shared_interner::SharedInterner;
 /// traffic, at about 60 bytes each.
 const INTERNED: usize = 1 << 20;
 
-/// Lines held before their articles are looked up: enough that each of the
-/// shared interner's locks is taken once for many names.
+/// Lines whose articles are looked up together, at most: enough that each
+/// of the shared interner's locks is taken once for many names.
 const FLUSH: usize = 1024;
 
 /// One file, or one split of a file, read line by line: in place, or ahead
@@ -80,42 +80,16 @@ impl ChunkRead<PageView> for Lines {
     }
 }
 
-/// Lines read whose articles are not yet looked up: the interner looks up
-/// many at a time.
+/// Looks up the articles of the lines read many at a time, straight from
+/// the read buffer: the lines of one pass over the buffer are held, names
+/// borrowed, until a group is full or the buffer is about to refill.
 #[derive(Default)]
 pub(super) struct Held {
-    /// Their names, one after another: UTF-8, checked all at once when
-    /// they are looked up.
-    names: Vec<u8>,
-    pending: Vec<Pending>,
+    /// The articles of the group being looked up; empty between groups.
     articles: Vec<Article>,
 }
 
-/// A line read whose article is not yet looked up.
-struct Pending {
-    ts: EventTime,
-    views: u64,
-    /// Where its project and its title end in `names`.
-    project_end: usize,
-    title_end: usize,
-}
-
 impl Held {
-    /// Keeps a parsed line until its articles are looked up; true when
-    /// [`FLUSH`] lines are held.
-    fn hold(&mut self, fields: &LineFields<'_>) -> bool {
-        self.names.extend_from_slice(&fields.project);
-        let project_end = self.names.len();
-        self.names.extend_from_slice(&fields.title);
-        self.pending.push(Pending {
-            ts: fields.ts,
-            views: fields.views,
-            project_end,
-            title_end: self.names.len(),
-        });
-        self.pending.len() == FLUSH
-    }
-
     /// Reads up to `room` items (every line but blank ones) of `file`,
     /// parsing them and looking up their articles in `interner`, into
     /// `records`; each malformed line goes to `bad` with how many records
@@ -131,30 +105,40 @@ impl Held {
         bad: &mut impl Extend<(usize, BadRecord)>,
     ) -> keyflow_dataflow::Result<(usize, Stopped)> {
         let mut items = 0;
+        // The line read by a refill, its names copied: the buffer it came
+        // from is refilled before it is looked up, with the next pass.
+        let mut carried: Option<LineFields<'static>> = None;
         let stopped = loop {
             // The lines already in the buffer first, then one that refills
             // it (or opens or ends the file).
             let mut lines = file.buffered_bytes();
+            let mut group: Vec<LineFields<'_>> = Vec::with_capacity(FLUSH);
+            group.extend(carried.take());
             while items < room {
                 let Some(line) = lines.next() else { break };
                 match parse_line(line) {
                     Ok(None) => continue,
-                    Ok(Some(fields)) => self.take(&fields, interner, records),
-                    Err(reason) => self.reject(lines.location(), reason, interner, records, bad),
+                    Ok(Some(fields)) => {
+                        group.push(fields);
+                        if group.len() == FLUSH {
+                            self.flush(&mut group, interner, records);
+                        }
+                    }
+                    Err(reason) => {
+                        // After the records of the lines before it.
+                        self.flush(&mut group, interner, records);
+                        bad.extend([(records.len(), BadRecord::new(lines.location(), reason))]);
+                    }
                 }
                 items += 1;
             }
+            // Before the buffer the names borrow from refills.
+            self.flush(&mut group, interner, records);
+            drop(group);
             if items == room {
                 break Stopped::Full;
             }
-            let next = match file.next_bytes() {
-                Ok(next) => next,
-                Err(e) => {
-                    self.flush(interner, records);
-                    return Err(e);
-                }
-            };
-            let parsed = match next {
+            let parsed = match file.next_bytes()? {
                 NextLine::End => break Stopped::End,
                 NextLine::Wait => break Stopped::Wait,
                 NextLine::Line(Err(reason)) => Err(reason),
@@ -165,78 +149,36 @@ impl Held {
             };
             items += 1;
             match parsed {
-                Ok(fields) => self.take(&fields, interner, records),
-                Err(reason) => self.reject(file.location(), reason, interner, records, bad),
+                Ok(fields) => carried = Some(fields.into_owned()),
+                Err(reason) => {
+                    bad.extend([(records.len(), BadRecord::new(file.location(), reason))])
+                }
             }
         };
-        self.flush(interner, records);
         Ok((items, stopped))
     }
 
-    /// Holds a parsed line, looking up the held lines' articles once
-    /// there are enough.
-    fn take(
+    /// Looks up the articles of the lines of `group` and adds their
+    /// records to `records`, in the order they were read; empties `group`.
+    fn flush(
         &mut self,
-        fields: &LineFields<'_>,
+        group: &mut Vec<LineFields<'_>>,
         interner: &SharedInterner,
         records: &mut Vec<(EventTime, PageView)>,
     ) {
-        if self.hold(fields) {
-            self.flush(interner, records);
-        }
-    }
-
-    /// Puts a malformed line in `bad`, after the records of the lines held
-    /// before it.
-    fn reject(
-        &mut self,
-        location: String,
-        reason: String,
-        interner: &SharedInterner,
-        records: &mut Vec<(EventTime, PageView)>,
-        bad: &mut impl Extend<(usize, BadRecord)>,
-    ) {
-        self.flush(interner, records);
-        bad.extend([(records.len(), BadRecord::new(location, reason))]);
-    }
-
-    /// Looks up the held lines' articles and adds them to `records`, in
-    /// the order they were read.
-    pub(super) fn flush(
-        &mut self,
-        interner: &SharedInterner,
-        records: &mut Vec<(EventTime, PageView)>,
-    ) {
-        if self.pending.is_empty() {
+        if group.is_empty() {
             return;
         }
-        // Every name held is UTF-8, so this check cannot fail: one for all
-        // the names costs less than one per name, and less than the lossy
-        // conversion, which only stands in for a panic.
-        let text = match std::str::from_utf8(&self.names) {
-            Ok(text) => Cow::Borrowed(text),
-            Err(_) => String::from_utf8_lossy(&self.names),
-        };
-        let mut start = 0;
-        let names: Vec<(&str, &str)> = self
-            .pending
+        let names: Vec<NameBytes<'_>> = group
             .iter()
-            .map(|held| {
-                let name = (
-                    text.get(start..held.project_end).unwrap_or_default(),
-                    text.get(held.project_end..held.title_end)
-                        .unwrap_or_default(),
-                );
-                start = held.title_end;
-                name
-            })
+            .map(|fields| (&*fields.project, &*fields.title))
             .collect();
         // Empty: the last flush drained it.
-        interner.get_many(&names, &mut self.articles);
-        for (held, article) in self.pending.drain(..).zip(self.articles.drain(..)) {
-            records.push((held.ts, PageView::new(article, held.views)));
+        interner.get_many_bytes(&names, &mut self.articles);
+        drop(names);
+        for (fields, article) in group.drain(..).zip(self.articles.drain(..)) {
+            records.push((fields.ts, PageView::new(article, fields.views)));
         }
-        self.names.clear();
     }
 }
 
@@ -247,6 +189,7 @@ mod tests {
     use keyflow_dataflow::source::{Batch, Partition, ReadAheadWhen};
     use keyflow_dataflow::testing::{check_read_ahead, poll_to_end};
 
+    use super::super::jsonl::parse_json_line;
     use super::*;
 
     /// A file of `n` lines, most good, some blank, malformed or not UTF-8.
@@ -261,6 +204,22 @@ mod tests {
                 400 => {
                     bytes.extend_from_slice(b"{\"project\":\"en\",\"title\":\"\xff\",\"ts\":1}\n")
                 }
+                600 => bytes.extend_from_slice(
+                    format!(
+                        "{{\"project\":\"de\",\"title\":\"\\\"Zitat\\\"_\\u00e9{}\",\"ts\":{}}}\n",
+                        i % 7,
+                        1000 + i
+                    )
+                    .as_bytes(),
+                ),
+                700 => bytes.extend_from_slice(
+                    format!(
+                        "{{\"project\":\"de\",\"title\":\"Ä_{}\",\"ts\":{}}}\n",
+                        i % 5,
+                        1000 + i
+                    )
+                    .as_bytes(),
+                ),
                 _ => bytes.extend_from_slice(
                     format!(
                         "{{\"project\":\"en\",\"title\":\"T{}\",\"ts\":{},\"views\":{}}}\n",
@@ -274,6 +233,48 @@ mod tests {
         }
         std::fs::write(&path, bytes).unwrap();
         path
+    }
+
+    /// Every line's record, as parsing the line alone gives it, in the
+    /// order of the file: names borrowed from the read buffer, lines read
+    /// by a refill, escaped and non-ASCII names alike.
+    #[test]
+    fn each_line_reads_as_it_parses_alone() {
+        let path = mixed_file("each", 40_000);
+        let bytes = std::fs::read(&path).unwrap();
+        let (mut expected, mut malformed) = (Vec::new(), 0);
+        for line in bytes.split(|&b| b == b'\n') {
+            let parsed = std::str::from_utf8(line).map_err(|e| e.to_string());
+            match parsed.and_then(|line| match line.trim() {
+                "" => Ok(None),
+                _ => parse_json_line(line).map(Some),
+            }) {
+                Ok(Some(record)) => expected.push(record),
+                Ok(None) => {}
+                Err(_) => malformed += 1,
+            }
+        }
+        let limits: Vec<usize> = (0..200).map(|i| 1 + i * 37 % 3000).collect();
+        let whole = FileSplit::whole(path.clone(), 0);
+        let (polls, _) = poll_to_end(&mut partition(&whole, Never), &limits, &[]);
+        std::fs::remove_file(&path).unwrap();
+        let records: Vec<(EventTime, PageView)> = polls
+            .iter()
+            .flat_map(|(records, ..)| records.clone())
+            .collect();
+        let bad: usize = polls.iter().map(|(_, bad, _)| bad.len()).sum();
+        assert_eq!(records.len(), expected.len());
+        assert!(
+            records == expected,
+            "records differ from the lines parsed alone"
+        );
+        assert_eq!(bad, malformed);
+        assert!(records
+            .iter()
+            .any(|(_, view)| &*view.article.title() == "\"Zitat\"_é3"));
+        assert!(records
+            .iter()
+            .any(|(_, view)| &*view.article.title() == "Ä_2"));
     }
 
     fn partition(split: &FileSplit, when: ReadAheadWhen) -> JsonlPartition {

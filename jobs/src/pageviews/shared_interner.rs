@@ -3,7 +3,7 @@
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, TryLockError, Weak};
 
 use super::article::{name_hash, Article};
-use super::interner::Interner;
+use super::interner::{as_bytes, Interner, NameBytes};
 
 /// Shards, each with a lock of its own: a batch of names takes each lock
 /// once, and a thread that finds one taken goes on to the next.
@@ -72,6 +72,13 @@ impl SharedInterner {
     /// holds are left for later, and waited for only when nothing else is
     /// left.
     pub fn get_many(&self, names: &[(&str, &str)], out: &mut Vec<Article>) {
+        self.get_many_bytes(&as_bytes(names), out);
+    }
+
+    /// As [`SharedInterner::get_many`], the names given as their bytes,
+    /// which must be UTF-8: a reader looks names up in its read buffer,
+    /// and the interner checks only those it inserts.
+    pub(super) fn get_many_bytes(&self, names: &[NameBytes<'_>], out: &mut Vec<Article>) {
         let hashes: Vec<u32> = names.iter().map(|(p, t)| name_hash(p, t)).collect();
         // The names' indices, grouped by shard (a counting sort).
         let mut starts = [0usize; SHARDS + 1];
