@@ -40,6 +40,7 @@ use super::panes::{Overflow, Panes};
 
 mod ahead;
 mod plan;
+mod prefetch;
 
 use ahead::Ahead;
 use plan::Candidate;
@@ -366,7 +367,8 @@ impl<K: Key> RiseState<K> {
         // close it was read for.
         self.abandon_ahead();
         self.sort_by_bucket(&mut hashes);
-        for hash in hashes {
+        for (i, &hash) in hashes.iter().enumerate() {
+            self.prefetch_before(i, 0, hashes.len(), |j| hashes[j]);
             // Colliding keys share a hash: handle each one filed here.
             while let Ok(mut found) = self.table.find_entry(mix(hash), |s| {
                 s.panes.oldest(oldest) == oldest && stable_hash(&s.key) == hash
@@ -427,7 +429,8 @@ impl<K: Key> RiseState<K> {
         );
         let candidates = self.take_candidates(b, geo, min_first);
         let mut passed = 0;
-        for c in candidates {
+        for (i, &c) in candidates.iter().enumerate() {
+            self.prefetch_before(i, 0, candidates.len(), |j| candidates[j].hash);
             passed += self.evaluate_hash(c, lo, b, geo, min_first, pred, counts, &mut emit);
         }
         passed

@@ -205,6 +205,7 @@ impl<K: Key> RiseState<K> {
         let mut scratch = Vec::with_capacity(geo.windows);
         let end = ahead.todo.len().min(ahead.next.saturating_add(budget));
         for n in ahead.next..end {
+            self.prefetch_before(n, ahead.next, end, |j| ahead.todo[j].hash);
             let c = ahead.todo[n];
             for bucket in self.table.iter_hash_buckets(mix(c.hash)) {
                 let Some(slot) = self.table.get_bucket(bucket) else {
