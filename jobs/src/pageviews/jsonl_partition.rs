@@ -176,9 +176,10 @@ impl Held {
         // Empty: the last flush drained it.
         interner.get_many_bytes(&names, &mut self.articles);
         drop(names);
-        for (fields, article) in group.drain(..).zip(self.articles.drain(..)) {
-            records.push((fields.ts, PageView::new(article, fields.views)));
-        }
+        let views = group.drain(..).zip(self.articles.drain(..));
+        records.extend(
+            views.map(|(fields, article)| (fields.ts, PageView::new(article, fields.views))),
+        );
     }
 }
 
