@@ -29,10 +29,6 @@ type Out<'a, D> = timely::dataflow::operators::generic::OutputBuilderSession<
     timely::container::CapacityContainerBuilder<Vec<(EventTime, D)>>,
 >;
 
-/// How many pane weights are looked up together (see
-/// [`RiseState::touch`]).
-const GROUP: usize = 16;
-
 /// Keys handled per activation when evicting the pane that left the span,
 /// or reading the next boundary's candidates ahead of its close (about a
 /// millisecond of cache misses in a large table).
@@ -50,9 +46,9 @@ struct Keyed<K> {
     /// Capabilities at the next boundary, while there is state.
     held: Option<Caps>,
     counts: Vec<u64>,
-    /// Pane weights being added, a group at a time (see
-    /// [`RiseState::touch`]).
-    group: Vec<PaneWeight<K>>,
+    /// The stable hashes of the pane weights being added, for their
+    /// lookups' prefetches; empty between messages.
+    hashes: Vec<u64>,
     future: u64,
     /// The step's counters: rising records sent on count as its output.
     counters: Arc<StepMetrics>,
@@ -68,19 +64,15 @@ impl<K: Key> Keyed<K> {
         caps: &Caps,
         data: Vec<(EventTime, PaneWeight<K>)>,
     ) {
-        let mut data = data.into_iter().map(|(_, w)| w);
-        let mut group = std::mem::take(&mut self.group);
-        loop {
-            group.extend(data.by_ref().take(GROUP));
-            if group.is_empty() {
-                break;
-            }
-            self.state.touch(group.iter().map(|w| w.hash));
-            for w in group.drain(..) {
-                self.add(ctx, id, w);
-            }
+        let mut hashes = std::mem::take(&mut self.hashes);
+        hashes.extend(data.iter().map(|(_, w)| w.hash));
+        for (i, (_, w)) in data.into_iter().enumerate() {
+            self.state
+                .prefetch_before(i, 0, hashes.len(), |j| hashes[j]);
+            self.add(ctx, id, w);
         }
-        self.group = group;
+        hashes.clear();
+        self.hashes = hashes;
         // New weight can only move the next boundary earlier, and only to
         // one above this message's time.
         if let Some(next) = self.state.next_boundary() {
@@ -278,7 +270,7 @@ where
             state,
             held: None,
             counts: Vec::with_capacity(geo.windows),
-            group: Vec::with_capacity(GROUP),
+            hashes: Vec::new(),
             future: 0,
             counters: ctx.metrics.step(&id),
         };

@@ -62,12 +62,6 @@ impl Panes {
         self.as_slice().iter().map(move |&(p, w)| (full(r, p), w))
     }
 
-    /// The oldest pane as stored (its low 32 bits).
-    #[inline]
-    pub(crate) fn first(&self) -> u32 {
-        self.as_slice()[0].0
-    }
-
     /// Heap bytes held (the boxed slice, if any).
     pub(crate) fn heap_bytes(&self) -> usize {
         match self {

@@ -243,24 +243,6 @@ impl<K: Key> RiseState<K> {
         self.index.first_key_value().map(|(p, _)| *p)
     }
 
-    /// Loads what adding the keys of `hashes` will read (control bytes,
-    /// slots, pane lists) before the first of them is added. The loads of
-    /// different keys do not wait for each other, so with a table too big
-    /// for the cache their misses overlap instead of following each other.
-    /// Reads only.
-    pub(crate) fn touch(&self, hashes: impl Iterator<Item = u64>) {
-        let mut seen = 0u32;
-        for hash in hashes {
-            // Never matches: probes as a lookup does, reading each
-            // candidate's panes.
-            self.table.find(mix(hash), |slot| {
-                seen ^= slot.panes.first();
-                false
-            });
-        }
-        std::hint::black_box(seen);
-    }
-
     /// Adds weight `w` of `key` (whose stable hash is `hash`) to pane `p`.
     pub(crate) fn add(&mut self, hash: u64, key: K, p: u64, w: u64) -> Result<(), AddError> {
         let w = u32::try_from(w).map_err(|_| AddError::Overflow)?;

@@ -1,7 +1,8 @@
 //! Loads started ahead of the lookups of a pass over many keys.
 //!
-//! Evaluating a boundary, reading one ahead and evicting a pane each look
-//! up thousands of keys, sorted by bucket. With a table bigger than the
+//! Adding a message's pane weights, evaluating a boundary, reading one
+//! ahead and evicting a pane each look up thousands of keys (the last three
+//! sorted by bucket). With a table bigger than the
 //! cache nearly every lookup misses twice: on the key's slot, and on its
 //! boxed pane list. Each miss waits about as long as tens of lookups that
 //! hit take, and the processor overlaps only the few that fit its window.
@@ -22,7 +23,7 @@ impl<K: Key> RiseState<K> {
     /// `hash_at` gives, in a pass that starts at `start`: prefetches the
     /// slot of the key [`AHEAD`] on and the pane list of the key half as
     /// far on (and at the start, those of the keys before them).
-    pub(super) fn prefetch_before(
+    pub(crate) fn prefetch_before(
         &self,
         i: usize,
         start: usize,
