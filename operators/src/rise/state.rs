@@ -19,7 +19,9 @@
 //! misses on a large table. Each entry of that index is read once; the
 //! read plans the later boundaries at which the key can still pass (the
 //! `plan` module), and the next boundary's candidates are read ahead of
-//! its close (the `ahead` module).
+//! its close (the `ahead` module). Every pass of lookups over many keys
+//! starts each key's cache misses well before its lookup (the `prefetch`
+//! module).
 //!
 //! An index entry can go stale: when a key gets weight in a pane older than
 //! its oldest one (out-of-order input), it is filed under the new pane and
