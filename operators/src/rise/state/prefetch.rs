@@ -69,3 +69,41 @@ impl<K: Key> RiseState<K> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::cell::RefCell;
+
+    use super::*;
+
+    /// Every pass asks only for the hashes of its own keys, and asks for
+    /// each of them before its lookup, whatever its length and start.
+    #[test]
+    fn prefetches_stay_within_the_pass() {
+        let mut state = RiseState::<u64>::default();
+        for key in 0..100u64 {
+            let hash = keyflow_dataflow::stable_hash(&key);
+            state.add(hash, key, 5, 1).unwrap();
+        }
+        for n in [0, 1, 7, AHEAD, AHEAD + 1, 3 * AHEAD + 5] {
+            for start in [0, 1, n / 2] {
+                let asked = RefCell::new(Vec::new());
+                for i in start..n {
+                    state.prefetch_before(i, start, n, |j| {
+                        asked.borrow_mut().push((i, j));
+                        keyflow_dataflow::stable_hash(&(j as u64))
+                    });
+                }
+                let asked = asked.into_inner();
+                assert!(asked.iter().all(|&(_, j)| (start..n).contains(&j)));
+                for key in start..n {
+                    let first = asked.iter().find(|&&(_, j)| j == key);
+                    assert!(
+                        first.is_some_and(|&(i, _)| i <= key),
+                        "n {n}, start {start}"
+                    );
+                }
+            }
+        }
+    }
+}
