@@ -278,6 +278,32 @@ mod tests {
             .any(|(_, view)| &*view.article.title() == "Ä_2"));
     }
 
+    /// Lines ended by `\r\n`, and a last line with no ending, read as
+    /// their text says, at any room per poll.
+    #[test]
+    fn line_endings_and_a_last_line_without_one() {
+        let path = std::env::temp_dir().join(format!("keyflow-ends-{}.jsonl", std::process::id()));
+        let lines: Vec<String> = (0..3000)
+            .map(|i| format!(r#"{{"project":"en","title":"T{}","ts":{i}}}"#, i % 17))
+            .collect();
+        std::fs::write(&path, lines.join("\r\n")).unwrap();
+        let expected: Vec<(EventTime, PageView)> = lines
+            .iter()
+            .map(|line| parse_json_line(line).unwrap())
+            .collect();
+        let whole = FileSplit::whole(path.clone(), 0);
+        for limits in [vec![1; 3000], vec![7; 500], vec![]] {
+            let (polls, _) = poll_to_end(&mut partition(&whole, Never), &limits, &[]);
+            let records: Vec<(EventTime, PageView)> = polls
+                .iter()
+                .flat_map(|(records, ..)| records.clone())
+                .collect();
+            assert!(polls.iter().all(|(_, bad, _)| bad.is_empty()));
+            assert!(records == expected, "room {:?}", limits.first());
+        }
+        std::fs::remove_file(&path).unwrap();
+    }
+
     fn partition(split: &FileSplit, when: ReadAheadWhen) -> JsonlPartition {
         super::partition(split).read_ahead(when)
     }
