@@ -11,6 +11,8 @@ use keyflow_dataflow::hash::StableHasher;
 
 use serde::{Deserialize, Serialize};
 
+use super::jsonl_plain::word;
+
 /// The project of every generated article.
 pub const GENERATED_PROJECT: &str = "en";
 
@@ -271,21 +273,12 @@ fn same_bytes(a: &[u8], b: &[u8]) -> bool {
     }
     let mut at = 0;
     while at + 8 < n {
-        if word_at(a, at) != word_at(b, at) {
+        if word(&a[at..at + 8]) != word(&b[at..at + 8]) {
             return false;
         }
         at += 8;
     }
-    word_at(a, n - 8) == word_at(b, n - 8)
-}
-
-/// The eight bytes of `bytes` from `at`, which [`same_bytes`] only asks
-/// for where there are eight.
-#[inline(always)]
-fn word_at(bytes: &[u8], at: usize) -> u64 {
-    let mut word = [0u8; 8];
-    word.copy_from_slice(&bytes[at..at + 8]);
-    u64::from_le_bytes(word)
+    word(&a[n - 8..]) == word(&b[n - 8..])
 }
 
 impl PartialEq for NamedArticle {

@@ -216,7 +216,8 @@ fn eight_digits(word: u64) -> u64 {
 }
 
 /// Eight bytes as a little-endian word.
-fn word(eight: &[u8]) -> u64 {
+#[inline(always)]
+pub(super) fn word(eight: &[u8]) -> u64 {
     let mut bytes = [0u8; 8];
     bytes.copy_from_slice(eight);
     u64::from_le_bytes(bytes)
