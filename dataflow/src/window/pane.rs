@@ -7,6 +7,7 @@
 //! records finds them already sorted (a linear check instead of a sort).
 
 use std::cmp::Ordering;
+use std::hint::select_unpredictable;
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
@@ -157,58 +158,80 @@ pub fn merge_in_key_order<V, K: Key, G: Aggregator<V>>(
     let first: Vec<Vec<(&K, G::Acc)>> = runs
         .chunks(2)
         .map(|pair| match pair {
-            [older, newer] => merge_two(cloned(older), cloned(newer), agg),
-            _ => pair.iter().flat_map(|run| cloned(run)).collect(),
+            [older, newer] => merge_panes(older, newer, agg),
+            _ => pair
+                .iter()
+                .flat_map(|run| run.iter().map(|(k, a)| (k, a.clone())))
+                .collect(),
         })
         .collect();
-    let merged = pairwise(first, |older, newer| {
-        merge_two(older.into_iter(), newer.into_iter(), agg)
-    });
+    let merged = pairwise(first, |older, newer| merge_merged(older, newer, agg));
     for (k, a) in merged.into_iter().flatten() {
         give(k, &a);
     }
 }
 
-/// A run's entries with their accumulators cloned.
-fn cloned<K, A: Clone>(run: &[(K, A)]) -> impl ExactSizeIterator<Item = (&K, A)> {
-    run.iter().map(|(k, a)| (k, a.clone()))
-}
+// Both merges below pick the entry to take by index, not by branch: the
+// keys of two panes interleave at random, so a branch on their order is
+// mispredicted about every other entry, and that was most of a window's
+// cost. Only a key in both runs still branches, to merge its accumulators.
 
-/// The merge of two key-sorted runs; a key in both gets the first run's
-/// (the older pane's) accumulator merged with the second's.
-fn merge_two<'k, V, K: Key, G: Aggregator<V>>(
-    mut a: impl ExactSizeIterator<Item = (&'k K, G::Acc)>,
-    mut b: impl ExactSizeIterator<Item = (&'k K, G::Acc)>,
+/// The merge of two panes' sorted entries, accumulators cloned; a key in
+/// both gets the older pane's accumulator merged with the newer one's.
+fn merge_panes<'k, V, K: Key, G: Aggregator<V>>(
+    older: &'k [(K, G::Acc)],
+    newer: &'k [(K, G::Acc)],
     agg: &G,
 ) -> Vec<(&'k K, G::Acc)> {
     // Room for both: the merge is never longer, and never grows.
-    let mut out = Vec::with_capacity(a.len() + b.len());
-    let (mut x, mut y) = (a.next(), b.next());
+    let mut out = Vec::with_capacity(older.len() + newer.len());
+    let (mut i, mut j) = (0, 0);
+    while let (Some(p), Some(q)) = (older.get(i), newer.get(j)) {
+        let order = p.0.cmp(&q.0);
+        let (k, a) = select_unpredictable(order == Ordering::Greater, q, p);
+        let mut acc = a.clone();
+        if order == Ordering::Equal {
+            agg.merge(&mut acc, &q.1);
+        }
+        out.push((k, acc));
+        i += usize::from(order != Ordering::Greater);
+        j += usize::from(order != Ordering::Less);
+    }
+    let rest = older[i..].iter().chain(&newer[j..]);
+    out.extend(rest.map(|(k, a)| (k, a.clone())));
+    out
+}
+
+/// The merge of two merged runs, accumulators moved; a key in both gets
+/// the older run's accumulator merged with the newer one's.
+fn merge_merged<'k, V, K: Key, G: Aggregator<V>>(
+    older: Vec<(&'k K, G::Acc)>,
+    newer: Vec<(&'k K, G::Acc)>,
+    agg: &G,
+) -> Vec<(&'k K, G::Acc)> {
+    let mut out = Vec::with_capacity(older.len() + newer.len());
+    let mut runs = [older.into_iter(), newer.into_iter()];
     loop {
-        match (x.take(), y.take()) {
-            (Some(p), Some(q)) => match p.0.cmp(q.0) {
-                Ordering::Less => {
-                    out.push(p);
-                    (x, y) = (a.next(), Some(q));
-                }
-                Ordering::Greater => {
-                    out.push(q);
-                    (x, y) = (Some(p), b.next());
-                }
-                Ordering::Equal => {
-                    let (k, mut acc) = p;
-                    agg.merge(&mut acc, &q.1);
-                    out.push((k, acc));
-                    (x, y) = (a.next(), b.next());
-                }
-            },
-            (p, q) => {
-                out.extend(p.into_iter().chain(a));
-                out.extend(q.into_iter().chain(b));
-                return out;
+        let [a, b] = &runs;
+        let (Some(p), Some(q)) = (a.as_slice().first(), b.as_slice().first()) else {
+            break;
+        };
+        let order = p.0.cmp(q.0);
+        let take = select_unpredictable(order == Ordering::Greater, 1, 0);
+        let Some(mut entry) = runs[take].next() else {
+            break;
+        };
+        if order == Ordering::Equal {
+            if let Some((_, acc)) = runs[1].next() {
+                agg.merge(&mut entry.1, &acc);
             }
         }
+        out.push(entry);
     }
+    let [a, b] = runs;
+    out.extend(a);
+    out.extend(b);
+    out
 }
 
 #[cfg(test)]
