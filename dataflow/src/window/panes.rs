@@ -147,13 +147,19 @@ impl<K: Key, V: Data, A: Data> Windows<K, V, A> {
         time: EventTime,
         data: Vec<(EventTime, Partial<K, V, A>)>,
     ) {
-        for (_, partial) in data {
+        let mut data = data.into_iter().peekable();
+        while let Some((_, partial)) = data.next() {
             match partial {
                 Partial::Agg {
                     key, start, acc, ..
                 } => {
+                    // The partials of one pane come in runs (a batch of
+                    // input mostly lies in one pane): the pane is looked
+                    // up once per run, not once per partial.
+                    let same_pane = |(_, p): &(EventTime, Partial<K, V, A>)| matches!(p, Partial::Agg { start: s, .. } if *s == start);
                     if grid.last_end(start).is_none() {
                         // A pane in the gap between hopping windows.
+                        while data.next_if(same_pane).is_some() {}
                         continue;
                     }
                     let pending = &mut self.pending;
@@ -164,6 +170,9 @@ impl<K: Key, V: Data, A: Data> Windows<K, V, A> {
                         Pane::default()
                     });
                     pane.merge(agg, key, acc);
+                    while let Some((_, Partial::Agg { key, acc, .. })) = data.next_if(same_pane) {
+                        pane.merge(agg, key, acc);
+                    }
                 }
                 Partial::Late { ts, key, value } => {
                     self.late.stash(cap, time, (ts, key, value));
