@@ -13,7 +13,7 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use super::{Aggregator, Key};
 use crate::hash::StableMap;
-use crate::merge::pairwise;
+use crate::merge::pairwise_until;
 
 /// One pane's accumulators by key.
 #[derive(Debug, Clone)]
@@ -165,10 +165,16 @@ pub fn merge_in_key_order<V, K: Key, G: Aggregator<V>>(
                 .collect(),
         })
         .collect();
-    let merged = pairwise(first, |older, newer| merge_merged(older, newer, agg));
-    for (k, a) in merged.into_iter().flatten() {
-        give(k, &a);
-    }
+    // The last two runs go to `give` as they merge: the window's whole
+    // merge is never built.
+    let mut last = pairwise_until(first, 2, |older, newer| {
+        let mut out = Vec::with_capacity(older.len() + newer.len());
+        merge_merged(older, newer, agg, |entry| out.push(entry));
+        out
+    });
+    let newer = last.pop().unwrap_or_default();
+    let older = last.pop().unwrap_or_default();
+    merge_merged(older, newer, agg, |(k, a)| give(k, &a));
 }
 
 // Both merges below pick the entry to take by index, not by branch: the
@@ -202,14 +208,15 @@ fn merge_panes<'k, V, K: Key, G: Aggregator<V>>(
     out
 }
 
-/// The merge of two merged runs, accumulators moved; a key in both gets
-/// the older run's accumulator merged with the newer one's.
+/// Hands `out` the merge of two merged runs in key order, accumulators
+/// moved; a key in both gets the older run's accumulator merged with the
+/// newer one's.
 fn merge_merged<'k, V, K: Key, G: Aggregator<V>>(
     older: Vec<(&'k K, G::Acc)>,
     newer: Vec<(&'k K, G::Acc)>,
     agg: &G,
-) -> Vec<(&'k K, G::Acc)> {
-    let mut out = Vec::with_capacity(older.len() + newer.len());
+    mut out: impl FnMut((&'k K, G::Acc)),
+) {
     let mut runs = [older.into_iter(), newer.into_iter()];
     loop {
         let [a, b] = &runs;
@@ -226,12 +233,10 @@ fn merge_merged<'k, V, K: Key, G: Aggregator<V>>(
                 agg.merge(&mut entry.1, &acc);
             }
         }
-        out.push(entry);
+        out(entry);
     }
     let [a, b] = runs;
-    out.extend(a);
-    out.extend(b);
-    out
+    a.chain(b).for_each(out);
 }
 
 #[cfg(test)]
