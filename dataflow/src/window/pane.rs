@@ -32,6 +32,14 @@ impl<K, A> Default for Pane<K, A> {
 }
 
 impl<K: Key, A: Clone> Pane<K, A> {
+    /// An empty pane with room for `keys` keys.
+    pub fn with_capacity(keys: usize) -> Self {
+        Pane::Filling(StableMap::with_capacity_and_hasher(
+            keys,
+            Default::default(),
+        ))
+    }
+
     /// How many keys the pane holds.
     pub fn len(&self) -> usize {
         match self {

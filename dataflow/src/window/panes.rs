@@ -163,11 +163,18 @@ impl<K: Key, V: Data, A: Data> Windows<K, V, A> {
                         continue;
                     }
                     let pending = &mut self.pending;
+                    // A new pane mostly ends as large as the newest one:
+                    // sized so from the start, its table never regrows.
+                    let newest = self
+                        .state
+                        .panes
+                        .last_key_value()
+                        .map_or(0, |(_, p)| p.len());
                     let pane = self.state.panes.entry(start).or_insert_with(|| {
                         for end in grid.ends_of(start) {
                             pending.entry(end).or_insert_with(|| cap.delayed(&end));
                         }
-                        Pane::default()
+                        Pane::with_capacity(newest)
                     });
                     pane.merge(agg, key, acc);
                     while let Some((_, Partial::Agg { key, acc, .. })) = data.next_if(same_pane) {
