@@ -10,7 +10,6 @@
 //! feed one writer; with few, the plain writer's thread has room for it.
 
 use std::collections::BTreeMap;
-use std::hint::select_unpredictable;
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
@@ -140,14 +139,11 @@ fn merge_two<T: Ord>(a: EncodedRun<T>, b: EncodedRun<T>) -> EncodedRun<T> {
             (None, Some(_)) => true,
             (None, None) => break,
         };
-        // Without a branch: the runs of different workers interleave at
-        // random, so a branch on which to take would be mispredicted about
-        // every other record.
-        let (records, ends, at, bytes) = select_unpredictable(
-            take_b,
-            (&mut bi, &mut b_ends, &mut b_at, &b.bytes),
-            (&mut ai, &mut a_ends, &mut a_at, &a.bytes),
-        );
+        let (records, ends, at, bytes) = if take_b {
+            (&mut bi, &mut b_ends, &mut b_at, &b.bytes)
+        } else {
+            (&mut ai, &mut a_ends, &mut a_at, &a.bytes)
+        };
         if let (Some(record), Some(&end)) = (records.next(), ends.next()) {
             out.push(record, &bytes[*at..end]);
             *at = end;

@@ -10,7 +10,6 @@
 //! not as one exchanged record per result.
 
 use std::collections::BTreeMap;
-use std::hint::select_unpredictable;
 use std::sync::Arc;
 
 use timely::container::CapacityContainerBuilder;
@@ -218,23 +217,15 @@ fn merge_two<R: Ord>(a: Vec<R>, b: Vec<R>) -> Vec<R> {
 /// come first.
 fn merge_into<R: Ord>(a: Vec<R>, b: Vec<R>, out: &mut Vec<R>) {
     out.reserve(a.len() + b.len());
-    let mut runs = [a.into_iter(), b.into_iter()];
-    // The run to take from is picked without a branch: the runs of
-    // different workers interleave at random, so a branch on their order
-    // would be mispredicted about every other record. Comparing the heads
-    // in place and moving only the one taken keeps this to one move per
-    // record.
-    loop {
-        let [a, b] = &runs;
-        let (Some(x), Some(y)) = (a.as_slice().first(), b.as_slice().first()) else {
-            break;
-        };
-        let take = select_unpredictable(y < x, 1, 0);
-        if let Some(record) = runs[take].next() {
+    let (mut a, mut b) = (a.into_iter(), b.into_iter());
+    // Comparing the heads in place and moving only the one taken keeps
+    // this to one move per record.
+    while let (Some(x), Some(y)) = (a.as_slice().first(), b.as_slice().first()) {
+        let next = if y < x { b.next() } else { a.next() };
+        if let Some(record) = next {
             out.push(record);
         }
     }
-    let [a, b] = runs;
     out.extend(a);
     out.extend(b);
 }
