@@ -190,10 +190,11 @@ fn cloned<K, A: Clone>(run: &[(K, A)]) -> impl ExactSizeIterator<Item = (&K, A)>
 // How two runs are merged depends on the key. The keys of two panes
 // interleave at random, so a branch on their order is mispredicted about
 // every other entry. Keys that own no heap memory (numbers, tuples of
-// them) compare in registers: for them the entry to take is picked
-// without a branch, and that made a sliding count by `u64` keys about 12%
-// faster. Keys that own heap memory (strings, shared names) compare
-// through pointers, and a comparison may miss the cache: the branch lets
+// them) are compared where the panes hold them, which the merges read in
+// order: for them the entry to take is picked without a branch, and that
+// made a sliding count by `u64` keys about 12% faster. Keys that own heap
+// memory (strings, shared names) are compared through their pointers, at
+// scattered addresses, and a comparison may miss the cache: the branch lets
 // the processor start the next comparison's loads before this one's are
 // done, which a pick without a branch makes wait (a count by `String`
 // keys ran 40% slower so). `needs_drop` tells the two apart.
