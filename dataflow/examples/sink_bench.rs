@@ -20,6 +20,8 @@
 //!
 //! The events come from `--partitions` source partitions (2 unless
 //! given), so at more workers than partitions the rest generate nothing.
+//! Keys are numbers, or with `--string-keys` strings, whose comparisons
+//! read memory behind a pointer.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -63,9 +65,42 @@ struct Args {
     /// give at least the most workers to measure.
     #[arg(long, default_value_t = 2)]
     partitions: usize,
+    /// Key by strings (`page/0000042`) instead of numbers: keys whose
+    /// comparisons read memory behind a pointer.
+    #[arg(long)]
+    string_keys: bool,
 }
 
-type Counted = WindowResult<u64, u64>;
+type Counted<K> = WindowResult<K, u64>;
+
+/// A key the bench can draw and fold into its checksum.
+trait BenchKey: keyflow_dataflow::Key {
+    /// Key number `k`.
+    fn of(k: u64) -> Self;
+    /// 64 bits that stand for the key in the checksum.
+    fn mix(&self) -> u64;
+}
+
+impl BenchKey for u64 {
+    fn of(k: u64) -> Self {
+        k
+    }
+    fn mix(&self) -> u64 {
+        *self
+    }
+}
+
+impl BenchKey for String {
+    fn of(k: u64) -> Self {
+        format!("page/{k:07}")
+    }
+    fn mix(&self) -> u64 {
+        // FNV-1a.
+        self.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| {
+            (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
+        })
+    }
+}
 
 /// How many records a path saw and their checksum, summed over workers.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -75,8 +110,8 @@ struct Tally {
 }
 
 impl Tally {
-    fn add(&mut self, ts: EventTime, r: &Counted) {
-        let mut x = ts ^ r.key.rotate_left(17) ^ r.value.rotate_left(41) ^ r.start;
+    fn add<K: BenchKey>(&mut self, ts: EventTime, r: &Counted<K>) {
+        let mut x = ts ^ r.key.mix().rotate_left(17) ^ r.value.rotate_left(41) ^ r.start;
         // splitmix64's finalizer: order-independent sums of mixed values.
         x = (x ^ (x >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
         x = (x ^ (x >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
@@ -100,8 +135,8 @@ impl Checksum {
     }
 }
 
-impl Sink<Counted> for Checksum {
-    fn write(&mut self, _: EventTime, records: &[(EventTime, Counted)]) -> Result<()> {
+impl<K: BenchKey> Sink<Counted<K>> for Checksum {
+    fn write(&mut self, _: EventTime, records: &[(EventTime, Counted<K>)]) -> Result<()> {
         for (ts, r) in records {
             self.mine.add(*ts, r);
         }
@@ -131,11 +166,11 @@ fn events(p: usize, n: u64, keys: u64, span: u64) -> impl Iterator<Item = (Event
 
 /// The sink operator as it was before sorted runs: every record goes to
 /// worker 0, which sorts each complete time and writes it.
-fn gather(results: EventStream<'_, Counted>, mut sink: Option<Checksum>) {
-    let mut stash: BTreeMap<EventTime, Vec<(EventTime, Counted)>> = BTreeMap::new();
+fn gather<K: BenchKey>(results: EventStream<'_, Counted<K>>, mut sink: Option<Checksum>) {
+    let mut stash: BTreeMap<EventTime, Vec<(EventTime, Counted<K>)>> = BTreeMap::new();
     let mut closed = false;
     results.sink(
-        Exchange::new(|_: &(EventTime, Counted)| 0),
+        Exchange::new(|_: &(EventTime, Counted<K>)| 0),
         "Gather",
         move |(input, frontier)| {
             input.for_each(|cap, data| {
@@ -158,14 +193,14 @@ fn gather(results: EventStream<'_, Counted>, mut sink: Option<Checksum>) {
             }
             if frontier.is_empty() && !closed {
                 closed = true;
-                sink.close().unwrap();
+                Sink::<Counted<K>>::close(sink).unwrap();
             }
         },
     );
 }
 
 /// The reference: each worker folds its own results and drops them.
-fn reduce(results: EventStream<'_, Counted>, total: Arc<Mutex<Tally>>) {
+fn reduce<K: BenchKey>(results: EventStream<'_, Counted<K>>, total: Arc<Mutex<Tally>>) {
     let mut mine = Some(Checksum::new(&total));
     results.sink(Pipeline, "Reduce", move |(input, frontier)| {
         input.for_each(|_, data| {
@@ -177,7 +212,7 @@ fn reduce(results: EventStream<'_, Counted>, total: Arc<Mutex<Tally>>) {
         });
         if frontier.is_empty() {
             if let Some(mut sink) = mine.take() {
-                sink.close().unwrap();
+                Sink::<Counted<K>>::close(&mut sink).unwrap();
             }
         }
     });
@@ -198,6 +233,19 @@ fn cpu_seconds() -> Option<f64> {
 
 /// One run of `path`: events per second, CPU seconds and what it saw.
 fn measure(args: &Args, path: &str, workers: usize) -> Result<(f64, Option<f64>, Tally)> {
+    if args.string_keys {
+        measure_keyed::<String>(args, path, workers)
+    } else {
+        measure_keyed::<u64>(args, path, workers)
+    }
+}
+
+/// [`measure`] with keys of type `K`.
+fn measure_keyed<K: BenchKey>(
+    args: &Args,
+    path: &str,
+    workers: usize,
+) -> Result<(f64, Option<f64>, Tally)> {
     let total = Arc::new(Mutex::new(Tally::default()));
     let (n, keys, span) = (args.events, args.keys, args.minutes * MINUTE);
     let partitions = args.partitions;
@@ -211,16 +259,16 @@ fn measure(args: &Args, path: &str, workers: usize) -> Result<(f64, Option<f64>,
         });
         let results = flow
             .source("events", input, &SourceConfig::default())?
-            .key_by(|k| (k, ()))
+            .key_by(|k| (K::of(k), ()))
             .window(WindowSpec::sliding(10 * MINUTE, MINUTE)?)
             .count("counts")
             .results;
         let total = Arc::clone(&into);
         match path.as_str() {
-            "reduce" => reduce(results.inner(), total),
+            "reduce" => reduce::<K>(results.inner(), total),
             "gather" => {
                 let sink = (flow.index() == 0).then(|| Checksum::new(&total));
-                gather(results.inner(), sink);
+                gather::<K>(results.inner(), sink);
             }
             "ordered" => results.sink("out", move || Ok(Checksum::new(&total)))?,
             "partitioned" => results.sink_partitioned("out", move |_| Ok(Checksum::new(&total)))?,
