@@ -95,6 +95,11 @@ impl<K, V, A> Partial<K, V, A> {
             Partial::Agg { key, .. } | Partial::Late { key, .. } => key,
         }
     }
+
+    /// Whether it is the combined records of a key in the pane at `start`.
+    fn in_pane(&self, start: EventTime) -> bool {
+        matches!(self, Partial::Agg { start: s, .. } if *s == start)
+    }
 }
 
 /// The output handle of an operator emitting window results.

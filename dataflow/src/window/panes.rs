@@ -156,7 +156,7 @@ impl<K: Key, V: Data, A: Data> Windows<K, V, A> {
                     // The partials of one pane come in runs (a batch of
                     // input mostly lies in one pane): the pane is looked
                     // up once per run, not once per partial.
-                    let same_pane = |(_, p): &(EventTime, Partial<K, V, A>)| matches!(p, Partial::Agg { start: s, .. } if *s == start);
+                    let same_pane = |(_, p): &(EventTime, Partial<K, V, A>)| p.in_pane(start);
                     if grid.last_end(start).is_none() {
                         // A pane in the gap between hopping windows.
                         while data.next_if(same_pane).is_some() {}
