@@ -247,6 +247,23 @@ impl NamedArticle {
         ArcStr::ptr_eq(&self.text, &other.text)
     }
 
+    /// The order of `(project, title)` as strings, that of [`Article`]: two
+    /// handles to one allocation are equal without reading it (an
+    /// interner's handles to one article are), and the names are compared
+    /// inline, where `str::cmp` calls `memcmp` for each.
+    fn cmp_names(&self, other: &NamedArticle) -> Ordering {
+        let (split, other_split) = (self.split(), other.split());
+        if self.ptr_eq(other) && split == other_split {
+            return Ordering::Equal;
+        }
+        let (project, title) = self.text.as_bytes().split_at(split);
+        let (other_project, other_title) = other.text.as_bytes().split_at(other_split);
+        if split == other_split && same_bytes(project, other_project) {
+            return cmp_bytes(title, other_title);
+        }
+        cmp_bytes(project, other_project)
+    }
+
     /// Whether it is `project` and `title`, whose hash is `hash`.
     pub(super) fn is(&self, hash: u32, project: &[u8], title: &[u8]) -> bool {
         let text = self.text.as_bytes();
@@ -256,6 +273,36 @@ impl NamedArticle {
             && same_bytes(&text[..project.len()], project)
             && same_bytes(&text[project.len()..], title)
     }
+}
+
+/// The order of `a` and `b` as strings of bytes, as `<[u8]>::cmp` gives
+/// it: a word at a time, read big-endian so that the first byte that
+/// differs decides, the last word overlapping the one before (its bytes
+/// that overlap are equal by then). Inline, for the reason [`same_bytes`]
+/// is.
+#[inline(always)]
+fn cmp_bytes(a: &[u8], b: &[u8]) -> Ordering {
+    let n = a.len().min(b.len());
+    if n < 8 {
+        for (x, y) in a[..n].iter().zip(&b[..n]) {
+            if x != y {
+                return x.cmp(y);
+            }
+        }
+        return a.len().cmp(&b.len());
+    }
+    let big = |bytes: &[u8]| word(bytes).swap_bytes();
+    let mut at = 0;
+    while at + 8 < n {
+        let (x, y) = (big(&a[at..at + 8]), big(&b[at..at + 8]));
+        if x != y {
+            return x.cmp(&y);
+        }
+        at += 8;
+    }
+    big(&a[n - 8..n])
+        .cmp(&big(&b[n - 8..n]))
+        .then(a.len().cmp(&b.len()))
 }
 
 /// Whether `a` and `b`, of equal length, hold the same bytes: a word at a
@@ -412,6 +459,8 @@ impl Ord for Article {
             {
                 a.cmp(b)
             }
+            // The hot case in sorting a file's articles.
+            (Article::Named(a), Article::Named(b)) => a.cmp_names(b),
             _ => self
                 .project()
                 .cmp(other.project())
@@ -505,6 +554,47 @@ mod tests {
                 b[at] ^= 0x20;
                 assert!(!same_bytes(a, &b), "len {len}, changed at {at}");
             }
+        }
+    }
+
+    /// The word-at-a-time order agrees with the order of slices, and
+    /// named articles are ordered by project, then title, as strings.
+    #[test]
+    fn cmp_bytes_is_slice_order() {
+        let a: Vec<u8> = (0..40u8).map(|i| b'A' + i).collect();
+        for len in 0..=a.len() {
+            let a = &a[..len];
+            for b_len in [0, len.saturating_sub(1), len, len + 1] {
+                let b: Vec<u8> = (0..b_len as u8).map(|i| b'A' + i).collect();
+                assert_eq!(cmp_bytes(a, &b), a.cmp(&b[..]), "{len} against {b_len}");
+            }
+            for at in 0..len {
+                for flip in [0x01, 0x20, 0x80] {
+                    let mut b = a.to_vec();
+                    b[at] ^= flip;
+                    assert_eq!(cmp_bytes(a, &b), a.cmp(&b[..]), "{len}, {at}, {flip}");
+                    assert_eq!(cmp_bytes(&b, a), b[..].cmp(a), "{len}, {at}, {flip}");
+                }
+            }
+        }
+        let names = [
+            ("en", "Article_0000012"),
+            ("en", "Article_00000123"),
+            ("en", "Article_0000013"),
+            ("en", "Main_Page"),
+            ("en.m", "A"),
+            ("enm", "A"),
+            ("e", "nA"),
+            ("de", "Zürich"),
+            ("de", "Zurich"),
+        ];
+        for (p, t) in names {
+            for (q, u) in names {
+                let (a, b) = (Article::named(p, t), Article::named(q, u));
+                assert_eq!(a.cmp(&b), (p, t).cmp(&(q, u)), "{p} {t} against {q} {u}");
+            }
+            let a = Article::named(p, t);
+            assert_eq!(a.cmp(&a.clone()), Ordering::Equal);
         }
     }
 
