@@ -195,6 +195,28 @@ mod tests {
 
     use super::*;
 
+    /// Built at once or inserted one by one, the totals are those of
+    /// inserting every row in order: a later row of an article wins.
+    #[test]
+    fn totals_are_those_of_inserting_every_row() {
+        let row = |title: &str, views: u64| (Article::named("en", title), views);
+        let cases = [
+            vec![row("A", 1), row("B", 2), row("C", 3)],
+            vec![row("A", 1), row("B", 2), row("B", 5), row("C", 3)],
+            vec![row("C", 3), row("A", 1), row("B", 2), row("A", 4)],
+            vec![],
+        ];
+        for before in [vec![], vec![row("B", 9), row("D", 7)]] {
+            for rows in &cases {
+                let mut totals: BTreeMap<Article, u64> = before.iter().cloned().collect();
+                let mut inserted = totals.clone();
+                inserted.extend(rows.iter().cloned());
+                set_totals(&mut totals, rows.clone());
+                assert_eq!(totals, inserted, "{before:?} then {rows:?}");
+            }
+        }
+    }
+
     /// A link at an hour's name is replaced by the hour's file; what it led
     /// to is left as it was.
     #[test]
