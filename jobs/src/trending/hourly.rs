@@ -70,10 +70,16 @@ impl HourlyDumpSink {
         })
     }
 
-    fn write_hour(&self, hour: EventTime, totals: &BTreeMap<Article, u64>) -> Result<()> {
+    /// Writes the hour's file from its `lines` totals, in article order.
+    fn write_hour<'a>(
+        &self,
+        hour: EventTime,
+        lines: usize,
+        totals: impl IntoIterator<Item = (&'a Article, &'a u64)>,
+    ) -> Result<()> {
         // About 32 bytes a line; pushed field by field, as `Display` costs
         // as much as the rest of the write.
-        let mut text = String::with_capacity(totals.len() * 32);
+        let mut text = String::with_capacity(lines * 32);
         for (article, views) in totals {
             text.push_str(article.project());
             text.push(' ');
@@ -96,11 +102,16 @@ impl HourlyDumpSink {
 /// them, build its map at once: inserting them one by one compared each
 /// name with a score of others, and was the most of the sink's time.
 fn set_totals(totals: &mut BTreeMap<Article, u64>, rows: Vec<(Article, u64)>) {
-    if totals.is_empty() && rows.windows(2).all(|pair| pair[0].0 < pair[1].0) {
+    if totals.is_empty() && sorted_and_distinct(&rows) {
         *totals = BTreeMap::from_iter(rows);
     } else {
         totals.extend(rows);
     }
+}
+
+/// Whether each row's article comes after the one before.
+fn sorted_and_distinct(rows: &[(Article, u64)]) -> bool {
+    rows.windows(2).all(|pair| pair[0].0 < pair[1].0)
 }
 
 /// Removes the temporary files of writers that are no longer running
@@ -143,18 +154,26 @@ impl Sink<WindowResult<Article, u64>> for HourlyDumpSink {
                 .or_default()
                 .push((r.key.clone(), r.value));
         }
+        let keep = self.keep;
+        let reachable = |hour: EventTime| hour + HOUR + keep > time;
         for (hour, rows) in by_hour {
+            // Without allowed lateness an hour is written once and kept
+            // by no one: its rows are its totals, and need no map.
+            if !reachable(hour) && !self.hours.contains_key(&hour) && sorted_and_distinct(&rows) {
+                self.write_hour(hour, rows.len(), rows.iter().map(|(a, v)| (a, v)))?;
+                continue;
+            }
             if let Some(changed) = self.changed.as_mut() {
                 set_totals(changed.entry(hour).or_default(), rows.clone());
             }
             set_totals(self.hours.entry(hour).or_default(), rows);
-            self.write_hour(hour, &self.hours[&hour])?;
+            let totals = &self.hours[&hour];
+            self.write_hour(hour, totals.len(), totals)?;
         }
         // Hours that no late update can reach any more are forgotten.
-        let keep = self.keep;
-        self.hours.retain(|hour, _| hour + HOUR + keep > time);
+        self.hours.retain(|hour, _| reachable(*hour));
         if let Some(changed) = self.changed.as_mut() {
-            changed.retain(|hour, _| hour + HOUR + keep > time);
+            changed.retain(|hour, _| reachable(*hour));
         }
         Ok(())
     }
@@ -214,6 +233,33 @@ mod tests {
                 set_totals(&mut totals, rows.clone());
                 assert_eq!(totals, inserted, "{before:?} then {rows:?}");
             }
+        }
+    }
+
+    /// Without allowed lateness an hour is written straight from its
+    /// records and kept by no one; records out of order write it alike.
+    #[test]
+    fn an_hour_no_update_can_reach_is_written_and_forgotten() {
+        let dir = tempfile::tempdir().unwrap();
+        let hour = 1_470_009_600_000;
+        let result = |title: &str, value: u64| {
+            let r = WindowResult {
+                key: Article::named("en", title),
+                start: hour,
+                end: hour + HOUR,
+                value,
+                update: false,
+            };
+            (hour + HOUR - 1, r)
+        };
+        let sorted = [result("A", 3), result("B", 1), result("C", 2)];
+        let shuffled = [result("C", 2), result("A", 3), result("B", 1)];
+        for records in [&sorted, &shuffled] {
+            let mut sink = HourlyDumpSink::create(dir.path(), 0).unwrap();
+            sink.write(hour + HOUR, records).unwrap();
+            assert!(sink.hours.is_empty());
+            let text = std::fs::read_to_string(dir.path().join(hourly_file_name(hour))).unwrap();
+            assert_eq!(text, "en A 3 0\nen B 1 0\nen C 2 0\n");
         }
     }
 
