@@ -98,11 +98,11 @@ impl HourlyDumpSink {
 }
 
 /// Sets each row's total in `totals`, a later row of an article over an
-/// earlier one. An hour's first rows, sorted and distinct as a sink gets
+/// earlier one. An hour's first rows, `sorted` and distinct as a sink gets
 /// them, build its map at once: inserting them one by one compared each
 /// name with a score of others, and was the most of the sink's time.
-fn set_totals(totals: &mut BTreeMap<Article, u64>, rows: Vec<(Article, u64)>) {
-    if totals.is_empty() && sorted_and_distinct(&rows) {
+fn set_totals(totals: &mut BTreeMap<Article, u64>, rows: Vec<(Article, u64)>, sorted: bool) {
+    if totals.is_empty() && sorted {
         *totals = BTreeMap::from_iter(rows);
     } else {
         totals.extend(rows);
@@ -159,14 +159,15 @@ impl Sink<WindowResult<Article, u64>> for HourlyDumpSink {
         for (hour, rows) in by_hour {
             // Without allowed lateness an hour is written once and kept
             // by no one: its rows are its totals, and need no map.
-            if !reachable(hour) && !self.hours.contains_key(&hour) && sorted_and_distinct(&rows) {
+            let sorted = sorted_and_distinct(&rows);
+            if !reachable(hour) && !self.hours.contains_key(&hour) && sorted {
                 self.write_hour(hour, rows.len(), rows.iter().map(|(a, v)| (a, v)))?;
                 continue;
             }
             if let Some(changed) = self.changed.as_mut() {
-                set_totals(changed.entry(hour).or_default(), rows.clone());
+                set_totals(changed.entry(hour).or_default(), rows.clone(), sorted);
             }
-            set_totals(self.hours.entry(hour).or_default(), rows);
+            set_totals(self.hours.entry(hour).or_default(), rows, sorted);
             let totals = &self.hours[&hour];
             self.write_hour(hour, totals.len(), totals)?;
         }
@@ -230,7 +231,7 @@ mod tests {
                 let mut totals: BTreeMap<Article, u64> = before.iter().cloned().collect();
                 let mut inserted = totals.clone();
                 inserted.extend(rows.iter().cloned());
-                set_totals(&mut totals, rows.clone());
+                set_totals(&mut totals, rows.clone(), sorted_and_distinct(rows));
                 assert_eq!(totals, inserted, "{before:?} then {rows:?}");
             }
         }
